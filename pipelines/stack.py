@@ -1,0 +1,70 @@
+"""The ZenML stack every radreport pipeline runs on: local orchestrator and artifact
+store, an MLflow experiment tracker and an MLflow model registry.
+
+It lives in the user's normal ZenML configuration (or wherever ZENML_CONFIG_PATH
+points), so `zenml stack list` and the dashboard see it.
+"""
+
+from __future__ import annotations
+
+from zenml.client import Client
+from zenml.enums import StackComponentType
+
+STACK_NAME = "radreport"
+TRACKER_NAME = "radreport_mlflow_tracker"
+REGISTRY_NAME = "radreport_mlflow_registry"
+MLFLOW_FLAVOR = "mlflow"
+
+WANTED_COMPONENTS = {
+    StackComponentType.ORCHESTRATOR: "default",
+    StackComponentType.ARTIFACT_STORE: "default",
+    StackComponentType.EXPERIMENT_TRACKER: TRACKER_NAME,
+    StackComponentType.MODEL_REGISTRY: REGISTRY_NAME,
+}
+
+
+def ensure_stack() -> list[str]:
+    """Create whatever is missing and activate the stack; return what changed (empty if nothing)."""
+    client = Client()
+    changes = [
+        change
+        for kind in (StackComponentType.EXPERIMENT_TRACKER, StackComponentType.MODEL_REGISTRY)
+        if (change := ensure_component(client, kind, WANTED_COMPONENTS[kind]))
+    ]
+    if (change := ensure_stack_components(client)) is not None:
+        changes.append(change)
+    if client.active_stack_model.name != STACK_NAME:
+        client.activate_stack(STACK_NAME)
+        changes.append(f"activated stack '{STACK_NAME}'")
+    return changes
+
+
+def ensure_component(client: Client, kind: StackComponentType, name: str) -> str | None:
+    try:
+        client.get_stack_component(kind, name)
+        return None
+    except KeyError:
+        client.create_stack_component(
+            name=name, flavor=MLFLOW_FLAVOR, component_type=kind, configuration={}
+        )
+        return f"registered {kind.value} '{name}' (flavor {MLFLOW_FLAVOR})"
+
+
+def ensure_stack_components(client: Client) -> str | None:
+    wanted = {kind: name for kind, name in WANTED_COMPONENTS.items()}
+    try:
+        stack = client.get_stack(STACK_NAME)
+    except KeyError:
+        client.create_stack(name=STACK_NAME, components=wanted)
+        return f"created stack '{STACK_NAME}'"
+    current = {kind: models[0].name for kind, models in stack.components.items() if models}
+    if current == wanted:
+        return None
+    client.update_stack(STACK_NAME, component_updates={k: [v] for k, v in wanted.items()})
+    return f"updated stack '{STACK_NAME}' to {sorted(v for v in wanted.values())}"
+
+
+def mlflow_tracking_uri() -> str:
+    """Where the active stack's tracker writes, for `mlflow ui --backend-store-uri`."""
+    tracker = Client().active_stack.experiment_tracker
+    return tracker.get_tracking_uri()

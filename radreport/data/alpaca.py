@@ -1,0 +1,171 @@
+"""Alpaca instruction format for impression -> detailed report, with a response-only loss mask.
+
+The prompt (introduction, instruction = impression, the "### Response:" header) and the
+response (the detailed report) are tokenized separately and concatenated, so the boundary
+between masked and trained tokens is exact by construction: no marker search on token ids,
+which is how "All labels in your dataset are -100" happens when a template and a collator
+disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+IGNORE_INDEX = -100
+
+INTRODUCTION = (
+    "Below is an instruction that describes a task. The instruction holds a radiologist's "
+    "impression of an imaging study. Write the detailed radiology report (the findings "
+    "section) that is consistent with this impression."
+)
+INSTRUCTION_HEADER = "### Instruction:"
+RESPONSE_HEADER = "### Response:"
+
+OverlengthPolicy = Literal["truncate", "drop"]
+
+
+def _instruction(impression: str, examples: Sequence[tuple[str, str]]) -> str:
+    if not examples:
+        return impression.strip()
+    shown = "\n\n".join(
+        f"Impression: {example_impression.strip()}\nReport: {example_report.strip()}"
+        for example_impression, example_report in examples
+    )
+    return (
+        f"Reports of similar previous studies:\n\n{shown}\n\n"
+        f"Impression of this study: {impression.strip()}"
+    )
+
+
+def format_prompt(impression: str, examples: Sequence[tuple[str, str]] = ()) -> str:
+    """Everything the model is given; the detailed report follows it directly.
+
+    `examples` are (impression, report) pairs of similar studies placed in the instruction
+    for retrieval-augmented prompting.
+    """
+    return (
+        f"{INTRODUCTION}\n\n{INSTRUCTION_HEADER}\n{_instruction(impression, examples)}\n\n"
+        f"{RESPONSE_HEADER}\n"
+    )
+
+
+def format_example(
+    impression: str, report: str, examples: Sequence[tuple[str, str]] = ()
+) -> str:
+    """The full training text: prompt followed by the report."""
+    return format_prompt(impression, examples) + report.strip()
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+
+def _tokenize_parts(
+    tokenizer, impression: str, report: str, examples: Sequence[tuple[str, str]]
+) -> tuple[list[int], list[int]]:
+    prompt_ids = tokenizer(format_prompt(impression, examples), add_special_tokens=True)
+    response_ids = tokenizer(report.strip(), add_special_tokens=False)
+    return prompt_ids["input_ids"], [*response_ids["input_ids"], tokenizer.eos_token_id]
+
+
+def _fit(
+    prompt_ids: list[int],
+    response_ids: list[int],
+    max_seq_length: int,
+    overlength: OverlengthPolicy,
+) -> TokenizedExample | None:
+    room = max_seq_length - len(prompt_ids)
+    too_long = len(response_ids) > room
+    if room <= 0 or (too_long and overlength == "drop"):
+        return None
+    kept = response_ids[:room]
+    return TokenizedExample(
+        input_ids=prompt_ids + kept,
+        labels=[IGNORE_INDEX] * len(prompt_ids) + kept,
+        truncated=too_long,
+    )
+
+
+def tokenize_example(
+    tokenizer,
+    impression: str,
+    report: str,
+    max_seq_length: int,
+    examples: Sequence[tuple[str, str]] = (),
+    overlength: OverlengthPolicy = "truncate",
+) -> TokenizedExample | None:
+    """Token ids with labels = -100 on every prompt token and the report (+ EOS) trained.
+
+    Over-length examples keep their whole prompt and lose the end of the report
+    ("truncate"; the EOS goes too, since the report did not end there) or are skipped
+    ("drop", returns None). An example whose prompt alone fills `max_seq_length` has
+    nothing left to learn from and is always dropped.
+    """
+    prompt_ids, response_ids = _tokenize_parts(tokenizer, impression, report, examples)
+    return _fit(prompt_ids, response_ids, max_seq_length, overlength)
+
+
+def token_length_stats(lengths: Sequence[int]) -> dict[str, float]:
+    """p50 / p95 / max of token lengths (zeros for an empty set, so logging never fails)."""
+    if len(lengths) == 0:
+        return {"p50": 0.0, "p95": 0.0, "max": 0.0}
+    values = np.asarray(lengths)
+    return {
+        "p50": float(np.percentile(values, 50)),
+        "p95": float(np.percentile(values, 95)),
+        "max": float(values.max()),
+    }
+
+
+@dataclass
+class AlpacaDataset:
+    """Tokenized examples plus what happened to the ones that did not fit."""
+
+    examples: list[TokenizedExample] = field(default_factory=list)
+    truncated: int = 0
+    dropped: int = 0
+    # Lengths before any truncation: they tell whether max_seq_length suits the data.
+    source_lengths: list[int] = field(default_factory=list)
+
+    def stats(self) -> dict[str, float]:
+        lengths = token_length_stats(self.source_lengths)
+        return {
+            "examples": len(self.examples),
+            "truncated": self.truncated,
+            "dropped": self.dropped,
+            **{f"tokens_{name}": value for name, value in lengths.items()},
+        }
+
+
+def build_alpaca_dataset(
+    rows: Iterable[Mapping],
+    tokenizer,
+    max_seq_length: int,
+    overlength: OverlengthPolicy = "truncate",
+) -> AlpacaDataset:
+    """Tokenize rows with keys `impression`, `report` and optionally `examples`.
+
+    `examples` (a sequence of (impression, report) pairs) trains with the retrieval-augmented
+    prompt; without it the plain prompt is used.
+    """
+    dataset = AlpacaDataset()
+    for row in rows:
+        examples = tuple(tuple(pair) for pair in row.get("examples") or ())
+        prompt_ids, response_ids = _tokenize_parts(
+            tokenizer, row["impression"], row["report"], examples
+        )
+        dataset.source_lengths.append(len(prompt_ids) + len(response_ids))
+        example = _fit(prompt_ids, response_ids, max_seq_length, overlength)
+        if example is None:
+            dataset.dropped += 1
+            continue
+        dataset.truncated += example.truncated
+        dataset.examples.append(example)
+    return dataset

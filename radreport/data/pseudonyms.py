@@ -1,0 +1,78 @@
+"""Keyed pseudonyms shared by images and reports: one secret, one HMAC per kind of value.
+
+The same secret and input always give the same pseudonym, so a patient's DICOM headers and
+manifest rows meet again after de-identification; without the secret a pseudonym cannot
+be reversed or recomputed from a guessed identifier.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import os
+from dataclasses import dataclass
+
+from pydicom.uid import UID, generate_uid
+
+from radreport.data.settings import DeidSettings
+
+logger = logging.getLogger(__name__)
+
+DEMO_DEID_KEY = "radreport-DEMO-KEY-not-for-real-patient-data"
+
+PSEUDONYM_HEX_CHARS = 16  # 64 bits: collisions stay negligible for millions of patients
+
+
+class DeidKeyError(RuntimeError):
+    """Real patient data was requested to be de-identified with no key configured."""
+
+
+@dataclass(frozen=True)
+class DeidKeys:
+    secret: str
+    max_date_shift_days: int = 730
+
+    def _digest(self, kind: str, value: str) -> bytes:
+        return hmac.new(self.secret.encode(), f"{kind}\x1f{value}".encode(), hashlib.sha256).digest()
+
+    def pseudonym(self, kind: str, value: str) -> str:
+        """`kind` is a short prefix (P patient, S study, A accession) kept in the pseudonym."""
+        return kind + self._digest(kind, value).hex()[:PSEUDONYM_HEX_CHARS]
+
+    def patient(self, patient_id: str) -> str:
+        return self.pseudonym("P", patient_id)
+
+    def study(self, study_id: str) -> str:
+        return self.pseudonym("S", study_id)
+
+    def accession(self, accession_number: str) -> str:
+        return self.pseudonym("A", accession_number)
+
+    def uid(self, original: str) -> UID:
+        return generate_uid(entropy_srcs=[self.secret, original])
+
+    def date_shift(self, patient_id: str) -> dt.timedelta:
+        """A fixed shift into the past per patient, so intervals between studies survive."""
+        draw = int.from_bytes(self._digest("date-shift", patient_id)[:8], "big")
+        return -dt.timedelta(days=1 + draw % self.max_date_shift_days)
+
+
+def resolve_deid_keys(settings: DeidSettings) -> DeidKeys:
+    """Secret from the environment variable, else the config, else the demo key (warned)."""
+    secret = os.environ.get(settings.key_env) or (
+        settings.key.get_secret_value() if settings.key else None
+    )
+    if not secret:
+        if settings.require_key:
+            raise DeidKeyError(
+                f"no de-identification key: set ${settings.key_env} or deid.key in the config"
+            )
+        logger.warning(
+            "De-identifying with the built-in DEMO key: pseudonyms are reproducible by anyone. "
+            "Set $%s for real patient data.",
+            settings.key_env,
+        )
+        secret = DEMO_DEID_KEY
+    return DeidKeys(secret=secret, max_date_shift_days=settings.max_date_shift_days)

@@ -1,0 +1,58 @@
+"""Name what a file is when strict DICOM reading refuses it, so the user knows what to fix.
+
+We never read with force=True (a PNG or an empty file would "read" as an empty dataset);
+instead the first bytes tell an exported picture, an archive or a stray text file apart
+from a DICOM dataset written without its preamble and file meta header.
+"""
+
+from __future__ import annotations
+
+import codecs
+
+from radreport.data.quarantine import Reason
+
+SNIFF_BYTES = 512
+
+IMAGE_SIGNATURES = {
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"\xff\xd8\xff": "JPEG",
+    b"GIF8": "GIF",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+    b"BM": "BMP",
+}
+ARCHIVE_SIGNATURES = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2"}
+
+# A dataset written without file meta starts with a little-endian group 0x0008 tag; some
+# writers leave a stray padding byte before it (pydicom's no_meta.dcm has one).
+RAW_DATASET_GROUP = b"\x08\x00"
+RAW_DATASET_SEARCH = 4
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        # Incremental, so a character cut at the end of the sniffed bytes is not an error.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def classify_non_dicom(head: bytes) -> tuple[Reason, str]:
+    """Reason and message for the first bytes of a file that strict dcmread rejected."""
+    for signature, kind in IMAGE_SIGNATURES.items():
+        if head.startswith(signature):
+            return Reason.NOT_DICOM_IMAGE_FILE, f"a {kind} picture, not a DICOM file"
+    for signature, kind in ARCHIVE_SIGNATURES.items():
+        if head.startswith(signature):
+            return Reason.NOT_DICOM_ARCHIVE, f"a {kind} archive: extract it first"
+    if RAW_DATASET_GROUP in head[:RAW_DATASET_SEARCH]:
+        return (
+            Reason.MISSING_FILE_META,
+            "DICOM dataset without preamble and file meta header; re-export as DICOM Part 10",
+        )
+    if _looks_like_text(head):
+        return Reason.NOT_DICOM_TEXT_FILE, "a text file, not a DICOM file"
+    return Reason.NOT_DICOM, "no DICOM preamble and no known file signature"

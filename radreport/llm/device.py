@@ -1,0 +1,62 @@
+"""Turns the "auto" values of LLMSettings into concrete choices for the machine at hand.
+
+On CUDA: the talk's setup (unsloth, 4-bit base, gradient checkpointing, bf16 where the GPU
+has it). On CPU: what benchmarks/train_throughput.py measured fastest
+(benchmarks/results/train_throughput.md): bitsandbytes dequantizes NF4 weights on every
+matmul with no fused CPU kernel, and unsloth's speed-ups are GPU kernels.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from radreport.llm.settings import LLMSettings
+
+CPU_FASTEST_BACKEND = "hf"
+_CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def cpu_has_bf16() -> bool:
+    """Native bf16 matmul support (AVX-512 BF16 or AMX); without it bf16 on CPU is emulated."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return False
+    flags = set(cpuinfo.read_text().split())
+    return bool(flags & _CPU_BF16_FLAGS)
+
+
+def _compute_dtype(requested: str, on_cuda: bool) -> str:
+    if requested != "auto":
+        return requested
+    if on_cuda:
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "bfloat16" if cpu_has_bf16() else "float32"
+
+
+def resolve_for_device(settings: LLMSettings) -> LLMSettings:
+    """A copy of `settings` with no "auto" left: backend, dtype, 4-bit, checkpointing."""
+    on_cuda = cuda_available()
+    backend = settings.backend
+    if backend == "auto":
+        backend = "unsloth" if on_cuda else CPU_FASTEST_BACKEND
+    load_in_4bit = settings.load_in_4bit
+    if load_in_4bit == "auto":
+        load_in_4bit = on_cuda
+    checkpointing = settings.gradient_checkpointing
+    if checkpointing == "auto":
+        # Recomputation buys memory a GPU needs for long reports; on CPU RAM is ample.
+        checkpointing = on_cuda
+    return settings.model_copy(
+        update={
+            "backend": backend,
+            "load_in_4bit": load_in_4bit,
+            "gradient_checkpointing": checkpointing,
+            "compute_dtype": _compute_dtype(settings.compute_dtype, on_cuda),
+        }
+    )

@@ -1,0 +1,95 @@
+"""The most similar training studies for an impression, for retrieval-augmented prompting.
+
+Impressions are short and formulaic, so word and bigram TF-IDF with cosine similarity finds
+the training studies whose reports best show the model how such an impression is written up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+Example = tuple[str, str]
+
+# Similarities are computed for this many queries at once, so memory stays bounded for any
+# number of queries (a dense block of QUERY_CHUNK x training-set floats).
+QUERY_CHUNK = 1024
+
+
+class ImpressionIndex:
+    """Training (impression, report) pairs searchable by impression."""
+
+    def __init__(
+        self,
+        impressions: Sequence[str],
+        reports: Sequence[str],
+        study_ids: Sequence[str] | None = None,
+    ):
+        if len(impressions) != len(reports):
+            raise ValueError(f"{len(impressions)} impressions but {len(reports)} reports")
+        if study_ids is not None and len(study_ids) != len(impressions):
+            raise ValueError(f"{len(study_ids)} study ids but {len(impressions)} impressions")
+        if len(impressions) == 0:
+            raise ValueError("cannot build an index from an empty training table")
+        self.impressions = [str(text) for text in impressions]
+        self.reports = [str(text) for text in reports]
+        self.study_ids = None if study_ids is None else np.asarray(study_ids, dtype=object)
+        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+        self.matrix = self.vectorizer.fit_transform(self.impressions)
+
+    @classmethod
+    def from_table(
+        cls,
+        table: pd.DataFrame,
+        impression_column: str = "impression",
+        report_column: str = "report",
+        id_column: str = "study_id",
+    ) -> ImpressionIndex:
+        """Index a training table; study ids are kept when the id column exists."""
+        study_ids = table[id_column].tolist() if id_column in table.columns else None
+        return cls(table[impression_column].tolist(), table[report_column].tolist(), study_ids)
+
+    def nearest(
+        self,
+        impressions: Sequence[str],
+        k: int,
+        study_ids: Sequence[str] | None = None,
+    ) -> list[list[Example]]:
+        """The k most similar (impression, report) pairs for each query, most similar first.
+
+        Give `study_ids` when the queries may be indexed studies themselves (prompts for the
+        training set): a study is never its own example, or the model would learn to copy
+        the answer out of its prompt.
+        """
+        if k <= 0:
+            return [[] for _ in impressions]
+        if study_ids is not None and len(study_ids) != len(impressions):
+            raise ValueError(f"{len(study_ids)} study ids but {len(impressions)} queries")
+        neighbours: list[list[Example]] = []
+        for start in range(0, len(impressions), QUERY_CHUNK):
+            chunk = slice(start, start + QUERY_CHUNK)
+            chunk_ids = None if study_ids is None else study_ids[chunk]
+            neighbours.extend(self._nearest_chunk(impressions[chunk], k, chunk_ids))
+        return neighbours
+
+    def _nearest_chunk(
+        self, impressions: Sequence[str], k: int, study_ids: Sequence[str] | None
+    ) -> list[list[Example]]:
+        # Rows of the TF-IDF matrix are L2-normalised, so the dot product is the cosine.
+        similarity = (self.vectorizer.transform(impressions) @ self.matrix.T).toarray()
+        if study_ids is not None and self.study_ids is not None:
+            own_study = self.study_ids[None, :] == np.asarray(study_ids, dtype=object)[:, None]
+            similarity[own_study] = -np.inf
+        # A stable sort keeps ties in table order, so prompts are reproducible.
+        order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        return [
+            [
+                (self.impressions[index], self.reports[index])
+                for index in row
+                if np.isfinite(similarity[query, index])
+            ]
+            for query, row in enumerate(order)
+        ]

@@ -1,0 +1,58 @@
+"""Every knob of LLM fine-tuning and generation, validated; one place for their defaults.
+
+Defaults are the fastest honest CPU setup measured by benchmarks/train_throughput.py
+(results in benchmarks/results/train_throughput.md). Values marked "auto" resolve by
+device in radreport.llm.device: the talk's 4-bit setup on CUDA, the measured best on CPU.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ALL_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class LLMSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Model and backend
+    backend: Literal["auto", "unsloth", "hf"] = "auto"
+    base_model: str = "bundled:smollm2-135m-instruct"
+    load_in_4bit: bool | Literal["auto"] = "auto"
+    compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    max_seq_length: int = Field(256, gt=0)
+    overlength: Literal["truncate", "drop"] = "truncate"
+
+    # LoRA
+    lora_r: int = Field(16, gt=0)
+    lora_alpha: int = Field(16, gt=0)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR_LAYERS))
+
+    # Optimisation (AdamW)
+    learning_rate: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, description="> 0 overrides epochs")
+    per_device_batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    gradient_checkpointing: bool | Literal["auto"] = "auto"
+    batching: Literal["padded", "length_grouped", "padding_free"] = "length_grouped"
+    seed: int = 42
+    num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None = all")
+
+    # Evaluation, checkpoints, early stopping
+    eval_steps: int = Field(50, gt=0)
+    save_steps: int = Field(50, gt=0)
+    logging_steps: int = Field(10, gt=0)
+    early_stopping_patience: int | None = Field(3, gt=0)
+    save_total_limit: int = Field(2, gt=0)
+
+    # Generation
+    max_new_tokens: int = Field(256, gt=0)
+    num_beams: int = Field(1, gt=0)
+    retrieval_k: int = Field(0, ge=0)
