@@ -29,7 +29,8 @@ def load_yaml_model(path: str | Path, model: type[ModelT]) -> ModelT:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = getattr(exc, "problem", exc)
+        raise ConfigError(f"{path}:{where} not valid YAML ({problem})") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

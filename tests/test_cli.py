@@ -1,0 +1,71 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from radreport.config import load_run_config
+from radreport.config_loading import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY_MODULES = ("torch", "transformers", "unsloth", "zenml", "mlflow", "pandas")
+SUBCOMMANDS = ("setup", "demo", "data", "baselines", "train", "generate", "evaluate")
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "run.py"), *args], capture_output=True, text=True, cwd=REPO
+    )
+
+
+def test_help_lists_every_subcommand_without_heavy_imports():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for name in SUBCOMMANDS:
+        assert f"  {name} " in result.stdout
+    probe = subprocess.run(
+        [sys.executable, "-c", f"import run, sys; print([m for m in {HEAVY_MODULES!r} "
+         "if m in sys.modules])"],
+        capture_output=True, text=True, cwd=REPO,
+    )
+    assert probe.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["demo", "iu_xray", "llama3_8b_single_gpu"])
+def test_shipped_configs_validate(name):
+    config = load_run_config(REPO / "configs" / f"{name}.yaml")
+    assert config.model_name
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model_name: x\nllm:\n  lora_rank: 8\n", "llm.lora_rank: unknown key"),
+        ("model_name: x\nllm:\n  lora_r: eight\n", "llm.lora_r:"),
+        ("model_name: x\ndata:\n  dicom:\n    workers: -1\n", "data.dicom.workers:"),
+        ("llm: {}\n", "model_name: required key is missing"),
+    ],
+)
+def test_bad_config_names_file_and_key(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and expected in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("model_name: x\nunknown_section: 1\n", "unknown_section: unknown key"),
+     (None, "config file not found")],
+)
+def test_cli_exits_2_with_one_line_on_bad_config(tmp_path, text, expected):
+    path = tmp_path / "bad.yaml"
+    if text is not None:
+        path.write_text(text)
+    result = run_cli("data", "--config", str(path))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert expected in result.stderr and "Traceback" not in result.stderr
