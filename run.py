@@ -7,6 +7,7 @@ commands, never at module level, so `python run.py --help` answers at once.
 from __future__ import annotations
 
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -45,6 +46,93 @@ def setup() -> None:
             click.echo(f"  {change}")
     else:
         click.echo("Stack already set up: nothing changed.")
+
+
+def print_report(report) -> None:
+    for line in report.lines():
+        click.echo(line)
+
+
+def train_with(config_path: Path) -> None:
+    from pipelines.launch import run_training
+
+    config = load_config_or_exit(config_path)
+    with data_errors_exit_1():
+        report = run_training(config)
+    print_report(report)
+
+
+@contextmanager
+def data_errors_exit_1():
+    """Input that yields no usable study is a user error: one line, exit 1."""
+    from radreport.data.errors import DatasetError
+
+    try:
+        yield
+    except DatasetError as exc:
+        fail(str(exc), 1)
+
+
+@cli.command()
+def demo() -> None:
+    """Run the whole training chain on the bundled demo data (configs/demo.yaml)."""
+    train_with(DEMO_CONFIG)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
+def train(config_path: Path) -> None:
+    """Run the training chain (data -> LLM -> evaluation) for a config; print the model version."""
+    train_with(config_path)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Run the data pipeline of this config.")
+@click.option("--manifest", type=click.Path(path_type=Path), default=None,
+              help="Ingest your own manifest with the default settings instead.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="With --manifest: write quarantine.csv and summary.json here.")
+def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> None:
+    """Build a de-identified dataset: from a config (pipeline) or a manifest (ingest report)."""
+    if (config_path is None) == (manifest is None):
+        fail("give exactly one of --config or --manifest", 2)
+    if config_path is not None:
+        from pipelines.launch import run_data
+
+        config = load_config_or_exit(config_path)
+        with data_errors_exit_1():
+            print_report(run_data(config))
+        return
+    from radreport.data.build import build_dataset
+
+    with data_errors_exit_1():
+        build = build_dataset(manifest, out_dir=out)
+    for line in summary_lines(build.summary):
+        click.echo(line)
+    if out is not None:
+        click.echo(f"wrote {out / 'quarantine.csv'} and {out / 'summary.json'}")
+
+
+def summary_lines(summary: dict) -> list[str]:
+    lines = [f"studies in: {summary['studies_in']}, accepted: {summary['studies_accepted']}"]
+    lines += [f"  quarantined {code}: {n}" for code, n in summary["quarantined_by_reason"].items()]
+    return lines
+
+
+@cli.command()
+@click.option("--train", "train_csv", type=click.Path(path_type=Path), required=True)
+@click.option("--reports", "reports_csv", type=click.Path(path_type=Path), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def baselines(train_csv: Path, reports_csv: Path, as_json: bool) -> None:
+    """Score the retrieval and constant baselines on a split: the bar to beat."""
+    from radreport.metrics import baseline_table_json, baseline_table_text, score_baselines_from_csv
+
+    try:
+        table = score_baselines_from_csv(train_csv, reports_csv)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc), 2)
+    click.echo(baseline_table_json(table) if as_json else baseline_table_text(table))
 
 
 if __name__ == "__main__":

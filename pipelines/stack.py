@@ -51,7 +51,7 @@ def ensure_component(client: Client, kind: StackComponentType, name: str) -> str
 
 
 def ensure_stack_components(client: Client) -> str | None:
-    wanted = {kind: name for kind, name in WANTED_COMPONENTS.items()}
+    wanted = dict(WANTED_COMPONENTS)
     try:
         stack = client.get_stack(STACK_NAME)
     except KeyError:

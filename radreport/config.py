@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from radreport.config_loading import load_yaml_model
 from radreport.data.settings import DataSettings
 from radreport.llm.settings import LLMSettings
+from radreport.metrics.settings import EvaluationSettings
 
 
 class DataSourceSettings(DataSettings):
@@ -31,6 +32,7 @@ class RunConfig(BaseModel):
     description: str = ""
     data: DataSourceSettings = Field(default_factory=DataSourceSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
 
 def load_run_config(path: str | Path) -> RunConfig:

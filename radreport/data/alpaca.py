@@ -53,9 +53,7 @@ def format_prompt(impression: str, examples: Sequence[tuple[str, str]] = ()) -> 
     )
 
 
-def format_example(
-    impression: str, report: str, examples: Sequence[tuple[str, str]] = ()
-) -> str:
+def format_example(impression: str, report: str, examples: Sequence[tuple[str, str]] = ()) -> str:
     """The full training text: prompt followed by the report."""
     return format_prompt(impression, examples) + report.strip()
 

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_DEID_KEY = "radreport-DEMO-KEY-not-for-real-patient-data"
 
-PSEUDONYM_HEX_CHARS = 16  # 64 bits: collisions stay negligible for millions of patients
+PSEUDONYM_HEX_CHARS = 15  # 60 bits, and with its prefix it fits a 16-character SH element
 
 
 class DeidKeyError(RuntimeError):
@@ -35,7 +35,8 @@ class DeidKeys:
     max_date_shift_days: int = 730
 
     def _digest(self, kind: str, value: str) -> bytes:
-        return hmac.new(self.secret.encode(), f"{kind}\x1f{value}".encode(), hashlib.sha256).digest()
+        message = f"{kind}\x1f{value}".encode()  # unit separator: no kind/value ambiguity
+        return hmac.new(self.secret.encode(), message, hashlib.sha256).digest()
 
     def pseudonym(self, kind: str, value: str) -> str:
         """`kind` is a short prefix (P patient, S study, A accession) kept in the pseudonym."""

@@ -1,19 +1,14 @@
-"""The quarantine table: every manifest row, file, series or study that was not used, and why.
+"""Quarantine entries: every manifest row, file, series or study that was not used, and why.
 
 Each failure kind has its own reason code, so the counts per code tell a user what to fix.
 Messages never carry header or report values (they may be PHI), only tag names and numbers.
+Kept free of pandas: ingestion workers import it, and each import costs their start-up.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import Enum
-
-import pandas as pd
-
-QUARANTINE_COLUMNS = ("path", "study_id", "series_uid", "reason_code", "message")
 
 
 class Reason(str, Enum):
@@ -40,6 +35,7 @@ class Reason(str, Enum):
     MISSING_REQUIRED_ATTRIBUTE = "missing_required_attribute"
     UNSUPPORTED_SOP_CLASS = "unsupported_sop_class"
     NO_PIXEL_DATA = "no_pixel_data"
+    UNSUPPORTED_PIXEL_FORMAT = "unsupported_pixel_format"
     SIZE_LIMIT_EXCEEDED = "size_limit_exceeded"
     UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
     NO_DECODER = "no_decoder"
@@ -58,6 +54,7 @@ class Reason(str, Enum):
     DUPLICATE_SLICE_POSITION = "duplicate_slice_position"
     IRREGULAR_SPACING = "irregular_spacing"
     GANTRY_TILT = "gantry_tilt"
+    INCOMPLETE_SERIES = "incomplete_series"
     SERIES_NOT_SELECTED = "series_not_selected"
     NO_USABLE_SERIES = "no_usable_series"
     INGESTION_ERROR = "ingestion_error"
@@ -70,12 +67,3 @@ class QuarantineEntry:
     message: str
     study_id: str = ""
     series_uid: str = ""
-
-
-def quarantine_table(entries: Iterable[QuarantineEntry]) -> pd.DataFrame:
-    rows = [{**asdict(entry), "reason_code": entry.reason.value} for entry in entries]
-    return pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS)).astype(str)
-
-
-def count_by_reason(table: pd.DataFrame) -> dict[str, int]:
-    return dict(sorted(Counter(table["reason_code"]).items()))

@@ -25,6 +25,7 @@ class SyntheticSettings(BaseModel):
     max_slices: int = Field(32, ge=2)
     size: int = Field(128, ge=32, description="rows = columns of every slice")
     seed: int = 0
+    workers: int = Field(2, ge=1, description="processes writing studies")
 
     @model_validator(mode="after")
     def _slice_range_is_ordered(self) -> SyntheticSettings:
@@ -70,6 +71,9 @@ class DicomSettings(BaseModel):
     skip_derived: bool = Field(True, description="skip DERIVED / SECONDARY images")
     check_patient_id: bool = Field(
         True, description="quarantine images whose PatientID differs from the manifest's"
+    )
+    when_no_usable_series: Literal["text_only", "reject_study"] = Field(
+        "text_only", description="keep a study whose images all failed for the text path, or not"
     )
     workers: int = Field(2, ge=1, description="processes; 1 runs in the calling process")
     max_rows_columns: int = Field(4096, ge=1)

@@ -63,9 +63,7 @@ def prepare_output_dir(output_dir: Path, fingerprint: str) -> Path | None:
         if stored == fingerprint:
             checkpoints = checkpoint_dirs(output_dir)
             return checkpoints[-1] if checkpoints else None
-        logger.warning(
-            "Config or data changed since the run in %s: starting fresh", output_dir
-        )
+        logger.warning("Config or data changed since the run in %s: starting fresh", output_dir)
     for stale in output_dir.glob("checkpoint-*"):
         shutil.rmtree(stale)
     fingerprint_path.write_text(json.dumps({"fingerprint": fingerprint}))

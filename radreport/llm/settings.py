@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ALL_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -56,3 +56,14 @@ class LLMSettings(BaseModel):
     max_new_tokens: int = Field(256, gt=0)
     num_beams: int = Field(1, gt=0)
     retrieval_k: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _checkpoints_fall_on_evaluations(self) -> LLMSettings:
+        # Early stopping restores the best checkpoint by validation loss, so every checkpoint
+        # must come with an evaluation.
+        if self.early_stopping_patience is not None and self.save_steps % self.eval_steps:
+            raise ValueError(
+                f"save_steps ({self.save_steps}) must be a multiple of eval_steps "
+                f"({self.eval_steps}) when early stopping is on"
+            )
+        return self

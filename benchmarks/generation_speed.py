@@ -1,0 +1,270 @@
+"""Decode speed of the bundled SmolLM2-135M-Instruct on this machine's CPU.
+
+Prints and writes to benchmarks/results/generation.md:
+- batch-1 tokens/s for each lever (decoding loop, dtype, threads, grad mode) and its fraction
+  of the physical limit: decoding one token reads every weight once, so
+  limit = memory bandwidth / weight bytes; the bandwidth is a large tensor copy, counted as
+  bytes read + bytes written, measured right before each timed trial (the machine is shared,
+  so both change together);
+- tokens/s of batched greedy decoding with the KV cache, batch 16 vs batch 1 (ratio).
+
+Every trial decodes a fixed number of tokens (stop tokens ignored), so trials compare equal
+work. Run: nice .venv/bin/python benchmarks/generation_speed.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from radreport.data.alpaca import format_prompt
+from radreport.llm.bundled import bundled_model_dir
+from radreport.llm.generate import greedy_decode, load_generation_model
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "iu_xray" / "val.csv"
+DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "generation.md"
+BANDWIDTH_BYTES = 256 * 1024**2  # far larger than any CPU cache: the copy streams from DRAM
+
+
+@dataclass
+class Arguments:
+    data: Path = DEFAULT_DATA
+    new_tokens: int = 32
+    batch_size: int = 16
+    trials: int = 5
+    compile: bool = False  # adds the torch.compile lever: minutes of compilation on 2 cores
+    output: Path = DEFAULT_OUTPUT
+
+
+@dataclass
+class Lever:
+    name: str
+    # "lean": greedy_decode; "generate": transformers' model.generate; "compiled": generate
+    # with a static KV cache and the forward pass compiled by torch.compile
+    loop: str
+    dtype: torch.dtype
+    threads: int
+    inference_mode: bool = True
+
+
+@dataclass
+class Measurement:
+    """Tokens/s over trials. The CPU is shared, so the best trial estimates what the machine
+    does undisturbed and the median shows the disturbance."""
+
+    best_tokens_per_s: float
+    median_tokens_per_s: float
+    best_bandwidth: float  # bytes/s, best copy measured between this lever's trials
+
+    def fraction_of_limit(self, bytes_per_token: int) -> float:
+        return self.best_tokens_per_s / (self.best_bandwidth / bytes_per_token)
+
+
+def parse_arguments() -> Arguments:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    defaults = Arguments()
+    for name, value in vars(defaults).items():
+        flag = f"--{name.replace('_', '-')}"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action="store_true")
+        else:
+            parser.add_argument(flag, type=type(value), default=value)
+    return Arguments(**vars(parser.parse_args()))
+
+
+def copy_bandwidth() -> float:
+    """Bytes per second of a large tensor copy, read + write counted (best of 3)."""
+    source = torch.ones(BANDWIDTH_BYTES // 4)
+    target = torch.empty_like(source)
+    best = min(_seconds(lambda: target.copy_(source)) for _ in range(3))
+    return 2 * BANDWIDTH_BYTES / best
+
+
+def weight_bytes(model) -> int:
+    """Bytes of distinct weights: a tied embedding / LM head counts once (read once)."""
+    return sum(parameter.numel() * parameter.element_size() for parameter in model.parameters())
+
+
+def _seconds(work: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def decoder(model, tokenizer, prompts: list[str], new_tokens: int, lever: Lever):
+    """A no-argument callable that decodes `new_tokens` for every prompt, ignoring stops."""
+    encoded = tokenizer(prompts, padding=True, return_tensors="pt")
+    ids, mask, pad = encoded["input_ids"], encoded["attention_mask"], tokenizer.pad_token_id
+    if lever.loop in ("generate", "compiled"):
+        return lambda: model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=pad,
+            **(_static_compiled() if lever.loop == "compiled" else {}),
+        )
+    if lever.inference_mode:
+        return lambda: greedy_decode(model, ids, mask, new_tokens, [], pad)
+
+    def under_no_grad():
+        with torch.no_grad():
+            return greedy_decode.__wrapped__(model, ids, mask, new_tokens, [], pad)
+
+    return under_no_grad
+
+
+def _static_compiled() -> dict:
+    from transformers import CompileConfig
+
+    compile_config = CompileConfig(fullgraph=False, dynamic=False)
+    # generate() compiles only on accelerators unless this (private) switch is set.
+    compile_config._compile_all_devices = True
+    return {"cache_implementation": "static", "compile_config": compile_config}
+
+
+def measure(decode: Callable[[], object], tokens: int, trials: int) -> Measurement:
+    """Time `trials` runs of `decode`, with a bandwidth measurement before each."""
+    decode()  # warm-up: first-call allocations, kernel selection, compilation
+    speeds, bandwidths = [], []
+    for _ in range(trials):
+        bandwidths.append(copy_bandwidth())
+        speeds.append(tokens / _seconds(decode))
+    return Measurement(max(speeds), statistics.median(speeds), max(bandwidths))
+
+
+LEVERS = [
+    Lever("model.generate, fp32, 2 threads", "generate", torch.float32, 2),
+    Lever("lean loop, fp32, 2 threads, no_grad", "lean", torch.float32, 2, inference_mode=False),
+    Lever("lean loop, fp32, 2 threads, inference_mode", "lean", torch.float32, 2),
+    Lever("lean loop, fp32, 1 thread", "lean", torch.float32, 1),
+    Lever("lean loop, bf16, 2 threads", "lean", torch.bfloat16, 2),
+    Lever("model.generate, bf16, 2 threads", "generate", torch.bfloat16, 2),
+]
+COMPILE_LEVER = Lever("generate + static cache + torch.compile, fp32", "compiled", torch.float32, 2)
+DEFAULT_LEVER = LEVERS[2]  # what ReportGenerator does on a CPU without native bf16
+
+
+@dataclass
+class LeverResult:
+    lever: Lever
+    measurement: Measurement
+    bytes_per_token: int
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    impressions = pd.read_csv(arguments.data)["impression"].dropna().tolist()
+    prompts = [format_prompt(text) for text in impressions[: arguments.batch_size]]
+    levers = [*LEVERS, COMPILE_LEVER] if arguments.compile else LEVERS
+    models = {
+        dtype: load_generation_model(bundled_model_dir(), dtype=dtype, device="cpu")
+        for dtype in (torch.float32, torch.bfloat16)
+    }
+    results = [measure_lever(lever, models[lever.dtype], prompts[0], arguments) for lever in levers]
+    batching = measure_batching(models[DEFAULT_LEVER.dtype], prompts, arguments)
+    write_report(arguments, results, batching)
+
+
+def measure_lever(lever: Lever, model_and_tokenizer, prompt: str, arguments) -> LeverResult:
+    model, tokenizer = model_and_tokenizer
+    torch.set_num_threads(lever.threads)
+    decode = decoder(model, tokenizer, [prompt], arguments.new_tokens, lever)
+    result = LeverResult(
+        lever, measure(decode, arguments.new_tokens, arguments.trials), weight_bytes(model)
+    )
+    print(
+        f"{lever.name}: best {result.measurement.best_tokens_per_s:.1f} tokens/s, "
+        f"{result.measurement.fraction_of_limit(result.bytes_per_token):.0%} of the limit",
+        flush=True,
+    )
+    return result
+
+
+def measure_batching(model_and_tokenizer, prompts: list[str], arguments) -> dict[int, Measurement]:
+    """The default lever at batch 1 (first prompt) and with every prompt in one batch."""
+    model, tokenizer = model_and_tokenizer
+    torch.set_num_threads(DEFAULT_LEVER.threads)
+    measurements = {}
+    for size in (1, len(prompts)):
+        decode = decoder(model, tokenizer, prompts[:size], arguments.new_tokens, DEFAULT_LEVER)
+        measurements[size] = measure(decode, size * arguments.new_tokens, arguments.trials)
+        print(f"batch {size}: best {measurements[size].best_tokens_per_s:.1f} tokens/s", flush=True)
+    return measurements
+
+
+def cpu_name() -> str:
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    names = [line.split(":", 1)[1].strip() for line in lscpu.splitlines() if "Model name" in line]
+    return names[0] if names else platform.processor()
+
+
+def write_report(arguments, results: list[LeverResult], batching: dict[int, Measurement]) -> None:
+    one, many = batching[1], batching[max(batching)]
+    bandwidths = [result.measurement.best_bandwidth for result in results]
+    lines = [
+        "# Generation speed (bundled SmolLM2-135M-Instruct, CPU)",
+        "",
+        f"- Command: `nice .venv/bin/python benchmarks/generation_speed.py "
+        f"--new-tokens {arguments.new_tokens} --batch-size {arguments.batch_size} "
+        f"--trials {arguments.trials}{' --compile' if arguments.compile else ''}`",
+        f"- Date: {datetime.date.today().isoformat()}",
+        f"- Machine: {cpu_name()} ({platform.machine()}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; shared with other jobs while measured",
+        f"- Work: first IU X-Ray validation impressions in the Alpaca prompt, "
+        f"{arguments.new_tokens} new tokens per prompt (stop tokens ignored), "
+        f"{arguments.trials} trials per row after one warm-up",
+        f"- Copy bandwidth (read + write counted), best per lever: "
+        f"{min(bandwidths) / 1e9:.1f} to {max(bandwidths) / 1e9:.1f} GB/s",
+        "- Limit = bandwidth / weight bytes read per token (every weight once; the tied "
+        "embedding / LM head once); fraction = best tokens/s / limit",
+        "",
+        "## Batch-1 decode, each lever",
+        "",
+        "| lever | best tokens/s | median tokens/s | weights MB/token | limit tokens/s "
+        "| fraction of limit |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(_lever_row(result) for result in results),
+        "",
+        f"## Batched greedy decoding with the KV cache ({DEFAULT_LEVER.name})",
+        "",
+        "| batch | best tokens/s | median tokens/s |",
+        "| --- | --- | --- |",
+        *(
+            f"| {size} | {m.best_tokens_per_s:.1f} | {m.median_tokens_per_s:.1f} |"
+            for size, m in batching.items()
+        ),
+        "",
+        f"Batch {max(batching)} / batch 1: {many.best_tokens_per_s / one.best_tokens_per_s:.1f}x "
+        f"(best), {many.median_tokens_per_s / one.median_tokens_per_s:.1f}x (median).",
+        "",
+    ]
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text("\n".join(lines))
+    print(f"wrote {arguments.output}")
+
+
+def _lever_row(result: LeverResult) -> str:
+    measurement = result.measurement
+    limit = measurement.best_bandwidth / result.bytes_per_token
+    return (
+        f"| {result.lever.name} | {measurement.best_tokens_per_s:.1f} "
+        f"| {measurement.median_tokens_per_s:.1f} | {result.bytes_per_token / 1e6:.0f} "
+        f"| {limit:.1f} | {measurement.fraction_of_limit(result.bytes_per_token):.0%} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

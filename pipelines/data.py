@@ -1,0 +1,23 @@
+"""The data pipeline: manifest and DICOM -> de-identified, split studies -> Alpaca table."""
+
+from __future__ import annotations
+
+from zenml import pipeline
+
+from radreport.data.settings import DataSettings
+from radreport.llm.settings import LLMSettings
+from steps.format_alpaca import format_alpaca
+from steps.ingest_studies import ingest_studies
+
+
+@pipeline
+def data_pipeline(
+    manifest_path: str,
+    input_fingerprint: str,
+    deid_key_id: str,
+    data_settings: DataSettings,
+    llm_settings: LLMSettings,
+):
+    studies, _, _ = ingest_studies(manifest_path, input_fingerprint, deid_key_id, data_settings)
+    alpaca_table, _ = format_alpaca(studies, llm_settings)
+    return alpaca_table

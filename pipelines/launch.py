@@ -1,0 +1,105 @@
+"""From a validated config to a pipeline run: resolve the inputs the cache must see, keep
+secrets out of the stored run config, name the ZenML model version, report where results are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+from zenml import Model
+
+from radreport.config import RunConfig
+from radreport.data.pseudonyms import resolve_deid_keys
+from radreport.data.run_inputs import RunInputs, resolve_run_inputs
+from radreport.data.settings import DataSettings
+from radreport.llm.bundled import cache_dir
+
+
+@dataclass(frozen=True)
+class RunReport:
+    pipeline_run: str
+    status: str
+    model: str | None
+    mlflow_experiment: str
+    mlflow_tracking_uri: str
+
+    def lines(self) -> list[str]:
+        lines = [f"ZenML run:      {self.pipeline_run} ({self.status})"]
+        if self.model:
+            lines.append(f"Model version:  {self.model}")
+        lines += [
+            f"MLflow run:     experiment '{self.mlflow_experiment}', run '{self.pipeline_run}'",
+            f"MLflow UI:      mlflow ui --backend-store-uri {self.mlflow_tracking_uri}",
+            "ZenML UI:       zenml login --local",
+        ]
+        return lines
+
+
+def data_settings_without_secrets(config: RunConfig) -> tuple[DataSettings, str]:
+    """DataSettings safe to store with the run, and a non-reversible id of the de-id key.
+
+    A key given in the config travels to the steps through its environment variable
+    instead of the stored step parameters; the key id still keys the cache, so another key
+    never reuses pseudonyms made with the old one.
+    """
+    deid = config.data.deid
+    secret = resolve_deid_keys(deid).secret
+    if deid.key is not None:
+        os.environ[deid.key_env] = deid.key.get_secret_value()
+    key_id = hmac.new(secret.encode(), b"radreport-deid-key-id", hashlib.sha256).hexdigest()[:16]
+    stored = config.data.model_dump(exclude={"source"})
+    stored["deid"]["key"] = None
+    return DataSettings.model_validate(stored), key_id
+
+
+def resolve_inputs(config: RunConfig) -> RunInputs:
+    data = config.data
+    columns = data.manifest.columns if data.source == "manifest" else {}
+    return resolve_run_inputs(data.source, data.synthetic, data.manifest.path, columns)
+
+
+def common_parameters(config: RunConfig) -> dict:
+    inputs = resolve_inputs(config)
+    data_settings, key_id = data_settings_without_secrets(config)
+    return {
+        "manifest_path": str(inputs.manifest_path),
+        "input_fingerprint": inputs.fingerprint,
+        "deid_key_id": key_id,
+        "data_settings": data_settings,
+        "llm_settings": config.llm,
+    }
+
+
+def run_data(config: RunConfig) -> RunReport:
+    from pipelines.data import data_pipeline
+
+    run = data_pipeline(**common_parameters(config))
+    return report_of(run)
+
+
+def run_training(config: RunConfig) -> RunReport:
+    from pipelines.training import training_pipeline
+
+    model = Model(name=config.model_name, description=config.description or None)
+    run = training_pipeline.with_options(model=model)(
+        **common_parameters(config),
+        evaluation_settings=config.evaluation,
+        checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
+    )
+    return report_of(run)
+
+
+def report_of(run) -> RunReport:
+    from pipelines.stack import mlflow_tracking_uri
+
+    version = run.model_version
+    return RunReport(
+        pipeline_run=run.name,
+        status=str(run.status.value),
+        model=f"{version.model.name}:{version.name}" if version else None,
+        mlflow_experiment=run.pipeline.name,
+        mlflow_tracking_uri=mlflow_tracking_uri(),
+    )

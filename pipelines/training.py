@@ -1,0 +1,34 @@
+"""The training chain: data -> LLM fine-tuning -> generation -> evaluation.
+
+Vision and fusion join here as their issues land.
+"""
+
+from __future__ import annotations
+
+from zenml import pipeline
+
+from pipelines.data import data_pipeline
+from radreport.data.settings import DataSettings
+from radreport.llm.settings import LLMSettings
+from radreport.metrics.settings import EvaluationSettings
+from steps.evaluate_reports import evaluate_reports
+from steps.finetune_llm import finetune_llm
+from steps.generate_reports import generate_reports
+
+
+@pipeline
+def training_pipeline(
+    manifest_path: str,
+    input_fingerprint: str,
+    deid_key_id: str,
+    data_settings: DataSettings,
+    llm_settings: LLMSettings,
+    evaluation_settings: EvaluationSettings,
+    checkpoint_dir: str,
+):
+    alpaca_table = data_pipeline.entrypoint(
+        manifest_path, input_fingerprint, deid_key_id, data_settings, llm_settings
+    )
+    adapter, _ = finetune_llm(alpaca_table, llm_settings, checkpoint_dir)
+    predictions = generate_reports(adapter, alpaca_table, llm_settings)
+    evaluate_reports(predictions, alpaca_table, evaluation_settings)

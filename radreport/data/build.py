@@ -1,0 +1,185 @@
+"""Bring-your-own-data end to end: manifest -> DICOM ingestion -> de-identification ->
+patient-level splits. What leaves this function is pseudonymous: study, patient, accession
+and UIDs are keyed pseudonyms, dates are shifted and report text is scrubbed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from radreport.data.errors import ManifestError, NoUsableStudiesError
+from radreport.data.manifest import Manifest, load_manifest
+from radreport.data.pseudonyms import DeidKeys, resolve_deid_keys
+from radreport.data.quarantine import QuarantineEntry
+from radreport.data.quarantine_table import QUARANTINE_COLUMNS, count_by_reason, quarantine_table
+from radreport.data.settings import DataSettings
+from radreport.data.splits import SPLITS, assign_splits
+from radreport.data.study_volumes import StudyVolumes
+from radreport.data.text_scrub import scrub_report
+from radreport.dicom.ingest import ingest_studies
+from radreport.dicom.study import StudyImages, StudyTask
+from radreport.dicom.windows import CHANNELS
+
+logger = logging.getLogger(__name__)
+
+# De-identified facts of the ingested series (None for text-only studies).
+HEADER_COLUMNS = (
+    "study_uid",
+    "series_uid",
+    "accession",
+    "study_date",
+    "source_slices",
+    "slice_spacing_mm",
+    "pixel_spacing_mm",
+    "tilt_degrees",
+)
+STUDY_COLUMNS = (
+    "study_id",
+    "patient_id",
+    "split",
+    "impression",
+    "report",
+    "labels",
+    "has_images",
+    *HEADER_COLUMNS,
+)
+
+
+@dataclass(frozen=True)
+class DatasetBuild:
+    studies: pd.DataFrame  # STUDY_COLUMNS, one row per accepted study, manifest order
+    volumes: StudyVolumes  # the studies with has_images, same pseudonymous ids
+    quarantine: pd.DataFrame  # QUARANTINE_COLUMNS, pseudonymous ids
+    summary: dict[str, object]
+
+
+def _study_row(row: dict[str, str], images: StudyImages | None, keys: DeidKeys) -> dict:
+    header = images.header if images else {}
+    pseudonyms = {
+        row["patient_id"]: keys.patient(row["patient_id"]),
+        row["study_id"]: keys.study(row["study_id"]),
+        **(images.pseudonyms if images else {}),
+    }
+    identifiers = images.identifiers if images else set()
+    return {
+        "study_id": keys.study(row["study_id"]),
+        "patient_id": keys.patient(row["patient_id"]),
+        "impression": scrub_report(row["impression"], identifiers, pseudonyms),
+        "report": scrub_report(row["report"], identifiers, pseudonyms),
+        "labels": row["labels"],
+        "has_images": images is not None and images.volume is not None,
+        **{column: header.get(column) for column in HEADER_COLUMNS},
+    }
+
+
+def _rejected(row: dict[str, str], study: dict, settings: DataSettings) -> bool:
+    """A study whose images all failed, when the config wants image studies only."""
+    images_failed = bool(row["dicom_dir"]) and not study["has_images"]
+    return images_failed and settings.dicom.when_no_usable_series == "reject_study"
+
+
+def _pseudonymous_quarantine(entries: list[QuarantineEntry], keys: DeidKeys) -> pd.DataFrame:
+    table = quarantine_table(entries)
+    table["study_id"] = [keys.study(s) if s else "" for s in table["study_id"]]
+    table["series_uid"] = [str(keys.uid(u)) if u else "" for u in table["series_uid"]]
+    return table
+
+
+def _ingest_images(manifest: Manifest, settings: DataSettings, keys: DeidKeys):
+    with_images = manifest.studies[manifest.studies["dicom_dir"] != ""]
+    tasks = [
+        StudyTask(row.study_id, row.patient_id, row.dicom_dir) for row in with_images.itertuples()
+    ]
+    return {images.study_id: images for images in ingest_studies(tasks, settings.dicom, keys)}
+
+
+def _summary(
+    manifest: Manifest,
+    studies: pd.DataFrame,
+    quarantine: pd.DataFrame,
+    images: dict[str, StudyImages],
+    settings: DataSettings,
+) -> dict[str, object]:
+    dicom = settings.dicom
+    return {
+        "studies_in": manifest.rows_in,
+        "studies_accepted": len(studies),
+        "studies_with_images": int(studies["has_images"].sum()),
+        "studies_text_only": int((~studies["has_images"]).sum()),
+        "studies_rejected": manifest.rows_in - len(studies),
+        "dicom_files_seen": sum(i.files_seen for i in images.values()),
+        "slices_ingested": int(studies["source_slices"].fillna(0).sum()),
+        "quarantined": len(quarantine),
+        "quarantined_by_reason": count_by_reason(quarantine),
+        "studies_per_split": {s: int((studies["split"] == s).sum()) for s in SPLITS},
+        "patients_per_split": {
+            s: int(studies.loc[studies["split"] == s, "patient_id"].nunique()) for s in SPLITS
+        },
+        "volume_shape": [len(CHANNELS), dicom.depth, dicom.height, dicom.width],
+        "volume_dtype": dicom.storage_dtype,
+    }
+
+
+def build_dataset(
+    manifest_path: Path | None = None,
+    settings: DataSettings | None = None,
+    out_dir: Path | None = None,
+) -> DatasetBuild:
+    """Load, ingest, de-identify and split a manifest's studies.
+
+    Raises ManifestError (unreadable manifest, missing column, no valid row) or
+    NoUsableStudiesError (every study rejected); both are DatasetError with a one-line
+    message. With `out_dir`, writes quarantine.csv, summary.json, studies.parquet and
+    volumes.npz there.
+    """
+    settings = settings or DataSettings()
+    path = manifest_path or settings.manifest.path
+    if path is None:
+        raise ManifestError("no manifest given: pass a path or set manifest.path")
+    keys = resolve_deid_keys(settings.deid)
+    manifest = load_manifest(Path(path), settings.manifest.columns)
+    images = _ingest_images(manifest, settings, keys)
+    entries = list(manifest.rejected)
+    rows, volumes = [], {}
+    for row in manifest.studies.to_dict("records"):
+        study_images = images.get(row["study_id"])
+        if study_images:
+            entries += study_images.quarantine
+        row_out = _study_row(row, study_images, keys)
+        if _rejected(row, row_out, settings):
+            continue
+        rows.append(row_out)
+        if row_out["has_images"]:
+            volumes[row_out["study_id"]] = study_images.volume
+    if not rows:
+        raise NoUsableStudiesError(
+            f"no usable study in {path}: all {manifest.rows_in} were rejected (see quarantine)"
+        )
+    studies = pd.DataFrame(rows)
+    studies["split"] = assign_splits(studies, settings.split)
+    studies = studies[list(STUDY_COLUMNS)]
+    shape = (len(CHANNELS), settings.dicom.depth, settings.dicom.height, settings.dicom.width)
+    quarantine = _pseudonymous_quarantine(entries, keys)
+    result = DatasetBuild(
+        studies=studies,
+        volumes=StudyVolumes.stack(volumes, shape, settings.dicom.storage_dtype),
+        quarantine=quarantine,
+        summary=_summary(manifest, studies, quarantine, images, settings),
+    )
+    logger.info("dataset built: %s", json.dumps(result.summary))
+    if out_dir is not None:
+        write_outputs(result, Path(out_dir))
+    return result
+
+
+def write_outputs(result: DatasetBuild, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result.quarantine.to_csv(out_dir / "quarantine.csv", index=False, columns=QUARANTINE_COLUMNS)
+    (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+    result.studies.to_parquet(out_dir / "studies.parquet", index=False)
+    result.volumes.save(out_dir / "volumes.npz")

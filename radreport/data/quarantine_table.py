@@ -1,0 +1,22 @@
+"""The quarantine table artifact: path, study_id, series_uid, reason_code, message."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict
+
+import pandas as pd
+
+from radreport.data.quarantine import QuarantineEntry
+
+QUARANTINE_COLUMNS = ("path", "study_id", "series_uid", "reason_code", "message")
+
+
+def quarantine_table(entries: Iterable[QuarantineEntry]) -> pd.DataFrame:
+    rows = [{**asdict(entry), "reason_code": entry.reason.value} for entry in entries]
+    return pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS)).astype(str)
+
+
+def count_by_reason(table: pd.DataFrame) -> dict[str, int]:
+    return dict(sorted(Counter(table["reason_code"]).items()))

@@ -1,0 +1,70 @@
+"""What a data run reads, resolved before the pipeline starts: the manifest path and a
+content fingerprint of everything it points at.
+
+The fingerprint is a pipeline parameter, so ZenML's cache sees the bytes of the input
+(an unchanged folder is a cache hit, one changed file a new dataset version); a path
+alone would hit the cache after the files under it changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from radreport.data.manifest import load_manifest
+from radreport.data.settings import SyntheticSettings
+from radreport.data.synthetic import generate_demo_studies
+
+GENERATOR_MARKER = "generator.json"
+MANIFEST_NAME = "manifest.csv"
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    manifest_path: Path
+    fingerprint: str
+
+
+def ensure_demo_studies(settings: SyntheticSettings) -> Path:
+    """The demo manifest, generated only when missing or made with other settings."""
+    out_dir = settings.out_dir.resolve()
+    marker = out_dir / GENERATOR_MARKER
+    wanted = settings.model_dump_json(exclude={"out_dir"})
+    manifest = out_dir / MANIFEST_NAME
+    if manifest.is_file() and marker.is_file() and marker.read_text() == wanted:
+        return manifest
+    manifest = generate_demo_studies(
+        out_dir,
+        n_studies=settings.n_studies,
+        slices=(settings.min_slices, settings.max_slices),
+        size=settings.size,
+        seed=settings.seed,
+    )
+    marker.write_text(wanted)
+    return manifest
+
+
+def fingerprint_inputs(manifest_path: Path, columns: Mapping[str, str]) -> str:
+    """BLAKE2b over the manifest and every file in the DICOM folders it names."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(json.dumps(dict(sorted(columns.items()))).encode())
+    digest.update(manifest_path.read_bytes())
+    manifest = load_manifest(manifest_path, columns)
+    for folder in sorted({d for d in manifest.studies["dicom_dir"] if d}):
+        for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            digest.update(str(file.relative_to(folder)).encode())
+            digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def resolve_run_inputs(
+    source: str, synthetic: SyntheticSettings, manifest_path: Path | None, columns: Mapping
+) -> RunInputs:
+    if source == "synthetic":
+        manifest_path = ensure_demo_studies(synthetic)
+    elif manifest_path is None:
+        raise ValueError("data.source is 'manifest' but data.manifest.path is not set")
+    return RunInputs(Path(manifest_path), fingerprint_inputs(Path(manifest_path), columns))

@@ -1,0 +1,93 @@
+"""Scrub identifying text from a report before it leaves ingestion.
+
+Three layers, most specific first: the study's own identifiers from the manifest and the
+DICOM headers become their pseudonyms (patient, accession) or placeholders (names,
+institution, addresses); then patterns catch what no header lists: dates, titled names
+("Dr. ..."), long identifiers, phone numbers and e-mail addresses. Names without a title
+that no header of the study carries cannot be found by patterns; that is the known gap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+NAME, DATE, IDENTIFIER, REDACTED = "[NAME]", "[DATE]", "[ID]", "[REDACTED]"
+MIN_IDENTIFIER_CHARS = 3  # shorter header values (sex, a digit) would wreck ordinary words
+
+_MONTH = (
+    r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
+    r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
+)
+PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})\b"), DATE),
+    (re.compile(r"\b\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b"), DATE),
+    (re.compile(rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b", re.I), DATE),
+    (re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{4}}\b", re.I), DATE),
+    (re.compile(rf"\b{_MONTH}\s+\d{{4}}\b", re.I), DATE),
+    (
+        re.compile(
+            r"\b(Dr|Doctor|Mr|Mrs|Ms|Miss|Prof)\.?[ \t]+[A-Z][\w'-]+(?:[ \t]+[A-Z][\w'-]+){0,2}"
+        ),
+        rf"\1. {NAME}",
+    ),
+    (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), REDACTED),
+    (re.compile(r"\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b"), REDACTED),
+    (re.compile(r"\b[A-Za-z]{0,4}\d{5,}\b"), IDENTIFIER),
+)
+
+
+def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
+    """DICOM PN 'Family^Given^Middle' as written in prose, and its parts on their own."""
+    parts = [part.strip() for part in person_name.split("^") if part.strip()]
+    if not parts:
+        return set(), set()
+    family, given = parts[0], " ".join(parts[1:3])
+    phrases = {" ".join(parts), f"{given} {family}".strip(), f"{family}, {given}".strip(" ,")}
+    return phrases | {person_name}, {p for p in parts if len(p) >= MIN_IDENTIFIER_CHARS}
+
+
+def _replace_whole(text: str, value: str, replacement: str, ignore_case: bool = True) -> str:
+    pattern = rf"(?<!\w){re.escape(value)}(?!\w)"
+    flags = re.IGNORECASE if ignore_case else 0
+    return re.sub(pattern, lambda _: replacement, text, flags=flags)
+
+
+def _replace_identifiers(text: str, identifiers: Iterable[str]) -> str:
+    phrases: dict[str, str] = {}
+    name_parts: set[str] = set()
+    for value in identifiers:
+        if "^" in value:
+            found, parts = _name_phrases(value)
+            phrases.update(dict.fromkeys(found, NAME))
+            name_parts |= parts
+        else:
+            phrases[value] = REDACTED
+    for value in sorted(phrases, key=len, reverse=True):  # longest first: full names win
+        if len(value) >= MIN_IDENTIFIER_CHARS:
+            text = _replace_whole(text, value, phrases[value])
+    # A lone name part only as a name is written (Title or UPPER case), so a patient
+    # called Mass leaves "mass" in the findings alone.
+    for part in name_parts:
+        for form in {part.title(), part.upper()}:
+            text = _replace_whole(text, form, NAME, ignore_case=False)
+    return text
+
+
+def scrub_report(
+    text: str, identifiers: Iterable[str] = (), pseudonyms: Mapping[str, str] | None = None
+) -> str:
+    """`pseudonyms` maps known raw ids (patient, study, accession) to their pseudonyms;
+    `identifiers` are other raw identifying values (DICOM PN values hold '^')."""
+    held = {}  # pseudonyms are parked behind tokens so the patterns cannot touch them
+    for number, (raw, pseudonym) in enumerate((pseudonyms or {}).items()):
+        if len(raw) >= MIN_IDENTIFIER_CHARS:
+            token = f"\x00{number}\x00"
+            held[token] = pseudonym
+            text = _replace_whole(text, raw, token)
+    text = _replace_identifiers(text, identifiers)
+    for pattern, replacement in PATTERNS:
+        text = pattern.sub(replacement, text)
+    for token, pseudonym in held.items():
+        text = text.replace(token, pseudonym)
+    return text

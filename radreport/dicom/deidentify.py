@@ -1,0 +1,188 @@
+"""De-identify a DICOM header after the DICOM PS3.15 Annex E basic profile (the subset that CT
+headers carry), with the options our training data needs:
+
+- patient and accession become keyed pseudonyms shared with the report table,
+- every instance UID is remapped deterministically (same secret + UID -> same new UID),
+- all dates move by one fixed per-patient shift, so intervals between studies survive
+  (Retain Longitudinal Temporal Information with Modified Dates),
+- private tags, overlays and curves are removed; person names, addresses, institution,
+  physicians, descriptions and comments are emptied or removed.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+
+from radreport.data.pseudonyms import DeidKeys
+
+DEIDENTIFICATION_METHOD = "radreport PS3.15 basic: HMAC ids, UID remap, date shift"  # LO: 64
+# Type 2 attributes: must stay present, so they are emptied.
+EMPTIED = frozenset(
+    {
+        "PatientBirthDate",
+        "PatientSex",
+        "ReferringPhysicianName",
+        "StudyID",
+        "ContentCreatorName",
+    }
+)
+REMOVED = frozenset(
+    {
+        "AdditionalPatientHistory",
+        "AdmittingDiagnosesDescription",
+        "BranchOfService",
+        "CountryOfResidence",
+        "DerivationDescription",
+        "DeviceSerialNumber",
+        "EthnicGroup",
+        "ImageComments",
+        "InstitutionAddress",
+        "InstitutionCodeSequence",
+        "InstitutionName",
+        "InstitutionalDepartmentName",
+        "IssuerOfPatientID",
+        "MedicalRecordLocator",
+        "MilitaryRank",
+        "NameOfPhysiciansReadingStudy",
+        "Occupation",
+        "OperatorsName",
+        "OtherPatientIDs",
+        "OtherPatientIDsSequence",
+        "OtherPatientNames",
+        "PatientAddress",
+        "PatientAge",
+        "PatientBirthName",
+        "PatientBirthTime",
+        "PatientComments",
+        "PatientInsurancePlanCodeSequence",
+        "PatientMotherBirthName",
+        "PatientReligiousPreference",
+        "PatientSize",
+        "PatientTelephoneNumbers",
+        "PatientWeight",
+        "PerformedLocation",
+        "PerformedProcedureStepDescription",
+        "PerformedProcedureStepID",
+        "PerformingPhysicianName",
+        "PhysiciansOfRecord",
+        "ProtocolName",
+        "ReferencedPatientSequence",
+        "ReferringPhysicianAddress",
+        "ReferringPhysicianTelephoneNumbers",
+        "RegionOfResidence",
+        "RequestAttributesSequence",
+        "RequestedProcedureDescription",
+        "RequestingPhysician",
+        "ResponsibleOrganization",
+        "ResponsiblePerson",
+        "ScheduledProcedureStepDescription",
+        "SeriesDescription",
+        "StationName",
+        "StudyComments",
+        "StudyDescription",
+    }
+)
+OVERLAY_AND_CURVE_GROUPS = (0x5000, 0x6000)  # repeating groups 50xx and 60xx
+
+
+def _shift_date(value: str, shift: dt.timedelta) -> str:
+    try:
+        return (dt.datetime.strptime(value[:8], "%Y%m%d") + shift).strftime("%Y%m%d") + value[8:]
+    except ValueError:
+        return ""  # an unparsable date cannot be shifted, so it cannot be kept
+
+
+def _shifted(value: object, shift: dt.timedelta) -> object:
+    if isinstance(value, str):
+        return _shift_date(value, shift) if value else value
+    return [_shift_date(str(item), shift) for item in value]
+
+
+def _remapped(value: object, keys: DeidKeys) -> object:
+    def remap(uid: str) -> str:
+        return uid if not uid or UID(uid).keyword else str(keys.uid(uid))  # keep standard UIDs
+
+    if isinstance(value, str):
+        return remap(value)
+    return [remap(str(item)) for item in value]
+
+
+def _is_overlay_or_curve(element: DataElement) -> bool:
+    return (element.tag.group & 0xFF00) in OVERLAY_AND_CURVE_GROUPS
+
+
+def _deidentify_element(
+    dataset: Dataset, element: DataElement, keys: DeidKeys, patient_id: str
+) -> None:
+    keyword = element.keyword
+    if keyword in REMOVED or _is_overlay_or_curve(element):
+        del dataset[element.tag]
+    elif keyword in ("PatientID", "PatientName"):
+        element.value = keys.patient(patient_id)  # the name shows the pseudonym too
+    elif keyword == "AccessionNumber":
+        element.value = keys.accession(str(element.value)) if element.value else ""
+    elif keyword in EMPTIED or element.VR == "PN":
+        element.value = ""
+    elif element.VR == "UI":
+        element.value = _remapped(element.value, keys)
+    elif element.VR in ("DA", "DT") and element.value:
+        element.value = _shifted(element.value, keys.date_shift(patient_id))
+
+
+def deidentify_dataset(dataset: Dataset, keys: DeidKeys) -> Dataset:
+    """A de-identified copy; the input is left untouched."""
+    result = copy.deepcopy(dataset)
+    patient_id = str(result.get("PatientID", ""))
+    result.remove_private_tags()
+    result.walk(lambda ds, element: _deidentify_element(ds, element, keys, patient_id))
+    meta = getattr(result, "file_meta", None)
+    if meta is not None and "MediaStorageSOPInstanceUID" in meta:
+        meta.MediaStorageSOPInstanceUID = keys.uid(str(meta.MediaStorageSOPInstanceUID))
+    result.PatientIdentityRemoved = "YES"
+    result.LongitudinalTemporalInformationModified = "MODIFIED"
+    result.DeidentificationMethod = DEIDENTIFICATION_METHOD
+    return result
+
+
+IDENTIFYING_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "OtherPatientIDs",
+    "AccessionNumber",
+    "PatientBirthDate",
+    "PatientAddress",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "InstitutionName",
+    "InstitutionAddress",
+    "StationName",
+)
+
+
+def identifying_values(dataset: Dataset) -> set[str]:
+    """Raw identifying header values, for scrubbing the study's report text only."""
+    values = set()
+    for keyword in IDENTIFYING_KEYWORDS:
+        value = dataset.get(keyword)
+        items = list(value) if isinstance(value, MultiValue) else [value]
+        values.update(str(item).strip() for item in items if item not in (None, ""))
+    return values
+
+
+def header_pseudonyms(dataset: Dataset, keys: DeidKeys) -> dict[str, str]:
+    """Raw PatientID and AccessionNumber -> their pseudonyms, so a report quoting either
+    names the same pseudonym as the de-identified header."""
+    pseudonyms = {}
+    if dataset.get("PatientID"):
+        pseudonyms[str(dataset.PatientID)] = keys.patient(str(dataset.PatientID))
+    if dataset.get("AccessionNumber"):
+        pseudonyms[str(dataset.AccessionNumber)] = keys.accession(str(dataset.AccessionNumber))
+    return pseudonyms

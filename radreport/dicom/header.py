@@ -1,0 +1,377 @@
+"""The header pass: read each file without its pixels and decide whether it can be used.
+
+Checks run from the most basic to the most specific, so a broken file is reported as broken
+(truncated, unparsable, missing its transfer syntax) whatever modality it claims, and a
+well-formed file that we do not ingest (MR, a localizer, a burned-in screen capture) is
+reported with the policy that excluded it.
+
+The checks read a handful of values converted straight from the raw elements: pydicom's
+attribute access builds a full DataElement per read, which made this pass cost more than
+reading the whole file in a plain loop.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import RawDataElement
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.pixels import get_decoder
+from pydicom.uid import (
+    UID,
+    CTImageStorage,
+    DeflatedExplicitVRLittleEndian,
+    EnhancedCTImageStorage,
+    LegacyConvertedEnhancedCTImageStorage,
+)
+from pydicom.values import convert_value
+
+from radreport.data.quarantine import QuarantineEntry, Reason
+from radreport.data.settings import DicomSettings
+from radreport.dicom.slices import SliceHeader, classic_slice, enhanced_slices
+from radreport.dicom.sniff import SNIFF_BYTES, classify_non_dicom
+
+CT_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
+INTEGER_ATTRIBUTES = (
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "SamplesPerPixel",
+    "PixelRepresentation",
+    "NumberOfFrames",
+)
+REQUIRED_ATTRIBUTES = (
+    "SOPClassUID",
+    "SOPInstanceUID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "Rows",
+    "Columns",
+    "BitsAllocated",
+    "BitsStored",
+    "PixelRepresentation",
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+)
+REQUIRED_CLASSIC_CT_ATTRIBUTES = (
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "PixelSpacing",
+    "RescaleSlope",
+    "RescaleIntercept",
+)
+REQUIRED_ENHANCED_CT_ATTRIBUTES = ("NumberOfFrames", "PerFrameFunctionalGroupsSequence")
+VALUE_ATTRIBUTES = tuple(
+    dict.fromkeys(
+        (
+            *REQUIRED_ATTRIBUTES,
+            *INTEGER_ATTRIBUTES,
+            *REQUIRED_CLASSIC_CT_ATTRIBUTES,
+            "PatientID",
+            "ImageType",
+            "BurnedInAnnotation",
+            "GantryDetectorTilt",
+        )
+    )
+)
+SEQUENCE_ATTRIBUTES = REQUIRED_ENHANCED_CT_ATTRIBUTES[1:]
+# Tag and length in front of the pixel data value: 8 bytes at least (implicit VR).
+PIXEL_ELEMENT_HEADER_BYTES = 8
+
+
+class _Unreadable:
+    """Stands for a value that could not be converted (e.g. '1A' in an IS element)."""
+
+
+UNREADABLE = _Unreadable()
+
+
+@dataclass(frozen=True)
+class HeaderFacts:
+    """What the checks look at: a few converted values, the file size and where the pixel
+    data starts."""
+
+    values: dict[str, object]
+    transfer_syntax: UID | None
+    size: int
+    pixel_offset: int
+
+    def get(self, keyword: str) -> object:
+        return self.values.get(keyword)
+
+    def present(self, keyword: str) -> bool:
+        return keyword in self.values
+
+    def integer(self, keyword: str, default: int = 0) -> int:
+        return int(self.values[keyword]) if keyword in self.values else default
+
+    @property
+    def has_pixel_data(self) -> bool:
+        return self.size > self.pixel_offset
+
+
+@dataclass
+class FileHeader:
+    """A usable CT file: header dataset (no pixels), checked values, slices, pixel offset."""
+
+    path: str
+    dataset: Dataset
+    facts: HeaderFacts
+    slices: list[SliceHeader]
+
+    @property
+    def study_uid(self) -> str:
+        return str(self.facts.get("StudyInstanceUID"))
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.facts.get("SeriesInstanceUID"))
+
+    @property
+    def sop_uid(self) -> str:
+        return str(self.facts.get("SOPInstanceUID"))
+
+    @property
+    def patient_id(self) -> str:
+        return str(self.facts.get("PatientID") or "")
+
+
+def _converted(dataset: Dataset, keyword: str) -> object:
+    """The value of `keyword`, None when absent or empty, UNREADABLE when unconvertible."""
+    tag = tag_for_keyword(keyword)
+    element = dataset.get_item(tag)
+    if element is None:
+        return None
+    try:
+        if isinstance(element, RawDataElement):
+            # Implicit VR files carry no VR, and some writers mark known tags UN.
+            known = element.VR not in (None, "UN")
+            value = convert_value(element.VR if known else dictionary_VR(tag), element)
+        else:
+            value = element.value
+    except Exception:  # any conversion failure means the same thing: an unusable value
+        return UNREADABLE
+    return None if value in (None, "", b"") else value
+
+
+def _header_values(dataset: Dataset) -> dict[str, object]:
+    values = {keyword: _converted(dataset, keyword) for keyword in VALUE_ATTRIBUTES}
+    for keyword in SEQUENCE_ATTRIBUTES:
+        if keyword in dataset:
+            values[keyword] = dataset[keyword].value
+    meta = getattr(dataset, "file_meta", None)
+    if values["SOPClassUID"] is None and meta is not None:
+        # A DICOMDIR or a stripped dataset names its class only in the file meta.
+        values["SOPClassUID"] = meta.get("MediaStorageSOPClassUID") or None
+    return {keyword: value for keyword, value in values.items() if value is not None}
+
+
+def _transfer_syntax(dataset: Dataset) -> UID | None:
+    meta = getattr(dataset, "file_meta", None)
+    value = meta.get("TransferSyntaxUID") if meta is not None else None
+    return UID(value) if value else None
+
+
+def _check_transfer_syntax(facts: HeaderFacts, settings: DicomSettings):
+    if facts.transfer_syntax is None:
+        return Reason.MISSING_TRANSFER_SYNTAX, "file meta has no (0002,0010) Transfer Syntax UID"
+    return None
+
+
+def _check_integer_values(facts: HeaderFacts, settings: DicomSettings):
+    for keyword in INTEGER_ATTRIBUTES:
+        if facts.present(keyword):
+            try:
+                int(facts.get(keyword))
+            except (TypeError, ValueError):
+                return Reason.INVALID_ATTRIBUTE_VALUE, f"{keyword} is not an integer"
+    return None
+
+
+def _has_pixel_module(facts: HeaderFacts) -> bool:
+    return all(facts.present(k) for k in ("Rows", "Columns", "BitsAllocated", "SamplesPerPixel"))
+
+
+def declared_pixel_bytes(facts: HeaderFacts) -> int:
+    bits = (
+        facts.integer("Rows")
+        * facts.integer("Columns")
+        * facts.integer("NumberOfFrames", 1)
+        * facts.integer("SamplesPerPixel")
+        * facts.integer("BitsAllocated")
+    )
+    return (bits + 7) // 8
+
+
+def _check_size_limits(facts: HeaderFacts, settings: DicomSettings):
+    if not _has_pixel_module(facts):
+        return None
+    frames = facts.integer("NumberOfFrames", 1)
+    if max(facts.integer("Rows"), facts.integer("Columns")) > settings.max_rows_columns:
+        return Reason.SIZE_LIMIT_EXCEEDED, f"rows/columns above {settings.max_rows_columns}"
+    if frames > settings.max_frames:
+        return Reason.SIZE_LIMIT_EXCEEDED, f"{frames} frames, above {settings.max_frames}"
+    if declared_pixel_bytes(facts) > settings.max_pixel_bytes:
+        return Reason.SIZE_LIMIT_EXCEEDED, f"declared pixel bytes above {settings.max_pixel_bytes}"
+    return None
+
+
+def _check_truncation(facts: HeaderFacts, settings: DicomSettings):
+    """Native pixel data must fit in the bytes left after the header; compressed data is
+    checked when it is decoded."""
+    syntax = facts.transfer_syntax
+    if not (facts.has_pixel_data and _has_pixel_module(facts)) or syntax.is_compressed:
+        return None
+    if syntax == DeflatedExplicitVRLittleEndian:
+        return None  # offsets are inside the inflated stream, not the file
+    available = facts.size - facts.pixel_offset - PIXEL_ELEMENT_HEADER_BYTES
+    declared = declared_pixel_bytes(facts)
+    if str(facts.get("PhotometricInterpretation")).strip() == "YBR_FULL_422":
+        declared = declared * 2 // 3  # chroma stored at half horizontal resolution
+    if available < declared:
+        return Reason.PIXEL_DATA_TRUNCATED, f"{available} pixel bytes in file, {declared} declared"
+    return None
+
+
+def _missing(facts: HeaderFacts, keywords: tuple[str, ...]) -> list[str]:
+    return [keyword for keyword in keywords if not facts.present(keyword)]
+
+
+def _check_sop_class(facts: HeaderFacts, settings: DicomSettings):
+    if not facts.present("SOPClassUID"):
+        missing = ", ".join(_missing(facts, REQUIRED_ATTRIBUTES))
+        return Reason.MISSING_REQUIRED_ATTRIBUTE, f"missing {missing}"
+    sop_class = UID(str(facts.get("SOPClassUID")))
+    if sop_class not in CT_SOP_CLASSES:
+        return Reason.UNSUPPORTED_SOP_CLASS, f"{sop_class.name} is not CT"
+    return None
+
+
+def _check_required_ct_attributes(facts: HeaderFacts, settings: DicomSettings):
+    classic = facts.get("SOPClassUID") == CTImageStorage
+    extra = REQUIRED_CLASSIC_CT_ATTRIBUTES if classic else REQUIRED_ENHANCED_CT_ATTRIBUTES
+    missing = _missing(facts, (*REQUIRED_ATTRIBUTES, *extra))
+    if missing:
+        return Reason.MISSING_REQUIRED_ATTRIBUTE, f"missing {', '.join(missing)}"
+    if not facts.has_pixel_data:
+        return Reason.NO_PIXEL_DATA, "no Pixel Data element"
+    return None
+
+
+def _check_pixel_format(facts: HeaderFacts, settings: DicomSettings):
+    photometric = str(facts.get("PhotometricInterpretation")).strip()
+    samples = facts.integer("SamplesPerPixel")
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        return Reason.UNSUPPORTED_PIXEL_FORMAT, f"{photometric} with {samples} samples"
+    return None
+
+
+def _image_type(facts: HeaderFacts) -> list[str]:
+    value = facts.get("ImageType") or []
+    values = list(value) if isinstance(value, MultiValue | list) else [value]
+    return [str(v).strip().upper() for v in values]
+
+
+def _check_image_type(facts: HeaderFacts, settings: DicomSettings):
+    image_type = _image_type(facts)
+    if "LOCALIZER" in image_type:
+        return Reason.LOCALIZER, "ImageType marks a localizer (scout)"
+    if "PROJECTION IMAGE" in image_type:
+        return Reason.PROJECTION_IMAGE, "ImageType marks a projection image"
+    if settings.skip_derived and ("DERIVED" in image_type[:1] or "SECONDARY" in image_type[1:2]):
+        return Reason.DERIVED_IMAGE, f"ImageType {'/'.join(image_type[:2])}"
+    if str(facts.get("BurnedInAnnotation") or "").strip().upper() == "YES":
+        return Reason.BURNED_IN_ANNOTATION, "BurnedInAnnotation is YES"
+    return None
+
+
+def decoder_available(syntax: UID) -> bool:
+    return get_decoder(syntax).is_available
+
+
+def _check_decoder(facts: HeaderFacts, settings: DicomSettings):
+    syntax = facts.transfer_syntax
+    try:
+        available = decoder_available(syntax)
+    except NotImplementedError:
+        return Reason.UNSUPPORTED_TRANSFER_SYNTAX, f"no pixel decoder exists for {syntax.name}"
+    if not available:
+        return Reason.NO_DECODER, f"no installed decoder plugin for {syntax.name}"
+    return None
+
+
+Check = Callable[[HeaderFacts, DicomSettings], "tuple[Reason, str] | None"]
+CHECKS: tuple[Check, ...] = (
+    _check_transfer_syntax,
+    _check_integer_values,
+    _check_size_limits,
+    _check_truncation,
+    _check_sop_class,
+    _check_required_ct_attributes,
+    _check_pixel_format,
+    _check_image_type,
+    _check_decoder,
+)
+
+
+def _read_dataset(path: Path) -> tuple[Dataset, int, int] | QuarantineEntry:
+    """(dataset without pixels, file size, pixel data offset) or why it is not DICOM."""
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return QuarantineEntry(str(path), Reason.EMPTY_FILE, "zero-byte file")
+        with path.open("rb") as fp:
+            try:
+                dataset = dcmread(fp, stop_before_pixels=True)
+            except InvalidDicomError:
+                fp.seek(0)
+                reason, message = classify_non_dicom(fp.read(SNIFF_BYTES))
+                return QuarantineEntry(str(path), reason, message)
+            # stop_before_pixels leaves the file positioned at the pixel data tag.
+            return dataset, size, fp.tell()
+    except OSError as error:
+        return QuarantineEntry(str(path), Reason.UNREADABLE_FILE, type(error).__name__)
+    except Exception as error:  # any parser failure is a property of the file, not a bug
+        return QuarantineEntry(str(path), Reason.UNREADABLE_HEADER, type(error).__name__)
+
+
+def read_file_header(path: Path, settings: DicomSettings) -> FileHeader | QuarantineEntry:
+    """The file's header and slices, or the first reason it cannot be ingested."""
+    # pydicom warns and keeps going on invalid values; the checks below judge them instead.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _checked_header(path, settings)
+
+
+def _checked_header(path: Path, settings: DicomSettings) -> FileHeader | QuarantineEntry:
+    read = _read_dataset(path)
+    if isinstance(read, QuarantineEntry):
+        return read
+    dataset, size, pixel_offset = read
+    series_uid = ""
+    try:
+        values = _header_values(dataset)
+        series_uid = str(values.get("SeriesInstanceUID", ""))
+        facts = HeaderFacts(values, _transfer_syntax(dataset), size, pixel_offset)
+        for check in CHECKS:
+            failure = check(facts, settings)
+            if failure:
+                return QuarantineEntry(str(path), *failure, series_uid=series_uid)
+        if values["SOPClassUID"] == CTImageStorage:
+            slices = [classic_slice(values, str(path))]
+        else:
+            slices = enhanced_slices(dataset, str(path))
+    except Exception as error:  # a value no check foresaw: the file is unusable, not the run
+        message = f"unusable attribute value ({type(error).__name__})"
+        return QuarantineEntry(
+            str(path), Reason.INVALID_ATTRIBUTE_VALUE, message, series_uid=series_uid
+        )
+    return FileHeader(str(path), dataset, facts, slices)

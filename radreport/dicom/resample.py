@@ -1,0 +1,80 @@
+"""Resize a CT volume to the model's depth x height x width with separable linear filters.
+
+Each axis is one (target x source) weight matrix built from sample positions, so the slice
+axis can use the real, possibly irregular, slice positions in mm and the same code serves
+in-plane pixels. A triangle kernel as wide as the larger of the source and target steps
+interpolates linearly when enlarging and averages (anti-aliases) when shrinking, so a
+small nodule is not skipped when 300 slices become 32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def cell_centres(start: float, stop: float, count: int) -> np.ndarray:
+    """Centres of `count` equal cells tiling [start, stop]."""
+    return start + (np.arange(count) + 0.5) * (stop - start) / count
+
+
+def resampling_matrix(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(len(target), len(source)) float32 weights; rows sum to 1; source must increase."""
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if len(source) == 1:
+        return np.ones((len(target), 1), dtype=np.float32)
+    target_step = float(np.median(np.diff(target))) if len(target) > 1 else np.ptp(source)
+    right = np.clip(np.searchsorted(source, target), 1, len(source) - 1)
+    bracket = source[right] - source[right - 1]
+    half_width = np.maximum(target_step, bracket)[:, None]
+    weights = np.clip(1.0 - np.abs(source[None, :] - target[:, None]) / half_width, 0.0, None)
+    empty = weights.sum(axis=1) == 0
+    weights[empty, np.abs(source[None, :] - target[empty, None]).argmin(axis=1)] = 1.0
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def _pixel_axis_matrix(size: int, new_size: int) -> np.ndarray:
+    # Pixel i covers [i - 0.5, i + 0.5]: the new pixels tile the same extent.
+    return resampling_matrix(np.arange(size), cell_centres(-0.5, size - 0.5, new_size))
+
+
+def resize_volume(
+    volume: np.ndarray, slice_positions_mm: np.ndarray, shape: tuple[int, int, int]
+) -> np.ndarray:
+    """(slices, rows, columns) float32 -> `shape` float32, slices placed by their position."""
+    depth, height, width = shape
+    positions = np.asarray(slice_positions_mm, dtype=np.float64)
+    half_step = float(np.median(np.diff(positions))) / 2.0 if len(positions) > 1 else 0.5
+    target = cell_centres(positions[0] - half_step, positions[-1] + half_step, depth)
+    along_slices = resampling_matrix(positions, target)
+    along_rows = _pixel_axis_matrix(volume.shape[1], height)
+    along_columns = _pixel_axis_matrix(volume.shape[2], width)
+    # Shrink in-plane first: the slice matrix then multiplies the smaller images.
+    in_plane = along_rows @ volume @ along_columns.T
+    resized = along_slices @ in_plane.reshape(len(positions), -1)
+    return resized.reshape(depth, height, width)
+
+
+def _shift_along(image: np.ndarray, shift: float, axis: int) -> np.ndarray:
+    """Sample `image` at index - shift along `axis` (linear, edges held)."""
+    size = image.shape[axis]
+    source = np.clip(np.arange(size) - shift, 0, size - 1)
+    below = np.floor(source).astype(np.intp)
+    above = np.minimum(below + 1, size - 1)
+    fraction = (source - below).astype(np.float32)
+    shape = [1, 1]
+    shape[axis] = size
+    fraction = fraction.reshape(shape)
+    lower = np.take(image, below, axis=axis)
+    return lower + fraction * (np.take(image, above, axis=axis) - lower)
+
+
+def shift_slices(volume: np.ndarray, shift_px: np.ndarray) -> np.ndarray:
+    """Undo gantry tilt: slice k's voxel (r, c) takes the value at (r - dr_k, c - dc_k), where
+    (dr_k, dc_k) is how far slice k's origin moved in-plane from slice 0's, so the same
+    (r, c) lies on one line along the slice normal in every slice."""
+    out = np.empty_like(volume)
+    for index, (row_shift, column_shift) in enumerate(shift_px):
+        rows_done = _shift_along(volume[index], float(row_shift), axis=0)
+        out[index] = _shift_along(rows_done, float(column_shift), axis=1)
+    return out

@@ -1,0 +1,152 @@
+"""Ingest one study folder: header pass, series selection, volume, de-identified facts.
+
+Runs in a worker process. The header facts it returns are already de-identified; study ids
+in its quarantine entries are still the manifest's (the caller pseudonymises every table in
+one place), and the raw identifying header values (and the pseudonyms of the raw ids)
+travel back in memory only, to scrub this study's report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from radreport.data.pseudonyms import DeidKeys
+from radreport.data.quarantine import QuarantineEntry, Reason
+from radreport.data.settings import DicomSettings
+from radreport.dicom.deidentify import (
+    deidentify_dataset,
+    header_pseudonyms,
+    identifying_values,
+)
+from radreport.dicom.geometry import StackGeometry
+from radreport.dicom.header import FileHeader, read_file_header
+from radreport.dicom.pixels import PixelDecodeError
+from radreport.dicom.series import (
+    candidate_series,
+    drop_ambiguous_studies,
+    drop_duplicate_instances,
+    drop_other_patients,
+)
+from radreport.dicom.volume import build_volume
+
+
+@dataclass(frozen=True)
+class StudyTask:
+    study_id: str
+    patient_id: str
+    dicom_dir: str
+
+
+@dataclass
+class StudyImages:
+    """What ingestion learned about one study; `study_id` is still the manifest's."""
+
+    study_id: str
+    volume: np.ndarray | None = None
+    header: dict[str, object] = field(default_factory=dict)
+    identifiers: set[str] = field(default_factory=set)
+    pseudonyms: dict[str, str] = field(default_factory=dict)
+    quarantine: list[QuarantineEntry] = field(default_factory=list)
+    files_seen: int = 0
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file())
+
+
+def _header_pass(
+    files: list[Path], settings: DicomSettings
+) -> tuple[list[FileHeader], list[QuarantineEntry]]:
+    headers, rejected = [], []
+    for path in files:
+        result = read_file_header(path, settings)
+        (rejected if isinstance(result, QuarantineEntry) else headers).append(result)
+    return headers, rejected
+
+
+def _usable_series(
+    headers: list[FileHeader], task: StudyTask, settings: DicomSettings
+) -> tuple[list[StackGeometry], list[QuarantineEntry]]:
+    rejected: list[QuarantineEntry] = []
+    if settings.check_patient_id:
+        headers, dropped = drop_other_patients(headers, task.patient_id)
+        rejected += dropped
+    for step in (drop_ambiguous_studies, drop_duplicate_instances):
+        headers, dropped = step(headers)
+        rejected += dropped
+    candidates, dropped = candidate_series(headers, settings)
+    return candidates, rejected + dropped
+
+
+def _series_entries(geometry: StackGeometry, reason: Reason, message: str, skip: str = ""):
+    paths = dict.fromkeys(s.path for s in geometry.slices if s.path != skip)
+    series_uid = geometry.slices[0].series_uid
+    return [QuarantineEntry(path, reason, message, series_uid=series_uid) for path in paths]
+
+
+def _first_buildable(
+    candidates: list[StackGeometry], headers: dict[str, FileHeader], settings: DicomSettings
+) -> tuple[StackGeometry | None, np.ndarray | None, list[QuarantineEntry]]:
+    """The best series whose every file decodes; a failing file spoils its series only."""
+    rejected: list[QuarantineEntry] = []
+    for rank, geometry in enumerate(candidates):
+        try:
+            volume = build_volume(geometry, headers, settings)
+        except PixelDecodeError as error:
+            series_uid = geometry.slices[0].series_uid
+            reason = Reason.PIXEL_DATA_TRUNCATED if error.truncated else Reason.PIXEL_DECODE_FAILED
+            rejected.append(QuarantineEntry(error.path, reason, str(error), series_uid=series_uid))
+            message = "another file of this series failed to decode"
+            rejected += _series_entries(geometry, Reason.INCOMPLETE_SERIES, message, error.path)
+            continue
+        for other in candidates[rank + 1 :]:
+            message = "a series with more slices or thinner spacing was chosen"
+            rejected += _series_entries(other, Reason.SERIES_NOT_SELECTED, message)
+        return geometry, volume, rejected
+    return None, None, rejected
+
+
+def _deidentified_facts(
+    geometry: StackGeometry, header: FileHeader, keys: DeidKeys
+) -> dict[str, object]:
+    clean = deidentify_dataset(header.dataset, keys)
+    return {
+        "study_uid": str(clean.StudyInstanceUID),
+        "series_uid": str(clean.SeriesInstanceUID),
+        "accession": str(clean.get("AccessionNumber", "")),
+        "study_date": str(clean.get("StudyDate", "")),
+        "source_slices": len(geometry.slices),
+        "slice_spacing_mm": round(geometry.median_spacing_mm, 4),
+        "pixel_spacing_mm": [round(v, 4) for v in geometry.pixel_spacing_mm],
+        "tilt_degrees": round(geometry.tilt_degrees, 2),
+    }
+
+
+def ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> StudyImages:
+    """One study folder -> volume (or None) and a quarantine entry for every unused file."""
+    folder = Path(task.dicom_dir)
+    result = StudyImages(study_id=task.study_id)
+    files = _files(folder)
+    result.files_seen = len(files)
+    headers, rejected = _header_pass(files, settings)
+    for header in headers:
+        result.identifiers |= identifying_values(header.dataset)
+        result.pseudonyms |= header_pseudonyms(header.dataset, keys)
+    candidates, dropped = _usable_series(headers, task, settings)
+    by_path = {header.path: header for header in headers}
+    geometry, result.volume, failed = _first_buildable(candidates, by_path, settings)
+    rejected += dropped + failed
+    if geometry is None:
+        reason, message = (
+            (Reason.NO_USABLE_SERIES, "no series passed every check")
+            if files
+            else (Reason.NO_FILES, "the folder holds no files")
+        )
+        rejected.append(QuarantineEntry(str(folder), reason, message))
+    else:
+        result.header = _deidentified_facts(geometry, by_path[geometry.slices[0].path], keys)
+    result.quarantine = [replace(entry, study_id=task.study_id) for entry in rejected]
+    return result

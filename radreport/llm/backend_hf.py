@@ -1,0 +1,89 @@
+"""The plain Hugging Face backend: transformers + peft (+ bitsandbytes NF4) + TRL.
+
+A fallback where unsloth cannot load a model, and a comparison point. TRL 1.15's
+SFTTrainer scores tokens through a fused LM head written in Triton, which has no CPU
+driver; `ResponseOnlySFTTrainer` computes the same response-only cross-entropy in plain
+torch, and like TRL it projects only the positions that carry a label through the LM head
+(the prompt's logits would be thrown away, and the head is a fifth of a small model's FLOPs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from trl import SFTTrainer
+
+from radreport.data.alpaca import IGNORE_INDEX
+from radreport.llm.base_model import resolve_base_model
+from radreport.llm.settings import LLMSettings
+
+
+def load_model(settings: LLMSettings):
+    """(PEFT model with fresh LoRA adapters, tokenizer) for resolved `settings`."""
+    path = resolve_base_model(settings.base_model)
+    dtype = getattr(torch, settings.compute_dtype)
+    quantization = None
+    if settings.load_in_4bit:
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype,
+        )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, quantization_config=quantization, device_map=device
+    )
+    lora = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=list(settings.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora), AutoTokenizer.from_pretrained(path)
+
+
+def _backbone_and_head(model):
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return causal_lm.get_decoder(), causal_lm.get_output_embeddings()
+
+
+class ResponseOnlySFTTrainer(SFTTrainer):
+    """SFTTrainer whose loss runs on any device: cross-entropy over labelled tokens only."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # compute_loss divides by num_items_in_batch (all labelled tokens of the accumulated
+        # batch), so the Trainer must not divide by the accumulation steps again.
+        self.model_accepts_loss_kwargs = True
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        features = {key: value for key, value in inputs.items() if key != "labels"}
+        next_labels = inputs["labels"][:, 1:]
+        trained = next_labels != IGNORE_INDEX
+        backbone, lm_head = _backbone_and_head(model)
+        hidden = backbone(**features, use_cache=False).last_hidden_state[:, :-1]
+        logits = lm_head(hidden[trained]).float()
+        targets = next_labels[trained]
+        denominator = trained.sum() if num_items_in_batch is None else num_items_in_batch
+        loss = F.cross_entropy(logits, targets, reduction="sum") / max(int(denominator), 1)
+        self._record_token_metrics(logits.detach(), targets)
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def _record_token_metrics(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """TRL's mean_token_accuracy and entropy, so both backends log the same metrics."""
+        if targets.numel() == 0:
+            return
+        mode = "train" if self.model.training else "eval"
+        log_probs = logits.log_softmax(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
+        accuracy = (logits.argmax(-1) == targets).float().mean()
+        self._metrics[mode]["mean_token_accuracy"].append(accuracy.item())
+        self._metrics[mode]["entropy"].append(entropy.item())
+
+
+def trainer_class() -> type[SFTTrainer]:
+    return ResponseOnlySFTTrainer

@@ -1,0 +1,42 @@
+"""The talk's backend: unsloth's FastLanguageModel (4-bit load, LoRA, its gradient checkpointing).
+
+unsloth patches transformers, peft and TRL when imported and prints a banner, so only
+radreport.llm.finetune imports this module, when a run picks this backend, and before it
+loads transformers itself. The rest of the project imports without unsloth.
+"""
+
+from __future__ import annotations
+
+import torch
+import unsloth  # noqa: F401  (first: patches transformers, peft and TRL)
+from unsloth import FastLanguageModel
+
+from radreport.llm.base_model import resolve_base_model
+from radreport.llm.settings import LLMSettings
+
+
+def load_model(settings: LLMSettings):
+    """(PEFT model with fresh LoRA adapters, tokenizer) for resolved `settings`."""
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        resolve_base_model(settings.base_model),
+        max_seq_length=settings.max_seq_length,
+        load_in_4bit=settings.load_in_4bit,
+        dtype=getattr(torch, settings.compute_dtype),
+    )
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=list(settings.target_modules),
+        use_gradient_checkpointing="unsloth" if settings.gradient_checkpointing else False,
+        random_state=settings.seed,
+    )
+    return model, tokenizer
+
+
+def trainer_class() -> type:
+    """TRL's SFTTrainer as unsloth patched it (its loss also runs on CPU)."""
+    from trl import SFTTrainer
+
+    return SFTTrainer

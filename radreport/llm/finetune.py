@@ -1,0 +1,166 @@
+"""Fine-tune LoRA adapters on impression -> report pairs: the one entry point for both backends."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from radreport.data.alpaca import AlpacaDataset, build_alpaca_dataset
+from radreport.llm.device import resolve_for_device
+from radreport.llm.resume import checkpoint_step, prepare_output_dir, run_fingerprint
+from radreport.llm.settings import LLMSettings
+
+ADAPTER_DIR_NAME = "adapter"
+_BACKEND_MODULES = {"unsloth": "radreport.llm.backend_unsloth", "hf": "radreport.llm.backend_hf"}
+
+
+@dataclass(frozen=True)
+class FineTuneResult:
+    adapter_dir: Path
+    metrics: dict[str, float]
+    log_history: list[dict]
+    resumed_from_step: int | None
+
+
+@dataclass
+class PreparedTraining:
+    """A trainer ready to run, with what went into it."""
+
+    trainer: object
+    tokenizer: object
+    settings: LLMSettings  # resolved for this machine: no "auto" left
+    train_data: AlpacaDataset
+    val_data: AlpacaDataset
+    resume_from: Path | None
+
+
+def prepare_training(
+    train_rows: Sequence[Mapping],
+    val_rows: Sequence[Mapping],
+    settings: LLMSettings,
+    output_dir: str | Path,
+    report_to: Sequence[str] = (),
+) -> PreparedTraining:
+    """Model with fresh adapters, tokenized data and a configured trainer for the backend.
+
+    Decides whether the run resumes: see radreport.llm.resume.
+    """
+    settings = resolve_for_device(settings)
+    if settings.num_threads is not None:
+        torch.set_num_threads(settings.num_threads)
+    output_dir = Path(output_dir)
+    resume_from = prepare_output_dir(output_dir, run_fingerprint(settings, train_rows, val_rows))
+    # The backend first: unsloth has to patch transformers, peft and TRL before they load.
+    backend = importlib.import_module(_BACKEND_MODULES[settings.backend])
+    from transformers import set_seed
+
+    from radreport.llm.collator import ResponseOnlyCollator
+    from radreport.llm.sft_config import build_sft_config
+
+    trainer_class = backend.trainer_class()
+    set_seed(settings.seed)  # LoRA initialisation draws from it
+    model, tokenizer = backend.load_model(settings)
+    train_data, val_data = (
+        build_alpaca_dataset(rows, tokenizer, settings.max_seq_length, settings.overlength)
+        for rows in (train_rows, val_rows)
+    )
+    trainer = trainer_class(
+        model=model,
+        args=build_sft_config(settings, output_dir, report_to, eval_on_start=resume_from is None),
+        train_dataset=_as_hf_dataset(train_data),
+        eval_dataset=_as_hf_dataset(val_data),
+        processing_class=tokenizer,
+        data_collator=ResponseOnlyCollator(
+            pad_token_id=tokenizer.pad_token_id,
+            padding_free=settings.batching == "padding_free",
+        ),
+        callbacks=_callbacks(settings),
+    )
+    return PreparedTraining(trainer, tokenizer, settings, train_data, val_data, resume_from)
+
+
+def finetune(
+    train_rows: Sequence[Mapping],
+    val_rows: Sequence[Mapping],
+    settings: LLMSettings,
+    output_dir: str | Path,
+    report_to: Sequence[str] = (),
+) -> FineTuneResult:
+    """Train adapters on rows with `impression` and `report` (optionally `examples`).
+
+    Checkpoints go to `output_dir` every `save_steps`; calling again with the same
+    output_dir, settings and rows resumes from the last one. The validation loss is measured
+    once before training (step 0) and every `eval_steps`. The adapter (safetensors, with the
+    tokenizer) ends in `output_dir/adapter`; with early stopping it is the best one by
+    validation loss. `report_to` goes to the Trainer (["mlflow"] logs into the active MLflow
+    run; [] logs nowhere).
+    """
+    run = prepare_training(train_rows, val_rows, settings, output_dir, report_to)
+    resume_from = run.resume_from
+    train_output = run.trainer.train(
+        resume_from_checkpoint=str(resume_from) if resume_from else None
+    )
+    final_eval = run.trainer.evaluate()
+    adapter_dir = Path(output_dir) / ADAPTER_DIR_NAME
+    run.trainer.save_model(str(adapter_dir))
+    run.tokenizer.save_pretrained(adapter_dir)
+    # The Trainer pickles its arguments next to the adapter; model artifacts stay pickle-free.
+    (adapter_dir / "training_args.bin").unlink(missing_ok=True)
+    log_history = list(run.trainer.state.log_history)
+    return FineTuneResult(
+        adapter_dir=adapter_dir,
+        metrics=_summary(train_output.metrics, final_eval, log_history, run),
+        log_history=log_history,
+        resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
+    )
+
+
+def _callbacks(settings: LLMSettings) -> list:
+    from transformers import EarlyStoppingCallback
+
+    if settings.early_stopping_patience is None:
+        return []
+    return [EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience)]
+
+
+def _as_hf_dataset(data: AlpacaDataset):
+    from datasets import Dataset
+
+    if not data.examples:
+        raise ValueError("No example fits max_seq_length: nothing to train or evaluate on")
+    return Dataset.from_dict(
+        {
+            "input_ids": [example.input_ids for example in data.examples],
+            "labels": [example.labels for example in data.examples],
+            # read by the length-grouped sampler instead of re-measuring every example
+            "length": [len(example.input_ids) for example in data.examples],
+        }
+    )
+
+
+def _eval_loss_before_training(log_history: list[dict]) -> float | None:
+    for entry in log_history:
+        if entry.get("step") == 0 and "eval_loss" in entry:
+            return entry["eval_loss"]
+    return None
+
+
+def _summary(
+    train_metrics: dict, final_eval: dict, log_history: list[dict], run: PreparedTraining
+) -> dict[str, float]:
+    metrics = {
+        "train_loss": train_metrics["train_loss"],
+        "train_runtime_s": train_metrics["train_runtime"],
+        "train_steps": max((entry.get("step", 0) for entry in log_history), default=0),
+        "eval_loss": final_eval["eval_loss"],
+    }
+    before = _eval_loss_before_training(log_history)
+    if before is not None:
+        metrics["eval_loss_before_training"] = before
+    for split, data in (("train", run.train_data), ("val", run.val_data)):
+        metrics.update({f"{split}_{name}": value for name, value in data.stats().items()})
+    return metrics

@@ -1,0 +1,83 @@
+"""Plots of an evaluation, saved as PNG: metrics with intervals per system, F1 per finding.
+
+Figures are built with matplotlib's object API (no pyplot), so no display backend or global
+figure state is involved and plotting is safe inside pipeline steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+COMPARED_METRICS = {
+    "bleu1": "BLEU-1",
+    "bleu4": "BLEU-4",
+    "sentence_bleu": "sentence BLEU",
+    "rouge_l": "ROUGE-L",
+    "chrf": "chrF",
+    "finding_f1_micro": "finding F1 micro",
+    "finding_f1_macro": "finding F1 macro",
+    "finding_f1_example": "finding F1 example",
+}
+
+
+def _error_bars(table: pd.DataFrame, metric: str) -> np.ndarray:
+    """Distances from the point to the interval ends, (2, n_systems); 0 where no interval.
+
+    A percentile interval need not contain the point (macro F1 over a varying set of
+    observations, rounding at a score of 1), so a distance below 0 is drawn as 0."""
+    point = table[metric].to_numpy(dtype=float)
+    if f"{metric}_ci_low" not in table.columns:
+        return np.zeros((2, len(table)))
+    low = table[f"{metric}_ci_low"].to_numpy(dtype=float)
+    high = table[f"{metric}_ci_high"].to_numpy(dtype=float)
+    return np.clip(np.nan_to_num(np.vstack([point - low, high - point])), 0.0, None)
+
+
+def plot_metric_comparison(table: pd.DataFrame, path: Path) -> Path:
+    """Grouped bars: one group per metric, one bar per system (rows of `table`), with CIs."""
+    metrics = [metric for metric in COMPARED_METRICS if metric in table.columns]
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
+    axes = figure.add_subplot()
+    width = 0.8 / len(table)
+    positions = np.arange(len(metrics))
+    for offset, (system, row) in enumerate(table.iterrows()):
+        errors = np.hstack([_error_bars(table.loc[[system]], metric) for metric in metrics])
+        axes.bar(
+            positions + offset * width,
+            row[metrics].to_numpy(dtype=float),
+            width,
+            yerr=errors,
+            capsize=2,
+            label=str(system),
+        )
+    axes.set_xticks(positions + width * (len(table) - 1) / 2)
+    axes.set_xticklabels([COMPARED_METRICS[metric] for metric in metrics], rotation=20)
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("score (95 % bootstrap CI)")
+    axes.legend(fontsize="small", ncols=min(len(table), 3))
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_per_finding_f1(per_finding_f1: pd.DataFrame, support: pd.Series, path: Path) -> Path:
+    """Horizontal bars of F1 per observation (rows) and system (columns); `support` is the
+    number of reference reports with each observation, shown in the labels."""
+    figure = Figure(figsize=(8, 9), layout="constrained")
+    axes = figure.add_subplot()
+    height = 0.8 / len(per_finding_f1.columns)
+    positions = np.arange(len(per_finding_f1))
+    for offset, system in enumerate(per_finding_f1.columns):
+        values = per_finding_f1[system].to_numpy(dtype=float)
+        axes.barh(positions + offset * height, np.nan_to_num(values), height, label=system)
+    axes.set_yticks(positions + height * (len(per_finding_f1.columns) - 1) / 2)
+    axes.set_yticklabels([f"{name} (n={support[name]})" for name in per_finding_f1.index])
+    axes.invert_yaxis()
+    axes.set_xlim(0, 1)
+    axes.set_xlabel("F1 (rule-based labeler, approximates CheXbert)")
+    axes.legend(fontsize="small", loc="lower right")
+    figure.savefig(path, dpi=110)
+    return path

@@ -1,0 +1,38 @@
+"""Generated reports -> metrics with CIs beside the baselines, per split, logged to MLflow
+and attached to the model version."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.types import HTMLString
+
+from pipelines.stack import TRACKER_NAME
+from radreport.metrics.evaluate import evaluate_reports as score_generated_reports
+from radreport.metrics.settings import EvaluationSettings
+
+
+@step(experiment_tracker=TRACKER_NAME)
+def evaluate_reports(
+    predictions: pd.DataFrame, alpaca_table: pd.DataFrame, settings: EvaluationSettings
+) -> tuple[Annotated[dict, "evaluation"], Annotated[HTMLString, "evaluation_report"]]:
+    """Baselines retrieve from the train split of the same table, so model and baselines
+    are scored on the very same studies."""
+    train = alpaca_table[alpaca_table["split"] == "train"]
+    evaluation, html = {}, ""
+    with tempfile.TemporaryDirectory() as out:
+        for split, samples in predictions.groupby("split", sort=False):
+            result = score_generated_reports(samples, train, settings, Path(out) / split)
+            mlflow.log_metrics({f"{split}_{k}": v for k, v in result.flat_metrics().items()})
+            mlflow.log_artifacts(str(Path(out) / split), f"evaluation/{split}")
+            mlflow.log_table(result.samples, f"evaluation/{split}_samples.json")
+            evaluation[split] = {"model": result.metrics, "baselines": result.baselines}
+            if split == "val" or not html:
+                html = result.html_path.read_text()
+    log_metadata(metadata={"evaluation": evaluation}, infer_model=True)
+    return evaluation, HTMLString(html)

@@ -1,0 +1,53 @@
+"""The Alpaca table -> a LoRA adapter (safetensors folder) and its training metrics."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+from zenml import ArtifactConfig, log_metadata, step
+from zenml.config import ResourceSettings
+from zenml.enums import ArtifactType
+from zenml.utils.cuda_utils import cleanup_gpu_memory
+
+from materializers.model_directory import ModelDirectoryMaterializer
+from pipelines.stack import TRACKER_NAME
+from radreport.llm.finetune import finetune
+from radreport.llm.prompt_table import split_rows
+from radreport.llm.settings import LLMSettings
+from radreport.llm.training_curves import plot_training_curves
+
+
+@step(
+    experiment_tracker=TRACKER_NAME,
+    settings={"resources": ResourceSettings(gpu_count=1)},
+    output_materializers={"adapter": ModelDirectoryMaterializer},
+)
+def finetune_llm(
+    alpaca_table: pd.DataFrame, settings: LLMSettings, checkpoint_dir: str
+) -> tuple[
+    Annotated[Path, ArtifactConfig(name="adapter", artifact_type=ArtifactType.MODEL)],
+    Annotated[dict, "training_metrics"],
+]:
+    """Checkpoints go to `checkpoint_dir`: a killed run started again resumes there."""
+    mlflow.log_params({f"llm_{k}": v for k, v in settings.model_dump().items()})
+    result = finetune(
+        split_rows(alpaca_table, "train"),
+        split_rows(alpaca_table, "val"),
+        settings,
+        checkpoint_dir,
+        report_to=["mlflow"],
+    )
+    mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.metrics.items()})
+    with tempfile.TemporaryDirectory() as plots:
+        for path in plot_training_curves(result.log_history, Path(plots)):
+            mlflow.log_artifact(str(path), "training")
+    log_metadata(
+        metadata={"training": result.metrics, "llm_settings": settings.model_dump()},
+        infer_model=True,
+    )
+    cleanup_gpu_memory(force=True)
+    return result.adapter_dir, result.metrics

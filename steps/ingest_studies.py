@@ -1,0 +1,39 @@
+"""Manifest + DICOM folders -> de-identified, split studies, their volumes and the quarantine."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+from zenml import step
+
+from materializers.study_volumes import StudyVolumesMaterializer
+from pipelines.stack import TRACKER_NAME
+from radreport.data.build import build_dataset
+from radreport.data.settings import DataSettings
+from radreport.data.study_volumes import StudyVolumes
+from steps.tracking import log_flat_metrics
+
+
+@step(
+    experiment_tracker=TRACKER_NAME,
+    output_materializers={"volumes": StudyVolumesMaterializer},
+)
+def ingest_studies(
+    manifest_path: str,
+    input_fingerprint: str,
+    deid_key_id: str,
+    settings: DataSettings,
+) -> tuple[
+    Annotated[pd.DataFrame, "studies"],
+    Annotated[StudyVolumes, "volumes"],
+    Annotated[pd.DataFrame, "quarantine"],
+]:
+    """`input_fingerprint` and `deid_key_id` are unused here but key the cache: same bytes
+    and same pseudonym key -> same dataset version."""
+    build = build_dataset(manifest_path, settings)
+    mlflow.log_params({"input_fingerprint": input_fingerprint, "deid_key_id": deid_key_id})
+    log_flat_metrics(build.summary, prefix="data")
+    mlflow.log_dict(build.summary, "data/summary.json")
+    return build.studies, build.volumes, build.quarantine

@@ -1,0 +1,24 @@
+"""Small MLflow helpers shared by the steps (the core never imports MLflow)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Number
+
+import mlflow
+
+
+def flatten_numbers(values: Mapping, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested mapping as `prefix_key_subkey`; other values are skipped."""
+    flat: dict[str, float] = {}
+    for key, value in values.items():
+        name = f"{prefix}_{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat |= flatten_numbers(value, name)
+        elif isinstance(value, Number) and not isinstance(value, bool) and value == value:
+            flat[name] = float(value)
+    return flat
+
+
+def log_flat_metrics(values: Mapping, prefix: str = "", step: int | None = None) -> None:
+    mlflow.log_metrics(flatten_numbers(values, prefix), step=step)

@@ -1,0 +1,94 @@
+"""Decoding mechanics on a tiny random Llama: padding, stopping, beams, input order."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from radreport.data.alpaca import format_prompt
+from radreport.llm.generate import ReportGenerator, greedy_decode
+
+IMPRESSIONS = [
+    "No acute cardiopulmonary disease.",
+    "Cardiomegaly with mild bibasilar infiltrates versus atelectasis, follow-up recommended.",
+    "Clear lungs.",
+    "Stable right upper lobe nodule.",
+]
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_llama_dir) -> ReportGenerator:
+    return ReportGenerator(tiny_llama_dir, dtype=torch.float32, max_new_tokens=10)
+
+
+def test_batched_greedy_equals_one_at_a_time(generator):
+    # Prompts of different lengths share a left-padded batch; padding must not change output.
+    batched = generator.generate(IMPRESSIONS, batch_size=len(IMPRESSIONS), progress=False)
+    alone = [generator.generate([text], batch_size=1, progress=False)[0] for text in IMPRESSIONS]
+    assert batched == alone
+    assert all(batched)
+
+
+def test_reports_come_back_in_input_order(generator):
+    reversed_reports = generator.generate(IMPRESSIONS[::-1], batch_size=2, progress=False)
+    assert reversed_reports[::-1] == generator.generate(IMPRESSIONS, batch_size=2, progress=False)
+
+
+def _encode(generator, impressions):
+    prompts = [format_prompt(impression) for impression in impressions]
+    encoded = generator.tokenizer(prompts, padding=True, return_tensors="pt")
+    return encoded["input_ids"], encoded["attention_mask"]
+
+
+def test_each_row_stops_at_its_own_stop_token(generator):
+    input_ids, attention_mask = _encode(generator, IMPRESSIONS[:2])
+    pad = generator.tokenizer.pad_token_id
+    free_run = greedy_decode(generator.model, input_ids, attention_mask, 8, [], pad)
+    stop_token = int(free_run[0, 2])  # make the first row's third token a stop token
+    stopped = greedy_decode(generator.model, input_ids, attention_mask, 8, [stop_token], pad)
+
+    first_row = stopped[0].tolist()
+    assert first_row[:3] == free_run[0, :3].tolist()
+    assert all(token == pad for token in first_row[3:])
+    # The other row runs on until it meets the stop token itself (or the budget ends).
+    second_free = free_run[1].tolist()
+    cut = second_free.index(stop_token) + 1 if stop_token in second_free else len(second_free)
+    assert stopped[1, :cut].tolist() == second_free[:cut]
+
+
+def test_decoding_ends_when_every_row_stopped(generator):
+    input_ids, attention_mask = _encode(generator, IMPRESSIONS[:1])
+    pad = generator.tokenizer.pad_token_id
+    first_token = int(greedy_decode(generator.model, input_ids, attention_mask, 1, [], pad)[0, 0])
+    stopped = greedy_decode(generator.model, input_ids, attention_mask, 8, [first_token], pad)
+    assert stopped.shape == (1, 1)
+
+
+def test_stop_token_and_what_follows_are_not_in_the_report(generator):
+    input_ids, attention_mask = _encode(generator, IMPRESSIONS[:1])
+    pad = generator.tokenizer.pad_token_id
+    free_run = greedy_decode(generator.model, input_ids, attention_mask, 10, [], pad)[0].tolist()
+    original_stop_ids, generator.stop_ids = generator.stop_ids, [free_run[3]]
+    try:
+        report = generator.generate(IMPRESSIONS[:1], progress=False)[0]
+    finally:
+        generator.stop_ids = original_stop_ids
+    expected = generator.tokenizer.decode(
+        free_run[: free_run.index(free_run[3])],
+        skip_special_tokens=True,
+        clean_up_tokenization_spaces=False,
+    )
+    assert report == expected.strip()
+
+
+def test_beam_search_returns_a_report_per_impression(generator):
+    reports = generator.generate(IMPRESSIONS, num_beams=3, batch_size=2, progress=False)
+    assert len(reports) == len(IMPRESSIONS)
+    assert all(isinstance(report, str) and report for report in reports)
+
+
+def test_one_example_list_per_impression(generator):
+    examples = [[("Clear lungs.", "The lungs are clear. No effusion.")]] * 2
+    assert len(generator.generate(IMPRESSIONS[:2], examples=examples, progress=False)) == 2
+    with pytest.raises(ValueError, match="example lists"):
+        generator.generate(IMPRESSIONS, examples=examples, progress=False)

@@ -1,0 +1,77 @@
+"""Merged export: same greedy tokens as base + adapter, and never an adapter-only folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM
+
+from radreport.llm.generate import ReportGenerator
+from radreport.llm.merge import IncompleteExportError, export_merged, verify_full_model_folder
+
+IMPRESSIONS = ["Cardiomegaly with mild bibasilar infiltrates.", "No acute disease."]
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tiny_llama_dir, tmp_path_factory):
+    """A LoRA adapter whose B matrices are non-zero, so it changes what the model says."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    peft_model = get_peft_model(model, lora)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:  # peft initialises B to zero: a no-op adapter
+                parameter.normal_(std=0.5)
+    folder = tmp_path_factory.mktemp("adapter")
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+def _greedy(model_dir, adapter_dir=None):
+    generator = ReportGenerator(model_dir, adapter_dir, dtype=torch.float32, max_new_tokens=12)
+    encoded = generator.tokenizer(IMPRESSIONS, padding=True, return_tensors="pt")
+    # Token ids, not text: two different tokens can decode to the same string.
+    output = generator.model.generate(
+        **encoded, max_new_tokens=12, do_sample=False, pad_token_id=generator.tokenizer.pad_token_id
+    )
+    return output.tolist()
+
+
+def test_merged_model_decodes_like_base_plus_adapter(tiny_llama_dir, adapter_dir, tmp_path):
+    merged_dir = export_merged(tiny_llama_dir, adapter_dir, tmp_path / "merged", torch.float32)
+    with_adapter = _greedy(tiny_llama_dir, adapter_dir)
+    assert _greedy(merged_dir) == with_adapter
+    assert _greedy(tiny_llama_dir) != with_adapter  # the adapter really matters
+
+
+def test_export_holds_full_weights_and_no_adapter_files(tiny_llama_dir, adapter_dir, tmp_path):
+    merged_dir = export_merged(tiny_llama_dir, adapter_dir, tmp_path / "merged", torch.bfloat16)
+    assert not (merged_dir / "adapter_config.json").exists()
+    assert json.loads((merged_dir / "config.json").read_text())["dtype"] == "bfloat16"
+    assert (merged_dir / "tokenizer.json").is_file()
+
+
+def test_an_adapter_only_folder_is_caught(tiny_llama_dir, adapter_dir, tmp_path):
+    fake_export = tmp_path / "adapter-only"
+    shutil.copytree(adapter_dir, fake_export)
+    parameters = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).num_parameters()
+    with pytest.raises(IncompleteExportError, match="adapter files"):
+        verify_full_model_folder(fake_export, parameters)
+    # The same weights under a full model's file names still are only the adapter.
+    (fake_export / "adapter_config.json").unlink()
+    (fake_export / "adapter_model.safetensors").rename(fake_export / "model.safetensors")
+    for name in ("config.json", "tokenizer_config.json"):
+        shutil.copy(tiny_llama_dir / name, fake_export / name)
+    with pytest.raises(IncompleteExportError, match="weights"):
+        verify_full_model_folder(fake_export, parameters)
+
+
+def test_a_non_empty_export_folder_is_refused(tiny_llama_dir, adapter_dir, tmp_path):
+    (tmp_path / "stale.txt").write_text("left from an earlier export")
+    with pytest.raises(FileExistsError):
+        export_merged(tiny_llama_dir, adapter_dir, tmp_path)

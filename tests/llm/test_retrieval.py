@@ -1,0 +1,75 @@
+"""Nearest training pairs by impression for retrieval-augmented prompts."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from radreport.llm.retrieval import ImpressionIndex
+
+TRAINING = pd.DataFrame(
+    {
+        "study_id": ["s1", "s2", "s3", "s4"],
+        "impression": [
+            "No acute cardiopulmonary disease.",
+            "Cardiomegaly with small bilateral pleural effusions.",
+            "Right lower lobe pneumonia.",
+            "No acute cardiopulmonary abnormality.",
+        ],
+        "report": [
+            "The lungs are clear. Heart size normal.",
+            "The heart is enlarged. Small bilateral effusions.",
+            "Consolidation in the right lower lobe.",
+            "Normal heart and lungs.",
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def index() -> ImpressionIndex:
+    return ImpressionIndex.from_table(TRAINING)
+
+
+def test_exact_impression_comes_first(index):
+    [neighbours] = index.nearest(["Right lower lobe pneumonia."], k=2)
+    assert neighbours[0] == (
+        "Right lower lobe pneumonia.",
+        "Consolidation in the right lower lobe.",
+    )
+    assert len(neighbours) == 2
+
+
+def test_similar_impressions_rank_above_unrelated_ones(index):
+    [neighbours] = index.nearest(["No acute cardiopulmonary process."], k=2)
+    assert {impression for impression, _ in neighbours} == {
+        "No acute cardiopulmonary disease.",
+        "No acute cardiopulmonary abnormality.",
+    }
+
+
+def test_a_study_is_never_its_own_example(index):
+    neighbours = index.nearest(
+        TRAINING["impression"].tolist(), k=3, study_ids=["s1", "s2", "s3", "s4"]
+    )
+    for own_impression, examples in zip(TRAINING["impression"], neighbours, strict=True):
+        assert own_impression not in [impression for impression, _ in examples]
+        assert len(examples) == 3
+    # s1's nearest other study is s4, the other "no acute cardiopulmonary" impression.
+    assert neighbours[0][0][0] == "No acute cardiopulmonary abnormality."
+
+
+def test_k_larger_than_the_index_returns_every_other_study(index):
+    [neighbours] = index.nearest(["Clear lungs."], k=10, study_ids=["s1"])
+    assert len(neighbours) == 3
+
+
+def test_k_zero_gives_no_examples(index):
+    assert index.nearest(["Clear lungs.", "Effusion."], k=0) == [[], []]
+
+
+def test_mismatched_lengths_are_rejected(index):
+    with pytest.raises(ValueError, match="study ids"):
+        index.nearest(["Clear lungs."], k=1, study_ids=["s1", "s2"])
+    with pytest.raises(ValueError, match="reports"):
+        ImpressionIndex(["a"], [])
