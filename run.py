@@ -135,5 +135,74 @@ def baselines(train_csv: Path, reports_csv: Path, as_json: bool) -> None:
     click.echo(baseline_table_json(table) if as_json else baseline_table_text(table))
 
 
+def load_model_or_exit(spec: str | None):
+    from pipelines.model_versions import ModelVersionNotFound, load_trained_model
+
+    try:
+        return load_trained_model(spec)
+    except ModelVersionNotFound as exc:
+        fail(str(exc), 2)
+
+
+def report_generator(model):
+    from radreport.llm.base_model import resolve_base_model
+    from radreport.llm.generate import ReportGenerator
+
+    base = resolve_base_model(model.settings.base_model)
+    return ReportGenerator.from_settings(model.settings, base, model.adapter_dir)
+
+
+@cli.command()
+@click.option("--impression", required=True, help="The radiologist's impression.")
+@click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
+def generate(impression: str, model_spec: str | None) -> None:
+    """Write the detailed report for one impression with a trained model version."""
+    from radreport.llm.predictions import predict_impressions
+
+    if not impression.strip():
+        fail("--impression is empty", 2)
+    model = load_model_or_exit(model_spec)
+    generator = report_generator(model)
+    [report] = predict_impressions(
+        generator, [impression], model.train_pairs, model.settings.retrieval_k
+    )
+    click.echo(f"[{model.label}]")
+    click.echo(report)
+
+
+@cli.command()
+@click.option("--reports", "reports_csv", type=click.Path(path_type=Path), required=True,
+              help="CSV with study_id, impression and optionally findings or report.")
+@click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def evaluate(reports_csv: Path, model_spec: str | None, out: Path) -> None:
+    """Generate for every row of a CSV; write predictions.csv and, with references, metrics.json."""
+    from radreport.llm.predictions import predict_impressions
+    from radreport.metrics.evaluate import evaluate_reports
+    from radreport.metrics.report_tables import read_prompt_table
+
+    try:
+        table = read_prompt_table(reports_csv)
+    except (ValueError, FileNotFoundError) as exc:
+        fail(str(exc), 2)
+    model = load_model_or_exit(model_spec)
+    generated = predict_impressions(
+        report_generator(model), table["impression"].tolist(), model.train_pairs,
+        model.settings.retrieval_k,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    table["generated"] = generated
+    table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(
+        out / "predictions.csv", index=False
+    )
+    click.echo(f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows)")
+    if "reference" in table.columns:
+        result = evaluate_reports(table, model.train_pairs, output_dir=out)
+        (out / "metrics.json").write_text(result.to_json())
+        click.echo(f"wrote {out / 'metrics.json'} and {result.html_path}")
+        for key in ("bleu1", "bleu4", "rouge_l", "finding_f1_micro"):
+            click.echo(f"  {key}: {result.metrics[key]:.3f}")
+
+
 if __name__ == "__main__":
     cli()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import subprocess
@@ -42,7 +43,7 @@ class Arguments:
     data: Path = DEFAULT_DATA
     new_tokens: int = 32
     batch_size: int = 16
-    trials: int = 5
+    trials: int = 3
     compile: bool = False  # adds the torch.compile lever: minutes of compilation on 2 cores
     output: Path = DEFAULT_OUTPUT
 
@@ -166,6 +167,7 @@ class LeverResult:
 
 def main() -> None:
     arguments = parse_arguments()
+    load_at_start = os.getloadavg()[0]
     impressions = pd.read_csv(arguments.data)["impression"].dropna().tolist()
     prompts = [format_prompt(text) for text in impressions[: arguments.batch_size]]
     levers = [*LEVERS, COMPILE_LEVER] if arguments.compile else LEVERS
@@ -175,7 +177,7 @@ def main() -> None:
     }
     results = [measure_lever(lever, models[lever.dtype], prompts[0], arguments) for lever in levers]
     batching = measure_batching(models[DEFAULT_LEVER.dtype], prompts, arguments)
-    write_report(arguments, results, batching)
+    write_report(arguments, results, batching, load_at_start)
 
 
 def measure_lever(lever: Lever, model_and_tokenizer, prompt: str, arguments) -> LeverResult:
@@ -211,7 +213,9 @@ def cpu_name() -> str:
     return names[0] if names else platform.processor()
 
 
-def write_report(arguments, results: list[LeverResult], batching: dict[int, Measurement]) -> None:
+def write_report(
+    arguments, results: list[LeverResult], batching: dict[int, Measurement], load_at_start: float
+) -> None:
     one, many = batching[1], batching[max(batching)]
     bandwidths = [result.measurement.best_bandwidth for result in results]
     lines = [
@@ -222,7 +226,9 @@ def write_report(arguments, results: list[LeverResult], batching: dict[int, Meas
         f"--trials {arguments.trials}{' --compile' if arguments.compile else ''}`",
         f"- Date: {datetime.date.today().isoformat()}",
         f"- Machine: {cpu_name()} ({platform.machine()}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; shared with other jobs while measured",
+        f"{torch.get_num_threads()} threads; 1-minute load average "
+        f"{load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end "
+        f"(the CPU is shared with other jobs)",
         f"- Work: first IU X-Ray validation impressions in the Alpaca prompt, "
         f"{arguments.new_tokens} new tokens per prompt (stop tokens ignored), "
         f"{arguments.trials} trials per row after one warm-up",

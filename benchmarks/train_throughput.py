@@ -86,7 +86,6 @@ VARIANTS: dict[str, dict] = {
         batching="length_grouped",
         compute_dtype="bfloat16",
     ),
-    "default settings (backend auto)": dict(),
 }
 # Variants too slow on a CPU without native bf16 to run every step: timed on fewer steps.
 SHORT_VARIANTS = {"hf + unquantized base + length-grouped, bf16 compute"}

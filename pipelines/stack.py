@@ -7,6 +7,8 @@ points), so `zenml stack list` and the dashboard see it.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from zenml.client import Client
 from zenml.enums import StackComponentType
 
@@ -23,10 +25,14 @@ WANTED_COMPONENTS = {
 }
 
 
+REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
+
+
 def ensure_stack() -> list[str]:
     """Create whatever is missing and activate the stack; return what changed (empty if nothing)."""
+    changes = ensure_repository()
     client = Client()
-    changes = [
+    changes += [
         change
         for kind in (StackComponentType.EXPERIMENT_TRACKER, StackComponentType.MODEL_REGISTRY)
         if (change := ensure_component(client, kind, WANTED_COMPONENTS[kind]))
@@ -37,6 +43,15 @@ def ensure_stack() -> list[str]:
         client.activate_stack(STACK_NAME)
         changes.append(f"activated stack '{STACK_NAME}'")
     return changes
+
+
+def ensure_repository() -> list[str]:
+    """`zenml init` at the repository root: steps' sources resolve from there however the
+    pipeline is launched (run.py, pytest, a notebook)."""
+    if (REPOSITORY_ROOT / ".zen").is_dir():
+        return []
+    Client.initialize(root=REPOSITORY_ROOT)
+    return [f"initialised the ZenML repository at {REPOSITORY_ROOT}"]
 
 
 def ensure_component(client: Client, kind: StackComponentType, name: str) -> str | None:

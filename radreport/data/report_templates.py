@@ -15,8 +15,8 @@ from radreport.data.phantom import Finding
 
 PRESENT = {
     "nodule": (
-        "A {diameter} mm solid nodule is seen in the {side} {lobe} lobe.",
-        "There is a {diameter} mm pulmonary nodule in the {lobe} lobe of the {side} lung.",
+        "A solid nodule measuring {diameter} mm is seen in the {side} {lobe} lobe.",
+        "A pulmonary nodule measuring {diameter} mm lies in the {lobe} lobe of the {side} lung.",
         "{diameter} mm noncalcified nodule in the {side} {lobe} lobe.",
     ),
     "pleural_effusion": (
@@ -37,7 +37,7 @@ PRESENT = {
     "cardiomegaly": (
         "The heart is {severity}ly enlarged.",
         "{Severity} cardiomegaly.",
-        "The cardiac silhouette is {severity}ly enlarged; there is no pericardial fluid.",
+        "The cardiac silhouette is {severity}ly enlarged.",
     ),
 }
 ABSENT = {

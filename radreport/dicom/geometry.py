@@ -46,14 +46,14 @@ def _directions(orientation: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray,
 
 
 def _inconsistency(slices: list[SliceHeader]) -> str | None:
-    first = slices[0]
-    for other in slices[1:]:
-        if not np.allclose(first.orientation, other.orientation, atol=ORIENTATION_ATOL):
-            return "slices differ in ImageOrientationPatient"
-        if (first.rows, first.columns) != (other.rows, other.columns):
-            return "slices differ in Rows/Columns"
-        if not np.allclose(first.pixel_spacing, other.pixel_spacing, rtol=1e-4):
-            return "slices differ in PixelSpacing"
+    orientations = np.array([s.orientation for s in slices])
+    if np.abs(orientations - orientations[0]).max() > ORIENTATION_ATOL:
+        return "slices differ in ImageOrientationPatient"
+    if len({(s.rows, s.columns) for s in slices}) > 1:
+        return "slices differ in Rows/Columns"
+    spacings = np.array([s.pixel_spacing for s in slices])
+    if np.abs(spacings / spacings[0] - 1.0).max() > 1e-4:
+        return "slices differ in PixelSpacing"
     return None
 
 

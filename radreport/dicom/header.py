@@ -83,6 +83,7 @@ VALUE_ATTRIBUTES = tuple(
     )
 )
 SEQUENCE_ATTRIBUTES = REQUIRED_ENHANCED_CT_ATTRIBUTES[1:]
+NUMBER_STRINGS = {"DS": float, "IS": int}
 # Tag and length in front of the pixel data value: 8 bytes at least (implicit VR).
 PIXEL_ELEMENT_HEADER_BYTES = 8
 
@@ -144,6 +145,17 @@ class FileHeader:
         return str(self.facts.get("PatientID") or "")
 
 
+def _numbers(raw: bytes, number: type) -> object:
+    """A DS/IS value (backslash-separated decimal strings) as float/int, or a list of them;
+    raises ValueError on anything that is not a number. pydicom builds a validated DSfloat
+    per item, which dominated this pass."""
+    text = raw.decode("ascii").strip(" \x00")
+    if not text:
+        return None
+    items = [number(item) for item in text.split("\\")]
+    return items[0] if len(items) == 1 else items
+
+
 def _converted(dataset: Dataset, keyword: str) -> object:
     """The value of `keyword`, None when absent or empty, UNREADABLE when unconvertible."""
     tag = tag_for_keyword(keyword)
@@ -153,8 +165,9 @@ def _converted(dataset: Dataset, keyword: str) -> object:
     try:
         if isinstance(element, RawDataElement):
             # Implicit VR files carry no VR, and some writers mark known tags UN.
-            known = element.VR not in (None, "UN")
-            value = convert_value(element.VR if known else dictionary_VR(tag), element)
+            vr = element.VR if element.VR not in (None, "UN") else dictionary_VR(tag)
+            number = NUMBER_STRINGS.get(vr)
+            value = _numbers(element.value, number) if number else convert_value(vr, element)
         else:
             value = element.value
     except Exception:  # any conversion failure means the same thing: an unusable value

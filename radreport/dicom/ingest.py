@@ -39,31 +39,43 @@ def _log_failures(results: list[StudyImages]) -> None:
         logger.warning("ingestion failed for %d studies: %s", sum(failures.values()), failures)
 
 
-def _ingest_one_thread(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> StudyImages:
-    # Parallelism is across studies; a multi-threaded BLAS inside each worker only
-    # oversubscribes the cores (measured here: resizing ran 3-5x slower under load).
-    with threadpool_limits(limits=1, user_api="blas"):
-        return ingest_study(task, settings, keys)
+def _single_threaded_blas() -> None:
+    """Parallelism is across studies; a multi-threaded BLAS inside each worker only
+    oversubscribes the cores (measured here: resizing ran 3-5x slower under load)."""
+    threadpool_limits(limits=1, user_api="blas")
 
 
 def _ingest_safely(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> StudyImages:
     try:
-        return _ingest_one_thread(task, settings, keys)
+        return ingest_study(task, settings, keys)
     except Exception as error:
         return _failed(task, error)
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers must not be forked from the caller: a pipeline process runs threads (ZenML,
+    MLflow, BLAS) whose held locks a fork would copy. A fork server is a clean,
+    single-threaded process that imports ingestion once and forks each worker ready to go;
+    spawn (a fresh interpreter per worker, which re-imports everything) is the fallback
+    where there is no fork server (Windows)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _ingest_in_processes(
     tasks: Sequence[StudyTask], settings: DicomSettings, keys: DeidKeys
 ) -> list[StudyImages]:
-    # "spawn": workers start clean, without locks or thread pools (BLAS, torch) that a
-    # forked copy of a busy parent can inherit in a held state.
-    context = multiprocessing.get_context("spawn")
     workers = min(settings.workers, len(tasks))
     results: list[StudyImages | None] = [None] * len(tasks)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=_worker_context(), initializer=_single_threaded_blas
+    )
+    with pool:
         futures: dict[Future, int] = {
-            pool.submit(_ingest_one_thread, task, settings, keys): index
+            pool.submit(ingest_study, task, settings, keys): index
             for index, task in enumerate(tasks)
         }
         for future in tqdm(as_completed(futures), total=len(tasks), desc="ingest", unit="study"):
@@ -83,7 +95,8 @@ def ingest_studies(
     needs the usual `if __name__ == "__main__":` guard (processes are spawned)."""
     if settings.workers == 1 or len(tasks) <= 1:
         progress = tqdm(tasks, desc="ingest", unit="study")
-        results = [_ingest_safely(task, settings, keys) for task in progress]
+        with threadpool_limits(limits=1, user_api="blas"):
+            results = [_ingest_safely(task, settings, keys) for task in progress]
     else:
         results = _ingest_in_processes(tasks, settings, keys)
     _log_failures(results)

@@ -2,9 +2,8 @@
 
 Each axis is one (target x source) weight matrix built from sample positions, so the slice
 axis can use the real, possibly irregular, slice positions in mm and the same code serves
-in-plane pixels. A triangle kernel as wide as the larger of the source and target steps
-interpolates linearly when enlarging and averages (anti-aliases) when shrinking, so a
-small nodule is not skipped when 300 slices become 32.
+in-plane pixels. The kernel interpolates linearly when enlarging and averages
+(anti-aliases) when shrinking, so a small nodule is not skipped when 300 slices become 32.
 """
 
 from __future__ import annotations
@@ -18,18 +17,20 @@ def cell_centres(start: float, stop: float, count: int) -> np.ndarray:
 
 
 def resampling_matrix(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """(len(target), len(source)) float32 weights; rows sum to 1; source must increase."""
+    """(len(target), len(source)) float32 weights; rows sum to 1; source must increase.
+
+    Targets are first placed at fractional source indices (by linear interpolation of the
+    positions, clamped at the ends), then weighted by a triangle kernel over the indices,
+    at least one index wide: neighbours interpolate linearly, also across a gap, and a
+    target step of several source samples averages them all.
+    """
     source = np.asarray(source, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    if len(source) == 1:
-        return np.ones((len(target), 1), dtype=np.float32)
-    target_step = float(np.median(np.diff(target))) if len(target) > 1 else np.ptp(source)
-    right = np.clip(np.searchsorted(source, target), 1, len(source) - 1)
-    bracket = source[right] - source[right - 1]
-    half_width = np.maximum(target_step, bracket)[:, None]
-    weights = np.clip(1.0 - np.abs(source[None, :] - target[:, None]) / half_width, 0.0, None)
-    empty = weights.sum(axis=1) == 0
-    weights[empty, np.abs(source[None, :] - target[empty, None]).argmin(axis=1)] = 1.0
+    index = np.interp(target, source, np.arange(len(source)))
+    step = float(np.median(np.diff(index))) if len(target) > 1 else float(len(source))
+    half_width = max(1.0, step)
+    distance = np.abs(np.arange(len(source))[None, :] - index[:, None])
+    weights = np.clip(1.0 - distance / half_width, 0.0, None)
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -47,10 +48,12 @@ def resize_volume(
     half_step = float(np.median(np.diff(positions))) / 2.0 if len(positions) > 1 else 0.5
     target = cell_centres(positions[0] - half_step, positions[-1] + half_step, depth)
     along_slices = resampling_matrix(positions, target)
-    along_rows = _pixel_axis_matrix(volume.shape[1], height)
-    along_columns = _pixel_axis_matrix(volume.shape[2], width)
-    # Shrink in-plane first: the slice matrix then multiplies the smaller images.
-    in_plane = along_rows @ volume @ along_columns.T
+    in_plane = volume
+    if volume.shape[1:] != (height, width):  # the same grid would be an identity product
+        along_rows = _pixel_axis_matrix(volume.shape[1], height)
+        along_columns = _pixel_axis_matrix(volume.shape[2], width)
+        # Shrink in-plane first: the slice matrix then multiplies the smaller images.
+        in_plane = along_rows @ volume @ along_columns.T
     resized = along_slices @ in_plane.reshape(len(positions), -1)
     return resized.reshape(depth, height, width)
 

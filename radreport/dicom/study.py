@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataset import Dataset
 
 from radreport.data.pseudonyms import DeidKeys
 from radreport.data.quarantine import QuarantineEntry, Reason
@@ -31,6 +32,14 @@ from radreport.dicom.series import (
     drop_other_patients,
 )
 from radreport.dicom.volume import build_volume
+
+FACT_KEYWORDS = (
+    "PatientID",
+    "StudyInstanceUID",
+    "SeriesInstanceUID",
+    "AccessionNumber",
+    "StudyDate",
+)
 
 
 @dataclass(frozen=True)
@@ -112,7 +121,13 @@ def _first_buildable(
 def _deidentified_facts(
     geometry: StackGeometry, header: FileHeader, keys: DeidKeys
 ) -> dict[str, object]:
-    clean = deidentify_dataset(header.dataset, keys)
+    # Only these elements leave ingestion; de-identifying just them is the same function
+    # at a fraction of the cost of copying and walking the whole header.
+    subset = Dataset()
+    for keyword in FACT_KEYWORDS:
+        if keyword in header.dataset:
+            subset[keyword] = header.dataset[keyword]
+    clean = deidentify_dataset(subset, keys)
     return {
         "study_uid": str(clean.StudyInstanceUID),
         "series_uid": str(clean.SeriesInstanceUID),
@@ -132,9 +147,6 @@ def ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> St
     files = _files(folder)
     result.files_seen = len(files)
     headers, rejected = _header_pass(files, settings)
-    for header in headers:
-        result.identifiers |= identifying_values(header.dataset)
-        result.pseudonyms |= header_pseudonyms(header.dataset, keys)
     candidates, dropped = _usable_series(headers, task, settings)
     by_path = {header.path: header for header in headers}
     geometry, result.volume, failed = _first_buildable(candidates, by_path, settings)
@@ -148,5 +160,11 @@ def ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> St
         rejected.append(QuarantineEntry(str(folder), reason, message))
     else:
         result.header = _deidentified_facts(geometry, by_path[geometry.slices[0].path], keys)
+    # Patient and study identifiers are the same in every file of the study: one header
+    # (the one whose pixels were used, when there is one) is enough to scrub the report.
+    representative = by_path[geometry.slices[0].path] if geometry else next(iter(headers), None)
+    if representative:
+        result.identifiers = identifying_values(representative.dataset)
+        result.pseudonyms = header_pseudonyms(representative.dataset, keys)
     result.quarantine = [replace(entry, study_id=task.study_id) for entry in rejected]
     return result

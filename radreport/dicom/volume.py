@@ -14,7 +14,7 @@ from radreport.dicom.geometry import StackGeometry
 from radreport.dicom.header import FileHeader
 from radreport.dicom.pixels import stored_frames, to_hounsfield
 from radreport.dicom.resample import resize_volume, shift_slices
-from radreport.dicom.windows import to_storage, window_channels
+from radreport.dicom.windows import to_storage
 
 
 def series_hounsfield(geometry: StackGeometry, headers: dict[str, FileHeader]) -> np.ndarray:
@@ -37,4 +37,4 @@ def build_volume(
         hounsfield = shift_slices(hounsfield, geometry.in_plane_shift_px)
     shape = (settings.depth, settings.height, settings.width)
     resized = resize_volume(hounsfield, geometry.positions_mm, shape)
-    return to_storage(window_channels(resized), settings.storage_dtype)
+    return to_storage(resized, settings.storage_dtype)

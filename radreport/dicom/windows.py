@@ -17,21 +17,28 @@ CT_WINDOWS: dict[str, tuple[float, float]] = {
 CHANNELS = tuple(CT_WINDOWS)
 
 
-def window_channels(hounsfield: np.ndarray) -> np.ndarray:
-    """(...) HU -> (3, ...) float32 in [0, 1], channels in CHANNELS order."""
+def _bounds(ndim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lower edge and width of each window, shaped to broadcast over (3, ...)."""
     levels = np.array([level for level, _ in CT_WINDOWS.values()], dtype=np.float32)
     widths = np.array([width for _, width in CT_WINDOWS.values()], dtype=np.float32)
-    expand = (slice(None),) + (None,) * hounsfield.ndim
-    lower = (levels - widths / 2)[expand]
-    scaled = (hounsfield[None].astype(np.float32) - lower) / widths[expand]
-    return np.clip(scaled, 0.0, 1.0, out=scaled)
+    expand = (slice(None),) + (None,) * ndim
+    return (levels - widths / 2)[expand], widths[expand]
 
 
-def to_storage(channels: np.ndarray, dtype: str) -> np.ndarray:
-    """[0, 1] floats as uint8 (0-255, 4x smaller than float32) or float16."""
+def window_channels(hounsfield: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """(...) HU -> (3, ...) float32 in [0, scale], channels in CHANNELS order."""
+    lower, widths = _bounds(hounsfield.ndim)
+    scaled = (hounsfield[None].astype(np.float32) - lower) * (scale / widths)
+    return np.clip(scaled, 0.0, scale, out=scaled)
+
+
+def to_storage(hounsfield: np.ndarray, dtype: str) -> np.ndarray:
+    """The windows of a HU volume as uint8 (0-255, 4x smaller than float32) or float16;
+    uint8 is scaled inside the window pass, saving a pass over the volume."""
     if dtype == "uint8":
-        return np.rint(channels * 255.0).astype(np.uint8)
-    return channels.astype(np.float16)
+        scaled = window_channels(hounsfield, scale=255.0)
+        return np.rint(scaled, out=scaled).astype(np.uint8)
+    return window_channels(hounsfield).astype(np.float16)
 
 
 def from_storage(stored: np.ndarray) -> np.ndarray:

@@ -3,8 +3,9 @@
 Two layouts:
 - padded: right-padded rows with an attention mask (labels -100 on padding);
 - padding-free: all examples of the batch concatenated into one row, `position_ids`
-  restarting at 0 for each, which transformers turns into a block-diagonal causal mask, so
-  no compute goes to padding. The next-token shift cannot leak across examples: every
+  restarting at 0 for each, which transformers turns into a block-diagonal causal mask
+  (only when the forward gets no KV cache, use_cache=False as in training), so no compute
+  goes to padding. The next-token shift cannot leak across examples: every
   example starts with prompt tokens, whose labels are -100.
 """
 

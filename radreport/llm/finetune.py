@@ -44,6 +44,7 @@ def prepare_training(
     settings: LLMSettings,
     output_dir: str | Path,
     report_to: Sequence[str] = (),
+    callbacks: Sequence = (),
 ) -> PreparedTraining:
     """Model with fresh adapters, tokenized data and a configured trainer for the backend.
 
@@ -78,7 +79,7 @@ def prepare_training(
             pad_token_id=tokenizer.pad_token_id,
             padding_free=settings.batching == "padding_free",
         ),
-        callbacks=_callbacks(settings),
+        callbacks=[*_early_stopping(settings), *callbacks],
     )
     return PreparedTraining(trainer, tokenizer, settings, train_data, val_data, resume_from)
 
@@ -89,6 +90,7 @@ def finetune(
     settings: LLMSettings,
     output_dir: str | Path,
     report_to: Sequence[str] = (),
+    callbacks: Sequence = (),
 ) -> FineTuneResult:
     """Train adapters on rows with `impression` and `report` (optionally `examples`).
 
@@ -96,30 +98,29 @@ def finetune(
     output_dir, settings and rows resumes from the last one. The validation loss is measured
     once before training (step 0) and every `eval_steps`. The adapter (safetensors, with the
     tokenizer) ends in `output_dir/adapter`; with early stopping it is the best one by
-    validation loss. `report_to` goes to the Trainer (["mlflow"] logs into the active MLflow
-    run; [] logs nowhere).
+    validation loss, and metrics["eval_loss"] is always the saved adapter's. `report_to`
+    goes to the Trainer (["mlflow"] logs into the active MLflow run; [] logs nowhere);
+    `callbacks` are extra transformers TrainerCallbacks (e.g. sample generations logged at
+    each evaluation).
     """
-    run = prepare_training(train_rows, val_rows, settings, output_dir, report_to)
+    run = prepare_training(train_rows, val_rows, settings, output_dir, report_to, callbacks)
     resume_from = run.resume_from
-    train_output = run.trainer.train(
-        resume_from_checkpoint=str(resume_from) if resume_from else None
-    )
+    run.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_eval = run.trainer.evaluate()
     adapter_dir = Path(output_dir) / ADAPTER_DIR_NAME
     run.trainer.save_model(str(adapter_dir))
     run.tokenizer.save_pretrained(adapter_dir)
     # The Trainer pickles its arguments next to the adapter; model artifacts stay pickle-free.
     (adapter_dir / "training_args.bin").unlink(missing_ok=True)
-    log_history = list(run.trainer.state.log_history)
     return FineTuneResult(
         adapter_dir=adapter_dir,
-        metrics=_summary(train_output.metrics, final_eval, log_history, run),
-        log_history=log_history,
+        metrics=_summary(final_eval, run),
+        log_history=list(run.trainer.state.log_history),
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
     )
 
 
-def _callbacks(settings: LLMSettings) -> list:
+def _early_stopping(settings: LLMSettings) -> list:
     from transformers import EarlyStoppingCallback
 
     if settings.early_stopping_patience is None:
@@ -149,16 +150,18 @@ def _eval_loss_before_training(log_history: list[dict]) -> float | None:
     return None
 
 
-def _summary(
-    train_metrics: dict, final_eval: dict, log_history: list[dict], run: PreparedTraining
-) -> dict[str, float]:
+def _summary(final_eval: dict, run: PreparedTraining) -> dict[str, float]:
+    state = run.trainer.state
+    # The Trainer's own train_loss divides one session's losses by all steps, which is wrong
+    # after a resume; the logged losses span both sessions (the history is restored).
+    train_losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
     metrics = {
-        "train_loss": train_metrics["train_loss"],
-        "train_runtime_s": train_metrics["train_runtime"],
-        "train_steps": max((entry.get("step", 0) for entry in log_history), default=0),
+        "train_loss": sum(train_losses) / len(train_losses) if train_losses else float("nan"),
+        "train_loss_last": train_losses[-1] if train_losses else float("nan"),
+        "train_steps": state.global_step,
         "eval_loss": final_eval["eval_loss"],
     }
-    before = _eval_loss_before_training(log_history)
+    before = _eval_loss_before_training(state.log_history)
     if before is not None:
         metrics["eval_loss_before_training"] = before
     for split, data in (("train", run.train_data), ("val", run.val_data)):

@@ -112,7 +112,7 @@ def greedy_decode(
     # Left padding shifts each prompt right; positions must count real tokens only, or a
     # padded prompt would be encoded at different positions than the same prompt alone.
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    stop_ids = torch.tensor(stop_ids, device=input_ids.device)
+    stop_ids = torch.tensor(stop_ids, dtype=torch.long, device=input_ids.device)
     cache = DynamicCache(config=model.config)
     step_ids, step_positions = input_ids, positions
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)

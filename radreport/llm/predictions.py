@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from radreport.llm.generate import ReportGenerator
+from radreport.llm.retrieval import ImpressionIndex
 
 EVALUATION_SPLITS = ("val", "test")
 PREDICTION_COLUMNS = ("study_id", "split", "impression", "reference", "generated")
@@ -21,3 +22,17 @@ def predict_splits(
     predictions["reference"] = rows["report"]
     predictions["generated"] = generated
     return predictions[list(PREDICTION_COLUMNS)]
+
+
+def predict_impressions(
+    generator: ReportGenerator,
+    impressions: list[str],
+    train: pd.DataFrame | None = None,
+    retrieval_k: int = 0,
+) -> list[str]:
+    """Reports for new impressions; with retrieval_k > 0 the prompts show the k most similar
+    studies of `train` (impression, report), as the model saw in training."""
+    examples = None
+    if retrieval_k > 0 and train is not None and not train.empty:
+        examples = ImpressionIndex.from_table(train).nearest(impressions, retrieval_k)
+    return generator.generate(impressions, examples)

@@ -34,3 +34,17 @@ def read_report_table(path: str | Path) -> pd.DataFrame:
     """A CSV in either layout as study_id, impression, reference (all text)."""
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
     return standardize_report_table(table, str(path))
+
+
+def read_prompt_table(path: str | Path) -> pd.DataFrame:
+    """A CSV of studies to write reports for: study_id, impression and, when the CSV has a
+    findings or report column, the reference (either layout)."""
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if any(column in table.columns for column in REPORT_COLUMNS):
+        return standardize_report_table(table, str(path))
+    for column in ("study_id", "impression"):
+        if column not in table.columns:
+            raise ValueError(f"{path}: missing column '{column}'")
+    if table.empty:
+        raise ValueError(f"{path}: no rows")
+    return table[["study_id", "impression"]].astype(str).reset_index(drop=True)

@@ -1,0 +1,133 @@
+"""Bring-your-own-data end to end: demo studies in, pseudonymous dataset out, no PHI left."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from radreport.data.build import STUDY_COLUMNS, build_dataset
+from radreport.data.errors import NoUsableStudiesError
+from radreport.data.quarantine import Reason
+from radreport.data.settings import DataSettings, DeidSettings, DicomSettings
+from radreport.data.study_volumes import StudyVolumes
+from radreport.data.synthetic import generate_demo_studies
+from radreport.dicom.deidentify import identifying_values
+
+SMALL = DicomSettings(depth=8, height=32, width=32, min_slices=5, workers=2)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    return generate_demo_studies(out, n_studies=6, slices=(10, 12), size=64, seed=5, workers=1)
+
+
+def _header_phi(manifest: Path) -> set[str]:
+    """Every identifying value the demo headers hold, name parts and instance UIDs included."""
+    values = set()
+    for path in (manifest.parent / "dicom").rglob("*.dcm"):
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        values |= identifying_values(header)
+        values |= {part for value in identifying_values(header) for part in value.split("^")}
+        values |= {header.StudyInstanceUID, header.SeriesInstanceUID, header.SOPInstanceUID}
+        values |= {header.StudyID, header.FrameOfReferenceUID}
+        values |= {str(element.value) for element in header if element.tag.is_private}
+    return {value for value in values if len(value) >= 3}
+
+
+def test_no_header_phi_reaches_any_artifact_or_log(demo, tmp_path, caplog):
+    out = tmp_path / "out"
+    with caplog.at_level(logging.DEBUG):
+        result = build_dataset(demo, DataSettings(dicom=SMALL), out)
+    assert result.summary["studies_accepted"] == result.summary["studies_with_images"] == 6
+    written = [(out / name).read_text() for name in ("quarantine.csv", "summary.json")]
+    table = pd.read_parquet(out / "studies.parquet")
+    written.append(table.astype(str).to_csv())
+    written.append(" ".join(StudyVolumes.load(out / "volumes.npz").study_ids))
+    written.append(caplog.text)
+    everything = "\n".join(written)
+    leaked = sorted(value for value in _header_phi(demo) if value in everything)
+    assert leaked == []
+    manifest = pd.read_csv(demo, keep_default_na=False)
+    raw_ids = set(manifest["study_id"]) | set(manifest["patient_id"])
+    without_paths = "\n".join([table.astype(str).to_csv(), written[1], written[3]])
+    assert [value for value in raw_ids if value in without_paths] == []
+
+
+def test_dataset_tables_and_volumes_line_up(demo, tmp_path):
+    result = build_dataset(demo, DataSettings(dicom=SMALL.model_copy(update={"workers": 1})))
+    studies = result.studies
+    assert tuple(studies.columns) == STUDY_COLUMNS
+    assert set(studies["split"]) <= {"train", "val", "test"}
+    assert (studies.groupby("patient_id")["split"].nunique() == 1).all()
+    assert result.volumes.array.shape == (6, 3, 8, 32, 32)
+    assert list(result.volumes.study_ids) == list(studies["study_id"])
+    assert set(result.quarantine["reason_code"]) <= {Reason.LOCALIZER.value}
+    labels = [json.loads(text) for text in studies["labels"]]
+    assert all(set(label) == {"nodule", "pleural_effusion", "consolidation",
+                              "pneumothorax", "cardiomegaly"} for label in labels)  # fmt: skip
+
+
+def _broken_study(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "empty.dcm").write_bytes(b"")
+    (folder / "picture.dcm").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (folder / "notes.dcm").write_text("not an image")
+    shutil.copy(get_testdata_file("MR_truncated.dcm", download=False), folder / "mr.dcm")
+    return folder
+
+
+def _manifest(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+ROW = {"patient_id": "p1", "impression": "Normal.", "report": "No effusion."}
+
+
+def test_a_folder_of_broken_files_is_quarantined_and_the_run_goes_on(tmp_path):
+    _broken_study(tmp_path / "broken")
+    rows = [{"study_id": "s1", **ROW, "dicom_dir": "broken"}, {"study_id": "s2", **ROW}]
+    out = tmp_path / "out"
+    result = build_dataset(_manifest(tmp_path, rows), DataSettings(dicom=SMALL), out)
+    assert result.summary["studies_accepted"] == 2
+    assert result.summary["studies_with_images"] == 0
+    assert result.summary["quarantined_by_reason"] == {
+        "empty_file": 1,
+        "no_usable_series": 1,
+        "not_dicom_image_file": 1,
+        "not_dicom_text_file": 1,
+        "pixel_data_truncated": 1,
+    }
+    quarantine = pd.read_csv(out / "quarantine.csv")
+    assert list(quarantine.columns) == ["path", "study_id", "series_uid", "reason_code", "message"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["studies_in"] == 2 and summary["quarantined"] == 5
+
+
+def test_no_usable_study_at_all_is_one_clear_error(tmp_path):
+    _broken_study(tmp_path / "broken")
+    rows = [{"study_id": "s1", **ROW, "dicom_dir": "broken"}]
+    dicom = SMALL.model_copy(update={"when_no_usable_series": "reject_study"})
+    with pytest.raises(NoUsableStudiesError) as raised:
+        build_dataset(_manifest(tmp_path, rows), DataSettings(dicom=dicom))
+    assert "\n" not in str(raised.value) and "no usable study" in str(raised.value)
+
+
+def test_the_demo_key_is_refused_when_a_real_key_is_required(tmp_path, monkeypatch):
+    monkeypatch.delenv("RADREPORT_DEID_KEY", raising=False)
+    rows = [{"study_id": "s1", **ROW}]
+    settings = DataSettings(deid=DeidSettings(require_key=True))
+    with pytest.raises(RuntimeError, match="RADREPORT_DEID_KEY"):
+        build_dataset(_manifest(tmp_path, rows), settings)
+    monkeypatch.setenv("RADREPORT_DEID_KEY", "a-real-secret")
+    keyed = build_dataset(_manifest(tmp_path, rows), settings)
+    assert keyed.studies["study_id"][0].startswith("S")

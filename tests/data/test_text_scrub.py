@@ -1,0 +1,39 @@
+"""Report text scrub: identifiers go, clinical content stays."""
+
+from __future__ import annotations
+
+from radreport.data.text_scrub import DATE, IDENTIFIER, NAME, scrub_report
+
+REPORT = (
+    "EXAM: CT chest, accession ACC75315076. COMPARISON: CT chest dated March 4, 2019, "
+    "03/14/2020, 2021-01-02 and 4 Mar 2018.\n"
+    "LUNGS: 5 mm nodule near T12; XXXX opacity. Mass effect absent. 3.2 x 2.1 cm mass.\n"
+    "Findings were discussed with Dr. Bartholomew Blackwood on 5 June 2021.\n"
+    "Images reviewed for Amelia Abernathy (MRN1234567), call 555-123-4567, "
+    "Elmsford General Hospital, amelia@example.org."
+)
+
+
+def test_known_identifiers_become_pseudonyms_or_placeholders():
+    scrubbed = scrub_report(
+        REPORT,
+        identifiers=["Abernathy^Amelia", "Elmsford General Hospital"],
+        pseudonyms={"MRN1234567": "P0123456789abcde", "ACC75315076": "A1234567890123456"},
+    )
+    gone = ["Abernathy", "Amelia", "Blackwood", "Bartholomew", "MRN1234567", "ACC7531"]
+    gone += ["2019", "03/14/2020", "2021-01-02", "4 Mar", "555-123", "Elmsford", "@"]
+    assert [value for value in gone if value in scrubbed] == []
+    assert "P0123456789abcde" in scrubbed and "A1234567890123456" in scrubbed
+    assert scrubbed.count(DATE) == 5 and "Dr. " + NAME in scrubbed
+    for kept in ("5 mm nodule near T12", "XXXX opacity", "Mass effect absent", "3.2 x 2.1 cm"):
+        assert kept in scrubbed, kept
+
+
+def test_patterns_catch_identifiers_no_header_listed():
+    scrubbed = scrub_report("Seen by Mrs. Ophelia Ormsby, ID 99812345, on 12.01.2020.")
+    assert scrubbed == f"Seen by Mrs. {NAME}, ID {IDENTIFIER}, on {DATE}."
+
+
+def test_a_lone_name_part_is_replaced_only_when_written_as_a_name():
+    scrubbed = scrub_report("Mass in the right lobe. The mass measures 2 cm.", ["Mass^John"])
+    assert scrubbed == f"{NAME} in the right lobe. The mass measures 2 cm."

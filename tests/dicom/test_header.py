@@ -1,0 +1,94 @@
+"""The header pass on pydicom's real files: each kind of broken file gets its own reason."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import UID
+
+from radreport.data.quarantine import QuarantineEntry, Reason
+from radreport.data.settings import DicomSettings
+from radreport.dicom import header as header_module
+from radreport.dicom.header import FileHeader, read_file_header
+from radreport.dicom.pixels import stored_frames
+
+MALFORMED = {
+    "MR_truncated.dcm": Reason.PIXEL_DATA_TRUNCATED,
+    "badVR.dcm": Reason.INVALID_ATTRIBUTE_VALUE,
+    "meta_missing_tsyntax.dcm": Reason.MISSING_TRANSFER_SYNTAX,
+    "nested_priv_SQ.dcm": Reason.MISSING_REQUIRED_ATTRIBUTE,
+}
+BROKEN = {
+    "empty": Reason.EMPTY_FILE,
+    "png": Reason.NOT_DICOM_IMAGE_FILE,
+    "text": Reason.NOT_DICOM_TEXT_FILE,
+}
+
+
+def test_each_malformed_or_foreign_file_has_its_own_reason(testdata, broken_files):
+    settings = DicomSettings()
+    reasons = {name: read_file_header(testdata(name), settings) for name in MALFORMED}
+    reasons |= {kind: read_file_header(path, settings) for kind, path in broken_files.items()}
+    assert all(isinstance(entry, QuarantineEntry) for entry in reasons.values())
+    assert {name: entry.reason for name, entry in reasons.items()} == MALFORMED | BROKEN
+    assert len({entry.reason for entry in reasons.values()}) == 7
+
+
+def test_a_file_without_file_meta_is_named_as_such(testdata):
+    entry = read_file_header(testdata("no_meta.dcm"), DicomSettings())
+    assert entry.reason == Reason.MISSING_FILE_META
+
+
+def test_non_ct_and_headers_without_pixels_are_skipped_with_a_reason(testdata):
+    settings = DicomSettings()
+    assert read_file_header(testdata("MR_small.dcm"), settings).reason == (
+        Reason.UNSUPPORTED_SOP_CLASS
+    )
+    assert read_file_header(testdata("reportsi.dcm"), settings).reason == (
+        Reason.UNSUPPORTED_SOP_CLASS
+    )
+    tiny = testdata("dicomdirtests/TINY_ALPHA/PT000000/ST000000/SE000000/IM000000")
+    assert read_file_header(tiny, settings).reason == Reason.MISSING_REQUIRED_ATTRIBUTE
+
+
+def test_ct_small_passes_with_its_geometry_and_rescale(testdata):
+    result = read_file_header(testdata("CT_small.dcm"), DicomSettings())
+    assert isinstance(result, FileHeader)
+    (slice_,) = result.slices
+    reference = pydicom.dcmread(testdata("CT_small.dcm"))
+    assert slice_.rescale_slope == float(reference.RescaleSlope)
+    assert slice_.rescale_intercept == float(reference.RescaleIntercept)
+    assert slice_.position == tuple(float(v) for v in reference.ImagePositionPatient)
+
+
+def test_derived_images_are_skipped_by_default(testdata):
+    # 693_J2KI.dcm is marked DERIVED\PRIMARY\AXIAL
+    entry = read_file_header(testdata("693_J2KI.dcm"), DicomSettings())
+    assert entry.reason == Reason.DERIVED_IMAGE
+
+
+def test_jpeg2000_is_decoded_when_a_decoder_is_installed_else_quarantined(testdata):
+    path = testdata("693_J2KI.dcm")
+    settings = DicomSettings(skip_derived=False)
+    syntax = pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID
+    result = read_file_header(path, settings)
+    if header_module.decoder_available(UID(syntax)):
+        frames = stored_frames(result)
+        np.testing.assert_array_equal(frames[0], pydicom.dcmread(path).pixel_array)
+        assert frames.shape == (1, 512, 512)
+    else:
+        assert result.reason == Reason.NO_DECODER
+
+
+def test_a_missing_decoder_is_a_quarantine_reason_not_a_crash(testdata, monkeypatch):
+    monkeypatch.setattr(header_module, "decoder_available", lambda syntax: False)
+    entry = read_file_header(testdata("693_J2KI.dcm"), DicomSettings(skip_derived=False))
+    assert entry.reason == Reason.NO_DECODER
+    assert "JPEG 2000" in entry.message
+
+
+@pytest.mark.parametrize(("limit", "value"), [("max_rows_columns", 100), ("max_pixel_bytes", 1000)])
+def test_size_guards_apply_before_decoding(testdata, limit, value):
+    entry = read_file_header(testdata("CT_small.dcm"), DicomSettings(**{limit: value}))
+    assert entry.reason == Reason.SIZE_LIMIT_EXCEEDED

@@ -1,0 +1,106 @@
+"""One study folder through ingestion: bad files are quarantined, good slices all used."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pydicom
+
+from radreport.data.pseudonyms import DeidKeys
+from radreport.data.quarantine import Reason
+from radreport.dicom.study import StudyTask, ingest_study
+
+KEYS = DeidKeys("test-secret")
+CT5N_PATIENT = "98890234"  # PatientID in pydicom's dicomdirtests CT5N headers
+
+
+def _reasons(result) -> dict[str, Reason]:
+    return {entry.path.split("/")[-1]: entry.reason for entry in result.quarantine}
+
+
+def test_bad_files_beside_a_good_series_are_quarantined_and_the_series_built(
+    tmp_path, testdata, series_files, copy_into, broken_files, permissive
+):
+    folder = tmp_path / "study"
+    good = copy_into(folder, *series_files("98892001/CT5N"))
+    malformed = ["MR_truncated.dcm", "badVR.dcm", "meta_missing_tsyntax.dcm", "nested_priv_SQ.dcm"]
+    copy_into(folder, *(testdata(name) for name in malformed))
+    for path in broken_files.values():
+        shutil.copy(path, folder / path.name)
+    patient = str(pydicom.dcmread(good[0]).PatientID)
+    assert patient == CT5N_PATIENT
+
+    result = ingest_study(StudyTask("study-1", patient, str(folder)), permissive, KEYS)
+
+    assert result.volume is not None and result.volume.shape == (3, 8, 32, 32)
+    assert result.header["source_slices"] == len(good)  # nothing valid was dropped
+    assert result.files_seen == len(good) + len(malformed) + len(broken_files)
+    reasons = _reasons(result)
+    assert len(reasons) == len(malformed) + len(broken_files)
+    assert len(set(reasons.values())) == len(reasons)  # one distinct code per kind
+    assert all(entry.study_id == "study-1" for entry in result.quarantine)
+
+
+def test_localizers_are_skipped_and_the_study_has_no_usable_series(
+    tmp_path, series_files, copy_into, permissive
+):
+    folder = tmp_path / "scouts"
+    copy_into(folder, *series_files("98892001/CT2N"))
+    task = StudyTask("s", CT5N_PATIENT, str(folder))
+    result = ingest_study(task, permissive.model_copy(update={"check_patient_id": False}), KEYS)
+    assert result.volume is None
+    assert sorted(_reasons(result).values()) == [
+        Reason.LOCALIZER,
+        Reason.LOCALIZER,
+        Reason.NO_USABLE_SERIES,
+    ]
+
+
+def test_images_of_another_patient_are_not_paired_with_the_report(
+    tmp_path, series_files, copy_into, permissive
+):
+    folder = tmp_path / "other"
+    copy_into(folder, *series_files("98892001/CT5N"))
+    result = ingest_study(StudyTask("s", "someone-else", str(folder)), permissive, KEYS)
+    assert result.volume is None
+    assert Reason.PATIENT_ID_MISMATCH in _reasons(result).values()
+
+
+def test_duplicate_instances_are_rejected_and_the_series_still_built(
+    tmp_path, series_files, copy_into, permissive
+):
+    folder = tmp_path / "dupes"
+    paths = copy_into(folder, *series_files("98892001/CT5N"))
+    shutil.copy(paths[0], folder / "zz_copy_of_first.dcm")
+    result = ingest_study(StudyTask("s", CT5N_PATIENT, str(folder)), permissive, KEYS)
+    assert result.volume is not None
+    assert _reasons(result) == {"zz_copy_of_first.dcm": Reason.DUPLICATE_SOP_INSTANCE}
+
+
+def test_a_gap_quarantines_the_series_unless_resampling_is_asked(
+    tmp_path, series_files, copy_into, permissive
+):
+    folder = tmp_path / "gap"
+    copy_into(folder, *series_files("77654033/CT2"))
+    patient = str(pydicom.dcmread(next(folder.iterdir())).PatientID)
+    task = StudyTask("s", patient, str(folder))
+    strict = ingest_study(task, permissive, KEYS)
+    assert strict.volume is None
+    assert list(_reasons(strict).values()).count(Reason.IRREGULAR_SPACING) == 4
+    lenient = permissive.model_copy(update={"irregular_spacing": "resample", "min_slices": 4})
+    resampled = ingest_study(task, lenient, KEYS)
+    assert resampled.volume is not None and resampled.quarantine == []
+
+
+def test_the_returned_header_facts_are_de_identified(tmp_path, series_files, copy_into, permissive):
+    folder = tmp_path / "facts"
+    paths = copy_into(folder, *series_files("98892001/CT5N"))
+    original = pydicom.dcmread(paths[0])
+    result = ingest_study(StudyTask("s", CT5N_PATIENT, str(folder)), permissive, KEYS)
+    assert result.header["study_uid"] != original.StudyInstanceUID
+    assert result.header["series_uid"] == str(KEYS.uid(original.SeriesInstanceUID))
+    assert result.header["study_date"] != original.StudyDate
+    assert CT5N_PATIENT in result.identifiers  # kept in memory to scrub the report
+    assert result.pseudonyms[CT5N_PATIENT] == KEYS.patient(CT5N_PATIENT)
+    assert np.issubdtype(result.volume.dtype, np.uint8)

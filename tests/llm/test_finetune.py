@@ -1,0 +1,56 @@
+"""A tiny fine-tuning run per backend: validation loss measured before and after, adapter saved."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from radreport.llm.finetune import finetune
+from radreport.llm.settings import LLMSettings
+from tests.llm.tiny_training import ROWS, tiny_settings
+
+WORKER = Path(__file__).with_name("finetune_worker.py")
+
+
+def assert_adapter_directory(adapter_dir: Path) -> None:
+    names = {path.name for path in adapter_dir.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "tokenizer.json"} <= names
+    assert not [name for name in names if name.endswith((".bin", ".pt", ".pth"))], names
+
+
+def test_hf_backend_trains_and_lowers_validation_loss(tiny_llama_dir, tmp_path):
+    settings = LLMSettings(**tiny_settings(tiny_llama_dir))
+    result = finetune(ROWS, ROWS[:4], settings, tmp_path / "run", report_to=[])
+
+    assert_adapter_directory(result.adapter_dir)
+    assert result.resumed_from_step is None
+    assert result.metrics["train_steps"] == 4
+    assert result.metrics["eval_loss"] < result.metrics["eval_loss_before_training"]
+    evaluated_at = [entry["step"] for entry in result.log_history if "eval_loss" in entry]
+    assert evaluated_at[:3] == [0, 2, 4]
+    assert {"mean_token_accuracy", "entropy"} <= {
+        key for entry in result.log_history for key in entry
+    }
+
+
+def test_unsloth_backend_trains_and_lowers_validation_loss(tiny_llama_dir, tmp_path):
+    # Its own process: importing unsloth patches transformers for everything run after it.
+    job = tmp_path / "job.json"
+    job.write_text(
+        json.dumps(
+            {
+                "rows": ROWS,
+                "output_dir": str(tmp_path / "run"),
+                "settings": tiny_settings(tiny_llama_dir, backend="unsloth"),
+            }
+        )
+    )
+    completed = subprocess.run(
+        [sys.executable, str(WORKER), str(job)], capture_output=True, text=True, check=True
+    )
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    assert_adapter_directory(Path(result["adapter_dir"]))
+    assert result["metrics"]["eval_loss"] < result["metrics"]["eval_loss_before_training"]

@@ -1,0 +1,49 @@
+"""LLMSettings validation and how "auto" resolves per device."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from radreport.llm import device
+from radreport.llm.device import CPU_FASTEST_BACKEND, resolve_for_device
+from radreport.llm.settings import LLMSettings
+
+
+def test_unknown_fields_are_rejected():
+    with pytest.raises(ValidationError, match="lora_rank"):
+        LLMSettings(lora_rank=8)
+
+
+def test_checkpoints_must_fall_on_evaluations_when_early_stopping():
+    with pytest.raises(ValidationError, match="multiple of eval_steps"):
+        LLMSettings(eval_steps=20, save_steps=30)
+    LLMSettings(eval_steps=20, save_steps=30, early_stopping_patience=None)
+
+
+def test_auto_on_cpu_is_the_measured_fastest_setup(monkeypatch):
+    monkeypatch.setattr(device, "cuda_available", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
+    resolved = resolve_for_device(LLMSettings())
+    assert resolved.backend == CPU_FASTEST_BACKEND
+    assert (resolved.load_in_4bit, resolved.gradient_checkpointing) == (False, False)
+    assert resolved.compute_dtype == "float32"
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
+    assert resolve_for_device(LLMSettings()).compute_dtype == "bfloat16"
+
+
+def test_auto_on_cuda_is_the_talks_setup(monkeypatch):
+    monkeypatch.setattr(device, "cuda_available", lambda: True)
+    monkeypatch.setattr(device.torch.cuda, "is_bf16_supported", lambda: True)
+    resolved = resolve_for_device(LLMSettings())
+    assert resolved.backend == "unsloth"
+    assert (resolved.load_in_4bit, resolved.gradient_checkpointing) == (True, True)
+    assert resolved.compute_dtype == "bfloat16"
+
+
+def test_explicit_choices_are_kept(monkeypatch):
+    monkeypatch.setattr(device, "cuda_available", lambda: False)
+    explicit = LLMSettings(
+        backend="unsloth", load_in_4bit=True, gradient_checkpointing=True, compute_dtype="float16"
+    )
+    assert resolve_for_device(explicit) == explicit
