@@ -16,6 +16,7 @@ import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,23 @@ def ours(tasks: list[StudyTask], workers: int) -> int:
     settings = DicomSettings(workers=workers)
     results = ingest_studies(tasks, settings, DeidKeys("benchmark"))
     return sum(int(r.header.get("source_slices", 0)) for r in results)
+
+
+def _spin(seconds: float) -> float:
+    """Busy pure-Python work for `seconds` of wall time; returns the CPU seconds it got."""
+    start, cpu = time.perf_counter(), time.process_time()
+    while time.perf_counter() - start < seconds:
+        pass
+    return time.process_time() - cpu
+
+
+def parallel_headroom(workers: int, seconds: float = 2.0) -> float:
+    """CPU that `workers` busy processes get together, relative to one: on a free machine
+    with enough cores this is `workers`; on a shared one it bounds any parallel speed-up."""
+    alone = _spin(seconds)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        together = sum(pool.map(_spin, [seconds] * workers))
+    return together / alone
 
 
 def _timed(run) -> tuple[float, float, int]:
@@ -109,6 +127,10 @@ def main() -> None:
     best = {name: _report(name, timings, slices) for name, timings in runs.items()}
     plain, parallel = best["plain loop, 1 process"], best[f"ours, {args.workers} worker processes"]
     print(f"ratio ours ({args.workers} workers) / plain loop: {parallel / plain:.2f}x (best runs)")
+    print(
+        f"parallel headroom now: {args.workers} busy processes got "
+        f"{parallel_headroom(args.workers):.2f}x the CPU of one"
+    )
     print(f"end load average {os.getloadavg()[0]:.2f}, cpu pressure {_cpu_pressure()}")
 
 

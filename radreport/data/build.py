@@ -141,8 +141,8 @@ def build_dataset(
     path = manifest_path or settings.manifest.path
     if path is None:
         raise ManifestError("no manifest given: pass a path or set manifest.path")
-    keys = resolve_deid_keys(settings.deid)
     manifest = load_manifest(Path(path), settings.manifest.columns)
+    keys = resolve_deid_keys(settings.deid)
     images = _ingest_images(manifest, settings, keys)
     entries = list(manifest.rejected)
     rows, volumes = [], {}

@@ -32,7 +32,8 @@ def ensure_demo_studies(settings: SyntheticSettings) -> Path:
     """The demo manifest, generated only when missing or made with other settings."""
     out_dir = settings.out_dir.resolve()
     marker = out_dir / GENERATOR_MARKER
-    wanted = settings.model_dump_json(exclude={"out_dir"})
+    # Worker count changes no byte of the output, so it does not force a rewrite.
+    wanted = settings.model_dump_json(exclude={"out_dir", "workers"})
     manifest = out_dir / MANIFEST_NAME
     if manifest.is_file() and marker.is_file() and marker.read_text() == wanted:
         return manifest
@@ -42,6 +43,7 @@ def ensure_demo_studies(settings: SyntheticSettings) -> Path:
         slices=(settings.min_slices, settings.max_slices),
         size=settings.size,
         seed=settings.seed,
+        workers=settings.workers,
     )
     marker.write_text(wanted)
     return manifest

@@ -19,12 +19,11 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from radreport.dicom.header import FileHeader, declared_pixel_bytes
+from radreport.dicom.windows import HU_MAX, HU_MIN
 
 IMAGE_PIXEL_GROUP = 0x0028
 PIXEL_DATA_TAG = (0x7FE0, 0x0010)
 UNDEFINED_LENGTH = 0xFFFFFFFF
-HU_MIN = -1024.0
-HU_MAX = 3071.0
 
 
 class PixelDecodeError(RuntimeError):

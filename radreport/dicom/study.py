@@ -90,7 +90,9 @@ def _usable_series(
     return candidates, rejected + dropped
 
 
-def _series_entries(geometry: StackGeometry, reason: Reason, message: str, skip: str = ""):
+def _series_entries(
+    geometry: StackGeometry, reason: Reason, message: str, skip: str = ""
+) -> list[QuarantineEntry]:
     paths = dict.fromkeys(s.path for s in geometry.slices if s.path != skip)
     series_uid = geometry.slices[0].series_uid
     return [QuarantineEntry(path, reason, message, series_uid=series_uid) for path in paths]

@@ -7,7 +7,11 @@ that a single 0-1 rescale of the full HU range would flatten.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+HU_MIN, HU_MAX = -1024, 3071  # the CT range every volume is clipped to before windowing
 
 CT_WINDOWS: dict[str, tuple[float, float]] = {
     "lung": (-600.0, 1500.0),
@@ -32,13 +36,21 @@ def window_channels(hounsfield: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return np.clip(scaled, 0.0, scale, out=scaled)
 
 
-def to_storage(hounsfield: np.ndarray, dtype: str) -> np.ndarray:
-    """The windows of a HU volume as uint8 (0-255, 4x smaller than float32) or float16;
-    uint8 is scaled inside the window pass, saving a pass over the volume."""
+@functools.cache
+def _storage_table(dtype: str) -> np.ndarray:
+    """(3, 4096) stored window values for every integer HU from -1024 to 3071."""
+    channels = window_channels(np.arange(HU_MIN, HU_MAX + 1, dtype=np.float32))
     if dtype == "uint8":
-        scaled = window_channels(hounsfield, scale=255.0)
-        return np.rint(scaled, out=scaled).astype(np.uint8)
-    return window_channels(hounsfield).astype(np.float16)
+        return np.rint(channels * 255.0).astype(np.uint8)
+    return channels.astype(np.float16)
+
+
+def to_storage(hounsfield: np.ndarray, dtype: str) -> np.ndarray:
+    """(...) HU within [-1024, 3071] -> (3, ...) windows as uint8 (0-255, 4x smaller than
+    float32) or float16, by table lookup at 1 HU resolution: one gather instead of five
+    arithmetic passes per channel."""
+    index = np.rint(hounsfield).astype(np.int16) - np.int16(HU_MIN)
+    return np.take(_storage_table(dtype), index, axis=1)
 
 
 def from_storage(stored: np.ndarray) -> np.ndarray:

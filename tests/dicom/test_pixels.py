@@ -11,7 +11,8 @@ import pytest
 
 from radreport.data.settings import DicomSettings
 from radreport.dicom.header import read_file_header
-from radreport.dicom.pixels import HU_MAX, HU_MIN, stored_frames, to_hounsfield
+from radreport.dicom.pixels import stored_frames, to_hounsfield
+from radreport.dicom.windows import HU_MAX, HU_MIN
 from radreport.dicom.write_series import SeriesLayout, write_ct_series, write_enhanced_ct
 
 

@@ -7,8 +7,8 @@ import shutil
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.merge import IncompleteExportError, export_merged, verify_full_model_folder
@@ -32,21 +32,31 @@ def adapter_dir(tiny_llama_dir, tmp_path_factory):
     return folder
 
 
-def _greedy(model_dir, adapter_dir=None):
-    generator = ReportGenerator(model_dir, adapter_dir, dtype=torch.float32, max_new_tokens=12)
-    encoded = generator.tokenizer(IMPRESSIONS, padding=True, return_tensors="pt")
+def _greedy_tokens(model, tokenizer_dir) -> list[list[int]]:
     # Token ids, not text: two different tokens can decode to the same string.
-    output = generator.model.generate(
-        **encoded, max_new_tokens=12, do_sample=False, pad_token_id=generator.tokenizer.pad_token_id
-    )
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, padding_side="left")
+    encoded = tokenizer(IMPRESSIONS, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        output = model.generate(
+            **encoded, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
     return output.tolist()
+
+
+def _load(model_dir):
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 
 
 def test_merged_model_decodes_like_base_plus_adapter(tiny_llama_dir, adapter_dir, tmp_path):
     merged_dir = export_merged(tiny_llama_dir, adapter_dir, tmp_path / "merged", torch.float32)
-    with_adapter = _greedy(tiny_llama_dir, adapter_dir)
-    assert _greedy(merged_dir) == with_adapter
-    assert _greedy(tiny_llama_dir) != with_adapter  # the adapter really matters
+    unmerged = PeftModel.from_pretrained(_load(tiny_llama_dir), str(adapter_dir)).eval()
+    with_adapter = _greedy_tokens(unmerged, tiny_llama_dir)
+
+    assert _greedy_tokens(_load(merged_dir), merged_dir) == with_adapter
+    assert _greedy_tokens(_load(tiny_llama_dir), tiny_llama_dir) != with_adapter  # it matters
+    # ReportGenerator merges the adapter in memory: it must decode the same way too.
+    in_memory = ReportGenerator(tiny_llama_dir, adapter_dir, dtype=torch.float32).model
+    assert _greedy_tokens(in_memory, tiny_llama_dir) == with_adapter
 
 
 def test_export_holds_full_weights_and_no_adapter_files(tiny_llama_dir, adapter_dir, tmp_path):

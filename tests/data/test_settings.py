@@ -1,0 +1,37 @@
+"""Config sections reject what they do not know; the demo key announces itself."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+from radreport.data.pseudonyms import DEMO_DEID_KEY, resolve_deid_keys
+from radreport.data.settings import (
+    DataSettings,
+    DeidSettings,
+    DicomSettings,
+    ManifestSettings,
+    SyntheticSettings,
+)
+
+
+def test_unknown_keys_and_fields_are_errors():
+    with pytest.raises(ValidationError):
+        DicomSettings(workrs=2)
+    with pytest.raises(ValidationError, match="unknown manifest fields"):
+        ManifestSettings(columns={"findings": "report"})
+    with pytest.raises(ValidationError):
+        SyntheticSettings(min_slices=40, max_slices=32)
+    assert DataSettings.model_validate({"dicom": {"depth": 16}}).dicom.depth == 16
+
+
+def test_key_comes_from_env_then_config_then_demo(monkeypatch, caplog):
+    monkeypatch.delenv("RADREPORT_DEID_KEY", raising=False)
+    with caplog.at_level(logging.WARNING):
+        assert resolve_deid_keys(DeidSettings()).secret == DEMO_DEID_KEY
+    assert "DEMO key" in caplog.text
+    assert resolve_deid_keys(DeidSettings(key="from-config")).secret == "from-config"
+    monkeypatch.setenv("RADREPORT_DEID_KEY", "from-env")
+    assert resolve_deid_keys(DeidSettings(key="from-config")).secret == "from-env"

@@ -1,0 +1,119 @@
+"""The whole chain on tiny synthetic CT data with a tiny model, through the real stack:
+ZenML local orchestrator, MLflow tracker, artifact store and model versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pydicom
+import pytest
+from zenml.client import Client
+
+from pipelines.launch import run_data, run_training
+from pipelines.stack import mlflow_tracking_uri
+from radreport.config import RunConfig
+
+PHI_ATTRIBUTES = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientAddress", "InstitutionName",
+    "AccessionNumber", "ReferringPhysicianName", "OperatorsName",
+)  # fmt: skip
+
+
+# Tables, arrays and weights are checked through their loaded values above.
+BINARY_SUFFIXES = {".safetensors", ".npz", ".parquet", ".png"}
+
+
+def is_vocabulary(path: Path) -> bool:
+    """Tokenizer files list every word piece, ordinary names included."""
+    return path.name.startswith("tokenizer") or path.name in {"vocab.json", "merges.txt"}
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory, tiny_llama_dir) -> RunConfig:
+    studies_dir = tmp_path_factory.mktemp("studies")
+    return RunConfig.model_validate(
+        {
+            "model_name": "radreport-test",
+            "data": {
+                "source": "synthetic",
+                "synthetic": {"out_dir": str(studies_dir), "n_studies": 24, "min_slices": 10,
+                              "max_slices": 12, "size": 32, "seed": 3},
+                "dicom": {"depth": 8, "height": 16, "width": 16, "min_slices": 10, "workers": 1},
+                "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+            },
+            "llm": {"base_model": str(tiny_llama_dir), "max_steps": 2, "eval_steps": 1,
+                    "save_steps": 1, "logging_steps": 1, "per_device_batch_size": 4,
+                    "max_seq_length": 384, "max_new_tokens": 6, "retrieval_k": 1},
+            "evaluation": {"bootstrap_resamples": 20},
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(radreport_stack, tiny_config):
+    return run_training(tiny_config)
+
+
+def original_phi(studies_dir: Path) -> set[str]:
+    values = set()
+    for path in studies_dir.rglob("*.dcm"):
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+        for attribute in PHI_ATTRIBUTES:
+            value = str(header.get(attribute, "") or "")
+            values |= {value, *value.split("^")} if len(value) > 3 else set()
+    return {v for v in values if len(v) > 3}
+
+
+def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
+    assert trained.status == "completed"
+    name, version = trained.model.split(":")
+    model_version = Client().get_model_version(name, version)
+    adapter = model_version.get_artifact("adapter").load()
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert not list(adapter.glob("*.bin"))
+    evaluation = model_version.run_metadata["evaluation"]
+    assert set(evaluation) == {"val", "test"}
+    assert 0.0 <= evaluation["val"]["model"]["bleu4"] <= 1.0
+    assert "exact_impression_lookup" in evaluation["val"]["baselines"]
+    training = model_version.run_metadata["training"]
+    assert training["train_steps"] == 2 and training["eval_loss"] > 0
+
+
+def test_chain_logs_metrics_and_plots_to_mlflow(trained):
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    runs = mlflow.search_runs(experiment_names=["training_pipeline"], output_format="list")
+    run = next(r for r in runs if r.info.run_name == trained.pipeline_run)
+    assert "val_bleu4" in run.data.metrics and "eval_loss" in run.data.metrics
+    assert run.data.metrics["data_studies_accepted"] > 0
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "training")}
+    assert {"training/loss_curves.png", "training/learning_rate.png"} <= artifacts
+
+
+def test_unchanged_input_is_a_cache_hit_and_a_changed_file_is_not(trained, tiny_config):
+    rerun = Client().get_pipeline_run(run_data(tiny_config).pipeline_run)
+    assert {s.status.value for s in rerun.steps.values()} == {"cached"}
+    manifest = tiny_config.data.synthetic.out_dir / "manifest.csv"
+    manifest.write_text(manifest.read_text().replace("No pleural effusion.", "No effusion."))
+    changed = Client().get_pipeline_run(run_data(tiny_config).pipeline_run)
+    assert changed.steps["ingest_studies"].status.value == "completed"
+
+
+def test_no_original_phi_in_artifacts_logs_or_mlflow(trained, tiny_config):
+    phi = original_phi(tiny_config.data.synthetic.out_dir)
+    assert len(phi) > 10  # the demo headers really carry names, ids, dates, institutions
+    run = Client().get_pipeline_run(trained.pipeline_run)
+    stored_text = []
+    for step_run in run.steps.values():
+        for artifacts in step_run.outputs.values():
+            for artifact in artifacts:
+                if artifact.data_type.attribute in {"DataFrame", "dict", "str", "HTMLString"}:
+                    stored_text.append(str(artifact.load()))
+    store_root = Path(Client().active_stack.artifact_store.path)
+    for path in store_root.rglob("*"):
+        if path.is_file() and path.suffix not in BINARY_SUFFIXES and not is_vocabulary(path):
+            stored_text.append(path.read_bytes().decode("utf-8", errors="ignore"))
+    everything = "\n".join(stored_text)
+    leaked = {value: everything[max(0, everything.find(value) - 80):everything.find(value) + 40]
+              for value in phi if value in everything}
+    assert leaked == {}
