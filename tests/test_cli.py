@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,35 @@ def test_cli_exits_2_with_one_line_on_bad_config(tmp_path, text, expected):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def write_manifest(folder: Path, rows: list[str]) -> Path:
+    manifest = folder / "manifest.csv"
+    manifest.write_text("study_id,patient_id,impression,report,dicom_dir\n" + "\n".join(rows))
+    return manifest
+
+
+def test_data_manifest_quarantines_broken_files_and_writes_report(tmp_path):
+    broken = tmp_path / "study1"
+    broken.mkdir()
+    (broken / "empty.dcm").write_bytes(b"")
+    (broken / "notes.dcm").write_text("not a DICOM file")
+    manifest = write_manifest(tmp_path, [
+        "s1,p1,Small effusion.,Small right pleural effusion.,study1",
+        "s2,p2,Normal.,,",
+    ])
+    out = tmp_path / "report"
+    result = run_cli("data", "--manifest", str(manifest), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    quarantine = (out / "quarantine.csv").read_text().splitlines()
+    assert quarantine[0] == "path,study_id,series_uid,reason_code,message"
+    assert len(quarantine) >= 3  # two broken files and the row without a report
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["studies_in"] == 2 and summary["studies_accepted"] == 1
+
+
+def test_data_manifest_with_nothing_usable_exits_1_with_one_line(tmp_path):
+    manifest = write_manifest(tmp_path, ["s1,p1,Normal.,,", "s1,p1,Normal.,Clear lungs.,"])
+    result = run_cli("data", "--manifest", str(manifest))
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: ") and result.stderr.strip().count("\n") == 0

