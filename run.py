@@ -38,7 +38,7 @@ def cli() -> None:
 @cli.command()
 def setup() -> None:
     """Register the MLflow tracker and registry in a ZenML stack and activate it."""
-    from pipelines.stack import ensure_stack
+    from pipelines.stack import ensure_stack, mlflow_tracking_uri
 
     changes = ensure_stack()
     if changes:
@@ -46,6 +46,8 @@ def setup() -> None:
             click.echo(f"  {change}")
     else:
         click.echo("Stack already set up: nothing changed.")
+    click.echo(f"MLflow UI: mlflow ui --backend-store-uri {mlflow_tracking_uri()}")
+    click.echo("ZenML UI:  zenml login --local")
 
 
 def print_report(report) -> None:

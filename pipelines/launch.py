@@ -25,11 +25,13 @@ class RunReport:
     model: str | None
     mlflow_experiment: str
     mlflow_tracking_uri: str
+    highlights: tuple[str, ...] = ()
 
     def lines(self) -> list[str]:
         lines = [f"ZenML run:      {self.pipeline_run} ({self.status})"]
         if self.model:
             lines.append(f"Model version:  {self.model}")
+        lines += list(self.highlights)
         lines += [
             f"MLflow run:     experiment '{self.mlflow_experiment}', run '{self.pipeline_run}'",
             f"MLflow UI:      mlflow ui --backend-store-uri {self.mlflow_tracking_uri}",
@@ -62,6 +64,11 @@ def resolve_inputs(config: RunConfig) -> RunInputs:
 
 
 def common_parameters(config: RunConfig) -> dict:
+    """Also makes sure the radreport stack is active: a repository's active stack is reset to
+    ZenML's default when another store (a test run's) was used from the same checkout."""
+    from pipelines.stack import ensure_stack
+
+    ensure_stack()
     inputs = resolve_inputs(config)
     data_settings, key_id = data_settings_without_secrets(config)
     return {
@@ -102,4 +109,26 @@ def report_of(run) -> RunReport:
         model=f"{version.model.name}:{version.name}" if version else None,
         mlflow_experiment=run.pipeline.name,
         mlflow_tracking_uri=mlflow_tracking_uri(),
+        highlights=highlights_of(version.run_metadata) if version else (),
     )
+
+
+def highlights_of(metadata: dict) -> tuple[str, ...]:
+    """The figures a user looks at first: did validation loss fall, does the model beat
+    the strongest baseline on the validation split."""
+    lines = []
+    training = metadata.get("training", {})
+    if "eval_loss_before_training" in training:
+        lines.append(
+            f"Val loss:       {training['eval_loss_before_training']:.3f} before training"
+            f" -> {training['eval_loss']:.3f} after"
+        )
+    val = metadata.get("evaluation", {}).get("val")
+    if val:
+        model, lookup = val["model"], val["baselines"]["exact_impression_lookup"]
+        lines.append(
+            f"Val metrics:    BLEU-4 {model['bleu4']:.3f} (exact-impression lookup "
+            f"{lookup['bleu4']:.3f}), finding F1 {model['finding_f1_micro']:.3f} "
+            f"(lookup {lookup['finding_f1_micro']:.3f})"
+        )
+    return tuple(lines)
