@@ -35,6 +35,7 @@ from radreport.llm.generate import greedy_decode, load_generation_model
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data" / "iu_xray" / "val.csv"
 DEFAULT_OUTPUT = REPO_ROOT / "benchmarks" / "results" / "generation.md"
+NOTES_HEADING = "## Notes"
 BANDWIDTH_BYTES = 256 * 1024**2  # far larger than any CPU cache: the copy streams from DRAM
 
 
@@ -293,8 +294,15 @@ def write_report(
         "",
     ]
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
-    arguments.output.write_text("\n".join(lines))
+    arguments.output.write_text("\n".join(lines) + _hand_written_notes(arguments.output))
     print(f"wrote {arguments.output}")
+
+
+def _hand_written_notes(output: Path) -> str:
+    """The "## Notes" section a person added to an earlier report: a rerun keeps it."""
+    previous = output.read_text() if output.is_file() else ""
+    start = previous.find(NOTES_HEADING)
+    return "" if start < 0 else "\n" + previous[start:]
 
 
 def _lever_row(result: LeverResult) -> str:
