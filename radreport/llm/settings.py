@@ -1,8 +1,9 @@
 """Every knob of LLM fine-tuning and generation, validated; one place for their defaults.
 
 Defaults are the fastest honest CPU setup measured by benchmarks/train_throughput.py
-(results in benchmarks/results/train_throughput.md). Values marked "auto" resolve by
-device in radreport.llm.device: the talk's 4-bit setup on CUDA, the measured best on CPU.
+(benchmarks/results/train_throughput.md): length-grouped batches and, through the "auto"
+values resolved in radreport.llm.device, the hf backend, an unquantized base and no
+gradient checkpointing on CPU; the talk's 4-bit unsloth setup on CUDA.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ class LLMSettings(BaseModel):
     gradient_checkpointing: bool | Literal["auto"] = "auto"
     batching: Literal["padded", "length_grouped", "padding_free"] = "length_grouped"
     seed: int = 42
-    num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None = all")
+    # None = all cores; 1 is faster on a CPU shared with other busy processes (benchmark).
+    num_threads: int | None = Field(None, gt=0)
 
     # Evaluation, checkpoints, early stopping
     eval_steps: int = Field(50, gt=0)
