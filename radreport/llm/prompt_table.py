@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import pandas as pd
 
-from radreport.data.alpaca import format_prompt
+from radreport.data.alpaca import build_alpaca_dataset, format_prompt
+from radreport.data.splits import SPLITS
+from radreport.llm.base_model import resolve_base_model
 from radreport.llm.retrieval import ImpressionIndex
+from radreport.llm.settings import LLMSettings
 
 PROMPT_COLUMNS = ("study_id", "split", "impression", "report", "examples", "prompt")
 
@@ -37,3 +40,17 @@ def split_rows(table: pd.DataFrame, split: str) -> list[dict]:
     for row in rows:
         row["examples"] = [tuple(pair) for pair in row["examples"]]
     return rows
+
+
+def token_stats_by_split(table: pd.DataFrame, settings: LLMSettings) -> dict[str, dict]:
+    """Per split: examples kept, truncated, dropped and token-length p50/p95/max, with the
+    base model's tokenizer and the training's length limit."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(settings.base_model))
+    return {
+        split: build_alpaca_dataset(
+            split_rows(table, split), tokenizer, settings.max_seq_length, settings.overlength
+        ).stats()
+        for split in SPLITS
+    }
