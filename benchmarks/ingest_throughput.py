@@ -19,19 +19,15 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from pydicom import dcmread
-
-from radreport.data.pseudonyms import DeidKeys
-from radreport.data.settings import DicomSettings
-from radreport.data.synthetic import generate_demo_studies
-from radreport.dicom.ingest import ingest_studies
-from radreport.dicom.study import StudyTask
+# Worker processes (forkserver or spawn) re-import the main module: its top-level imports
+# are kept as light as run.py's, so the workers start as they do under the real CLI.
 
 
 def plain_loop(files: list[Path]) -> int:
     """The baseline: every file read whole, decoded, rescaled to HU. Returns frames read."""
+    import numpy as np
+    from pydicom import dcmread
+
     frames = 0
     for path in files:
         dataset = dcmread(path)
@@ -42,7 +38,11 @@ def plain_loop(files: list[Path]) -> int:
     return frames
 
 
-def ours(tasks: list[StudyTask], workers: int) -> int:
+def ours(tasks: list, workers: int) -> int:
+    from radreport.data.pseudonyms import DeidKeys
+    from radreport.data.settings import DicomSettings
+    from radreport.dicom.ingest import ingest_studies
+
     settings = DicomSettings(workers=workers)
     results = ingest_studies(tasks, settings, DeidKeys("benchmark"))
     return sum(int(r.header.get("source_slices", 0)) for r in results)
@@ -95,6 +95,11 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
+    import pandas as pd
+
+    from radreport.data.synthetic import generate_demo_studies
+    from radreport.dicom.study import StudyTask
+
     with tempfile.TemporaryDirectory(prefix="ingest-bench-") as folder:
         manifest = generate_demo_studies(Path(folder), n_studies=args.studies, size=args.size)
         table = pd.read_csv(manifest)

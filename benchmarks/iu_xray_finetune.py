@@ -52,6 +52,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--eval-rows", type=int, default=64, help="val rows for the eval loss")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     args = parser.parse_args()
 
     table = build_prompt_table(load_studies(), args.retrieval_k)
@@ -65,6 +66,7 @@ def main() -> None:
         save_steps=max(args.max_steps // 3, 1),
         early_stopping_patience=None,
         max_new_tokens=128,
+        num_threads=args.threads,
     )
     val_rows = split_rows(table, "val")
     started = time.perf_counter()
@@ -98,6 +100,7 @@ def main() -> None:
             for name, scores in evaluation.baselines.items()
         },
         "examples": samples.head(5).to_dict("records"),
+        "samples_during_training": result.samples,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as out:

@@ -21,6 +21,11 @@ from radreport.llm.settings import LLMSettings
 from radreport.llm.training_curves import plot_training_curves
 
 
+def _log_samples(step: int, rows: list[dict]) -> None:
+    # One table for the run (log_table appends), readable in the MLflow UI's artifact view.
+    mlflow.log_table(pd.DataFrame(rows), artifact_file="training/sample_generations.json")
+
+
 @step(
     experiment_tracker=TRACKER_NAME,
     settings={"resources": ResourceSettings(gpu_count=1)},
@@ -40,6 +45,7 @@ def finetune_llm(
         settings,
         checkpoint_dir,
         report_to=["mlflow"],
+        on_samples=_log_samples,
     )
     mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.metrics.items()})
     with tempfile.TemporaryDirectory() as plots:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import torch
 from radreport.data.alpaca import AlpacaDataset, build_alpaca_dataset
 from radreport.llm.device import resolve_for_device
 from radreport.llm.resume import checkpoint_step, prepare_output_dir, run_fingerprint
+from radreport.llm.sample_generations import SampleGenerationsCallback, SampleRows
 from radreport.llm.settings import LLMSettings
 
 ADAPTER_DIR_NAME = "adapter"
@@ -24,6 +25,7 @@ class FineTuneResult:
     metrics: dict[str, float]
     log_history: list[dict]
     resumed_from_step: int | None
+    samples: SampleRows  # generated at each evaluation of this process (see eval_samples)
 
 
 @dataclass
@@ -91,6 +93,7 @@ def finetune(
     output_dir: str | Path,
     report_to: Sequence[str] = (),
     callbacks: Sequence = (),
+    on_samples: Callable[[int, SampleRows], None] | None = None,
 ) -> FineTuneResult:
     """Train adapters on rows with `impression` and `report` (optionally `examples`).
 
@@ -100,9 +103,22 @@ def finetune(
     tokenizer) ends in `output_dir/adapter`; with early stopping it is the best one by
     validation loss, and metrics["eval_loss"] is always the saved adapter's. `report_to`
     goes to the Trainer (["mlflow"] logs into the active MLflow run; [] logs nowhere);
-    `callbacks` are extra transformers TrainerCallbacks (e.g. sample generations logged at
-    each evaluation).
+    `callbacks` are extra transformers TrainerCallbacks. At each evaluation the first
+    `settings.eval_samples` validation rows are written out greedily; each step's rows go to
+    `on_samples(step, rows)` as they come and all of them into the result.
     """
+    samples: SampleRows = []
+
+    def collect(step: int, rows: SampleRows) -> None:
+        samples.extend(rows)
+        if on_samples is not None:
+            on_samples(step, rows)
+
+    if settings.eval_samples:
+        sampler = SampleGenerationsCallback(
+            val_rows[: settings.eval_samples], collect, settings.eval_sample_max_new_tokens
+        )
+        callbacks = [*callbacks, sampler]
     run = prepare_training(train_rows, val_rows, settings, output_dir, report_to, callbacks)
     resume_from = run.resume_from
     run.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -117,6 +133,7 @@ def finetune(
         metrics=_summary(final_eval, run),
         log_history=list(run.trainer.state.log_history),
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
+        samples=samples,
     )
 
 

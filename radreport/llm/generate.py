@@ -179,11 +179,31 @@ class ReportGenerator:
         num_beams: int = 1,
         batch_size: int = 16,
     ):
-        self.model, self.tokenizer = load_generation_model(model_dir, adapter_dir, device, dtype)
-        self.stop_ids = stop_token_ids(self.model, self.tokenizer)
+        model, tokenizer = load_generation_model(model_dir, adapter_dir, device, dtype)
+        self._bind(model, tokenizer, max_new_tokens, num_beams, batch_size)
+
+    def _bind(self, model, tokenizer, max_new_tokens: int, num_beams: int, batch_size: int):
+        self.model, self.tokenizer = model, tokenizer
+        self.stop_ids = stop_token_ids(model, tokenizer)
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.batch_size = batch_size
+
+    @classmethod
+    def for_loaded_model(
+        cls,
+        model,
+        tokenizer,
+        *,
+        max_new_tokens: int = 256,
+        num_beams: int = 1,
+        batch_size: int = 16,
+    ) -> ReportGenerator:
+        """A generator around a model already in memory (e.g. the one being trained).
+        The caller puts it in eval mode and gives a left-padding tokenizer."""
+        generator = cls.__new__(cls)
+        generator._bind(model, tokenizer, max_new_tokens, num_beams, batch_size)
+        return generator
 
     @classmethod
     def from_settings(

@@ -21,7 +21,14 @@ logger = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "run_fingerprint.json"
 # Fields that change neither the trained weights nor the optimisation path.
-_NOT_FINGERPRINTED = {"max_new_tokens", "num_beams", "retrieval_k", "num_threads"}
+_NOT_FINGERPRINTED = {
+    "max_new_tokens",
+    "num_beams",
+    "retrieval_k",
+    "num_threads",
+    "eval_samples",
+    "eval_sample_max_new_tokens",
+}
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes this last of a checkpoint's files; without it the save was cut short.
 _CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"

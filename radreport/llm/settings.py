@@ -53,6 +53,10 @@ class LLMSettings(BaseModel):
     logging_steps: int = Field(10, gt=0)
     early_stopping_patience: int | None = Field(3, gt=0)
     save_total_limit: int = Field(2, gt=0)
+    # Validation impressions written out greedily at every evaluation (0: none), so the
+    # text behind each validation loss can be read; short, as they cost training time.
+    eval_samples: int = Field(4, ge=0)
+    eval_sample_max_new_tokens: int = Field(96, gt=0)
 
     # Generation
     max_new_tokens: int = Field(256, gt=0)

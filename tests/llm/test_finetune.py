@@ -21,8 +21,16 @@ def assert_adapter_directory(adapter_dir: Path) -> None:
 
 
 def test_hf_backend_trains_and_lowers_validation_loss(tiny_llama_dir, tmp_path):
-    settings = LLMSettings(**tiny_settings(tiny_llama_dir))
-    result = finetune(ROWS, ROWS[:4], settings, tmp_path / "run", report_to=[])
+    settings = LLMSettings(**tiny_settings(tiny_llama_dir, eval_samples=2))
+    streamed = []
+    result = finetune(
+        ROWS,
+        ROWS[:4],
+        settings,
+        tmp_path / "run",
+        report_to=[],
+        on_samples=lambda step, rows: streamed.append((step, rows)),
+    )
 
     assert_adapter_directory(result.adapter_dir)
     assert result.resumed_from_step is None
@@ -33,6 +41,15 @@ def test_hf_backend_trains_and_lowers_validation_loss(tiny_llama_dir, tmp_path):
     assert {"mean_token_accuracy", "entropy"} <= {
         key for entry in result.log_history for key in entry
     }
+    # Sample generations: the first 2 validation rows at every evaluation, the final
+    # evaluate() of step 4 not repeated.
+    assert [step for step, _ in streamed] == [0, 2, 4]
+    assert result.samples == [row for _, rows in streamed for row in rows]
+    assert [row["impression"] for row in result.samples[:2]] == [
+        row["impression"] for row in ROWS[:2]
+    ]
+    assert all(isinstance(row["generated"], str) for row in result.samples)
+    assert result.samples[0]["reference"] == ROWS[0]["report"]
 
 
 def test_unsloth_backend_trains_and_lowers_validation_loss(tiny_llama_dir, tmp_path):
