@@ -3,8 +3,11 @@
 Three layers, most specific first: the study's own identifiers from the manifest and the
 DICOM headers become their pseudonyms (patient, accession) or placeholders (names,
 institution, addresses); then patterns catch what no header lists: dates, titled names
-("Dr. ..."), long identifiers, phone numbers and e-mail addresses. Names without a title
-that no header of the study carries cannot be found by patterns; that is the known gap.
+("Dr. ..."), names in the places reports put them (after "signed by", "dictated by",
+"discussed with" and the like, before a credential such as ", MD", after a "Patient:" or
+"Radiologist:" label), long identifiers, phone numbers and e-mail addresses. A name with
+none of these cues that no header of the study carries is not found: that is the known gap
+(named-entity models would close part of it, at the cost of a model download).
 """
 
 from __future__ import annotations
@@ -19,6 +22,11 @@ _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
     r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
+# Person names as prose writes them: capitalised words and initials, 1 to 4 of them.
+_TITLE = r"(?:Dr|Doctor|Mr|Mrs|Ms|Miss|Prof)\b"  # titled names have their own pattern
+_NAME_WORD = rf"(?!{_TITLE})(?:[A-Z][a-z'-]+(?:-[A-Z][a-z'-]+)?|[A-Z]\.)"
+_PERSON = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,3}}"
+_CREDENTIAL = r"(?:M\.D\.|MD|D\.O\.|DO|MBBS|FRCR|FRCPC|PhD|RN|NP|PA-C|RT\(R\))(?![\w])"
 PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})\b"), DATE),
     (re.compile(r"\b\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b"), DATE),
@@ -30,6 +38,28 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
             r"\b(Dr|Doctor|Mr|Mrs|Ms|Miss|Prof)\.?[ \t]+[A-Z][\w'-]+(?:[ \t]+[A-Z][\w'-]+){0,2}"
         ),
         rf"\1. {NAME}",
+    ),
+    # A capitalised name (optionally with initials) after a phrase that introduces a person.
+    (
+        re.compile(
+            r"(?i:\b((?:(?:electronically\s+)?(?:signed|dictated|transcribed|read|reviewed|"
+            r"verified|approved|reported|interpreted|seen|examined)\s+by|discussed\s+with|"
+            r"communicated\s+to|called\s+to|d/w)\b:?[ \t]+))"
+            rf"{_PERSON}"
+        ),
+        rf"\1{NAME}",
+    ),
+    # A name in front of a credential: "Jane Q. Doe, MD", "J. Doe MD".
+    (re.compile(rf"{_PERSON}(,?[ \t]+{_CREDENTIAL})"), rf"{NAME}\1"),
+    # A labelled name: "Patient: Jane Doe", "Referring physician: Doe, Jane".
+    (
+        re.compile(
+            r"(?i:\b((?:patient|name|attending|referring|radiologist|physician|technologist|"
+            r"resident|fellow|requested\s+by|ordering)(?:\s+(?:name|physician|provider))?"
+            r"[ \t]*:[ \t]*))"
+            rf"{_PERSON}(?:,[ \t]+{_NAME_WORD})?"
+        ),
+        rf"\1{NAME}",
     ),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), REDACTED),
     (re.compile(r"\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b"), REDACTED),

@@ -37,3 +37,28 @@ def test_patterns_catch_identifiers_no_header_listed():
 def test_a_lone_name_part_is_replaced_only_when_written_as_a_name():
     scrubbed = scrub_report("Mass in the right lobe. The mass measures 2 cm.", ["Mass^John"])
     assert scrubbed == f"{NAME} in the right lobe. The mass measures 2 cm."
+
+
+def test_untitled_names_are_found_where_reports_put_them():
+    text = (
+        "Findings discussed with Jonas Whitfield at 14:05. "
+        "Electronically signed by: Priya K. Raman, MD. "
+        "Dictated by Olu Adeyemi. Patient: Hartley, Maeve. "
+        "Referring physician: Tomasz Nowak. Reviewed by attending radiologist."
+    )
+    scrubbed = scrub_report(text)
+    leaked = ["Jonas", "Whitfield", "Priya", "Raman", "Olu", "Adeyemi", "Hartley", "Maeve"]
+    assert [name for name in leaked + ["Tomasz", "Nowak"] if name in scrubbed] == []
+    assert f"discussed with {NAME} at 14:05" in scrubbed
+    assert f"signed by: {NAME}, MD." in scrubbed
+    assert f"Patient: {NAME}." in scrubbed
+    # A cue followed by ordinary lower-case words is left alone.
+    assert "Reviewed by attending radiologist." in scrubbed
+
+
+def test_name_cues_leave_clinical_sentences_alone():
+    clinical = (
+        "The patient: no acute distress. Read by comparison with the prior study. "
+        "Nodule seen by CT and MRI measures 4 mm. Heart size normal, MD ratio unchanged."
+    )
+    assert scrub_report(clinical) == clinical
