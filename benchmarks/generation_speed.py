@@ -53,7 +53,9 @@ class Arguments:
 class Lever:
     name: str
     # "lean": greedy_decode; "generate": transformers' model.generate; "compiled": generate
-    # with a static KV cache and the forward pass compiled by torch.compile
+    # with a static KV cache and the forward pass compiled by torch.compile; "matmuls": no
+    # decoder at all, only the model's matrix-vector products (the floor of any eager
+    # decoder with these kernels: what the limit leaves to every other op)
     loop: str
     dtype: torch.dtype
     threads: int
@@ -121,6 +123,8 @@ def decoder(model, tokenizer, prompts: list[str], new_tokens: int, lever: Lever)
             pad_token_id=pad,
             **(_static_compiled() if lever.loop == "compiled" else {}),
         )
+    if lever.loop == "matmuls":
+        return _matmuls_only(model, new_tokens, len(prompts))
     if lever.inference_mode:
         return lambda: greedy_decode(model, ids, mask, new_tokens, [], pad)
 
@@ -129,6 +133,24 @@ def decoder(model, tokenizer, prompts: list[str], new_tokens: int, lever: Lever)
             return greedy_decode.__wrapped__(model, ids, mask, new_tokens, [], pad)
 
     return under_no_grad
+
+
+def _matmuls_only(model, new_tokens: int, batch: int):
+    """Every Linear of the model (the tied LM head included) applied to one activation row
+    per prompt, `new_tokens` times: a decode step's weight reads with nothing else."""
+    weights = [module.weight for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    inputs = {
+        weight.shape[1]: torch.zeros(batch, weight.shape[1], dtype=weight.dtype)
+        for weight in weights
+    }
+
+    @torch.inference_mode()
+    def run():
+        for _ in range(new_tokens):
+            for weight in weights:
+                torch.nn.functional.linear(inputs[weight.shape[1]], weight)
+
+    return run
 
 
 def _static_compiled() -> dict:
@@ -159,6 +181,8 @@ LEVERS = [
     Lever("lean loop, fp32, 2 threads, inference_mode", "lean", torch.float32, 2),
     Lever("model.generate, fp32, 1 thread", "generate", torch.float32, 1),
     Lever("lean loop, fp32, 1 thread", "lean", torch.float32, 1),
+    Lever("matmuls only (no decoder), fp32, 1 thread", "matmuls", torch.float32, 1),
+    Lever("matmuls only (no decoder), fp32, 2 threads", "matmuls", torch.float32, 2),
     Lever("lean loop, bf16, 2 threads", "lean", torch.bfloat16, 2),
     Lever("model.generate, bf16, 2 threads", "generate", torch.bfloat16, 2),
 ]
