@@ -44,7 +44,8 @@ def tiny_config(tmp_path_factory, tiny_llama_dir) -> RunConfig:
             },
             "llm": {"base_model": str(tiny_llama_dir), "max_steps": 2, "eval_steps": 1,
                     "save_steps": 1, "logging_steps": 1, "per_device_batch_size": 4,
-                    "max_seq_length": 384, "max_new_tokens": 6, "retrieval_k": 1},
+                    "max_seq_length": 384, "max_new_tokens": 6, "retrieval_k": 1,
+                    "eval_sample_max_new_tokens": 8},
             "evaluation": {"bootstrap_resamples": 20},
         }
     )
@@ -88,6 +89,11 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained):
     assert run.data.metrics["data_studies_accepted"] > 0
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "training")}
     assert {"training/loss_curves.png", "training/learning_rate.png"} <= artifacts
+    # Sample generations: one table for the run, rows from every evaluation (steps 0, 1, 2).
+    samples = mlflow.load_table("training/sample_generations.json", run_ids=[run.info.run_id])
+    assert sorted(set(samples["step"])) == [0, 1, 2]
+    assert {"study_id", "impression", "reference", "generated"} <= set(samples.columns)
+    assert samples.groupby("step").size().nunique() == 1  # the same studies at each step
 
 
 def test_unchanged_input_is_a_cache_hit_and_a_changed_file_is_not(trained, tiny_config):
