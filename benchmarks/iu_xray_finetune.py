@@ -6,7 +6,8 @@ finding F1. Run once without and once with retrieval-augmented prompting:
     nice .venv/bin/python benchmarks/iu_xray_finetune.py --max-steps 150 --retrieval-k 0
     nice .venv/bin/python benchmarks/iu_xray_finetune.py --max-steps 150 --retrieval-k 1
 
-Each run appends a JSON line to benchmarks/results/iu_xray_finetune.jsonl.
+Each run appends a JSON line to benchmarks/results/iu_xray_finetune.jsonl and writes every
+val prediction to benchmarks/results/iu_xray_predictions_k<K>.csv.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ def main() -> None:
         )
         generate_seconds = time.perf_counter() - started
     samples = val[["study_id", "impression"]].assign(reference=val["report"], generated=generated)
+    predictions = RESULTS.with_name(f"iu_xray_predictions_k{args.retrieval_k}.csv")
+    samples.to_csv(predictions, index=False)  # every val prediction, to study or re-score
     train = table[table["split"] == "train"]
     evaluation = evaluate_reports(samples, train, EvaluationSettings())
     record = {
