@@ -54,6 +54,12 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--eval-rows", type=int, default=64, help="val rows for the eval loss")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
+    parser.add_argument(
+        "--no-repeat-ngram",
+        type=int,
+        default=0,
+        help="also decode with repeated n-gram blocking of this size and score both",
+    )
     args = parser.parse_args()
 
     table = build_prompt_table(load_studies(), args.retrieval_k)
@@ -80,12 +86,18 @@ def main() -> None:
             settings, resolve_base_model(settings.base_model), result.adapter_dir
         )
         val = table[table["split"] == "val"].reset_index(drop=True)
+        impressions = val["impression"].tolist()
+        examples = [[tuple(p) for p in row] for row in val["examples"]]
         started = time.perf_counter()
-        generated = generator.generate(
-            val["impression"].tolist(), [[tuple(p) for p in row] for row in val["examples"]]
-        )
+        generated = generator.generate(impressions, examples)
         generate_seconds = time.perf_counter() - started
+        blocked = None
+        if args.no_repeat_ngram:
+            generator.no_repeat_ngram_size = args.no_repeat_ngram
+            blocked = generator.generate(impressions, examples)
     samples = val[["study_id", "impression"]].assign(reference=val["report"], generated=generated)
+    if blocked is not None:
+        samples["generated_no_repeat_ngram"] = blocked
     predictions = RESULTS.with_name(f"iu_xray_predictions_k{args.retrieval_k}.csv")
     samples.to_csv(predictions, index=False)  # every val prediction, to study or re-score
     train = table[table["split"] == "train"]
@@ -99,10 +111,10 @@ def main() -> None:
         "training": result.metrics,
         "model": {k: evaluation.metrics[k] for k in HEADLINE},
         "baselines": {
-            name: {k: scores[k] for k in HEADLINE}
-            for name, scores in evaluation.baselines.items()
+            name: {k: scores[k] for k in HEADLINE} for name, scores in evaluation.baselines.items()
         },
         "examples": samples.head(5).to_dict("records"),
+        "model_no_repeat_ngram": _blocked_scores(samples, train) if blocked is not None else None,
         "samples_during_training": result.samples,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +124,15 @@ def main() -> None:
     lookup = record["baselines"]["exact_impression_lookup"]
     for key in ("bleu4", "finding_f1_micro"):
         print(f"{key}: model {record['model'][key]:.3f} vs exact lookup {lookup[key]:.3f}")
+        if record["model_no_repeat_ngram"]:
+            print(f"{key}: with n-gram blocking {record['model_no_repeat_ngram'][key]:.3f}")
+
+
+def _blocked_scores(samples: pd.DataFrame, train: pd.DataFrame) -> dict[str, float]:
+    """The same references scored against the decoding with repeated n-gram blocking."""
+    blocked = samples.assign(generated=samples["generated_no_repeat_ngram"])
+    evaluation = evaluate_reports(blocked, train, EvaluationSettings(bootstrap_resamples=50))
+    return {k: evaluation.metrics[k] for k in HEADLINE}
 
 
 if __name__ == "__main__":

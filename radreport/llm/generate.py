@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from radreport.data.alpaca import format_prompt
 from radreport.llm.device import cpu_has_bf16
+from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
 
 Example = tuple[str, str]
@@ -102,11 +103,13 @@ def greedy_decode(
     max_new_tokens: int,
     stop_ids: Sequence[int],
     pad_id: int,
+    no_repeat_ngram_size: int = 0,
 ) -> torch.Tensor:
     """New token ids (batch, <= max_new_tokens) of a left-padded batch, `pad_id` after a stop.
 
     Each row stops independently at its first stop id (kept in the output); decoding ends
-    when every row has stopped or the budget is spent.
+    when every row has stopped or the budget is spent. `no_repeat_ngram_size` > 0 keeps each
+    row from repeating an n-gram of its own generated text (see repeat_blocking).
     """
     batch = input_ids.shape[0]
     padded = not bool(attention_mask.all())
@@ -117,6 +120,7 @@ def greedy_decode(
     cache = DynamicCache(config=model.config)
     step_ids, step_positions = input_ids, positions
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+    blocker = RepeatedNgramBlocker(batch, no_repeat_ngram_size) if no_repeat_ngram_size else None
     generated = []
     for step in range(max_new_tokens):
         # Without padding the mask is all ones: leaving it out lets attention take the plain
@@ -129,7 +133,11 @@ def greedy_decode(
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]
+        if blocker is not None:
+            logits = blocker.block(logits.float())
         next_ids = logits.argmax(-1).masked_fill(finished, pad_id)
+        if blocker is not None:
+            blocker.append(next_ids.tolist())
         generated.append(next_ids)
         finished |= torch.isin(next_ids, stop_ids)
         if step == max_new_tokens - 1 or bool(finished.all()):
@@ -178,9 +186,11 @@ class ReportGenerator:
         max_new_tokens: int = 256,
         num_beams: int = 1,
         batch_size: int = 16,
+        no_repeat_ngram_size: int = 0,
     ):
         model, tokenizer = load_generation_model(model_dir, adapter_dir, device, dtype)
         self._bind(model, tokenizer, max_new_tokens, num_beams, batch_size)
+        self.no_repeat_ngram_size = no_repeat_ngram_size  # greedy decoding only
 
     def _bind(self, model, tokenizer, max_new_tokens: int, num_beams: int, batch_size: int):
         self.model, self.tokenizer = model, tokenizer
@@ -188,6 +198,7 @@ class ReportGenerator:
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.batch_size = batch_size
+        self.no_repeat_ngram_size = 0
 
     @classmethod
     def for_loaded_model(
@@ -222,6 +233,7 @@ class ReportGenerator:
             max_new_tokens=settings.max_new_tokens,
             num_beams=settings.num_beams,
             batch_size=batch_size,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
         )
 
     def generate(
@@ -278,7 +290,7 @@ class ReportGenerator:
         if num_beams > 1:
             new_ids = beam_decode(*decode_args, num_beams=num_beams)
         else:
-            new_ids = greedy_decode(*decode_args)
+            new_ids = greedy_decode(*decode_args, self.no_repeat_ngram_size)
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
     def _text_before_stop(self, token_ids: list[int]) -> str:

@@ -28,6 +28,7 @@ _NOT_FINGERPRINTED = {
     "num_threads",
     "eval_samples",
     "eval_sample_max_new_tokens",
+    "no_repeat_ngram_size",
 }
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes this last of a checkpoint's files; without it the save was cut short.

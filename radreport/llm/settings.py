@@ -61,6 +61,9 @@ class LLMSettings(BaseModel):
     # Generation
     max_new_tokens: int = Field(256, gt=0)
     num_beams: int = Field(1, gt=0)
+    # > 0: greedy decoding never repeats an n-gram of its own output (loops of a small
+    # model); the prompt's text, e.g. a retrieved example, may still be copied.
+    no_repeat_ngram_size: int = Field(0, ge=0)
     retrieval_k: int = Field(0, ge=0)
 
     @model_validator(mode="after")
@@ -71,5 +74,14 @@ class LLMSettings(BaseModel):
             raise ValueError(
                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps "
                 f"({self.eval_steps}) when early stopping is on"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _repeat_blocking_is_for_greedy_decoding(self) -> LLMSettings:
+        if self.no_repeat_ngram_size == 1 or (self.no_repeat_ngram_size and self.num_beams > 1):
+            raise ValueError(
+                "no_repeat_ngram_size must be 0 or at least 2, and applies to greedy decoding "
+                "only (num_beams 1)"
             )
         return self

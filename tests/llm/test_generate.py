@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from radreport.data.alpaca import format_prompt
-from radreport.llm.generate import ReportGenerator, greedy_decode
+from radreport.llm.bundled import bundled_model_dir
+from radreport.llm.generate import ReportGenerator, greedy_decode, load_generation_model
+from radreport.llm.repeat_blocking import RepeatedNgramBlocker
+from radreport.llm.settings import LLMSettings
 
 IMPRESSIONS = [
     "No acute cardiopulmonary disease.",
@@ -92,3 +95,36 @@ def test_one_example_list_per_impression(generator):
     assert len(generator.generate(IMPRESSIONS[:2], examples=examples, progress=False)) == 2
     with pytest.raises(ValueError, match="example lists"):
         generator.generate(IMPRESSIONS, examples=examples, progress=False)
+
+
+def test_repeated_ngram_blocker_bans_only_what_would_repeat_the_rows_own_text():
+    blocker = RepeatedNgramBlocker(batch=2, size=3)
+    for step in ([1, 7], [2, 7], [3, 7], [1, 7], [2, 7]):
+        blocker.append(step)
+    logits = blocker.block(torch.zeros(2, 10))
+    # Row 0 wrote 1 2 3 1 2: a 3 now would repeat "1 2 3"; nothing else is banned.
+    assert logits[0].isinf().nonzero().flatten().tolist() == [3]
+    # Row 1 wrote 7 7 7 7 7: another 7 would repeat "7 7 7".
+    assert logits[1].isinf().nonzero().flatten().tolist() == [7]
+
+
+def test_greedy_decoding_with_blocking_never_repeats_an_ngram():
+    # The bundled SmolLM2 (untuned) loops on this prompt: a real case for the blocking.
+    model, tokenizer = load_generation_model(bundled_model_dir(), device="cpu")
+    encoded = tokenizer([format_prompt("Stable chronic lung changes.")], return_tensors="pt")
+    args = (model, encoded["input_ids"], encoded["attention_mask"], 48, [], tokenizer.pad_token_id)
+
+    def repeated_4grams(row: list[int]) -> int:
+        grams = [tuple(row[i : i + 4]) for i in range(len(row) - 3)]
+        return len(grams) - len(set(grams))
+
+    assert repeated_4grams(greedy_decode(*args)[0].tolist()) > 0
+    blocked = greedy_decode(*args, no_repeat_ngram_size=4)[0].tolist()
+    assert repeated_4grams(blocked) == 0 and len(blocked) == 48
+
+
+def test_repeat_blocking_is_rejected_with_beams_and_for_size_one():
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        LLMSettings(no_repeat_ngram_size=4, num_beams=2)
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        LLMSettings(no_repeat_ngram_size=1)
