@@ -29,6 +29,7 @@ from radreport.llm.prompt_table import build_prompt_table, split_rows
 from radreport.llm.settings import LLMSettings
 from radreport.metrics.evaluate import evaluate_reports
 from radreport.metrics.report_tables import read_report_table
+from radreport.metrics.scoring import score_systems
 from radreport.metrics.settings import EvaluationSettings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
@@ -114,7 +115,7 @@ def main() -> None:
             name: {k: scores[k] for k in HEADLINE} for name, scores in evaluation.baselines.items()
         },
         "examples": samples.head(5).to_dict("records"),
-        "model_no_repeat_ngram": _blocked_scores(samples, train) if blocked is not None else None,
+        "model_no_repeat_ngram": _blocked_scores(samples) if blocked is not None else None,
         "samples_during_training": result.samples,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -128,11 +129,12 @@ def main() -> None:
             print(f"{key}: with n-gram blocking {record['model_no_repeat_ngram'][key]:.3f}")
 
 
-def _blocked_scores(samples: pd.DataFrame, train: pd.DataFrame) -> dict[str, float]:
-    """The same references scored against the decoding with repeated n-gram blocking."""
-    blocked = samples.assign(generated=samples["generated_no_repeat_ngram"])
-    evaluation = evaluate_reports(blocked, train, EvaluationSettings(bootstrap_resamples=50))
-    return {k: evaluation.metrics[k] for k in HEADLINE}
+def _blocked_scores(samples: pd.DataFrame) -> dict[str, float]:
+    """The decoding with repeated n-gram blocking against the same references (the
+    baselines do not change, so only this system is scored)."""
+    systems = {"blocked": samples["generated_no_repeat_ngram"].tolist()}
+    scores = score_systems(samples["reference"].tolist(), systems, EvaluationSettings())
+    return {k: scores["blocked"].metrics[k] for k in HEADLINE}
 
 
 if __name__ == "__main__":
