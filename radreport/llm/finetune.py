@@ -107,16 +107,10 @@ def finetune(
     `settings.eval_samples` validation rows are written out greedily; each step's rows go to
     `on_samples(step, rows)` as they come and all of them into the result.
     """
-    samples: SampleRows = []
-
-    def collect(step: int, rows: SampleRows) -> None:
-        samples.extend(rows)
-        if on_samples is not None:
-            on_samples(step, rows)
-
+    sampler = None
     if settings.eval_samples:
         sampler = SampleGenerationsCallback(
-            val_rows[: settings.eval_samples], collect, settings.eval_sample_max_new_tokens
+            val_rows[: settings.eval_samples], settings.eval_sample_max_new_tokens, on_samples
         )
         callbacks = [*callbacks, sampler]
     run = prepare_training(train_rows, val_rows, settings, output_dir, report_to, callbacks)
@@ -133,7 +127,7 @@ def finetune(
         metrics=_summary(final_eval, run),
         log_history=list(run.trainer.state.log_history),
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
-        samples=samples,
+        samples=sampler.samples if sampler else [],
     )
 
 

@@ -189,16 +189,23 @@ class ReportGenerator:
         no_repeat_ngram_size: int = 0,
     ):
         model, tokenizer = load_generation_model(model_dir, adapter_dir, device, dtype)
-        self._bind(model, tokenizer, max_new_tokens, num_beams, batch_size)
-        self.no_repeat_ngram_size = no_repeat_ngram_size  # greedy decoding only
+        self._bind(model, tokenizer, max_new_tokens, num_beams, batch_size, no_repeat_ngram_size)
 
-    def _bind(self, model, tokenizer, max_new_tokens: int, num_beams: int, batch_size: int):
+    def _bind(
+        self,
+        model,
+        tokenizer,
+        max_new_tokens: int,
+        num_beams: int,
+        batch_size: int,
+        no_repeat_ngram_size: int,
+    ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.stop_ids = stop_token_ids(model, tokenizer)
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.batch_size = batch_size
-        self.no_repeat_ngram_size = 0
+        self.no_repeat_ngram_size = no_repeat_ngram_size  # greedy decoding only
 
     @classmethod
     def for_loaded_model(
@@ -209,11 +216,14 @@ class ReportGenerator:
         max_new_tokens: int = 256,
         num_beams: int = 1,
         batch_size: int = 16,
+        no_repeat_ngram_size: int = 0,
     ) -> ReportGenerator:
         """A generator around a model already in memory (e.g. the one being trained).
         The caller puts it in eval mode and gives a left-padding tokenizer."""
         generator = cls.__new__(cls)
-        generator._bind(model, tokenizer, max_new_tokens, num_beams, batch_size)
+        generator._bind(
+            model, tokenizer, max_new_tokens, num_beams, batch_size, no_repeat_ngram_size
+        )
         return generator
 
     @classmethod

@@ -16,8 +16,9 @@ SampleRows = list[dict[str, object]]
 
 
 class SampleGenerationsCallback(TrainerCallback):
-    """Calls `on_samples(step, rows)` after every evaluation with one row per sample:
-    step, study_id, impression, reference and the greedy `generated` report.
+    """After every evaluation, one row per sample (step, study_id, impression, reference and
+    the greedy `generated` report) is added to `samples` and, when given, passed on to
+    `on_samples(step, rows)` as it comes (e.g. to log it).
 
     The final `evaluate()` of a run repeats the last step: a step is sampled once. A failure
     to generate is logged and training goes on: the samples are a diagnostic, the adapter is
@@ -27,28 +28,28 @@ class SampleGenerationsCallback(TrainerCallback):
     def __init__(
         self,
         rows: Sequence[Mapping],
-        on_samples: Callable[[int, SampleRows], None],
         max_new_tokens: int = 96,
+        on_samples: Callable[[int, SampleRows], None] | None = None,
     ):
         self.rows = [dict(row) for row in rows]
         self.on_samples = on_samples
+        self.samples: SampleRows = []
         self.max_new_tokens = max_new_tokens
-        self._sampled_steps: set[int] = set()
 
     def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
         step = state.global_step
-        if not self.rows or step in self._sampled_steps or model is None:
+        already_sampled = bool(self.samples) and self.samples[-1]["step"] == step
+        if not self.rows or already_sampled or model is None:
             return
-        self._sampled_steps.add(step)
         try:
             generated = self._generate(model, processing_class)
         except Exception as error:  # noqa: BLE001 - see the class docstring
             logger.warning("sample generations at step %d failed: %r", step, error)
             return
-        self.on_samples(
-            step,
-            [self._row(step, row, text) for row, text in zip(self.rows, generated, strict=True)],
-        )
+        rows = [self._row(step, row, text) for row, text in zip(self.rows, generated, strict=True)]
+        self.samples.extend(rows)
+        if self.on_samples is not None:
+            self.on_samples(step, rows)
 
     def _generate(self, model, tokenizer) -> list[str]:
         was_training, padding_side = model.training, tokenizer.padding_side
