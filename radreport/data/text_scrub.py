@@ -22,11 +22,19 @@ _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
     r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
-# Person names as prose writes them: capitalised words and initials, 1 to 4 of them.
-_TITLE = r"(?:Dr|Doctor|Mr|Mrs|Ms|Miss|Prof)\b"  # titled names have their own pattern
-_NAME_WORD = rf"(?!{_TITLE})(?:[A-Z][a-z'-]+(?:-[A-Z][a-z'-]+)?|[A-Z]\.)"
+_TITLES = r"Dr|Doctor|Mr|Mrs|Ms|Miss|Prof"
+# Person names as prose writes them: capitalised words and initials, 1 to 4 of them (not a
+# title: titled names have their own pattern).
+_NAME_WORD = rf"(?!(?:{_TITLES})\b)(?:[A-Z][a-z'-]+(?:-[A-Z][a-z'-]+)?|[A-Z]\.)"
 _PERSON = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,3}}"
 _CREDENTIAL = r"(?:M\.D\.|MD|D\.O\.|DO|MBBS|FRCR|FRCPC|PhD|RN|NP|PA-C|RT\(R\))(?![\w])"
+
+
+def _name_after(cue: str, tail: str = "") -> tuple[re.Pattern[str], str]:
+    """A person's name after `cue` (matched in any case, kept), the name replaced."""
+    return re.compile(rf"(?i:\b({cue})){_PERSON}{tail}"), rf"\1{NAME}"
+
+
 PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})\b"), DATE),
     (re.compile(r"\b\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b"), DATE),
@@ -34,32 +42,22 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{4}}\b", re.I), DATE),
     (re.compile(rf"\b{_MONTH}\s+\d{{4}}\b", re.I), DATE),
     (
-        re.compile(
-            r"\b(Dr|Doctor|Mr|Mrs|Ms|Miss|Prof)\.?[ \t]+[A-Z][\w'-]+(?:[ \t]+[A-Z][\w'-]+){0,2}"
-        ),
+        re.compile(rf"\b({_TITLES})\.?[ \t]+[A-Z][\w'-]+(?:[ \t]+[A-Z][\w'-]+){{0,2}}"),
         rf"\1. {NAME}",
     ),
     # A capitalised name (optionally with initials) after a phrase that introduces a person.
-    (
-        re.compile(
-            r"(?i:\b((?:(?:electronically\s+)?(?:signed|dictated|transcribed|read|reviewed|"
-            r"verified|approved|reported|interpreted|seen|examined)\s+by|discussed\s+with|"
-            r"communicated\s+to|called\s+to|d/w)\b:?[ \t]+))"
-            rf"{_PERSON}"
-        ),
-        rf"\1{NAME}",
+    _name_after(
+        r"(?:(?:electronically\s+)?(?:signed|dictated|transcribed|read|reviewed|verified|"
+        r"approved|reported|interpreted|seen|examined)\s+by|discussed\s+with|"
+        r"communicated\s+to|called\s+to|d/w)\b:?[ \t]+"
     ),
     # A name in front of a credential: "Jane Q. Doe, MD", "J. Doe MD".
     (re.compile(rf"{_PERSON}(,?[ \t]+{_CREDENTIAL})"), rf"{NAME}\1"),
     # A labelled name: "Patient: Jane Doe", "Referring physician: Doe, Jane".
-    (
-        re.compile(
-            r"(?i:\b((?:patient|name|attending|referring|radiologist|physician|technologist|"
-            r"resident|fellow|requested\s+by|ordering)(?:\s+(?:name|physician|provider))?"
-            r"[ \t]*:[ \t]*))"
-            rf"{_PERSON}(?:,[ \t]+{_NAME_WORD})?"
-        ),
-        rf"\1{NAME}",
+    _name_after(
+        r"(?:patient|name|attending|referring|radiologist|physician|technologist|resident|"
+        r"fellow|requested\s+by|ordering)(?:\s+(?:name|physician|provider))?[ \t]*:[ \t]*",
+        rf"(?:,[ \t]+{_NAME_WORD})?",
     ),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), REDACTED),
     (re.compile(r"\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b"), REDACTED),
