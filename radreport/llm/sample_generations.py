@@ -66,7 +66,7 @@ class SampleGenerationsCallback(TrainerCallback):
             )
             return generator.generate(
                 [row["impression"] for row in self.rows],
-                [[tuple(pair) for pair in row.get("examples") or ()] for row in self.rows],
+                [row.get("examples") or () for row in self.rows],
                 progress=False,
             )
         finally:
