@@ -35,6 +35,7 @@ from pydicom.values import convert_value
 
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
+from radreport.dicom.quick_header import decimal_numbers, read_quick_header
 from radreport.dicom.slices import SliceHeader, classic_slice, enhanced_slices
 from radreport.dicom.sniff import SNIFF_BYTES, classify_non_dicom
 
@@ -104,6 +105,7 @@ class HeaderFacts:
     transfer_syntax: UID | None
     size: int
     pixel_offset: int
+    pixel_value: tuple[int, int] | None = None  # (offset, length), when the reader knew it
 
     def get(self, keyword: str) -> object:
         return self.values.get(keyword)
@@ -121,12 +123,22 @@ class HeaderFacts:
 
 @dataclass
 class FileHeader:
-    """A usable CT file: header dataset (no pixels), checked values, slices, pixel offset."""
+    """A usable CT file: checked values, slices, pixel offset, and its header dataset (no
+    pixels) — read on first use when the quick reader made this header, which happens for
+    one file per study (de-identification) and for compressed pixel data."""
 
     path: str
-    dataset: Dataset
     facts: HeaderFacts
     slices: list[SliceHeader]
+    loaded_dataset: Dataset | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        if self.loaded_dataset is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.loaded_dataset = dcmread(self.path, stop_before_pixels=True)
+        return self.loaded_dataset
 
     @property
     def study_uid(self) -> str:
@@ -145,17 +157,6 @@ class FileHeader:
         return str(self.facts.get("PatientID") or "")
 
 
-def _numbers(raw: bytes, number: type) -> object:
-    """A DS/IS value (backslash-separated decimal strings) as float/int, or a list of them;
-    raises ValueError on anything that is not a number. pydicom builds a validated DSfloat
-    per item, which dominated this pass."""
-    text = raw.decode("ascii").strip(" \x00")
-    if not text:
-        return None
-    items = [number(item) for item in text.split("\\")]
-    return items[0] if len(items) == 1 else items
-
-
 def _converted(dataset: Dataset, keyword: str) -> object:
     """The value of `keyword`, None when absent or empty, UNREADABLE when unconvertible."""
     tag = tag_for_keyword(keyword)
@@ -167,7 +168,7 @@ def _converted(dataset: Dataset, keyword: str) -> object:
             # Implicit VR files carry no VR, and some writers mark known tags UN.
             vr = element.VR if element.VR not in (None, "UN") else dictionary_VR(tag)
             number = NUMBER_STRINGS.get(vr)
-            value = _numbers(element.value, number) if number else convert_value(vr, element)
+            value = decimal_numbers(element.value, number) if number else convert_value(vr, element)
         else:
             value = element.value
     except Exception:  # any conversion failure means the same thing: an unusable value
@@ -335,12 +336,9 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
-def _read_dataset(path: Path) -> tuple[Dataset, int, int] | QuarantineEntry:
-    """(dataset without pixels, file size, pixel data offset) or why it is not DICOM."""
+def _read_dataset(path: Path) -> tuple[Dataset, int] | QuarantineEntry:
+    """(dataset without pixels, pixel data offset) or why it is not DICOM."""
     try:
-        size = path.stat().st_size
-        if size == 0:
-            return QuarantineEntry(str(path), Reason.EMPTY_FILE, "zero-byte file")
         with path.open("rb") as fp:
             try:
                 dataset = dcmread(fp, stop_before_pixels=True)
@@ -349,7 +347,7 @@ def _read_dataset(path: Path) -> tuple[Dataset, int, int] | QuarantineEntry:
                 reason, message = classify_non_dicom(fp.read(SNIFF_BYTES))
                 return QuarantineEntry(str(path), reason, message)
             # stop_before_pixels leaves the file positioned at the pixel data tag.
-            return dataset, size, fp.tell()
+            return dataset, fp.tell()
     except OSError as error:
         return QuarantineEntry(str(path), Reason.UNREADABLE_FILE, type(error).__name__)
     except Exception as error:  # any parser failure is a property of the file, not a bug
@@ -365,26 +363,48 @@ def read_file_header(path: Path, settings: DicomSettings) -> FileHeader | Quaran
 
 
 def _checked_header(path: Path, settings: DicomSettings) -> FileHeader | QuarantineEntry:
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        return QuarantineEntry(str(path), Reason.UNREADABLE_FILE, type(error).__name__)
+    if size == 0:
+        return QuarantineEntry(str(path), Reason.EMPTY_FILE, "zero-byte file")
+    quick = read_quick_header(path, VALUE_ATTRIBUTES)
+    if quick is not None:  # the common classic CT file: no pydicom dataset needed yet
+        facts = HeaderFacts(
+            quick.values, quick.transfer_syntax, size, quick.pixel_offset, quick.pixel_value
+        )
+        return _judged(path, facts, None, settings)
     read = _read_dataset(path)
     if isinstance(read, QuarantineEntry):
         return read
-    dataset, size, pixel_offset = read
-    series_uid = ""
+    dataset, pixel_offset = read
     try:
         values = _header_values(dataset)
-        series_uid = str(values.get("SeriesInstanceUID", ""))
-        facts = HeaderFacts(values, _transfer_syntax(dataset), size, pixel_offset)
+    except Exception as error:  # a value no check foresaw: the file is unusable, not the run
+        message = f"unusable attribute value ({type(error).__name__})"
+        return QuarantineEntry(str(path), Reason.INVALID_ATTRIBUTE_VALUE, message)
+    facts = HeaderFacts(values, _transfer_syntax(dataset), size, pixel_offset)
+    return _judged(path, facts, dataset, settings)
+
+
+def _judged(
+    path: Path, facts: HeaderFacts, dataset: Dataset | None, settings: DicomSettings
+) -> FileHeader | QuarantineEntry:
+    """The file's slices when every check passes, else the first failure."""
+    series_uid = str(facts.get("SeriesInstanceUID") or "")
+    try:
         for check in CHECKS:
             failure = check(facts, settings)
             if failure:
                 return QuarantineEntry(str(path), *failure, series_uid=series_uid)
-        if values["SOPClassUID"] == CTImageStorage:
-            slices = [classic_slice(values, str(path))]
-        else:
+        if facts.get("SOPClassUID") == CTImageStorage:
+            slices = [classic_slice(facts.values, str(path))]
+        else:  # Enhanced CT: never read quickly, so its dataset is here
             slices = enhanced_slices(dataset, str(path))
     except Exception as error:  # a value no check foresaw: the file is unusable, not the run
         message = f"unusable attribute value ({type(error).__name__})"
         return QuarantineEntry(
             str(path), Reason.INVALID_ATTRIBUTE_VALUE, message, series_uid=series_uid
         )
-    return FileHeader(str(path), dataset, facts, slices)
+    return FileHeader(str(path), facts, slices, dataset)

@@ -43,6 +43,8 @@ def _native_value_span(header: FileHeader) -> tuple[int, int] | None:
         return None
     if header.facts.integer("BitsAllocated") not in (8, 16, 32):
         return None
+    if header.facts.pixel_value is not None:  # the quick header reader saw the element
+        return header.facts.pixel_value
     with open(header.path, "rb") as fp:
         fp.seek(header.facts.pixel_offset)
         element = fp.read(12)
