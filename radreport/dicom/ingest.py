@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from pathlib import Path
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
@@ -52,6 +57,35 @@ def _ingest_safely(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> 
         return _failed(task, error)
 
 
+def _ingest_handing_off(
+    task: StudyTask, settings: DicomSettings, keys: DeidKeys, handoff: str
+) -> tuple[StudyImages, str | None]:
+    """ingest_study in a worker; the volume comes back as a .npy file in `handoff` (on
+    tmpfs where there is one) rather than through the pool's pipe: pickling ~1.5 MB through
+    the pipe cost ~6 ms of wall time per study, ~3 ms of it on the parent's CPU, against
+    ~2 ms through a file, while the whole study takes ~20-30 ms."""
+    result = ingest_study(task, settings, keys)
+    if result.volume is None:
+        return result, None
+    path = str(Path(handoff) / f"{uuid.uuid4().hex}.npy")
+    np.save(path, result.volume, allow_pickle=False)
+    result.volume = None
+    return result, path
+
+
+def _taken_back(result: StudyImages, path: str | None) -> StudyImages:
+    if path is not None:
+        result.volume = np.load(path, allow_pickle=False)
+        os.unlink(path)
+    return result
+
+
+def _handoff_folder() -> tempfile.TemporaryDirectory:
+    shared_memory = Path("/dev/shm")
+    base = shared_memory if shared_memory.is_dir() and os.access(shared_memory, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix="radreport-ingest-", dir=base)
+
+
 def _worker_context() -> multiprocessing.context.BaseContext:
     """Workers must not be forked from the caller: a pipeline process runs threads (ZenML,
     MLflow, BLAS) whose held locks a fork would copy. A fork server is a clean,
@@ -73,16 +107,16 @@ def _ingest_in_processes(
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=_worker_context(), initializer=_single_threaded_blas
     )
-    with pool:
+    with _handoff_folder() as handoff, pool:
         futures: dict[Future, int] = {
-            pool.submit(ingest_study, task, settings, keys): index
+            pool.submit(_ingest_handing_off, task, settings, keys, handoff): index
             for index, task in enumerate(tasks)
         }
         for future in tqdm(as_completed(futures), total=len(tasks), desc="ingest", unit="study"):
             index = futures[future]
             error = future.exception()
             if error is None:
-                results[index] = future.result()
+                results[index] = _taken_back(*future.result())
             else:
                 results[index] = _failed(tasks[index], error)
     return results

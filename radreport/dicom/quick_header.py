@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.uid import UID, CTImageStorage
+from pydicom.valuerep import VR
 
 PREAMBLE_BYTES = 128
 MAGIC = b"DICM"
@@ -35,6 +36,7 @@ LONG_LENGTH_VRS = frozenset(
     vr.encode()
     for vr in ("OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV")
 )
+KNOWN_VRS = frozenset(vr.value.encode() for vr in VR if len(vr.value) == 2)
 EXPLICIT_SHORT = struct.Struct("<HH2sH")
 IMPLICIT = struct.Struct("<HHL")
 LONG_LENGTH = struct.Struct("<L")
@@ -125,7 +127,7 @@ class _Walker:
         group, number, vr, length = EXPLICIT_SHORT.unpack_from(self.data, pos)
         if group == 0xFFFE:
             raise _NeedsPydicom("item tag outside a sequence")
-        if not vr.isalpha() or not vr.isupper():
+        if vr not in KNOWN_VRS:
             raise _NeedsPydicom("not a VR")
         if vr in LONG_LENGTH_VRS:
             self.ensure(pos + 12)
@@ -220,7 +222,12 @@ def _parse(data: bytes, complete: bool, wanted: dict[int, tuple[str, str]]) -> Q
                 raise _NeedsPydicom(f"{keyword} has undefined length")
             walker.ensure(start + length)
             raw[keyword] = (dictionary_vr, data[start : start + length])
-        pos = walker.end(vr, start, length, implicit)
+        if length == UNDEFINED_LENGTH:
+            pos = walker.skip_sequence(start, implicit or vr == b"UN")
+        else:  # a value running past the data is caught by the next element or below
+            pos = start + length
+    if pos > len(data):
+        walker.ensure(pos)
     values = {}
     for keyword, (vr, value) in raw.items():
         converted = CONVERTERS[vr](value)
