@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from radreport.dicom.resample import cell_centres, resampling_matrix, resize_volume
+from radreport.dicom.resample import (
+    _along_columns,
+    _along_rows,
+    _pixel_axis_matrix,
+    cell_centres,
+    resampling_matrix,
+    resize_volume,
+)
 from radreport.dicom.windows import CHANNELS, from_storage, to_storage, window_channels
 
 
@@ -44,3 +51,13 @@ def test_windows_map_their_level_to_the_middle_and_clip_outside():
     half = to_storage(hounsfield, "float16")
     assert half.dtype == np.float16
     np.testing.assert_allclose(from_storage(half), channels, atol=1e-3)
+
+
+def test_banded_products_equal_the_dense_ones():
+    rng = np.random.default_rng(0)
+    for size, new_size in ((512, 128), (333, 128), (130, 128), (64, 128), (5, 3)):
+        volume = rng.normal(size=(3, size, size + 1)).astype(np.float32)
+        rows = _pixel_axis_matrix(size, new_size)
+        columns = _pixel_axis_matrix(size + 1, new_size)
+        np.testing.assert_allclose(_along_rows(rows, volume), rows @ volume, atol=1e-5)
+        np.testing.assert_allclose(_along_columns(columns, volume), volume @ columns.T, atol=1e-5)
