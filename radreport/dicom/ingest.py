@@ -74,6 +74,7 @@ def _ingest_handing_off(
 
 
 def _taken_back(result: StudyImages, path: str | None) -> StudyImages:
+    # Copied, not memory-mapped: a mapping would keep one file descriptor open per study.
     if path is not None:
         result.volume = np.load(path, allow_pickle=False)
         os.unlink(path)
