@@ -149,3 +149,17 @@ def test_a_header_cut_short_goes_to_pydicom(tmp_path, testdata):
     cut.write_bytes(data[:700])  # inside the header
     assert read_quick_header(cut, VALUE_ATTRIBUTES) is None
     assert isinstance(read_file_header(cut, DicomSettings()), QuarantineEntry)
+
+
+def test_a_header_longer_than_the_first_read_is_read_to_its_end(tmp_path, testdata, monkeypatch):
+    ds = dcmread(testdata("CT_small.dcm"))
+    ds.add_new(0x00091010, "LO", "vendor")
+    ds.add_new(0x00091011, "OB", bytes(200_000))  # a large private blob before the pixels
+    path = tmp_path / "long_header.dcm"
+    dcmwrite(path, ds, enforce_file_format=True)
+    quick = read_quick_header(path, VALUE_ATTRIBUTES)
+    assert quick is not None and quick.pixel_offset > 200_000
+    slow = _through_pydicom(path, DicomSettings(), monkeypatch)
+    assert quick.values == slow.facts.values and quick.pixel_offset == slow.facts.pixel_offset
+    header = read_file_header(path, DicomSettings())
+    assert np.array_equal(stored_frames(header), stored_frames(slow))
