@@ -112,6 +112,21 @@ def stored_frames(header: FileHeader) -> np.ndarray:
     return frames.reshape(-1, *frames.shape[-2:])
 
 
+def clip_stored_to_ct_range(
+    stored: np.ndarray, slope: np.ndarray, intercept: np.ndarray
+) -> np.ndarray:
+    """Clip float (slices, rows, columns) stored values in place so that their HU lie in the
+    CT range: the same as clipping the HU, without computing HU at full resolution."""
+    slope = np.asarray(slope, dtype=np.float64).reshape(-1, 1, 1)
+    intercept = np.asarray(intercept, dtype=np.float64).reshape(-1, 1, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ends = ((HU_MIN - intercept) / slope, (HU_MAX - intercept) / slope)
+    lower, upper = np.minimum(*ends), np.maximum(*ends)
+    flat = slope == 0  # every HU is the intercept: nothing to clip in stored units
+    lower, upper = np.where(flat, -np.inf, lower), np.where(flat, np.inf, upper)
+    return np.clip(stored, lower.astype(np.float32), upper.astype(np.float32), out=stored)
+
+
 def to_hounsfield(stored: np.ndarray, slope: np.ndarray, intercept: np.ndarray) -> np.ndarray:
     """HU = stored * slope + intercept per slice, in float32, clipped to the CT range."""
     slope = np.asarray(slope, dtype=np.float32).reshape(-1, 1, 1)

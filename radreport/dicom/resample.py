@@ -74,23 +74,34 @@ def _along_columns(matrix: np.ndarray, volume: np.ndarray) -> np.ndarray:
     return out
 
 
-def resize_volume(
-    volume: np.ndarray, slice_positions_mm: np.ndarray, shape: tuple[int, int, int]
-) -> np.ndarray:
-    """(slices, rows, columns) float32 -> `shape` float32, slices placed by their position."""
-    depth, height, width = shape
+def resize_in_plane(volume: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(slices, rows, columns) float32 -> (slices, height, width), each slice on its own.
+    Every output pixel is a weighted mean (weights sum to 1), so a per-slice affine map
+    such as the HU rescale gives the same result before or after it."""
+    if volume.shape[1:] == (height, width):  # the same grid would be an identity product
+        return volume
+    along_rows = _pixel_axis_matrix(volume.shape[1], height)
+    along_columns = _pixel_axis_matrix(volume.shape[2], width)
+    return _along_columns(along_columns, _along_rows(along_rows, volume))
+
+
+def resample_slices(volume: np.ndarray, slice_positions_mm: np.ndarray, depth: int) -> np.ndarray:
+    """(slices, rows, columns) -> (depth, rows, columns), slices placed by their position."""
     positions = np.asarray(slice_positions_mm, dtype=np.float64)
     half_step = float(np.median(np.diff(positions))) / 2.0 if len(positions) > 1 else 0.5
     target = cell_centres(positions[0] - half_step, positions[-1] + half_step, depth)
     along_slices = resampling_matrix(positions, target)
-    in_plane = volume
-    if volume.shape[1:] != (height, width):  # the same grid would be an identity product
-        along_rows = _pixel_axis_matrix(volume.shape[1], height)
-        along_columns = _pixel_axis_matrix(volume.shape[2], width)
-        # Shrink in-plane first: the slice matrix then multiplies the smaller images.
-        in_plane = _along_columns(along_columns, _along_rows(along_rows, volume))
-    resized = along_slices @ in_plane.reshape(len(positions), -1)
-    return resized.reshape(depth, height, width)
+    resized = along_slices @ volume.reshape(len(positions), -1)
+    return resized.reshape(depth, *volume.shape[1:])
+
+
+def resize_volume(
+    volume: np.ndarray, slice_positions_mm: np.ndarray, shape: tuple[int, int, int]
+) -> np.ndarray:
+    """(slices, rows, columns) float32 -> `shape` float32, slices placed by their position.
+    In-plane first: the slice matrix then multiplies the smaller images."""
+    depth, height, width = shape
+    return resample_slices(resize_in_plane(volume, height, width), slice_positions_mm, depth)
 
 
 def _shift_along(image: np.ndarray, shift: float, axis: int) -> np.ndarray:

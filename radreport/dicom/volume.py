@@ -1,8 +1,9 @@
 """Build the model's input volume from an ordered, checked series.
 
-HU (per-slice rescale) -> tilt correction when configured -> resize to depth x height x
-width in HU (one channel, cheaper than three, and windowing after interpolation is what a
-viewer does) -> lung / mediastinal / bone windows -> compact storage.
+Stored values, clipped to the CT range in stored units -> tilt correction when configured
+-> in-plane resize -> HU (per-slice rescale, on the small images) -> resample along the
+slices by position (one channel, cheaper than three, and windowing after interpolation is
+what a viewer does) -> lung / mediastinal / bone windows -> compact storage.
 """
 
 from __future__ import annotations
@@ -12,29 +13,45 @@ import numpy as np
 from radreport.data.settings import DicomSettings
 from radreport.dicom.geometry import StackGeometry
 from radreport.dicom.header import FileHeader
-from radreport.dicom.pixels import stored_frames, to_hounsfield
-from radreport.dicom.resample import resize_volume, shift_slices
+from radreport.dicom.pixels import clip_stored_to_ct_range, stored_frames, to_hounsfield
+from radreport.dicom.resample import resample_slices, resize_in_plane, shift_slices
 from radreport.dicom.windows import to_storage
 
 
-def series_hounsfield(geometry: StackGeometry, headers: dict[str, FileHeader]) -> np.ndarray:
-    """(slices, rows, columns) float32 HU in spatial order; each file is decoded once.
-    Raises PixelDecodeError naming the first file that fails."""
+def series_stored(geometry: StackGeometry, headers: dict[str, FileHeader]) -> np.ndarray:
+    """(slices, rows, columns) float32 stored values in spatial order, each slice clipped
+    to the CT range in its own stored units; each file is decoded once. Raises
+    PixelDecodeError naming the first file that fails."""
     paths = dict.fromkeys(s.path for s in geometry.slices)
     decoded = {path: stored_frames(headers[path]) for path in paths}
-    stored = np.stack([decoded[s.path][s.frame] for s in geometry.slices])
-    slopes = [s.rescale_slope for s in geometry.slices]
-    intercepts = [s.rescale_intercept for s in geometry.slices]
-    return to_hounsfield(stored, slopes, intercepts)
+    first = decoded[geometry.slices[0].path]
+    stored = np.empty((len(geometry.slices), *first.shape[1:]), dtype=np.float32)
+    for index, slice_ in enumerate(geometry.slices):  # converts while copying: one pass
+        stored[index] = decoded[slice_.path][slice_.frame]
+    return clip_stored_to_ct_range(stored, *_rescale(geometry))
+
+
+def _rescale(geometry: StackGeometry) -> tuple[list[float], list[float]]:
+    return (
+        [s.rescale_slope for s in geometry.slices],
+        [s.rescale_intercept for s in geometry.slices],
+    )
 
 
 def build_volume(
     geometry: StackGeometry, headers: dict[str, FileHeader], settings: DicomSettings
 ) -> np.ndarray:
-    """(3, depth, height, width) windows in the configured storage dtype."""
-    hounsfield = series_hounsfield(geometry, headers)
+    """(3, depth, height, width) windows in the configured storage dtype.
+
+    The rescale to HU is per slice and every in-plane step (tilt shift, resize) takes
+    weighted means within a slice, so HU are computed after the in-plane resize, on the
+    small images: at 512² that saves three passes over the full-resolution stack. The clip
+    to the CT range happens first, in stored units, so padding outside the field of view
+    cannot bleed into its neighbours."""
+    stored = series_stored(geometry, headers)
     if geometry.tilt_degrees > settings.max_tilt_degrees:
-        hounsfield = shift_slices(hounsfield, geometry.in_plane_shift_px)
-    shape = (settings.depth, settings.height, settings.width)
-    resized = resize_volume(hounsfield, geometry.positions_mm, shape)
+        stored = shift_slices(stored, geometry.in_plane_shift_px)
+    in_plane = resize_in_plane(stored, settings.height, settings.width)
+    hounsfield = to_hounsfield(in_plane, *_rescale(geometry))
+    resized = resample_slices(hounsfield, geometry.positions_mm, settings.depth)
     return to_storage(resized, settings.storage_dtype)

@@ -11,7 +11,7 @@ import pytest
 
 from radreport.data.settings import DicomSettings
 from radreport.dicom.header import read_file_header
-from radreport.dicom.pixels import stored_frames, to_hounsfield
+from radreport.dicom.pixels import clip_stored_to_ct_range, stored_frames, to_hounsfield
 from radreport.dicom.windows import HU_MAX, HU_MIN
 from radreport.dicom.write_series import SeriesLayout, write_ct_series, write_enhanced_ct
 
@@ -91,3 +91,14 @@ def test_enhanced_ct_rescale_comes_from_the_functional_groups(tmp_path: Path):
     assert [s.rescale_intercept for s in header.slices] == [-1024.0] * len(hounsfield)
     assert [s.position[2] for s in header.slices] == [2.0 * k for k in range(len(hounsfield))]
     np.testing.assert_allclose(_hounsfield(header), hounsfield, atol=0.5 + 1e-3)
+
+
+def test_clipping_in_stored_units_is_clipping_the_hounsfield_units():
+    rng = np.random.default_rng(1)
+    stored = rng.integers(-4000, 6000, size=(5, 8, 8)).astype(np.float32)
+    slopes = np.array([1.0, 0.5, 2.0, 0.0, -1.0])  # zero and negative slopes included
+    intercepts = np.array([-1024.0, -3000.0, 10.0, 40.0, 500.0])
+    expected = to_hounsfield(stored, slopes, intercepts)
+    assert expected.min() == -1024 and expected.max() == 3071  # the clip does something
+    clipped = clip_stored_to_ct_range(stored.copy(), slopes, intercepts)
+    np.testing.assert_allclose(to_hounsfield(clipped, slopes, intercepts), expected, atol=1e-3)

@@ -10,6 +10,7 @@ from radreport.dicom.resample import (
     _pixel_axis_matrix,
     cell_centres,
     resampling_matrix,
+    resize_in_plane,
     resize_volume,
 )
 from radreport.dicom.windows import CHANNELS, from_storage, to_storage, window_channels
@@ -61,3 +62,13 @@ def test_banded_products_equal_the_dense_ones():
         columns = _pixel_axis_matrix(size + 1, new_size)
         np.testing.assert_allclose(_along_rows(rows, volume), rows @ volume, atol=1e-5)
         np.testing.assert_allclose(_along_columns(columns, volume), volume @ columns.T, atol=1e-5)
+
+
+def test_in_plane_resize_commutes_with_a_per_slice_rescale():
+    rng = np.random.default_rng(2)
+    volume = rng.normal(size=(3, 40, 36)).astype(np.float32) * 500
+    slopes = np.array([1.0, 2.0, 0.5], dtype=np.float32).reshape(-1, 1, 1)
+    intercepts = np.array([-1024.0, 0.0, 30.0], dtype=np.float32).reshape(-1, 1, 1)
+    rescaled_first = resize_in_plane(volume * slopes + intercepts, 16, 12)
+    rescaled_after = resize_in_plane(volume, 16, 12) * slopes + intercepts
+    np.testing.assert_allclose(rescaled_first, rescaled_after, atol=1e-2)
