@@ -6,17 +6,32 @@ the training studies whose reports best show the model how such an impression is
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from radreport.metrics.normalize import normalize_report
+
 Example = tuple[str, str]
 
 # Similarities are computed for this many queries at once, so memory stays bounded for any
 # number of queries (a dense block of QUERY_CHUNK x training-set floats).
 QUERY_CHUNK = 1024
+
+
+def _typicality(impressions: Sequence[str], reports: Sequence[str]) -> np.ndarray:
+    """For each pair, how many pairs share its impression and its report (both normalised
+    as they are scored): the report written most often for an impression ranks first among
+    that impression's pairs, as in the exact-impression lookup baseline."""
+    keys = [
+        (normalize_report(impression), normalize_report(report))
+        for impression, report in zip(impressions, reports, strict=True)
+    ]
+    counts = Counter(keys)
+    return np.array([counts[key] for key in keys], dtype=np.int64)
 
 
 class ImpressionIndex:
@@ -39,6 +54,7 @@ class ImpressionIndex:
         self.study_ids = None if study_ids is None else np.asarray(study_ids, dtype=object)
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
         self.matrix = self.vectorizer.fit_transform(self.impressions)
+        self.typicality = _typicality(self.impressions, self.reports)
 
     @classmethod
     def from_table(
@@ -83,8 +99,11 @@ class ImpressionIndex:
         if study_ids is not None and self.study_ids is not None:
             own_study = self.study_ids[None, :] == np.asarray(study_ids, dtype=object)[:, None]
             similarity[own_study] = -np.inf
-        # A stable sort keeps ties in table order, so prompts are reproducible.
-        order = np.argsort(-similarity, axis=1, kind="stable")[:, :k]
+        # Most similar first; among equally similar pairs (the same impression, often
+        # hundreds of "no acute disease") the most typical report of its impression first,
+        # then table order, so prompts are reproducible.
+        typicality = np.broadcast_to(-self.typicality, similarity.shape)
+        order = np.lexsort((typicality, -similarity), axis=1)[:, :k]
         return [
             [
                 (self.impressions[index], self.reports[index])

@@ -73,3 +73,28 @@ def test_mismatched_lengths_are_rejected(index):
         index.nearest(["Clear lungs."], k=1, study_ids=["s1", "s2"])
     with pytest.raises(ValueError, match="reports"):
         ImpressionIndex(["a"], [])
+
+
+def test_among_identical_impressions_the_most_typical_report_comes_first():
+    training = pd.DataFrame(
+        {
+            "study_id": ["a", "b", "c", "d"],
+            "impression": ["No acute disease."] * 3 + ["Left effusion."],
+            "report": [
+                "Small calcified granuloma. Lungs otherwise clear.",
+                "The lungs are clear.",
+                "The lungs are  clear .",  # the same report once normalised
+                "Left pleural effusion.",
+            ],
+        }
+    )
+    index = ImpressionIndex.from_table(training)
+    [[first, second]] = index.nearest(["No acute disease."], k=2)
+    assert first == ("No acute disease.", "The lungs are clear.")
+    assert second == ("No acute disease.", "The lungs are  clear .")
+    # A study is still never its own example: b's best is c, the other typical report.
+    examples = index.nearest(["No acute disease."], k=1, study_ids=["b"])
+    assert examples == [[("No acute disease.", "The lungs are  clear .")]]
+    # Similarity still decides first: an exact impression beats a typical other one.
+    [[nearest]] = index.nearest(["Left effusion."], k=1)
+    assert nearest == ("Left effusion.", "Left pleural effusion.")
