@@ -3,6 +3,7 @@ not help). A study whose worker fails for any reason is quarantined, never the w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -68,7 +69,12 @@ def _ingest_handing_off(
     if result.volume is None:
         return result, None
     path = str(Path(handoff) / f"{uuid.uuid4().hex}.npy")
-    np.save(path, result.volume, allow_pickle=False)
+    try:
+        np.save(path, result.volume, allow_pickle=False)
+    except OSError:  # a full or small tmpfs (containers default to 64 MB): use the pipe
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        return result, None
     result.volume = None
     return result, path
 

@@ -44,3 +44,14 @@ def test_worker_processes_return_the_in_process_volumes(tmp_path, monkeypatch):
         assert one.header == other.header and one.quarantine == other.quarantine
     assert sum(r.volume is not None for r in pooled) == 4
     assert len(handoff_folders) == 1 and not handoff_folders[0].exists()
+
+
+def test_a_volume_that_cannot_be_handed_off_by_file_comes_back_whole(tmp_path):
+    manifest = generate_demo_studies(tmp_path, n_studies=1, slices=(6, 6), size=32, workers=1)
+    row = next(pd.read_csv(manifest).itertuples())
+    task = StudyTask(row.study_id, row.patient_id, str(tmp_path / row.dicom_dir))
+    settings = DicomSettings(depth=4, height=16, width=16, min_slices=5, workers=1)
+    unwritable = tmp_path / "no-such-folder"  # as a full /dev/shm would refuse the file
+    result, path = ingest_module._ingest_handing_off(task, settings, DeidKeys("t"), unwritable)
+    assert path is None and result.volume is not None and result.volume.shape == (3, 4, 16, 16)
+    assert not unwritable.exists()
