@@ -1,8 +1,9 @@
 """The header values the checks need, read straight from the bytes of a classic CT file.
 
 Why not pydicom here: its header parse (dcmread, even with stop_before_pixels) was more
-than half of our CPU per slice — about 0.7 ms per file, against 0.05 ms for a walk over the
-same elements with struct — and ingestion could not reach its throughput target with it.
+than half of our CPU per slice — ~0.7 ms per demo file against ~0.2 ms for this reader
+(open, read, walk with struct, convert; benchmarks/header_read.py) — and ingestion could
+not reach its throughput target with it.
 This reader is deliberately narrow: a preamble and file meta, a little-endian transfer
 syntax that is not deflated, a classic CT Image Storage file, a VR on every element that
 agrees with the data dictionary for the ~20 values it converts, ASCII text. Anything else
@@ -190,18 +191,19 @@ def _parse(data: bytes, complete: bool, wanted: dict[int, tuple[str, str]]) -> Q
     walker = _Walker(data, complete)
     pos, meta = PREAMBLE_BYTES + 4, {}
     while pos + 2 <= len(data) and struct.unpack_from("<H", data, pos)[0] == 0x0002:
-        tag, _, start, length = walker.element(pos, implicit=False)
+        tag, vr, start, length = walker.element(pos, implicit=False)
+        end = walker.end(vr, start, length, implicit=False)
         if tag in (TRANSFER_SYNTAX_TAG, MEDIA_SOP_CLASS_TAG):
-            walker.ensure(start + length)
-            meta[tag] = _uid(data[start : start + length])
-        pos = walker.skip(pos, implicit=False)
+            meta[tag] = _uid(data[start:end])
+        pos = end
     syntax = UID(meta.get(TRANSFER_SYNTAX_TAG, ""))
     if not syntax or not syntax.is_transfer_syntax:
         raise _NeedsPydicom("no or unknown transfer syntax")
     if not syntax.is_little_endian or syntax.is_deflated:
         raise _NeedsPydicom("big endian or deflated")
     implicit = syntax.is_implicit_VR
-    walker.ensure(min(pos + 6, len(data)) if complete else pos + 6)
+    if not complete:
+        walker.ensure(pos + 6)  # the bytes _looks_explicit peeks at
     if _looks_explicit(data, pos) == implicit:
         raise _NeedsPydicom("VR encoding differs from the transfer syntax")
     raw: dict[str, tuple[str, bytes]] = {}
@@ -214,20 +216,15 @@ def _parse(data: bytes, complete: bool, wanted: dict[int, tuple[str, str]]) -> Q
             break
         if tag >> 16 in (0x0000, 0x0002, 0xFFFE):
             raise _NeedsPydicom("command, meta or item element in the dataset")
+        end = walker.end(vr, start, length, implicit)
         if tag in wanted:
             keyword, dictionary_vr = wanted[tag]
             if vr is not None and vr.decode() != dictionary_vr:
                 raise _NeedsPydicom(f"{keyword} has VR {vr!r}")
             if length == UNDEFINED_LENGTH:
                 raise _NeedsPydicom(f"{keyword} has undefined length")
-            walker.ensure(start + length)
-            raw[keyword] = (dictionary_vr, data[start : start + length])
-        if length == UNDEFINED_LENGTH:
-            pos = walker.skip_sequence(start, implicit or vr == b"UN")
-        else:  # a value running past the data is caught by the next element or below
-            pos = start + length
-    if pos > len(data):
-        walker.ensure(pos)
+            raw[keyword] = (dictionary_vr, data[start:end])
+        pos = end
     values = {}
     for keyword, (vr, value) in raw.items():
         converted = CONVERTERS[vr](value)

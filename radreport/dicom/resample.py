@@ -8,6 +8,8 @@ in-plane pixels. The kernel interpolates linearly when enlarging and averages
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 
@@ -34,9 +36,14 @@ def resampling_matrix(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+@functools.cache
 def _pixel_axis_matrix(size: int, new_size: int) -> np.ndarray:
+    """Read-only and built once per size pair: every study of a series size reuses it
+    (building it took ~0.5 ms at 512 -> 128, per axis and study)."""
     # Pixel i covers [i - 0.5, i + 0.5]: the new pixels tile the same extent.
-    return resampling_matrix(np.arange(size), cell_centres(-0.5, size - 0.5, new_size))
+    matrix = resampling_matrix(np.arange(size), cell_centres(-0.5, size - 0.5, new_size))
+    matrix.setflags(write=False)
+    return matrix
 
 
 BAND_ROWS = 16  # target samples per block of a banded product
