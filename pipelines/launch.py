@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 
 from zenml import Model
+from zenml.client import Client
 
 from radreport.config import RunConfig
 from radreport.data.pseudonyms import resolve_deid_keys
@@ -96,7 +97,10 @@ def run_training(config: RunConfig) -> RunReport:
         evaluation_settings=config.evaluation,
         checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
     )
-    return report_of(run)
+    from pipelines.cached_metadata import carry_cached_step_metadata
+
+    carry_cached_step_metadata(run)
+    return report_of(Client().get_pipeline_run(run.id))
 
 
 def report_of(run) -> RunReport:

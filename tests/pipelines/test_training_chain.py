@@ -11,6 +11,7 @@ import pytest
 from zenml.client import Client
 
 from pipelines.launch import run_data, run_training
+from pipelines.model_versions import load_trained_model
 from pipelines.stack import mlflow_tracking_uri
 from radreport.config import RunConfig
 
@@ -96,6 +97,21 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained):
     assert samples.groupby("step").size().nunique() == 1  # the same studies at each step
 
 
+def test_training_again_on_unchanged_input_is_a_cache_hit(trained, tiny_config):
+    rerun = run_training(tiny_config)
+    steps = Client().get_pipeline_run(rerun.pipeline_run).steps
+    assert {name: s.status.value for name, s in steps.items()} == dict.fromkeys(steps, "cached")
+    assert rerun.model != trained.model  # a new model version, holding the cached outputs
+    name, version = rerun.model.split(":")
+    model_version = Client().get_model_version(name, version)
+    adapter = model_version.get_artifact("adapter").load()
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert set(model_version.run_metadata["evaluation"]) == {"val", "test"}
+    assert model_version.run_metadata["training"]["train_steps"] == 2
+    # What `run.py generate` needs of the latest version (the settings it was trained with).
+    assert load_trained_model(rerun.model).settings == tiny_config.llm
+
+
 def test_unchanged_input_is_a_cache_hit_and_a_changed_file_is_not(trained, tiny_config):
     rerun = Client().get_pipeline_run(run_data(tiny_config).pipeline_run)
     assert {s.status.value for s in rerun.steps.values()} == {"cached"}
@@ -123,3 +139,4 @@ def test_no_original_phi_in_artifacts_logs_or_mlflow(trained, tiny_config):
     leaked = {value: everything[max(0, everything.find(value) - 80):everything.find(value) + 40]
               for value in phi if value in everything}
     assert leaked == {}
+
