@@ -8,6 +8,16 @@ finding F1. Run once without and once with retrieval-augmented prompting:
 
 Each run appends a JSON line to benchmarks/results/iu_xray_finetune.jsonl and writes every
 val prediction to benchmarks/results/iu_xray_predictions_k<K>.csv.
+
+Decoding variants are scored on the same adapter: plain greedy (skip with --skip-greedy),
+greedy with repeated n-gram blocking (--no-repeat-ngram N), beam search (--num-beams N).
+Keep the adapter with --adapter-out DIR and score other decodings of it later with
+--adapter DIR (no training then):
+
+    nice .venv/bin/python benchmarks/iu_xray_finetune.py --max-steps 258 --retrieval-k 1 \
+        --skip-greedy --no-repeat-ngram 6 --adapter-out /tmp/iu_adapter
+    nice .venv/bin/python benchmarks/iu_xray_finetune.py --adapter /tmp/iu_adapter \
+        --retrieval-k 1 --skip-greedy --num-beams 3
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import argparse
 import datetime as dt
 import json
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -59,9 +70,14 @@ def main() -> None:
         "--no-repeat-ngram",
         type=int,
         default=0,
-        help="also decode with repeated n-gram blocking of this size and score both",
+        help="also decode with repeated n-gram blocking of this size and score it",
     )
+    parser.add_argument("--num-beams", type=int, default=0, help="also decode with N beams")
+    parser.add_argument("--skip-greedy", action="store_true", help="no plain greedy pass")
+    parser.add_argument("--adapter-out", type=Path, help="keep the trained adapter here")
+    parser.add_argument("--adapter", type=Path, help="score this adapter; no training")
     args = parser.parse_args()
+    decodings = _decodings(args)
 
     table = build_prompt_table(load_studies(), args.retrieval_k)
     settings = LLMSettings(
@@ -79,62 +95,81 @@ def main() -> None:
     val_rows = split_rows(table, "val")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as output_dir:
-        result = finetune(
-            split_rows(table, "train"), val_rows[: args.eval_rows], settings, output_dir
-        )
+        if args.adapter:
+            result, adapter_dir = None, args.adapter
+        else:
+            result = finetune(
+                split_rows(table, "train"), val_rows[: args.eval_rows], settings, output_dir
+            )
+            adapter_dir = result.adapter_dir
+            if args.adapter_out:
+                shutil.copytree(adapter_dir, args.adapter_out, dirs_exist_ok=True)
         train_seconds = time.perf_counter() - started
         generator = ReportGenerator.from_settings(
-            settings, resolve_base_model(settings.base_model), result.adapter_dir
+            settings, resolve_base_model(settings.base_model), adapter_dir
         )
         val = table[table["split"] == "val"].reset_index(drop=True)
         impressions = val["impression"].tolist()
         examples = [[tuple(p) for p in row] for row in val["examples"]]
-        started = time.perf_counter()
-        generated = generator.generate(impressions, examples)
-        generate_seconds = time.perf_counter() - started
-        blocked = None
-        if args.no_repeat_ngram:
-            generator.no_repeat_ngram_size = args.no_repeat_ngram
-            blocked = generator.generate(impressions, examples)
-    samples = val[["study_id", "impression"]].assign(reference=val["report"], generated=generated)
-    if blocked is not None:
-        samples["generated_no_repeat_ngram"] = blocked
+        generated, generate_seconds = {}, {}
+        for column, (num_beams, no_repeat_ngram) in decodings.items():
+            generator.no_repeat_ngram_size = no_repeat_ngram
+            started = time.perf_counter()
+            generated[column] = generator.generate(impressions, examples, num_beams=num_beams)
+            generate_seconds[column] = round(time.perf_counter() - started, 1)
+    samples = val[["study_id", "impression"]].assign(reference=val["report"], **generated)
     predictions = RESULTS.with_name(f"iu_xray_predictions_k{args.retrieval_k}.csv")
     samples.to_csv(predictions, index=False)  # every val prediction, to study or re-score
     train = table[table["split"] == "train"]
-    evaluation = evaluate_reports(samples, train, EvaluationSettings())
+    # The first decoding is "the model"; every decoding is scored against the same references.
+    first = next(iter(decodings))
+    evaluation = evaluate_reports(
+        samples[["study_id", "impression", "reference"]].assign(generated=samples[first]),
+        train,
+        EvaluationSettings(),
+    )
     record = {
         "date": dt.date.today().isoformat(),
         "machine": platform.processor() or platform.machine(),
-        "args": vars(args),
-        "train_seconds": round(train_seconds, 1),
-        "generate_seconds": round(generate_seconds, 1),
-        "training": result.metrics,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "train_seconds": round(train_seconds, 1) if result else None,
+        "generate_seconds": generate_seconds,
+        "training": result.metrics if result else None,
         "model": {k: evaluation.metrics[k] for k in HEADLINE},
+        "decodings": _decoding_scores(samples, list(decodings)),
         "baselines": {
             name: {k: scores[k] for k in HEADLINE} for name, scores in evaluation.baselines.items()
         },
         "examples": samples.head(5).to_dict("records"),
-        "model_no_repeat_ngram": _blocked_scores(samples) if blocked is not None else None,
-        "samples_during_training": result.samples,
+        "samples_during_training": result.samples if result else None,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with RESULTS.open("a") as out:
         out.write(json.dumps(record) + "\n")
-    print(json.dumps({k: record[k] for k in ("args", "train_seconds", "model")}, indent=2))
+    print(json.dumps({k: record[k] for k in ("args", "train_seconds", "decodings")}, indent=2))
     lookup = record["baselines"]["exact_impression_lookup"]
     for key in ("bleu4", "finding_f1_micro"):
-        print(f"{key}: model {record['model'][key]:.3f} vs exact lookup {lookup[key]:.3f}")
-        if record["model_no_repeat_ngram"]:
-            print(f"{key}: with n-gram blocking {record['model_no_repeat_ngram'][key]:.3f}")
+        for column, scores in record["decodings"].items():
+            print(f"{key}: {column} {scores[key]:.3f} vs exact lookup {lookup[key]:.3f}")
 
 
-def _blocked_scores(samples: pd.DataFrame) -> dict[str, float]:
-    """The decoding with repeated n-gram blocking against the same references (the
-    baselines do not change, so only this system is scored)."""
-    systems = {"blocked": samples["generated_no_repeat_ngram"].tolist()}
+def _decodings(args: argparse.Namespace) -> dict[str, tuple[int, int]]:
+    """Prediction column -> (beams, n-gram blocking size), in the order they run."""
+    decodings = {} if args.skip_greedy else {"generated": (1, 0)}
+    if args.no_repeat_ngram:
+        decodings["generated_no_repeat_ngram"] = (1, args.no_repeat_ngram)
+    if args.num_beams > 1:
+        decodings[f"generated_beam{args.num_beams}"] = (args.num_beams, 0)
+    if not decodings:
+        raise SystemExit("nothing to decode: --skip-greedy needs --no-repeat-ngram or --num-beams")
+    return decodings
+
+
+def _decoding_scores(samples: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, float]]:
+    """Each decoding against the same references (the baselines do not change)."""
+    systems = {column: samples[column].tolist() for column in columns}
     scores = score_systems(samples["reference"].tolist(), systems, EvaluationSettings())
-    return {k: scores["blocked"].metrics[k] for k in HEADLINE}
+    return {column: {k: scores[column].metrics[k] for k in HEADLINE} for column in columns}
 
 
 if __name__ == "__main__":
