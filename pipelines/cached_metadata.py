@@ -13,25 +13,34 @@ from zenml import log_metadata
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
+# The model-version keys each step logs (steps/finetune_llm.py, steps/evaluate_reports.py).
+# Each key is taken from the run that really executed the step that logs it: a cached
+# step's original run can be older than another cached step's, with other settings.
+MODEL_METADATA_BY_STEP = {
+    "finetune_llm": ("training", "llm_settings"),
+    "evaluate_reports": ("evaluation",),
+}
+
 
 def carry_cached_step_metadata(run) -> None:
-    """Copy to `run`'s model version the keys it lacks from the model versions of its cached
-    steps' original runs (keys the steps that did run logged stay as they are)."""
+    """Copy to `run`'s model version the keys its cached steps logged in their original
+    runs; keys already there (logged by steps that did run) stay as they are."""
     version = run.model_version
     if version is None:
         return
     client = Client()
     present = set(version.run_metadata)
     missing: dict = {}
-    for step_run in run.steps.values():
-        if step_run.status != ExecutionStatus.CACHED or step_run.original_step_run_id is None:
+    for step_name, keys in MODEL_METADATA_BY_STEP.items():
+        step_run = run.steps.get(step_name)
+        if step_run is None or step_run.status != ExecutionStatus.CACHED:
             continue
         original_step = client.get_run_step(step_run.original_step_run_id)
         original = client.get_pipeline_run(original_step.pipeline_run_id).model_version
         if original is None:
             continue
-        for key, value in original.run_metadata.items():
-            if key not in present:
-                missing.setdefault(key, value)
+        for key in keys:
+            if key not in present and key in original.run_metadata:
+                missing[key] = original.run_metadata[key]
     if missing:
         log_metadata(metadata=missing, model_version_id=version.id)

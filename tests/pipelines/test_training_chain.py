@@ -97,19 +97,33 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained):
     assert samples.groupby("step").size().nunique() == 1  # the same studies at each step
 
 
+def _model_version(label: str):
+    name, version = label.split(":")
+    return Client().get_model_version(name, version)
+
+
 def test_training_again_on_unchanged_input_is_a_cache_hit(trained, tiny_config):
     rerun = run_training(tiny_config)
     steps = Client().get_pipeline_run(rerun.pipeline_run).steps
     assert {name: s.status.value for name, s in steps.items()} == dict.fromkeys(steps, "cached")
     assert rerun.model != trained.model  # a new model version, holding the cached outputs
-    name, version = rerun.model.split(":")
-    model_version = Client().get_model_version(name, version)
+    model_version = _model_version(rerun.model)
     adapter = model_version.get_artifact("adapter").load()
     assert (adapter / "adapter_model.safetensors").is_file()
-    assert set(model_version.run_metadata["evaluation"]) == {"val", "test"}
-    assert model_version.run_metadata["training"]["train_steps"] == 2
+    # The cached steps' metadata, as the first run logged it.
+    assert model_version.run_metadata == _model_version(trained.model).run_metadata
     # What `run.py generate` needs of the latest version (the settings it was trained with).
     assert load_trained_model(rerun.model).settings == tiny_config.llm
+
+
+def test_cached_metadata_comes_from_the_run_that_executed_each_step(trained, tiny_config):
+    # Other LLM settings: the data steps stay cached (from the first run), training reruns.
+    other = tiny_config.model_copy(update={"llm": tiny_config.llm.model_copy(update={"seed": 7})})
+    changed = run_training(other)
+    again = run_training(other)  # every step cached; the data steps' original is the first run
+    assert _model_version(again.model).run_metadata["llm_settings"]["seed"] == 7
+    assert load_trained_model(again.model).settings == other.llm
+    assert load_trained_model(changed.model).settings == other.llm
 
 
 def test_unchanged_input_is_a_cache_hit_and_a_changed_file_is_not(trained, tiny_config):
