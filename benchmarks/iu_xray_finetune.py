@@ -128,6 +128,7 @@ def main() -> None:
         train,
         EvaluationSettings(),
     )
+    model_scores = {k: evaluation.metrics[k] for k in HEADLINE}
     record = {
         "date": dt.date.today().isoformat(),
         "machine": platform.processor() or platform.machine(),
@@ -135,8 +136,8 @@ def main() -> None:
         "train_seconds": round(train_seconds, 1) if result else None,
         "generate_seconds": generate_seconds,
         "training": result.metrics if result else None,
-        "model": {k: evaluation.metrics[k] for k in HEADLINE},
-        "decodings": _decoding_scores(samples, list(decodings)),
+        "model": model_scores,
+        "decodings": {first: model_scores, **_decoding_scores(samples, list(decodings)[1:])},
         "baselines": {
             name: {k: scores[k] for k in HEADLINE} for name, scores in evaluation.baselines.items()
         },
@@ -166,7 +167,10 @@ def _decodings(args: argparse.Namespace) -> dict[str, tuple[int, int]]:
 
 
 def _decoding_scores(samples: pd.DataFrame, columns: list[str]) -> dict[str, dict[str, float]]:
-    """Each decoding against the same references (the baselines do not change)."""
+    """The other decodings against the same references (the baselines do not change, and
+    the first decoding is scored with them by evaluate_reports)."""
+    if not columns:
+        return {}
     systems = {column: samples[column].tolist() for column in columns}
     scores = score_systems(samples["reference"].tolist(), systems, EvaluationSettings())
     return {column: {k: scores[column].metrics[k] for k in HEADLINE} for column in columns}

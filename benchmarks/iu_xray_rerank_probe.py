@@ -24,13 +24,15 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from iu_xray_finetune import load_studies  # noqa: E402
 
-from radreport.data.alpaca import format_prompt  # noqa: E402
+from radreport.data.alpaca import IGNORE_INDEX, tokenize_example  # noqa: E402
 from radreport.llm.base_model import resolve_base_model  # noqa: E402
 from radreport.llm.generate import load_generation_model  # noqa: E402
 from radreport.llm.prompt_table import build_prompt_table  # noqa: E402
+from radreport.llm.settings import LLMSettings  # noqa: E402
 from radreport.metrics.scoring import score_systems  # noqa: E402
 from radreport.metrics.settings import EvaluationSettings  # noqa: E402
 
+NO_LIMIT = 1 << 30  # max_seq_length: every candidate scored whole
 # Indices into [model report, example 1, example 2, example 3].
 CANDIDATE_SETS = {
     "model | example 1": [0, 1],
@@ -40,28 +42,27 @@ CANDIDATE_SETS = {
 
 
 @torch.inference_mode()
-def candidate_log_probs(model, tokenizer, prompt: str, candidates: list[str]):
-    """(sum, mean) log-probability of each candidate's tokens + EOS after the prompt."""
-    prompt_ids = tokenizer(prompt)["input_ids"]
-    sequences = [
-        prompt_ids
-        + tokenizer(text.strip(), add_special_tokens=False)["input_ids"]
-        + [tokenizer.eos_token_id]
+def candidate_log_probs(model, tokenizer, impression: str, example, candidates: list[str]):
+    """(sum, mean) log-probability of each candidate's tokens + EOS after the prompt,
+    tokenized exactly as in training (tokenize_example, nothing cut)."""
+    encoded = [
+        tokenize_example(tokenizer, impression, text, NO_LIMIT, examples=[example])
         for text in candidates
     ]
-    width = max(map(len, sequences))
-    ids = torch.full((len(sequences), width), tokenizer.pad_token_id)
+    width = max(len(item.input_ids) for item in encoded)
+    ids = torch.full((len(encoded), width), tokenizer.pad_token_id)
     mask = torch.zeros_like(ids)
-    for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = torch.tensor(sequence)
-        mask[row, : len(sequence)] = 1
+    for row, item in enumerate(encoded):
+        ids[row, : len(item.input_ids)] = torch.tensor(item.input_ids)
+        mask[row, : len(item.input_ids)] = 1
     hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state
     scores = []
-    for row, sequence in enumerate(sequences):
+    for row, item in enumerate(encoded):
+        labels = torch.tensor(item.labels)
+        scored = (labels != IGNORE_INDEX).nonzero().squeeze(-1)
         # Only the response positions go through the LM head (a 49k-word vocabulary).
-        targets = torch.tensor(sequence[len(prompt_ids) :])
-        logits = model.lm_head(hidden[row, len(prompt_ids) - 1 : len(sequence) - 1])
-        token_log_probs = logits.float().log_softmax(-1).gather(-1, targets[:, None])
+        logits = model.lm_head(hidden[row, scored - 1])
+        token_log_probs = logits.float().log_softmax(-1).gather(-1, labels[scored, None])
         scores.append((token_log_probs.sum().item(), token_log_probs.mean().item()))
     return scores
 
@@ -77,15 +78,16 @@ def main() -> None:
     val = table[table["split"] == "val"].reset_index(drop=True)
     if list(val["study_id"]) != list(predictions["study_id"]):
         raise SystemExit(f"{args.predictions}: not the val studies in table order")
-    base = resolve_base_model("bundled:smollm2-135m-instruct")
+    base = resolve_base_model(LLMSettings().base_model)  # as iu_xray_finetune.py trains
     model, tokenizer = load_generation_model(base, args.adapter)
-    tokenizer.padding_side = "right"
     rows = []
     for index in tqdm(range(len(val)), desc="scoring candidates"):
         examples = [tuple(pair) for pair in val["examples"][index]]
-        prompt = format_prompt(val["impression"][index], examples[:1])
         candidates = [predictions[args.column][index]] + [report for _, report in examples]
-        rows.append((candidates, candidate_log_probs(model, tokenizer, prompt, candidates)))
+        scores = candidate_log_probs(
+            model, tokenizer, val["impression"][index], examples[0], candidates
+        )
+        rows.append((candidates, scores))
     systems = {"model": [c[0] for c, _ in rows], "example 1": [c[1] for c, _ in rows]}
     for name, indices in CANDIDATE_SETS.items():
         for key, label in ((1, "mean"), (0, "sum")):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from zenml import Model
 from zenml.client import Client
 
+from pipelines.cached_metadata import carry_cached_step_metadata
 from radreport.config import RunConfig
 from radreport.data.pseudonyms import resolve_deid_keys
 from radreport.data.run_inputs import RunInputs, resolve_run_inputs
@@ -97,8 +98,6 @@ def run_training(config: RunConfig) -> RunReport:
         evaluation_settings=config.evaluation,
         checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
     )
-    from pipelines.cached_metadata import carry_cached_step_metadata
-
     carry_cached_step_metadata(run)
     return report_of(Client().get_pipeline_run(run.id))
 

@@ -153,4 +153,3 @@ def test_no_original_phi_in_artifacts_logs_or_mlflow(trained, tiny_config):
     leaked = {value: everything[max(0, everything.find(value) - 80):everything.find(value) + 40]
               for value in phi if value in everything}
     assert leaked == {}
-
