@@ -54,6 +54,7 @@ class ImpressionIndex:
         self.study_ids = None if study_ids is None else np.asarray(study_ids, dtype=object)
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
         self.matrix = self.vectorizer.fit_transform(self.impressions)
+        self.normalized_reports = [normalize_report(report) for report in self.reports]
         self.typicality = _typicality(self.impressions, self.reports)
 
     @classmethod
@@ -103,12 +104,23 @@ class ImpressionIndex:
         # hundreds of "no acute disease") the most typical report of its impression first,
         # then table order, so prompts are reproducible.
         typicality = np.broadcast_to(-self.typicality, similarity.shape)
-        order = np.lexsort((typicality, -similarity), axis=1)[:, :k]
+        order = np.lexsort((typicality, -similarity), axis=1)
         return [
-            [
-                (self.impressions[index], self.reports[index])
-                for index in row
-                if np.isfinite(similarity[query, index])
-            ]
-            for query, row in enumerate(order)
+            self._distinct_examples(ranked, similarity[query], k)
+            for query, ranked in enumerate(order)
         ]
+
+    def _distinct_examples(self, ranked: np.ndarray, similarity: np.ndarray, k: int):
+        """The first k pairs of `ranked` whose reports differ once normalised: a common
+        impression's typical report is often written many times, and a second copy of it
+        would spend prompt tokens showing the model nothing new."""
+        examples: list[Example] = []
+        seen: set[str] = set()
+        for index in ranked:
+            if len(examples) == k or not np.isfinite(similarity[index]):
+                break
+            if self.normalized_reports[index] in seen:
+                continue
+            seen.add(self.normalized_reports[index])
+            examples.append((self.impressions[index], self.reports[index]))
+        return examples
