@@ -10,6 +10,10 @@ Prints and writes to benchmarks/results/generation.md:
 
 Every trial decodes a fixed number of tokens (stop tokens ignored), so trials compare equal
 work. Run: nice .venv/bin/python benchmarks/generation_speed.py
+
+`--ctranslate2` adds CTranslate2's C++ generator on the same weights (converted from the same
+folder): a reference for what a decoder without Python between its kernels reaches on this
+CPU. It is not a project dependency: `pip install ctranslate2==4.8.5` first.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Arguments:
     batch_size: int = 16
     trials: int = 3
     compile: bool = False  # adds the torch.compile lever: minutes of compilation on 2 cores
+    ctranslate2: bool = False  # adds CTranslate2 levers (needs the ctranslate2 package)
     output: Path = DEFAULT_OUTPUT
 
 
@@ -55,11 +60,13 @@ class Lever:
     # "lean": greedy_decode; "generate": transformers' model.generate; "compiled": generate
     # with a static KV cache and the forward pass compiled by torch.compile; "matmuls": no
     # decoder at all, only the model's matrix-vector products (the floor of any eager
-    # decoder with these kernels: what the limit leaves to every other op)
+    # decoder with these kernels: what the limit leaves to every other op); "ctranslate2":
+    # CTranslate2's generator, weights stored as `quantization`
     loop: str
     dtype: torch.dtype
     threads: int
     inference_mode: bool = True
+    quantization: str = "float32"
 
 
 @dataclass
@@ -153,6 +160,45 @@ def _matmuls_only(model, new_tokens: int, batch: int):
     return run
 
 
+def ctranslate2_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
+    """CTranslate2's greedy generator on the bundled weights, and the bytes of its stored
+    weights (model.bin: what one decode step reads, with int8 scales where quantised)."""
+    import ctranslate2
+
+    model_dir = _ctranslate2_model(lever.quantization)
+    generator = ctranslate2.Generator(
+        str(model_dir), device="cpu", intra_threads=lever.threads, inter_threads=1
+    )
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer(prompt)["input_ids"])
+
+    def decode():
+        # No end token, so every trial decodes exactly `new_tokens` after the prompt.
+        return generator.generate_batch(
+            [tokens],
+            max_length=new_tokens,
+            sampling_topk=1,
+            end_token=[],
+            include_prompt_in_result=False,
+        )
+
+    produced = len(decode()[0].sequences_ids[0])
+    if produced != new_tokens:
+        raise RuntimeError(f"CTranslate2 decoded {produced} tokens, expected {new_tokens}")
+    return decode, (model_dir / "model.bin").stat().st_size
+
+
+def _ctranslate2_model(quantization: str) -> Path:
+    """The bundled folder converted once per quantisation, beside the converted model."""
+    import ctranslate2
+
+    source = bundled_model_dir()
+    target = source.parent / f"{source.name}-ctranslate2-{quantization}"
+    if not (target / "model.bin").is_file():
+        converter = ctranslate2.converters.TransformersConverter(str(source))
+        converter.convert(str(target), quantization=quantization, force=True)
+    return target
+
+
 def _static_compiled() -> dict:
     from transformers import CompileConfig
 
@@ -187,6 +233,17 @@ LEVERS = [
     Lever("model.generate, bf16, 2 threads", "generate", torch.bfloat16, 2),
 ]
 COMPILE_LEVER = Lever("generate + static cache + torch.compile, fp32", "compiled", torch.float32, 2)
+CTRANSLATE2_LEVERS = [
+    Lever("CTranslate2 generator, fp32, 1 thread", "ctranslate2", torch.float32, 1),
+    Lever("CTranslate2 generator, fp32, 2 threads", "ctranslate2", torch.float32, 2),
+    Lever(
+        "CTranslate2 generator, int8 weights, 1 thread",
+        "ctranslate2",
+        torch.float32,
+        1,
+        quantization="int8",
+    ),
+]
 DEFAULT_LEVER = LEVERS[2]  # what ReportGenerator does on a CPU without native bf16
 
 
@@ -209,7 +266,11 @@ def main() -> None:
     load_at_start = os.getloadavg()[0]
     impressions = pd.read_csv(arguments.data)["impression"].dropna().tolist()
     prompts = [format_prompt(text) for text in impressions[: arguments.batch_size]]
-    levers = [*LEVERS, COMPILE_LEVER] if arguments.compile else LEVERS
+    levers = [
+        *LEVERS,
+        *([COMPILE_LEVER] if arguments.compile else []),
+        *(CTRANSLATE2_LEVERS if arguments.ctranslate2 else []),
+    ]
     models = {
         dtype: load_generation_model(bundled_model_dir(), dtype=dtype, device="cpu")
         for dtype in (torch.float32, torch.bfloat16)
@@ -222,9 +283,15 @@ def main() -> None:
 def measure_lever(lever: Lever, model_and_tokenizer, prompt: str, arguments) -> LeverResult:
     model, tokenizer = model_and_tokenizer
     torch.set_num_threads(lever.threads)
-    decode = decoder(model, tokenizer, [prompt], arguments.new_tokens, lever)
+    if lever.loop == "ctranslate2":
+        decode, bytes_per_token = ctranslate2_decoder(
+            tokenizer, prompt, arguments.new_tokens, lever
+        )
+    else:
+        decode = decoder(model, tokenizer, [prompt], arguments.new_tokens, lever)
+        bytes_per_token = weight_bytes(model)
     result = LeverResult(
-        lever, measure(decode, arguments.new_tokens, arguments.trials), weight_bytes(model)
+        lever, measure(decode, arguments.new_tokens, arguments.trials), bytes_per_token
     )
     print(
         f"{lever.name}: best {result.measurement.best_tokens_per_s:.1f} tokens/s, "
@@ -291,7 +358,8 @@ def write_report(
         "",
         f"- Command: `nice .venv/bin/python benchmarks/generation_speed.py "
         f"--new-tokens {arguments.new_tokens} --batch-size {arguments.batch_size} "
-        f"--trials {arguments.trials}{' --compile' if arguments.compile else ''}`",
+        f"--trials {arguments.trials}{' --compile' if arguments.compile else ''}"
+        f"{' --ctranslate2' if arguments.ctranslate2 else ''}`",
         f"- Date: {datetime.date.today().isoformat()}",
         f"- Machine: {cpu_name()} ({platform.machine()}), torch {torch.__version__}, "
         f"{os.cpu_count()} CPUs; 1-minute load average "
