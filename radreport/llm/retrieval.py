@@ -22,13 +22,13 @@ Example = tuple[str, str]
 QUERY_CHUNK = 1024
 
 
-def _typicality(impressions: Sequence[str], reports: Sequence[str]) -> np.ndarray:
+def _typicality(impressions: Sequence[str], normalized_reports: Sequence[str]) -> np.ndarray:
     """For each pair, how many pairs share its impression and its report (both normalised
     as they are scored): the report written most often for an impression ranks first among
     that impression's pairs, as in the exact-impression lookup baseline."""
     keys = [
-        (normalize_report(impression), normalize_report(report))
-        for impression, report in zip(impressions, reports, strict=True)
+        (normalize_report(impression), report)
+        for impression, report in zip(impressions, normalized_reports, strict=True)
     ]
     counts = Counter(keys)
     return np.array([counts[key] for key in keys], dtype=np.int64)
@@ -55,7 +55,7 @@ class ImpressionIndex:
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
         self.matrix = self.vectorizer.fit_transform(self.impressions)
         self.normalized_reports = [normalize_report(report) for report in self.reports]
-        self.typicality = _typicality(self.impressions, self.reports)
+        self.typicality = _typicality(self.impressions, self.normalized_reports)
 
     @classmethod
     def from_table(
@@ -75,7 +75,8 @@ class ImpressionIndex:
         k: int,
         study_ids: Sequence[str] | None = None,
     ) -> list[list[Example]]:
-        """The k most similar (impression, report) pairs for each query, most similar first.
+        """The k most similar (impression, report) pairs for each query, most similar first,
+        no two with the same report once normalised.
 
         Give `study_ids` when the queries may be indexed studies themselves (prompts for the
         training set): a study is never its own example, or the model would learn to copy
@@ -110,7 +111,9 @@ class ImpressionIndex:
             for query, ranked in enumerate(order)
         ]
 
-    def _distinct_examples(self, ranked: np.ndarray, similarity: np.ndarray, k: int):
+    def _distinct_examples(
+        self, ranked: np.ndarray, similarity: np.ndarray, k: int
+    ) -> list[Example]:
         """The first k pairs of `ranked` whose reports differ once normalised: a common
         impression's typical report is often written many times, and a second copy of it
         would spend prompt tokens showing the model nothing new."""
