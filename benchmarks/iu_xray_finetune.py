@@ -10,7 +10,9 @@ Each run appends a JSON line to benchmarks/results/iu_xray_finetune.jsonl and wr
 val prediction to benchmarks/results/iu_xray_predictions_k<K>.csv.
 
 Decoding variants are scored on the same adapter: plain greedy (skip with --skip-greedy),
-greedy with repeated n-gram blocking (--no-repeat-ngram N), beam search (--num-beams N).
+greedy with repeated n-gram blocking (--no-repeat-ngram N), beam search (--num-beams N),
+MBR over the greedy decode and N - 1 epsilon-sampled ones (--mbr N; with --no-repeat-ngram,
+its candidates block repeats too).
 Keep the adapter with --adapter-out DIR and score other decodings of it later with
 --adapter DIR (no training then):
 
@@ -73,6 +75,7 @@ def main() -> None:
         help="also decode with repeated n-gram blocking of this size and score it",
     )
     parser.add_argument("--num-beams", type=int, default=0, help="also decode with N beams")
+    parser.add_argument("--mbr", type=int, default=0, help="also decode with MBR over N candidates")
     parser.add_argument("--skip-greedy", action="store_true", help="no plain greedy pass")
     parser.add_argument("--adapter-out", type=Path, help="keep the trained adapter here")
     parser.add_argument("--adapter", type=Path, help="score this adapter; no training")
@@ -112,8 +115,9 @@ def main() -> None:
         impressions = val["impression"].tolist()
         examples = [[tuple(p) for p in row] for row in val["examples"]]
         generated, generate_seconds = {}, {}
-        for column, (num_beams, no_repeat_ngram) in decodings.items():
+        for column, (num_beams, no_repeat_ngram, mbr_candidates) in decodings.items():
             generator.no_repeat_ngram_size = no_repeat_ngram
+            generator.mbr_candidates, generator.seed = mbr_candidates, settings.seed
             started = time.perf_counter()
             generated[column] = generator.generate(impressions, examples, num_beams=num_beams)
             generate_seconds[column] = round(time.perf_counter() - started, 1)
@@ -154,15 +158,19 @@ def main() -> None:
             print(f"{key}: {column} {scores[key]:.3f} vs exact lookup {lookup[key]:.3f}")
 
 
-def _decodings(args: argparse.Namespace) -> dict[str, tuple[int, int]]:
-    """Prediction column -> (beams, n-gram blocking size), in the order they run."""
-    decodings = {} if args.skip_greedy else {"generated": (1, 0)}
+def _decodings(args: argparse.Namespace) -> dict[str, tuple[int, int, int]]:
+    """Prediction column -> (beams, n-gram blocking size, MBR candidates), in run order."""
+    decodings = {} if args.skip_greedy else {"generated": (1, 0, 0)}
     if args.no_repeat_ngram:
-        decodings["generated_no_repeat_ngram"] = (1, args.no_repeat_ngram)
+        decodings["generated_no_repeat_ngram"] = (1, args.no_repeat_ngram, 0)
     if args.num_beams > 1:
-        decodings[f"generated_beam{args.num_beams}"] = (args.num_beams, 0)
+        decodings[f"generated_beam{args.num_beams}"] = (args.num_beams, 0, 0)
+    if args.mbr > 1:
+        decodings[f"generated_mbr{args.mbr}"] = (1, args.no_repeat_ngram, args.mbr)
     if not decodings:
-        raise SystemExit("nothing to decode: --skip-greedy needs --no-repeat-ngram or --num-beams")
+        raise SystemExit(
+            "nothing to decode: --skip-greedy needs --no-repeat-ngram, --num-beams or --mbr"
+        )
     return decodings
 
 

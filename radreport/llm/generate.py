@@ -1,15 +1,17 @@
-"""Detailed reports from impressions: batched greedy or beam decoding with the KV cache.
+"""Detailed reports from impressions: batched greedy, beam or MBR decoding with the KV cache.
 
 Used by evaluation, fusion and serving. Greedy decoding runs a lean loop of its own: it skips
 `generate()`'s per-step bookkeeping (logits processors, stopping criteria, input preparation),
 which cost a small model on CPU 5 to 14 % more CPU time per token
 (benchmarks/results/generation.md). Beam search, rarer and bookkeeping-heavy by nature, uses
-transformers' implementation.
+transformers' implementation. MBR decoding (`mbr_candidates` > 1) runs the same loop with
+sampled rows beside the greedy one and keeps the candidate the others agree with most
+(radreport.llm.mbr).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -18,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from radreport.data.alpaca import format_prompt
 from radreport.llm.device import cpu_has_bf16
+from radreport.llm.mbr import select_by_mbr
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
 
@@ -111,17 +114,80 @@ def greedy_decode(
     when every row has stopped or the budget is spent. `no_repeat_ngram_size` > 0 keeps each
     row from repeating an n-gram of its own generated text (see repeat_blocking).
     """
-    batch = input_ids.shape[0]
+    decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
+    return _decode_loop(*decode_args, no_repeat_ngram_size, copies=1, choose=_most_probable)
+
+
+def _most_probable(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(-1)
+
+
+@torch.inference_mode()
+def sample_candidates(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    num_candidates: int,
+    epsilon: float,
+    generator: torch.Generator,
+    no_repeat_ngram_size: int = 0,
+) -> torch.Tensor:
+    """`num_candidates` continuations per prompt, (batch * num_candidates, <= max_new_tokens).
+
+    Rows come grouped by prompt. The first of each group is the greedy decode, the others
+    are epsilon-sampled (tokens below probability `epsilon` are never drawn), the candidate
+    source that suits MBR selection best (Freitag et al. 2023). Each prompt is encoded once
+    and its KV cache copied to its candidates, so a long retrieval prompt costs one prefill.
+    """
+    if num_candidates < 2:
+        raise ValueError(f"sampling needs at least 2 candidates, got {num_candidates}")
+
+    def choose(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        probabilities = logits.float().softmax(-1)
+        # The most probable token always stays drawable: a flat distribution still yields one.
+        most_probable = probabilities.max(-1, keepdim=True).values
+        keep = (probabilities >= epsilon) | (probabilities == most_probable)
+        drawn = torch.multinomial(probabilities * keep, 1, generator=generator).squeeze(-1)
+        return torch.where(rows % num_candidates == 0, _most_probable(logits, rows), drawn)
+
+    decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
+    return _decode_loop(*decode_args, no_repeat_ngram_size, copies=num_candidates, choose=choose)
+
+
+def _decode_loop(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    no_repeat_ngram_size: int,
+    copies: int,
+    choose: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """The token loop behind greedy and sampled decoding: prefill each prompt once, give its
+    cache to `copies` rows, then let `choose(logits, rows)` pick the next token of each
+    unfinished row (`rows`: their indices in the output).
+
+    A row that stops leaves the batch: with long prompts a decode step's cost is mostly
+    reading the rows' KV caches, so finished rows would keep costing until the longest ends.
+    """
+    device = input_ids.device
     padded = not bool(attention_mask.all())
     # Left padding shifts each prompt right; positions must count real tokens only, or a
     # padded prompt would be encoded at different positions than the same prompt alone.
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    stop_ids = torch.tensor(stop_ids, dtype=torch.long, device=input_ids.device)
+    stop_ids = torch.tensor(stop_ids, dtype=torch.long, device=device)
     cache = DynamicCache(config=model.config)
     step_ids, step_positions = input_ids, positions
-    finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
+    batch = input_ids.shape[0] * copies
+    output = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    rows = torch.arange(batch, device=device)  # output rows still decoding, in batch order
     blocker = RepeatedNgramBlocker(batch, no_repeat_ngram_size) if no_repeat_ngram_size else None
-    generated = []
+    steps = 0
     for step in range(max_new_tokens):
         # Without padding the mask is all ones: leaving it out lets attention take the plain
         # causal path instead of building a mask every step.
@@ -133,20 +199,35 @@ def greedy_decode(
             use_cache=True,
             logits_to_keep=1,
         ).logits[:, -1]
+        if step == 0 and copies > 1:
+            logits = logits.repeat_interleave(copies, dim=0)
+            cache.batch_repeat_interleave(copies)
+            step_positions = step_positions.repeat_interleave(copies, dim=0)
+            attention_mask = attention_mask.repeat_interleave(copies, dim=0)
         if blocker is not None:
             logits = blocker.block(logits.float())
-        next_ids = logits.argmax(-1).masked_fill(finished, pad_id)
+        next_ids = choose(logits, rows)
         if blocker is not None:
             blocker.append(next_ids.tolist())
-        generated.append(next_ids)
-        finished |= torch.isin(next_ids, stop_ids)
-        if step == max_new_tokens - 1 or bool(finished.all()):
+        output[rows, step] = next_ids
+        steps = step + 1
+        going = ~torch.isin(next_ids, stop_ids)
+        if step == max_new_tokens - 1 or not bool(going.any()):
             break
         step_ids = next_ids[:, None]
         step_positions = step_positions[:, -1:] + 1
         if padded:
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], -1)
-    return torch.stack(generated, dim=1)
+            ones = attention_mask.new_ones(attention_mask.shape[0], 1)
+            attention_mask = torch.cat([attention_mask, ones], -1)
+        if not bool(going.all()):
+            kept = going.nonzero().squeeze(-1)
+            cache.batch_select_indices(kept)
+            rows, step_ids, step_positions = rows[kept], step_ids[kept], step_positions[kept]
+            if padded:
+                attention_mask = attention_mask[kept]
+            if blocker is not None:
+                blocker.keep(kept.tolist())
+    return output[:, :steps]
 
 
 @torch.inference_mode()
@@ -187,9 +268,13 @@ class ReportGenerator:
         num_beams: int = 1,
         batch_size: int = 16,
         no_repeat_ngram_size: int = 0,
+        mbr_candidates: int = 0,
+        mbr_epsilon: float = 0.02,
+        seed: int = 0,
     ):
         model, tokenizer = load_generation_model(model_dir, adapter_dir, device, dtype)
         self._bind(model, tokenizer, max_new_tokens, num_beams, batch_size, no_repeat_ngram_size)
+        self.mbr_candidates, self.mbr_epsilon, self.seed = mbr_candidates, mbr_epsilon, seed
 
     def _bind(
         self,
@@ -205,7 +290,9 @@ class ReportGenerator:
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.batch_size = batch_size
-        self.no_repeat_ngram_size = no_repeat_ngram_size  # greedy decoding only
+        self.no_repeat_ngram_size = no_repeat_ngram_size  # greedy and MBR decoding
+        # MBR decoding is off (plain greedy or beams) unless set after construction.
+        self.mbr_candidates, self.mbr_epsilon, self.seed = 0, 0.02, 0
 
     @classmethod
     def for_loaded_model(
@@ -244,6 +331,9 @@ class ReportGenerator:
             num_beams=settings.num_beams,
             batch_size=batch_size,
             no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            mbr_candidates=settings.mbr_candidates,
+            mbr_epsilon=settings.mbr_epsilon,
+            seed=settings.seed,
         )
 
     def generate(
@@ -258,7 +348,10 @@ class ReportGenerator:
         """One report per impression, in input order.
 
         `examples[i]` are retrieved (impression, report) pairs shown in the i-th prompt.
-        Prompts are batched by token length, so a batch carries little padding.
+        Prompts are batched by token length, so a batch carries little padding. With MBR
+        decoding a batch of `batch_size` prompts decodes `batch_size * mbr_candidates` rows;
+        its sampling restarts from `seed` on every call, so the same inputs give the same
+        reports.
         """
         if examples is not None and len(examples) != len(impressions):
             raise ValueError(f"{len(examples)} example lists for {len(impressions)} impressions")
@@ -267,14 +360,17 @@ class ReportGenerator:
             for index, impression in enumerate(impressions)
         ]
         batch_size = batch_size or self.batch_size
+        num_beams = num_beams or self.num_beams
+        sampler = torch.Generator(self.model.device).manual_seed(self.seed)
         reports: list[str] = [""] * len(prompts)
         bar = tqdm(total=len(prompts), desc="generating", unit="report", disable=not progress)
         with bar:
             for batch in self._length_sorted_batches(prompts, batch_size):
                 texts = self._generate_batch(
                     [prompts[index] for index in batch],
-                    num_beams or self.num_beams,
+                    num_beams,
                     max_new_tokens or self.max_new_tokens,
+                    sampler,
                 )
                 for index, text in zip(batch, texts, strict=True):
                     reports[index] = text
@@ -287,7 +383,13 @@ class ReportGenerator:
         order = sorted(range(len(prompts)), key=lambda index: -lengths[index])
         return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
-    def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
+    def _generate_batch(
+        self,
+        prompts: list[str],
+        num_beams: int,
+        max_new_tokens: int,
+        sampler: torch.Generator,
+    ) -> list[str]:
         encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
         decode_args = (
             self.model,
@@ -299,9 +401,20 @@ class ReportGenerator:
         )
         if num_beams > 1:
             new_ids = beam_decode(*decode_args, num_beams=num_beams)
+        elif self.mbr_candidates > 1:
+            return self._mbr_batch(decode_args, sampler)
         else:
             new_ids = greedy_decode(*decode_args, self.no_repeat_ngram_size)
         return [self._text_before_stop(row) for row in new_ids.tolist()]
+
+    def _mbr_batch(self, decode_args: tuple, sampler: torch.Generator) -> list[str]:
+        n = self.mbr_candidates
+        new_ids = sample_candidates(
+            *decode_args, n, self.mbr_epsilon, sampler, self.no_repeat_ngram_size
+        )
+        texts = [self._text_before_stop(row) for row in new_ids.tolist()]
+        groups = [texts[start : start + n] for start in range(0, len(texts), n)]
+        return [group[select_by_mbr(group)] for group in groups]
 
     def _text_before_stop(self, token_ids: list[int]) -> str:
         stop = next((i for i, token in enumerate(token_ids) if token in self.stop_ids), None)

@@ -40,3 +40,8 @@ class RepeatedNgramBlocker:
             if len(tokens) >= self.size:
                 prefix = tuple(tokens[len(tokens) - self.size : -1])
                 self._followers[row].setdefault(prefix, set()).add(token)
+
+    def keep(self, rows: list[int]) -> None:
+        """Keep only these rows, in this order (the decoder dropped the others)."""
+        self._tokens = [self._tokens[row] for row in rows]
+        self._followers = [self._followers[row] for row in rows]

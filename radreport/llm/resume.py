@@ -29,6 +29,8 @@ _NOT_FINGERPRINTED = {
     "eval_samples",
     "eval_sample_max_new_tokens",
     "no_repeat_ngram_size",
+    "mbr_candidates",
+    "mbr_epsilon",
 }
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes this last of a checkpoint's files; without it the save was cut short.

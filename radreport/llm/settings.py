@@ -64,6 +64,11 @@ class LLMSettings(BaseModel):
     # > 0: greedy decoding never repeats an n-gram of its own output (loops of a small
     # model); the prompt's text, e.g. a retrieved example, may still be copied.
     no_repeat_ngram_size: int = Field(0, ge=0)
+    # > 1: minimum Bayes risk decoding. Per impression, the greedy decode and
+    # (mbr_candidates - 1) epsilon-sampled reports; the one with the highest mean BLEU
+    # against the others is returned. Costs about mbr_candidates times greedy's decode time.
+    mbr_candidates: int = Field(0, ge=0)
+    mbr_epsilon: float = Field(0.02, gt=0, lt=1)
     retrieval_k: int = Field(0, ge=0)
 
     @model_validator(mode="after")
@@ -78,7 +83,9 @@ class LLMSettings(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _repeat_blocking_is_for_greedy_decoding(self) -> LLMSettings:
+    def _decoding_options_fit_together(self) -> LLMSettings:
+        if self.mbr_candidates > 1 and self.num_beams > 1:
+            raise ValueError("mbr_candidates > 1 samples its candidates: it needs num_beams 1")
         if self.no_repeat_ngram_size == 1 or (self.no_repeat_ngram_size and self.num_beams > 1):
             raise ValueError(
                 "no_repeat_ngram_size must be 0 or at least 2, and applies to greedy decoding "

@@ -7,7 +7,12 @@ import torch
 
 from radreport.data.alpaca import format_prompt
 from radreport.llm.bundled import bundled_model_dir
-from radreport.llm.generate import ReportGenerator, greedy_decode, load_generation_model
+from radreport.llm.generate import (
+    ReportGenerator,
+    greedy_decode,
+    load_generation_model,
+    sample_candidates,
+)
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
 
@@ -128,3 +133,56 @@ def test_repeat_blocking_is_rejected_with_beams_and_for_size_one():
         LLMSettings(no_repeat_ngram_size=4, num_beams=2)
     with pytest.raises(ValueError, match="no_repeat_ngram_size"):
         LLMSettings(no_repeat_ngram_size=1)
+
+
+def test_a_row_that_stops_leaves_the_batch_without_changing_the_others(generator):
+    # Row 0 stops at its third token and is dropped from the batch (with its KV cache and
+    # n-gram state); row 1 must decode exactly as it does alone.
+    input_ids, attention_mask = _encode(generator, IMPRESSIONS[:2])
+    pad = generator.tokenizer.pad_token_id
+    free_run = greedy_decode(generator.model, input_ids, attention_mask, 12, [], pad, 2)
+    stop_token = int(free_run[0, 2])
+    batched = greedy_decode(generator.model, input_ids, attention_mask, 12, [stop_token], pad, 2)
+    alone_ids, alone_mask = _encode(generator, IMPRESSIONS[1:2])
+    alone = greedy_decode(generator.model, alone_ids, alone_mask, 12, [stop_token], pad, 2)
+    assert batched[0, :3].tolist() == free_run[0, :3].tolist()
+    assert set(batched[0, 3:].tolist()) <= {pad}
+    assert batched[1, : alone.shape[1]].tolist() == alone[0].tolist()
+
+
+def test_sampled_candidates_start_with_the_greedy_decode_and_repeat_with_the_seed(generator):
+    input_ids, attention_mask = _encode(generator, IMPRESSIONS[:2])
+    pad = generator.tokenizer.pad_token_id
+    args = (generator.model, input_ids, attention_mask, 8, [], pad)
+    greedy = greedy_decode(*args)
+
+    def sample(seed: int, epsilon: float = 1e-6) -> torch.Tensor:
+        return sample_candidates(*args, 3, epsilon, torch.Generator().manual_seed(seed))
+
+    candidates = sample(0)
+    assert candidates.shape == (6, 8)  # grouped by prompt: rows 0-2 prompt 0, 3-5 prompt 1
+    assert candidates[0].tolist() == greedy[0].tolist()
+    assert candidates[3].tolist() == greedy[1].tolist()
+    assert torch.equal(candidates, sample(0))
+    assert not torch.equal(candidates, sample(1))
+    # With a cut-off above every token but the most probable, sampling is greedy decoding.
+    assert torch.equal(sample(0, epsilon=0.999), greedy.repeat_interleave(3, dim=0))
+
+
+def test_mbr_decoding_returns_one_report_per_impression_reproducibly(generator):
+    generator.mbr_candidates, generator.mbr_epsilon = 4, 1e-6
+    try:
+        reports = generator.generate(IMPRESSIONS, batch_size=2, progress=False)
+        again = generator.generate(IMPRESSIONS, batch_size=2, progress=False)
+        generator.mbr_epsilon = 0.999  # every candidate is the greedy decode
+        degenerate = generator.generate(IMPRESSIONS, batch_size=2, progress=False)
+    finally:
+        generator.mbr_candidates, generator.mbr_epsilon = 0, 0.02
+    assert len(reports) == len(IMPRESSIONS) and all(reports)
+    assert reports == again
+    assert degenerate == generator.generate(IMPRESSIONS, batch_size=2, progress=False)
+
+
+def test_mbr_is_rejected_with_beams():
+    with pytest.raises(ValueError, match="mbr_candidates"):
+        LLMSettings(mbr_candidates=4, num_beams=2)

@@ -1,0 +1,54 @@
+"""Minimum Bayes risk (MBR) selection: of several candidate reports for one impression, the
+one that agrees most with the others.
+
+Greedy or beam decoding returns the model's single most probable token path, which for a
+small model is often an idiosyncratic wording. Scoring every candidate against all the
+others with the metric we are judged by, and keeping the best on average, estimates the
+report with the highest expected BLEU under the model's own distribution (Kumar & Byrne
+2004; with epsilon-sampled candidates, Freitag et al. 2023). The candidates themselves come
+from `radreport.llm.generate.sample_candidates`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from radreport.metrics.bleu_statistics import report_statistics, sentence_bleu
+from radreport.metrics.normalize import normalize_report
+
+
+def agreement_matrix(candidates: Sequence[str]) -> np.ndarray:
+    """(n, n) sentence BLEU-4 of candidate i against candidate j as reference; diagonal 0.
+
+    Texts are normalised as evaluation normalises them, so the utility is the metric's own.
+    """
+    texts = [normalize_report(candidate) for candidate in candidates]
+    n = len(texts)
+    statistics = np.array(
+        [report_statistics(texts[i], texts[j]) for i in range(n) for j in range(n) if i != j],
+        dtype=np.int64,
+    )
+    matrix = np.zeros((n, n))
+    if n > 1:
+        off_diagonal = ~np.eye(n, dtype=bool)
+        matrix[off_diagonal] = sentence_bleu(statistics)
+    return matrix
+
+
+def select_by_mbr(candidates: Sequence[str]) -> int:
+    """Index of the candidate with the highest mean BLEU against the other candidates.
+
+    Ties go to the earliest candidate (the generator puts its greedy decode first), and an
+    empty candidate, which agrees with nothing, is never preferred to a non-empty one.
+    """
+    if not candidates:
+        raise ValueError("MBR selection needs at least one candidate")
+    if len(candidates) == 1:
+        return 0
+    expected_bleu = agreement_matrix(candidates).sum(axis=1) / (len(candidates) - 1)
+    # An empty report scores 0 against anything, as does one that shares nothing; ranking
+    # the empty ones below every other keeps a tie of zeros from choosing an empty report.
+    empty = np.array([not normalize_report(candidate) for candidate in candidates])
+    return int(np.argmax(np.where(empty, -1.0, expected_bleu)))

@@ -1,0 +1,46 @@
+"""MBR selection: the candidate the others agree with most, by the metric we are judged by."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from radreport.llm.mbr import agreement_matrix, select_by_mbr
+
+NORMAL = "The heart is normal. The lungs are clear. No effusion or pneumothorax."
+OUTLIER = "Large left pleural effusion with collapse of the left lower lobe."
+
+
+def test_identical_reports_agree_fully_and_unrelated_ones_hardly_at_all():
+    matrix = agreement_matrix([NORMAL, NORMAL.upper(), "Osseous structures intact."])
+    # Case and punctuation are normalised as evaluation normalises them.
+    assert matrix[0, 1] == pytest.approx(1.0) and matrix[1, 0] == pytest.approx(1.0)
+    # Only the sentence-ending "." is shared, worth a smoothed few hundredths.
+    assert 0.0 < matrix[0, 2] < 0.1 and 0.0 < matrix[2, 1] < 0.1
+    assert np.all(np.diag(matrix) == 0.0)
+
+
+def test_the_report_written_most_often_wins_over_variants_and_an_outlier():
+    variant = "The heart is normal. The lungs are clear. No effusion."
+    assert select_by_mbr([variant, OUTLIER, NORMAL, NORMAL]) == 2
+
+
+def test_an_outlier_is_not_chosen_over_reports_that_agree():
+    candidates = [
+        OUTLIER,
+        "The heart is normal. The lungs are clear. No effusion.",
+        "The heart is normal. The lungs are clear. No pneumothorax.",
+    ]
+    assert select_by_mbr(candidates) != 0
+
+
+def test_ties_go_to_the_first_candidate_which_is_the_greedy_decode():
+    assert select_by_mbr([NORMAL, NORMAL, NORMAL]) == 0
+
+
+def test_an_empty_report_is_never_preferred_to_a_written_one():
+    assert select_by_mbr(["", "", OUTLIER]) == 2
+    assert select_by_mbr(["", ""]) == 0
+    assert select_by_mbr([OUTLIER]) == 0
+    with pytest.raises(ValueError, match="at least one candidate"):
+        select_by_mbr([])
