@@ -186,3 +186,10 @@ def test_mbr_decoding_returns_one_report_per_impression_reproducibly(generator):
 def test_mbr_is_rejected_with_beams():
     with pytest.raises(ValueError, match="mbr_candidates"):
         LLMSettings(mbr_candidates=4, num_beams=2)
+
+
+def test_mbr_settings_reach_the_generator(tiny_llama_dir):
+    settings = LLMSettings(mbr_candidates=3, mbr_epsilon=0.05, seed=7, compute_dtype="float32")
+    generator = ReportGenerator.from_settings(settings, tiny_llama_dir)
+    assert (generator.mbr_candidates, generator.mbr_epsilon, generator.seed) == (3, 0.05, 7)
+    assert len(generator.generate(IMPRESSIONS[:2], max_new_tokens=4, progress=False)) == 2
