@@ -117,7 +117,7 @@ def main() -> None:
         generated, generate_seconds = {}, {}
         for column, (num_beams, no_repeat_ngram, mbr_candidates) in decodings.items():
             generator.no_repeat_ngram_size = no_repeat_ngram
-            generator.mbr_candidates, generator.seed = mbr_candidates, settings.seed
+            generator.mbr_candidates = mbr_candidates  # sampling seeded from settings.seed
             started = time.perf_counter()
             generated[column] = generator.generate(impressions, examples, num_beams=num_beams)
             generate_seconds[column] = round(time.perf_counter() - started, 1)

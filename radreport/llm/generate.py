@@ -27,6 +27,7 @@ from radreport.llm.settings import LLMSettings
 Example = tuple[str, str]
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+_DEFAULT_MBR_EPSILON = LLMSettings.model_fields["mbr_epsilon"].default
 
 
 def default_device() -> torch.device:
@@ -269,12 +270,21 @@ class ReportGenerator:
         batch_size: int = 16,
         no_repeat_ngram_size: int = 0,
         mbr_candidates: int = 0,
-        mbr_epsilon: float = 0.02,
+        mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
         seed: int = 0,
     ):
         model, tokenizer = load_generation_model(model_dir, adapter_dir, device, dtype)
-        self._bind(model, tokenizer, max_new_tokens, num_beams, batch_size, no_repeat_ngram_size)
-        self.mbr_candidates, self.mbr_epsilon, self.seed = mbr_candidates, mbr_epsilon, seed
+        self._bind(
+            model,
+            tokenizer,
+            max_new_tokens,
+            num_beams,
+            batch_size,
+            no_repeat_ngram_size,
+            mbr_candidates=mbr_candidates,
+            mbr_epsilon=mbr_epsilon,
+            seed=seed,
+        )
 
     def _bind(
         self,
@@ -284,6 +294,10 @@ class ReportGenerator:
         num_beams: int,
         batch_size: int,
         no_repeat_ngram_size: int,
+        *,
+        mbr_candidates: int = 0,
+        mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
+        seed: int = 0,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         self.stop_ids = stop_token_ids(model, tokenizer)
@@ -291,8 +305,9 @@ class ReportGenerator:
         self.num_beams = num_beams
         self.batch_size = batch_size
         self.no_repeat_ngram_size = no_repeat_ngram_size  # greedy and MBR decoding
-        # MBR decoding is off (plain greedy or beams) unless set after construction.
-        self.mbr_candidates, self.mbr_epsilon, self.seed = 0, 0.02, 0
+        self.mbr_candidates = mbr_candidates  # > 1: MBR decoding (num_beams 1)
+        self.mbr_epsilon = mbr_epsilon
+        self.seed = seed  # MBR's sampling
 
     @classmethod
     def for_loaded_model(

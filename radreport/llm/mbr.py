@@ -24,16 +24,16 @@ def agreement_matrix(candidates: Sequence[str]) -> np.ndarray:
 
     Texts are normalised as evaluation normalises them, so the utility is the metric's own.
     """
-    texts = [normalize_report(candidate) for candidate in candidates]
+    return _agreement([normalize_report(candidate) for candidate in candidates])
+
+
+def _agreement(texts: Sequence[str]) -> np.ndarray:
     n = len(texts)
-    statistics = np.array(
-        [report_statistics(texts[i], texts[j]) for i in range(n) for j in range(n) if i != j],
-        dtype=np.int64,
-    )
     matrix = np.zeros((n, n))
     if n > 1:
-        off_diagonal = ~np.eye(n, dtype=bool)
-        matrix[off_diagonal] = sentence_bleu(statistics)
+        pairs = [(i, j) for i in range(n) for j in range(n) if i != j]
+        statistics = np.array([report_statistics(texts[i], texts[j]) for i, j in pairs])
+        matrix[~np.eye(n, dtype=bool)] = sentence_bleu(statistics)
     return matrix
 
 
@@ -45,10 +45,9 @@ def select_by_mbr(candidates: Sequence[str]) -> int:
     """
     if not candidates:
         raise ValueError("MBR selection needs at least one candidate")
-    if len(candidates) == 1:
-        return 0
-    expected_bleu = agreement_matrix(candidates).sum(axis=1) / (len(candidates) - 1)
+    texts = [normalize_report(candidate) for candidate in candidates]
+    expected_bleu = _agreement(texts).sum(axis=1) / max(len(texts) - 1, 1)
     # An empty report scores 0 against anything, as does one that shares nothing; ranking
     # the empty ones below every other keeps a tie of zeros from choosing an empty report.
-    empty = np.array([not normalize_report(candidate) for candidate in candidates])
+    empty = np.array([not text for text in texts])
     return int(np.argmax(np.where(empty, -1.0, expected_bleu)))
