@@ -146,25 +146,45 @@ def load_model_or_exit(spec: str | None):
         fail(str(exc), 2)
 
 
-def report_generator(model):
+def report_generator(model, decoder: str | None = None):
+    """The model version's generator; `decoder` overrides the decoding engine it was
+    trained with (a serving choice: the weights are the same)."""
+    from pydantic import ValidationError
+
     from radreport.llm.base_model import resolve_base_model
     from radreport.llm.generate import ReportGenerator
+    from radreport.llm.settings import LLMSettings
 
-    base = resolve_base_model(model.settings.base_model)
-    return ReportGenerator.from_settings(model.settings, base, model.adapter_dir)
+    settings = model.settings
+    if decoder is not None:
+        try:
+            settings = LLMSettings.model_validate({**settings.model_dump(), "decoder": decoder})
+        except ValidationError as exc:
+            fail(f"--decoder {decoder}: {exc.errors()[0]['msg']}", 2)
+    base = resolve_base_model(settings.base_model)
+    return ReportGenerator.from_settings(settings, base, model.adapter_dir)
+
+
+DECODER_OPTION = click.option(
+    "--decoder",
+    type=click.Choice(["torch", "onnxruntime"]),
+    default=None,
+    help="Decoding engine; default: the model's config. onnxruntime: greedy only, CPU.",
+)
 
 
 @cli.command()
 @click.option("--impression", required=True, help="The radiologist's impression.")
 @click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
-def generate(impression: str, model_spec: str | None) -> None:
+@DECODER_OPTION
+def generate(impression: str, model_spec: str | None, decoder: str | None) -> None:
     """Write the detailed report for one impression with a trained model version."""
     from radreport.llm.predictions import predict_impressions
 
     if not impression.strip():
         fail("--impression is empty", 2)
     model = load_model_or_exit(model_spec)
-    generator = report_generator(model)
+    generator = report_generator(model, decoder)
     [report] = predict_impressions(
         generator, [impression], model.train_pairs, model.settings.retrieval_k
     )
@@ -177,7 +197,8 @@ def generate(impression: str, model_spec: str | None) -> None:
               help="CSV with study_id, impression and optionally findings or report.")
 @click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
-def evaluate(reports_csv: Path, model_spec: str | None, out: Path) -> None:
+@DECODER_OPTION
+def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str | None) -> None:
     """Generate for every row of a CSV; write predictions.csv and, with references, metrics.json."""
     from radreport.llm.predictions import predict_impressions
     from radreport.metrics.evaluate import evaluate_reports
@@ -189,7 +210,7 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path) -> None:
         fail(str(exc), 2)
     model = load_model_or_exit(model_spec)
     generated = predict_impressions(
-        report_generator(model), table["impression"].tolist(), model.train_pairs,
+        report_generator(model, decoder), table["impression"].tolist(), model.train_pairs,
         model.settings.retrieval_k,
     )
     out.mkdir(parents=True, exist_ok=True)

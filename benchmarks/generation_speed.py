@@ -61,7 +61,8 @@ class Lever:
     # with a static KV cache and the forward pass compiled by torch.compile; "matmuls": no
     # decoder at all, only the model's matrix-vector products (the floor of any eager
     # decoder with these kernels: what the limit leaves to every other op); "ctranslate2":
-    # CTranslate2's generator, weights stored as `quantization`
+    # CTranslate2's generator, weights stored as `quantization`; "onnxruntime": our
+    # ONNX Runtime GenAI decoder (LLMSettings.decoder "onnxruntime"), fp32 export
     loop: str
     dtype: torch.dtype
     threads: int
@@ -187,6 +188,28 @@ def ctranslate2_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
     return decode, (model_dir / "model.bin").stat().st_size
 
 
+def onnxruntime_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
+    """Our ONNX Runtime GenAI decoding loop on the fp32 export of the bundled model, and the
+    bytes of the exported weights (one fp32 copy of every matrix, the LM head included)."""
+    from radreport.llm.onnx_export import onnx_model_dir
+    from radreport.llm.onnx_generate import load_onnx_model, onnx_greedy_decode
+
+    export = onnx_model_dir(bundled_model_dir())
+    model = load_onnx_model(export, lever.threads)
+    prompt_ids = [tokenizer(prompt)["input_ids"]]
+
+    def decode():
+        # No stop ids: every trial decodes `new_tokens`, unless the model's own end token
+        # ends it first (checked below).
+        return onnx_greedy_decode(model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
+
+    produced = len(decode()[0])
+    if produced != new_tokens:
+        raise RuntimeError(f"the onnxruntime decoder produced {produced} tokens, not {new_tokens}")
+    weights = sum(path.stat().st_size for path in export.glob("*.onnx*"))
+    return decode, weights
+
+
 def _ctranslate2_model(quantization: str) -> Path:
     """The bundled folder converted once per quantisation, beside the converted model."""
     import ctranslate2
@@ -244,6 +267,10 @@ CTRANSLATE2_LEVERS = [
         quantization="int8",
     ),
 ]
+ONNXRUNTIME_LEVERS = [
+    Lever("onnxruntime decoder (ours), fp32, 1 thread", "onnxruntime", torch.float32, 1),
+    Lever("onnxruntime decoder (ours), fp32, 2 threads", "onnxruntime", torch.float32, 2),
+]
 DEFAULT_LEVER = LEVERS[2]  # what ReportGenerator does on a CPU without native bf16
 
 
@@ -268,6 +295,7 @@ def main() -> None:
     prompts = [format_prompt(text) for text in impressions[: arguments.batch_size]]
     levers = [
         *LEVERS,
+        *ONNXRUNTIME_LEVERS,
         *([COMPILE_LEVER] if arguments.compile else []),
         *(CTRANSLATE2_LEVERS if arguments.ctranslate2 else []),
     ]
@@ -285,6 +313,10 @@ def measure_lever(lever: Lever, model_and_tokenizer, prompt: str, arguments) -> 
     torch.set_num_threads(lever.threads)
     if lever.loop == "ctranslate2":
         decode, bytes_per_token = ctranslate2_decoder(
+            tokenizer, prompt, arguments.new_tokens, lever
+        )
+    elif lever.loop == "onnxruntime":
+        decode, bytes_per_token = onnxruntime_decoder(
             tokenizer, prompt, arguments.new_tokens, lever
         )
     else:

@@ -65,3 +65,24 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+    """A LoRA adapter on tiny_llama_dir whose B matrices are non-zero: it changes what the
+    model says."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
+    peft_model = get_peft_model(model, lora)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in peft_model.named_parameters():
+            if "lora_B" in name:  # peft initialises B to zero: a no-op adapter
+                parameter.normal_(std=0.5)
+    folder = tmp_path_factory.mktemp("adapter")
+    peft_model.save_pretrained(folder)
+    return folder

@@ -336,7 +336,15 @@ class ReportGenerator:
         adapter_dir: str | Path | None = None,
         batch_size: int = 16,
     ) -> ReportGenerator:
-        """Decoding budget, beams and dtype from the LLM settings ("auto" dtype: by device)."""
+        """Decoding budget, beams and dtype from the LLM settings ("auto" dtype: by device).
+
+        With `decoder: onnxruntime` the generator decodes on an ONNX Runtime GenAI export of
+        the model (radreport.llm.onnx_generate).
+        """
+        if settings.decoder == "onnxruntime":
+            from radreport.llm.onnx_generate import OnnxReportGenerator
+
+            return OnnxReportGenerator.from_settings(settings, model_dir, adapter_dir, batch_size)
         dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"
         return cls(
             model_dir,
@@ -376,7 +384,9 @@ class ReportGenerator:
         ]
         batch_size = batch_size or self.batch_size
         num_beams = num_beams or self.num_beams
-        sampler = torch.Generator(self.model.device).manual_seed(self.seed)
+        sampler = None
+        if self.mbr_candidates > 1:
+            sampler = torch.Generator(self.model.device).manual_seed(self.seed)
         reports: list[str] = [""] * len(prompts)
         bar = tqdm(total=len(prompts), desc="generating", unit="report", disable=not progress)
         with bar:
@@ -403,7 +413,7 @@ class ReportGenerator:
         prompts: list[str],
         num_beams: int,
         max_new_tokens: int,
-        sampler: torch.Generator,
+        sampler: torch.Generator | None,
     ) -> list[str]:
         encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
         decode_args = (

@@ -31,6 +31,7 @@ _NOT_FINGERPRINTED = {
     "no_repeat_ngram_size",
     "mbr_candidates",
     "mbr_epsilon",
+    "decoder",
 }
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes this last of a checkpoint's files; without it the save was cut short.

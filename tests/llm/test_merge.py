@@ -7,29 +7,13 @@ import shutil
 
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.merge import IncompleteExportError, export_merged, verify_full_model_folder
 
 IMPRESSIONS = ["Cardiomegaly with mild bibasilar infiltrates.", "No acute disease."]
-
-
-@pytest.fixture(scope="module")
-def adapter_dir(tiny_llama_dir, tmp_path_factory):
-    """A LoRA adapter whose B matrices are non-zero, so it changes what the model says."""
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])
-    peft_model = get_peft_model(model, lora)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, parameter in peft_model.named_parameters():
-            if "lora_B" in name:  # peft initialises B to zero: a no-op adapter
-                parameter.normal_(std=0.5)
-    folder = tmp_path_factory.mktemp("adapter")
-    peft_model.save_pretrained(folder)
-    return folder
 
 
 def _greedy_tokens(model, tokenizer_dir) -> list[list[int]]:
@@ -47,28 +31,30 @@ def _load(model_dir):
     return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
 
 
-def test_merged_model_decodes_like_base_plus_adapter(tiny_llama_dir, adapter_dir, tmp_path):
-    merged_dir = export_merged(tiny_llama_dir, adapter_dir, tmp_path / "merged", torch.float32)
-    unmerged = PeftModel.from_pretrained(_load(tiny_llama_dir), str(adapter_dir)).eval()
+def test_merged_model_decodes_like_base_plus_adapter(tiny_llama_dir, tiny_adapter_dir, tmp_path):
+    merged_dir = export_merged(tiny_llama_dir, tiny_adapter_dir, tmp_path / "merged", torch.float32)
+    unmerged = PeftModel.from_pretrained(_load(tiny_llama_dir), str(tiny_adapter_dir)).eval()
     with_adapter = _greedy_tokens(unmerged, tiny_llama_dir)
 
     assert _greedy_tokens(_load(merged_dir), merged_dir) == with_adapter
     assert _greedy_tokens(_load(tiny_llama_dir), tiny_llama_dir) != with_adapter  # it matters
     # ReportGenerator merges the adapter in memory: it must decode the same way too.
-    in_memory = ReportGenerator(tiny_llama_dir, adapter_dir, dtype=torch.float32).model
+    in_memory = ReportGenerator(tiny_llama_dir, tiny_adapter_dir, dtype=torch.float32).model
     assert _greedy_tokens(in_memory, tiny_llama_dir) == with_adapter
 
 
-def test_export_holds_full_weights_and_no_adapter_files(tiny_llama_dir, adapter_dir, tmp_path):
-    merged_dir = export_merged(tiny_llama_dir, adapter_dir, tmp_path / "merged", torch.bfloat16)
+def test_export_holds_full_weights_and_no_adapter_files(tiny_llama_dir, tiny_adapter_dir, tmp_path):
+    merged_dir = export_merged(
+        tiny_llama_dir, tiny_adapter_dir, tmp_path / "merged", torch.bfloat16
+    )
     assert not (merged_dir / "adapter_config.json").exists()
     assert json.loads((merged_dir / "config.json").read_text())["dtype"] == "bfloat16"
     assert (merged_dir / "tokenizer.json").is_file()
 
 
-def test_an_adapter_only_folder_is_caught(tiny_llama_dir, adapter_dir, tmp_path):
+def test_an_adapter_only_folder_is_caught(tiny_llama_dir, tiny_adapter_dir, tmp_path):
     fake_export = tmp_path / "adapter-only"
-    shutil.copytree(adapter_dir, fake_export)
+    shutil.copytree(tiny_adapter_dir, fake_export)
     parameters = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).num_parameters()
     with pytest.raises(IncompleteExportError, match="adapter files"):
         verify_full_model_folder(fake_export, parameters)
@@ -81,7 +67,7 @@ def test_an_adapter_only_folder_is_caught(tiny_llama_dir, adapter_dir, tmp_path)
         verify_full_model_folder(fake_export, parameters)
 
 
-def test_a_non_empty_export_folder_is_refused(tiny_llama_dir, adapter_dir, tmp_path):
+def test_a_non_empty_export_folder_is_refused(tiny_llama_dir, tiny_adapter_dir, tmp_path):
     (tmp_path / "stale.txt").write_text("left from an earlier export")
     with pytest.raises(FileExistsError):
-        export_merged(tiny_llama_dir, adapter_dir, tmp_path)
+        export_merged(tiny_llama_dir, tiny_adapter_dir, tmp_path)

@@ -3,17 +3,23 @@ ZenML local orchestrator, MLflow tracker, artifact store and model versions."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
 import pydicom
 import pytest
+import torch
 from zenml.client import Client
 
 from pipelines.launch import run_data, run_training
 from pipelines.model_versions import load_trained_model
 from pipelines.stack import mlflow_tracking_uri
 from radreport.config import RunConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 PHI_ATTRIBUTES = (
     "PatientName", "PatientID", "PatientBirthDate", "PatientAddress", "InstitutionName",
@@ -153,3 +159,31 @@ def test_no_original_phi_in_artifacts_logs_or_mlflow(trained, tiny_config):
     leaked = {value: everything[max(0, everything.find(value) - 80):everything.find(value) + 40]
               for value in phi if value in everything}
     assert leaked == {}
+
+
+def test_generate_cli_on_onnxruntime_writes_the_fp32_torch_report(trained, tmp_path):
+    from radreport.llm.generate import ReportGenerator
+    from radreport.llm.predictions import predict_impressions
+
+    impression = "Mild cardiomegaly. No acute disease."
+    model = load_trained_model(trained.model)
+    environment = {**os.environ, "RADREPORT_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run.py"), "generate", "--impression", impression,
+         "--model", trained.model, "--decoder", "onnxruntime"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=environment,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    # Libraries may print notices first (bitsandbytes does, on stdout): the report follows
+    # the model's label.
+    _, report = result.stdout.rstrip("\n").split(f"[{trained.model}]\n", 1)
+    settings = model.settings
+    torch_generator = ReportGenerator(
+        settings.base_model, model.adapter_dir, dtype=torch.float32,
+        max_new_tokens=settings.max_new_tokens,
+    )  # fmt: skip
+    expected = predict_impressions(
+        torch_generator, [impression], model.train_pairs, settings.retrieval_k
+    )
+    assert report and report == expected[0]
+    assert list((tmp_path / "onnx").glob("*/model.onnx"))  # exported into the cache

@@ -1,0 +1,161 @@
+"""Greedy report generation on ONNX Runtime GenAI (`LLMSettings.decoder: onnxruntime`).
+
+Same prompts, batching, stop tokens and repeat blocking as the PyTorch generator, and the
+same tokens as the fp32 PyTorch model; the decode steps run in ONNX Runtime's C++ loop. On
+the CPUs measured here that decodes a single report about 2-3x faster than PyTorch
+(benchmarks/results/generation.md). Beam search and MBR decoding stay on PyTorch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer
+
+from radreport.llm.generate import ReportGenerator
+from radreport.llm.onnx_export import onnx_model_dir
+from radreport.llm.repeat_blocking import RepeatedNgramBlocker
+from radreport.llm.settings import LLMSettings
+
+
+def load_onnx_model(onnx_dir: str | Path, num_threads: int | None = None):
+    """An `onnxruntime_genai.Model` on the CPU, with `num_threads` (None: all cores)."""
+    import onnxruntime_genai as og
+
+    config = og.Config(str(onnx_dir))
+    if num_threads is not None:
+        options = {"intra_op_num_threads": num_threads, "inter_op_num_threads": 1}
+        config.overlay(json.dumps({"model": {"decoder": {"session_options": options}}}))
+    return og.Model(config)
+
+
+def _as_ids(value) -> list[int]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, int) else list(value)
+
+
+def onnx_greedy_decode(
+    model,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    no_repeat_ngram_size: int = 0,
+    context_length: int | None = None,
+) -> list[list[int]]:
+    """New token ids of each prompt (its first stop id kept, nothing after it).
+
+    `pad_id` must be the model's own pad id (genai_config.json): ONNX Runtime GenAI takes
+    the batch padded on the right and masks that id itself.
+    """
+    import onnxruntime_genai as og
+
+    width = max(len(ids) for ids in prompts)
+    batch = np.full((len(prompts), width), pad_id, dtype=np.int32)
+    for row, ids in enumerate(prompts):
+        batch[row, : len(ids)] = ids
+    max_length = width + max_new_tokens
+    if context_length is not None:
+        max_length = min(max_length, context_length)
+    params = og.GeneratorParams(model)
+    params.set_search_options(max_length=max_length, do_sample=False, batch_size=len(prompts))
+    generator = og.Generator(model, params)
+    generator.append_tokens(batch)
+    blocker = None
+    if no_repeat_ngram_size:
+        blocker = RepeatedNgramBlocker(len(prompts), no_repeat_ngram_size)
+    stops = set(stop_ids)
+    output: list[list[int]] = [[] for _ in prompts]
+    going = [True] * len(prompts)
+    for _ in range(max_length - width):
+        if generator.is_done():
+            break
+        if blocker is not None:
+            # Greedy search takes the highest logit: banned tokens at -inf are never chosen.
+            logits = torch.from_numpy(np.asarray(generator.get_logits()).copy())
+            blocked = blocker.block(logits.reshape(len(prompts), -1))
+            generator.set_logits(blocked.numpy().reshape(logits.shape))
+        generator.generate_next_token()
+        next_ids = [int(token) for token in np.asarray(generator.get_next_tokens())]
+        if blocker is not None:
+            blocker.append(next_ids)
+        for row, token in enumerate(next_ids):
+            if going[row]:
+                output[row].append(token)
+                going[row] = token not in stops
+        if not any(going):
+            break
+    return output
+
+
+class OnnxReportGenerator(ReportGenerator):
+    """ReportGenerator whose greedy decoding runs on an ONNX Runtime GenAI export."""
+
+    def __init__(
+        self,
+        onnx_dir: str | Path,
+        *,
+        max_new_tokens: int = 256,
+        batch_size: int = 16,
+        no_repeat_ngram_size: int = 0,
+        num_threads: int | None = None,
+    ):
+        onnx_dir = Path(onnx_dir)
+        genai_config = json.loads((onnx_dir / "genai_config.json").read_text())["model"]
+        self.onnx_model = load_onnx_model(onnx_dir, num_threads)
+        self.context_length = genai_config.get("context_length")
+        self.tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
+        pad_ids = _as_ids(genai_config.get("pad_token_id"))
+        self.pad_id = pad_ids[0] if pad_ids else self.tokenizer.eos_token_id
+        self.stop_ids = sorted(
+            {self.tokenizer.eos_token_id, *_as_ids(genai_config.get("eos_token_id"))} - {None}
+        )
+        self.model = None  # no PyTorch model: beam search and MBR need decoder "torch"
+        self.max_new_tokens = max_new_tokens
+        self.num_beams = 1
+        self.batch_size = batch_size
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.mbr_candidates = 0
+        self.seed = 0
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: LLMSettings,
+        model_dir: str | Path,
+        adapter_dir: str | Path | None = None,
+        batch_size: int = 16,
+    ) -> OnnxReportGenerator:
+        """Exports `model_dir` + `adapter_dir` once (cached by content), then loads it."""
+        return cls(
+            onnx_model_dir(model_dir, adapter_dir),
+            max_new_tokens=settings.max_new_tokens,
+            batch_size=batch_size,
+            no_repeat_ngram_size=settings.no_repeat_ngram_size,
+            num_threads=settings.num_threads,
+        )
+
+    def _generate_batch(
+        self,
+        prompts: list[str],
+        num_beams: int,
+        max_new_tokens: int,
+        sampler: torch.Generator | None,
+    ) -> list[str]:
+        if num_beams > 1:
+            raise ValueError("the onnxruntime decoder decodes greedily; beams need decoder torch")
+        new_ids = onnx_greedy_decode(
+            self.onnx_model,
+            self.tokenizer(prompts)["input_ids"],
+            max_new_tokens,
+            self.stop_ids,
+            self.pad_id,
+            self.no_repeat_ngram_size,
+            self.context_length,
+        )
+        return [self._text_before_stop(row) for row in new_ids]

@@ -1,0 +1,126 @@
+"""The ONNX Runtime GenAI decoder: an export of base + adapter that writes the same reports
+as the fp32 PyTorch generator, cached by content, with clear failures."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from radreport.llm import onnx_export
+from radreport.llm.bundled import bundled_model_dir
+from radreport.llm.generate import ReportGenerator
+from radreport.llm.onnx_export import OnnxExportError, export_key, onnx_model_dir
+from radreport.llm.onnx_generate import OnnxReportGenerator, onnx_greedy_decode
+from radreport.llm.settings import LLMSettings
+
+# Different lengths, so a batch of them is padded.
+IMPRESSIONS = [
+    "Cardiomegaly with mild bibasilar infiltrates and small bilateral pleural effusions.",
+    "No acute disease.",
+    "Stable postoperative changes of the chest without acute process.",
+    "Clear lungs.",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx_dir(tiny_llama_dir, tiny_adapter_dir, tmp_path_factory):
+    return onnx_model_dir(tiny_llama_dir, tiny_adapter_dir, tmp_path_factory.mktemp("onnx"))
+
+
+def test_onnx_decoder_writes_the_reports_of_fp32_torch_with_the_adapter(
+    onnx_dir, tiny_llama_dir, tiny_adapter_dir
+):
+    settings = dict(max_new_tokens=16, batch_size=3)
+    torch_reports = ReportGenerator(
+        tiny_llama_dir, tiny_adapter_dir, dtype=torch.float32, **settings
+    ).generate(IMPRESSIONS, progress=False)
+    onnx_reports = OnnxReportGenerator(onnx_dir, num_threads=1, **settings).generate(
+        IMPRESSIONS, progress=False
+    )
+    assert onnx_reports == torch_reports
+    assert all(onnx_reports)
+    base_only = ReportGenerator(tiny_llama_dir, dtype=torch.float32, **settings)
+    assert base_only.generate(IMPRESSIONS, progress=False) != onnx_reports  # adapter merged
+
+
+def test_onnx_decoder_blocks_repeats_like_the_torch_decoder(tmp_path):
+    # The bundled SmolLM2 (untuned) loops on this impression: a real case for the blocking.
+    impressions = ["Stable chronic lung changes.", "No acute disease."]
+    settings = dict(max_new_tokens=48, batch_size=2, no_repeat_ngram_size=4)
+    exported = onnx_model_dir(bundled_model_dir(), None, tmp_path)
+    blocked = OnnxReportGenerator(exported, **settings).generate(impressions, progress=False)
+    torch_generator = ReportGenerator(bundled_model_dir(), dtype=torch.float32, **settings)
+    assert blocked == torch_generator.generate(impressions, progress=False)
+    unblocked = OnnxReportGenerator(exported, **{**settings, "no_repeat_ngram_size": 0})
+    assert unblocked.generate(impressions, progress=False) != blocked
+
+
+def test_onnx_decoding_keeps_a_rows_stop_token_and_nothing_after_it(onnx_dir):
+    generator = OnnxReportGenerator(onnx_dir, max_new_tokens=16, num_threads=1)
+    prompts = generator.tokenizer(IMPRESSIONS)["input_ids"]
+    free = onnx_greedy_decode(generator.onnx_model, prompts, 16, [], generator.pad_id)
+    assert [len(row) for row in free] == [16] * len(IMPRESSIONS)
+    # The third token of the first row becomes a stop token: that row ends there; rows that
+    # never produce it run to the budget.
+    stop = free[0][2]
+    stopped = onnx_greedy_decode(generator.onnx_model, prompts, 16, [stop], generator.pad_id)
+    for row, tokens in zip(free, stopped, strict=True):
+        expected = row[: row.index(stop) + 1] if stop in row else row
+        assert tokens == expected
+
+
+def test_export_is_reused_for_the_same_files_and_redone_for_a_changed_adapter(
+    onnx_dir, tiny_llama_dir, tiny_adapter_dir, tmp_path, monkeypatch
+):
+    def no_builder(*args):
+        raise AssertionError("the cached export should have been reused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(onnx_export, "_run_builder", no_builder)
+        assert onnx_model_dir(tiny_llama_dir, tiny_adapter_dir, onnx_dir.parent) == onnx_dir
+
+    changed = tmp_path / "adapter"
+    shutil.copytree(tiny_adapter_dir, changed)
+    config = json.loads((changed / "adapter_config.json").read_text())
+    config["lora_alpha"] = 2 * config["lora_alpha"]
+    (changed / "adapter_config.json").write_text(json.dumps(config))
+    assert export_key(tiny_llama_dir, changed) != export_key(tiny_llama_dir, tiny_adapter_dir)
+    assert export_key(tiny_llama_dir, None) != export_key(tiny_llama_dir, tiny_adapter_dir)
+
+
+def test_a_model_the_builder_cannot_export_fails_with_one_line_naming_it(tiny_llama_dir, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_llama_dir, broken)
+    config = json.loads((broken / "config.json").read_text())
+    config["architectures"] = ["NoSuchModelForCausalLM"]
+    (broken / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OnnxExportError, match="broken-model") as failure:
+        onnx_model_dir(broken, None, tmp_path / "onnx")
+    assert "\n" not in str(failure.value)
+    assert not list((tmp_path / "onnx").iterdir())  # no half-written export left behind
+
+
+def test_an_empty_model_folder_is_named_in_the_error(tmp_path):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="empty-model"):
+        onnx_model_dir(empty, None, tmp_path / "onnx")
+
+
+def test_settings_route_to_the_onnx_decoder(tiny_llama_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RADREPORT_CACHE_DIR", str(tmp_path))
+    settings = LLMSettings(decoder="onnxruntime", max_new_tokens=5, no_repeat_ngram_size=3)
+    generator = ReportGenerator.from_settings(settings, tiny_llama_dir)
+    assert isinstance(generator, OnnxReportGenerator)
+    assert generator.no_repeat_ngram_size == 3 and generator.max_new_tokens == 5
+    assert (tmp_path / "onnx" / export_key(tiny_llama_dir, None) / "model.onnx").is_file()
+
+
+@pytest.mark.parametrize("other", [{"mbr_candidates": 4}, {"num_beams": 2}])
+def test_onnx_decoder_with_beams_or_mbr_is_rejected(other):
+    with pytest.raises(ValidationError, match="decoder 'onnxruntime' decodes greedily"):
+        LLMSettings(decoder="onnxruntime", **other)
