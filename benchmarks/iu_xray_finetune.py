@@ -79,7 +79,12 @@ def main() -> None:
     parser.add_argument("--skip-greedy", action="store_true", help="no plain greedy pass")
     parser.add_argument("--adapter-out", type=Path, help="keep the trained adapter here")
     parser.add_argument("--adapter", type=Path, help="score this adapter; no training")
+    parser.add_argument(
+        "--decoder", choices=["torch", "onnxruntime"], default="torch", help="decoding engine"
+    )
     args = parser.parse_args()
+    if args.decoder == "onnxruntime" and (args.num_beams > 1 or args.mbr > 1):
+        raise SystemExit("--decoder onnxruntime decodes greedily: no --num-beams or --mbr")
     decodings = _decodings(args)
 
     table = build_prompt_table(load_studies(), args.retrieval_k)
@@ -94,6 +99,7 @@ def main() -> None:
         early_stopping_patience=None,
         max_new_tokens=128,
         num_threads=args.threads,
+        decoder=args.decoder,
     )
     val_rows = split_rows(table, "val")
     started = time.perf_counter()
@@ -122,7 +128,8 @@ def main() -> None:
             generated[column] = generator.generate(impressions, examples, num_beams=num_beams)
             generate_seconds[column] = round(time.perf_counter() - started, 1)
     samples = val[["study_id", "impression"]].assign(reference=val["report"], **generated)
-    predictions = RESULTS.with_name(f"iu_xray_predictions_k{args.retrieval_k}.csv")
+    engine = "" if args.decoder == "torch" else f"_{args.decoder}"
+    predictions = RESULTS.with_name(f"iu_xray_predictions_k{args.retrieval_k}{engine}.csv")
     samples.to_csv(predictions, index=False)  # every val prediction, to study or re-score
     train = table[table["split"] == "train"]
     # The first decoding is "the model"; every decoding is scored against the same references.
