@@ -26,11 +26,13 @@ import os
 import platform
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -64,7 +66,8 @@ class Lever:
     # decoder at all, only the model's matrix-vector products (the floor of any eager
     # decoder with these kernels: what the limit leaves to every other op); "ctranslate2":
     # CTranslate2's generator, weights stored as `quantization`; "onnxruntime": our
-    # ONNX Runtime GenAI decoder (LLMSettings.decoder "onnxruntime"), fp32 export
+    # ONNX Runtime GenAI decoder (LLMSettings.decoder "onnxruntime"), fp32 export;
+    # "ort_matmuls": the "matmuls" work on ONNX Runtime's kernels
     loop: str
     dtype: torch.dtype
     threads: int
@@ -171,6 +174,39 @@ def _matmuls_only(model, new_tokens: int, batch: int):
         for _ in range(new_tokens):
             for weight in weights:
                 torch.nn.functional.linear(inputs[weight.shape[1]], weight)
+
+    return run
+
+
+def onnxruntime_matmuls_only(model, new_tokens: int, threads: int):
+    """The same matrix-vector products as `_matmuls_only`, one ONNX graph of MatMuls run by
+    ONNX Runtime's CPU kernels (the onnxruntime decoder's own): its floor, as the PyTorch
+    row is PyTorch's. The model's weights, transposed to ONNX's (in, out) layout."""
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [module.weight for module in model.modules() if isinstance(module, torch.nn.Linear)]
+    widths = sorted({weight.shape[1] for weight in weights})
+    inputs = [helper.make_tensor_value_info(f"x{w}", TensorProto.FLOAT, [1, w]) for w in widths]
+    nodes, outputs, initializers = [], [], []
+    for index, weight in enumerate(weights):
+        array = weight.detach().float().T.contiguous().numpy()
+        initializers.append(numpy_helper.from_array(array, f"w{index}"))
+        nodes.append(helper.make_node("MatMul", [f"x{array.shape[0]}", f"w{index}"], [f"y{index}"]))
+        outputs.append(helper.make_tensor_value_info(f"y{index}", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "matmuls", inputs, outputs, initializers)
+    serialized = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    folder = Path(tempfile.mkdtemp(prefix="matmuls-"))
+    onnx.save(serialized, folder / "matmuls.onnx", save_as_external_data=True)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = onnxruntime.InferenceSession(str(folder / "matmuls.onnx"), options)
+    feeds = {f"x{w}": np.zeros((1, w), dtype=np.float32) for w in widths}
+
+    def run():
+        for _ in range(new_tokens):
+            session.run(None, feeds)
 
     return run
 
@@ -313,6 +349,10 @@ CTRANSLATE2_LEVERS = [
 ONNXRUNTIME_LEVERS = [
     Lever("onnxruntime decoder (ours), fp32, 1 thread", "onnxruntime", torch.float32, 1),
     Lever("onnxruntime decoder (ours), fp32, 2 threads", "onnxruntime", torch.float32, 2),
+    Lever("onnxruntime matmuls only (no decoder), fp32, 1 thread", "ort_matmuls", torch.float32, 1),
+    Lever(
+        "onnxruntime matmuls only (no decoder), fp32, 2 threads", "ort_matmuls", torch.float32, 2
+    ),
 ]
 DEFAULT_LEVER = LEVERS[2]  # what ReportGenerator does on a CPU without native bf16
 
@@ -376,6 +416,8 @@ def lever_decoder(lever: Lever, model, tokenizer, prompt: str, new_tokens: int):
         return ctranslate2_decoder(tokenizer, prompt, new_tokens, lever)
     if lever.loop == "onnxruntime":
         return onnxruntime_decoder(tokenizer, prompt, new_tokens, lever)
+    if lever.loop == "ort_matmuls":
+        return onnxruntime_matmuls_only(model, new_tokens, lever.threads), weight_bytes(model)
     return decoder(model, tokenizer, [prompt], new_tokens, lever), weight_bytes(model)
 
 
