@@ -298,9 +298,10 @@ class ReportGenerator:
         mbr_candidates: int = 0,
         mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
         seed: int = 0,
+        stop_ids: list[int] | None = None,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
-        self.stop_ids = stop_token_ids(model, tokenizer)
+        self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(model, tokenizer)
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.batch_size = batch_size
@@ -342,9 +343,17 @@ class ReportGenerator:
         the model (radreport.llm.onnx_generate).
         """
         if settings.decoder == "onnxruntime":
+            from radreport.llm.onnx_export import onnx_model_dir
             from radreport.llm.onnx_generate import OnnxReportGenerator
 
-            return OnnxReportGenerator.from_settings(settings, model_dir, adapter_dir, batch_size)
+            # Exported once per model and adapter content, then reused.
+            return OnnxReportGenerator(
+                onnx_model_dir(model_dir, adapter_dir),
+                max_new_tokens=settings.max_new_tokens,
+                batch_size=batch_size,
+                no_repeat_ngram_size=settings.no_repeat_ngram_size,
+                num_threads=settings.num_threads,
+            )
         dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"
         return cls(
             model_dir,

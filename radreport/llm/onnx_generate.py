@@ -2,7 +2,7 @@
 
 Same prompts, batching, stop tokens and repeat blocking as the PyTorch generator, and the
 same tokens as the fp32 PyTorch model; the decode steps run in ONNX Runtime's C++ loop. On
-the CPUs measured here that decodes a single report about 2-3x faster than PyTorch
+the CPUs measured here that decodes a single report about 2x faster than PyTorch
 (benchmarks/results/generation.md). Beam search and MBR decoding stay on PyTorch.
 """
 
@@ -17,9 +17,7 @@ import torch
 from transformers import AutoTokenizer
 
 from radreport.llm.generate import ReportGenerator
-from radreport.llm.onnx_export import onnx_model_dir
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
-from radreport.llm.settings import LLMSettings
 
 
 def load_onnx_model(onnx_dir: str | Path, num_threads: int | None = None):
@@ -109,35 +107,19 @@ class OnnxReportGenerator(ReportGenerator):
         genai_config = json.loads((onnx_dir / "genai_config.json").read_text())["model"]
         self.onnx_model = load_onnx_model(onnx_dir, num_threads)
         self.context_length = genai_config.get("context_length")
-        self.tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
+        tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
         pad_ids = _as_ids(genai_config.get("pad_token_id"))
-        self.pad_id = pad_ids[0] if pad_ids else self.tokenizer.eos_token_id
-        self.stop_ids = sorted(
-            {self.tokenizer.eos_token_id, *_as_ids(genai_config.get("eos_token_id"))} - {None}
-        )
-        self.model = None  # no PyTorch model: beam search and MBR need decoder "torch"
-        self.max_new_tokens = max_new_tokens
-        self.num_beams = 1
-        self.batch_size = batch_size
-        self.no_repeat_ngram_size = no_repeat_ngram_size
-        self.mbr_candidates = 0
-        self.seed = 0
-
-    @classmethod
-    def from_settings(
-        cls,
-        settings: LLMSettings,
-        model_dir: str | Path,
-        adapter_dir: str | Path | None = None,
-        batch_size: int = 16,
-    ) -> OnnxReportGenerator:
-        """Exports `model_dir` + `adapter_dir` once (cached by content), then loads it."""
-        return cls(
-            onnx_model_dir(model_dir, adapter_dir),
-            max_new_tokens=settings.max_new_tokens,
-            batch_size=batch_size,
-            no_repeat_ngram_size=settings.no_repeat_ngram_size,
-            num_threads=settings.num_threads,
+        self.pad_id = pad_ids[0] if pad_ids else tokenizer.eos_token_id
+        stop_ids = {tokenizer.eos_token_id, *_as_ids(genai_config.get("eos_token_id"))}
+        # No PyTorch model (None): beam search and MBR need decoder "torch".
+        self._bind(
+            None,
+            tokenizer,
+            max_new_tokens,
+            1,
+            batch_size,
+            no_repeat_ngram_size,
+            stop_ids=sorted(stop_ids - {None}),
         )
 
     def _generate_batch(

@@ -72,7 +72,7 @@ class LLMSettings(BaseModel):
     retrieval_k: int = Field(0, ge=0)
     # "onnxruntime": greedy decoding on the CPU through an ONNX Runtime GenAI export of the
     # model (adapter merged, fp32; exported once, cached by content). The same tokens as
-    # fp32 PyTorch, 2-3x faster per report here; beams and MBR need "torch".
+    # fp32 PyTorch, about 2x faster per report here; beams and MBR need "torch".
     decoder: Literal["torch", "onnxruntime"] = "torch"
 
     @model_validator(mode="after")
