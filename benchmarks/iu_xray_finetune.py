@@ -12,7 +12,8 @@ val prediction to benchmarks/results/iu_xray_predictions_k<K>.csv.
 Decoding variants are scored on the same adapter: plain greedy (skip with --skip-greedy),
 greedy with repeated n-gram blocking (--no-repeat-ngram N), beam search (--num-beams N),
 MBR over the greedy decode and N - 1 epsilon-sampled ones (--mbr N; with --no-repeat-ngram,
-its candidates block repeats too).
+its candidates block repeats too; with retrieval, its candidates are also selected with the
+retrieved reports as further pseudo-references, column generated_mbrN_example_refs).
 Keep the adapter with --adapter-out DIR and score other decodings of it later with
 --adapter DIR (no training then):
 
@@ -38,6 +39,7 @@ import pandas as pd
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.finetune import finetune
 from radreport.llm.generate import ReportGenerator
+from radreport.llm.mbr import select_by_mbr
 from radreport.llm.prompt_table import build_prompt_table, split_rows
 from radreport.llm.settings import LLMSettings
 from radreport.metrics.evaluate import evaluate_reports
@@ -76,6 +78,9 @@ def main() -> None:
     )
     parser.add_argument("--num-beams", type=int, default=0, help="also decode with N beams")
     parser.add_argument("--mbr", type=int, default=0, help="also decode with MBR over N candidates")
+    parser.add_argument(
+        "--candidates-out", type=Path, help="with --mbr: keep every candidate here (JSON)"
+    )
     parser.add_argument("--skip-greedy", action="store_true", help="no plain greedy pass")
     parser.add_argument("--adapter-out", type=Path, help="keep the trained adapter here")
     parser.add_argument("--adapter", type=Path, help="score this adapter; no training")
@@ -125,7 +130,10 @@ def main() -> None:
             generator.no_repeat_ngram_size = no_repeat_ngram
             generator.mbr_candidates = mbr_candidates  # sampling seeded from settings.seed
             started = time.perf_counter()
-            generated[column] = generator.generate(impressions, examples, num_beams=num_beams)
+            if mbr_candidates > 1:
+                generated.update(_mbr_decodings(generator, column, impressions, examples, args))
+            else:
+                generated[column] = generator.generate(impressions, examples, num_beams=num_beams)
             generate_seconds[column] = round(time.perf_counter() - started, 1)
     samples = val[["study_id", "impression"]].assign(reference=val["report"], **generated)
     engine = "" if args.decoder == "torch" else f"_{args.decoder}"
@@ -148,7 +156,7 @@ def main() -> None:
         "generate_seconds": generate_seconds,
         "training": result.metrics if result else None,
         "model": model_scores,
-        "decodings": {first: model_scores, **_decoding_scores(samples, list(decodings)[1:])},
+        "decodings": {first: model_scores, **_decoding_scores(samples, list(generated)[1:])},
         "baselines": {
             name: {k: scores[k] for k in HEADLINE} for name, scores in evaluation.baselines.items()
         },
@@ -178,6 +186,29 @@ def _decodings(args: argparse.Namespace) -> dict[str, tuple[int, int, int]]:
         raise SystemExit(
             "nothing to decode: --skip-greedy needs --no-repeat-ngram, --num-beams or --mbr"
         )
+    return decodings
+
+
+def _mbr_decodings(
+    generator: ReportGenerator,
+    column: str,
+    impressions: list[str],
+    examples: list[list[tuple[str, str]]],
+    args: argparse.Namespace,
+) -> dict[str, list[str]]:
+    """MBR's candidates decoded once and selected two ways, as `generate` selects: against
+    the other candidates only (`column`) and, with retrieval, also against the prompt's
+    retrieved reports as pseudo-references (`column`_example_refs, llm.mbr_example_references).
+    """
+    groups = generator.candidate_groups(impressions, examples)
+    if args.candidates_out:
+        args.candidates_out.write_text(json.dumps(groups))
+    decodings = {column: [group[select_by_mbr(group)] for group in groups]}
+    if args.retrieval_k:
+        decodings[f"{column}_example_refs"] = [
+            group[select_by_mbr(group, [report for _, report in shown])]
+            for group, shown in zip(groups, examples, strict=True)
+        ]
     return decodings
 
 

@@ -271,6 +271,7 @@ class ReportGenerator:
         no_repeat_ngram_size: int = 0,
         mbr_candidates: int = 0,
         mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
+        mbr_example_references: bool = False,
         seed: int = 0,
     ):
         model, tokenizer = load_generation_model(model_dir, adapter_dir, device, dtype)
@@ -283,6 +284,7 @@ class ReportGenerator:
             no_repeat_ngram_size,
             mbr_candidates=mbr_candidates,
             mbr_epsilon=mbr_epsilon,
+            mbr_example_references=mbr_example_references,
             seed=seed,
         )
 
@@ -297,6 +299,7 @@ class ReportGenerator:
         *,
         mbr_candidates: int = 0,
         mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
+        mbr_example_references: bool = False,
         seed: int = 0,
         stop_ids: list[int] | None = None,
     ) -> None:
@@ -308,6 +311,7 @@ class ReportGenerator:
         self.no_repeat_ngram_size = no_repeat_ngram_size  # greedy and MBR decoding
         self.mbr_candidates = mbr_candidates  # > 1: MBR decoding (num_beams 1)
         self.mbr_epsilon = mbr_epsilon
+        self.mbr_example_references = mbr_example_references
         self.seed = seed  # MBR's sampling
 
     @classmethod
@@ -365,6 +369,7 @@ class ReportGenerator:
             no_repeat_ngram_size=settings.no_repeat_ngram_size,
             mbr_candidates=settings.mbr_candidates,
             mbr_epsilon=settings.mbr_epsilon,
+            mbr_example_references=settings.mbr_example_references,
             seed=settings.seed,
         )
 
@@ -383,33 +388,82 @@ class ReportGenerator:
         Prompts are batched by token length, so a batch carries little padding. With MBR
         decoding a batch of `batch_size` prompts decodes `batch_size * mbr_candidates` rows;
         its sampling restarts from `seed` on every call, so the same inputs give the same
-        reports.
+        reports. With `mbr_example_references` the reports of `examples[i]` also count as
+        pseudo-references in the i-th selection (they are never returned themselves).
         """
+        num_beams = num_beams or self.num_beams
+        if self.mbr_candidates > 1 and num_beams == 1:
+            groups = self.candidate_groups(
+                impressions, examples, batch_size, max_new_tokens, progress
+            )
+            references = [
+                [report for _, report in examples[index]]
+                if self.mbr_example_references and examples is not None
+                else []
+                for index in range(len(groups))
+            ]
+            return [
+                group[select_by_mbr(group, refs)]
+                for group, refs in zip(groups, references, strict=True)
+            ]
+        return self._decode_in_batches(
+            self._prompts(impressions, examples),
+            batch_size,
+            progress,
+            lambda prompts: self._generate_batch(
+                prompts, num_beams, max_new_tokens or self.max_new_tokens
+            ),
+        )
+
+    def candidate_groups(
+        self,
+        impressions: Sequence[str],
+        examples: Sequence[Sequence[Example]] | None = None,
+        batch_size: int | None = None,
+        max_new_tokens: int | None = None,
+        progress: bool = True,
+    ) -> list[list[str]]:
+        """MBR's `mbr_candidates` reports per impression, in input order, each group led by
+        its greedy decode; what `generate` selects from, for studying other selection rules.
+        Sampling restarts from `seed` on every call."""
+        if self.mbr_candidates < 2:
+            raise ValueError(f"MBR needs at least 2 candidates, got {self.mbr_candidates}")
+        sampler = torch.Generator(self.model.device).manual_seed(self.seed)
+        budget = max_new_tokens or self.max_new_tokens
+        return self._decode_in_batches(
+            self._prompts(impressions, examples),
+            batch_size,
+            progress,
+            lambda prompts: self._candidate_batch(prompts, budget, sampler),
+        )
+
+    def _prompts(
+        self, impressions: Sequence[str], examples: Sequence[Sequence[Example]] | None
+    ) -> list[str]:
         if examples is not None and len(examples) != len(impressions):
             raise ValueError(f"{len(examples)} example lists for {len(impressions)} impressions")
-        prompts = [
+        return [
             format_prompt(impression, examples[index] if examples is not None else ())
             for index, impression in enumerate(impressions)
         ]
-        batch_size = batch_size or self.batch_size
-        num_beams = num_beams or self.num_beams
-        sampler = None
-        if self.mbr_candidates > 1:
-            sampler = torch.Generator(self.model.device).manual_seed(self.seed)
-        reports: list[str] = [""] * len(prompts)
+
+    def _decode_in_batches(
+        self,
+        prompts: list[str],
+        batch_size: int | None,
+        progress: bool,
+        decode_batch: Callable[[list[str]], list],
+    ) -> list:
+        outputs: list = [None] * len(prompts)
         bar = tqdm(total=len(prompts), desc="generating", unit="report", disable=not progress)
         with bar:
-            for batch in self._length_sorted_batches(prompts, batch_size):
-                texts = self._generate_batch(
-                    [prompts[index] for index in batch],
-                    num_beams,
-                    max_new_tokens or self.max_new_tokens,
-                    sampler,
-                )
-                for index, text in zip(batch, texts, strict=True):
-                    reports[index] = text
+            for batch in self._length_sorted_batches(prompts, batch_size or self.batch_size):
+                for index, output in zip(
+                    batch, decode_batch([prompts[index] for index in batch]), strict=True
+                ):
+                    outputs[index] = output
                 bar.update(len(batch))
-        return reports
+        return outputs
 
     def _length_sorted_batches(self, prompts: list[str], batch_size: int) -> list[list[int]]:
         # Longest first: a batch that does not fit in memory fails at once, not at the end.
@@ -417,15 +471,9 @@ class ReportGenerator:
         order = sorted(range(len(prompts)), key=lambda index: -lengths[index])
         return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
-    def _generate_batch(
-        self,
-        prompts: list[str],
-        num_beams: int,
-        max_new_tokens: int,
-        sampler: torch.Generator | None,
-    ) -> list[str]:
+    def _decode_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
-        decode_args = (
+        return (
             self.model,
             encoded["input_ids"],
             encoded["attention_mask"],
@@ -433,22 +481,28 @@ class ReportGenerator:
             self.stop_ids,
             self.tokenizer.pad_token_id,
         )
+
+    def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
+        decode_args = self._decode_args(prompts, max_new_tokens)
         if num_beams > 1:
             new_ids = beam_decode(*decode_args, num_beams=num_beams)
-        elif self.mbr_candidates > 1:
-            return self._mbr_batch(decode_args, sampler)
         else:
             new_ids = greedy_decode(*decode_args, self.no_repeat_ngram_size)
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
-    def _mbr_batch(self, decode_args: tuple, sampler: torch.Generator) -> list[str]:
+    def _candidate_batch(
+        self, prompts: list[str], max_new_tokens: int, sampler: torch.Generator
+    ) -> list[list[str]]:
         n = self.mbr_candidates
         new_ids = sample_candidates(
-            *decode_args, n, self.mbr_epsilon, sampler, self.no_repeat_ngram_size
+            *self._decode_args(prompts, max_new_tokens),
+            n,
+            self.mbr_epsilon,
+            sampler,
+            self.no_repeat_ngram_size,
         )
         texts = [self._text_before_stop(row) for row in new_ids.tolist()]
-        groups = [texts[start : start + n] for start in range(0, len(texts), n)]
-        return [group[select_by_mbr(group)] for group in groups]
+        return [texts[start : start + n] for start in range(0, len(texts), n)]
 
     def _text_before_stop(self, token_ids: list[int]) -> str:
         stop = next((i for i, token in enumerate(token_ids) if token in self.stop_ids), None)

@@ -37,8 +37,14 @@ def _agreement(texts: Sequence[str]) -> np.ndarray:
     return matrix
 
 
-def select_by_mbr(candidates: Sequence[str]) -> int:
-    """Index of the candidate with the highest mean BLEU against the other candidates.
+def select_by_mbr(candidates: Sequence[str], references: Sequence[str] = ()) -> int:
+    """Index of the candidate with the highest mean BLEU against the other candidates and
+    the `references`.
+
+    `references` are further pseudo-references that are scored against but never chosen,
+    such as the retrieved training reports shown in the prompt: the choice then leans to the
+    candidate that agrees with what radiologists wrote for similar impressions, while the
+    report returned is still one the model wrote. Empty references are left out of the mean.
 
     Ties go to the earliest candidate (the generator puts its greedy decode first), and an
     empty candidate, which agrees with nothing, is never preferred to a non-empty one.
@@ -46,7 +52,14 @@ def select_by_mbr(candidates: Sequence[str]) -> int:
     if not candidates:
         raise ValueError("MBR selection needs at least one candidate")
     texts = [normalize_report(candidate) for candidate in candidates]
-    expected_bleu = _agreement(texts).sum(axis=1) / max(len(texts) - 1, 1)
+    pseudo_references = [text for text in map(normalize_report, references) if text]
+    total_bleu = _agreement(texts).sum(axis=1)
+    if pseudo_references:
+        statistics = np.array(
+            [report_statistics(text, ref) for text in texts for ref in pseudo_references]
+        )
+        total_bleu += sentence_bleu(statistics).reshape(len(texts), -1).sum(axis=1)
+    expected_bleu = total_bleu / max(len(texts) - 1 + len(pseudo_references), 1)
     # An empty report scores 0 against anything, as does one that shares nothing; ranking
     # the empty ones below every other keeps a tie of zeros from choosing an empty report.
     empty = np.array([not text for text in texts])

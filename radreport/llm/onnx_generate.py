@@ -122,13 +122,7 @@ class OnnxReportGenerator(ReportGenerator):
             stop_ids=sorted(stop_ids - {None}),
         )
 
-    def _generate_batch(
-        self,
-        prompts: list[str],
-        num_beams: int,
-        max_new_tokens: int,
-        sampler: torch.Generator | None,
-    ) -> list[str]:
+    def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
         if num_beams > 1:
             raise ValueError("the onnxruntime decoder decodes greedily; beams need decoder torch")
         new_ids = onnx_greedy_decode(

@@ -31,6 +31,7 @@ _NOT_FINGERPRINTED = {
     "no_repeat_ngram_size",
     "mbr_candidates",
     "mbr_epsilon",
+    "mbr_example_references",
     "decoder",
 }
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")

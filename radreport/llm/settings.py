@@ -69,6 +69,9 @@ class LLMSettings(BaseModel):
     # against the others is returned. Costs about mbr_candidates times greedy's decode time.
     mbr_candidates: int = Field(0, ge=0)
     mbr_epsilon: float = Field(0.02, gt=0, lt=1)
+    # MBR selection also scores each candidate against the retrieved examples' reports
+    # (pseudo-references only: the report returned is always one the model wrote).
+    mbr_example_references: bool = False
     retrieval_k: int = Field(0, ge=0)
     # "onnxruntime": greedy decoding on the CPU through an ONNX Runtime GenAI export of the
     # model (adapter merged, fp32; exported once, cached by content). The same tokens as
@@ -92,6 +95,11 @@ class LLMSettings(BaseModel):
             raise ValueError(
                 "decoder 'onnxruntime' decodes greedily: num_beams and mbr_candidates above 1 "
                 "need decoder 'torch'"
+            )
+        if self.mbr_example_references and (self.mbr_candidates < 2 or self.retrieval_k == 0):
+            raise ValueError(
+                "mbr_example_references needs MBR decoding (mbr_candidates > 1) and retrieved "
+                "examples (retrieval_k > 0)"
             )
         if self.mbr_candidates > 1 and self.num_beams > 1:
             raise ValueError("mbr_candidates > 1 samples its candidates: it needs num_beams 1")

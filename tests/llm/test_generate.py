@@ -13,6 +13,7 @@ from radreport.llm.generate import (
     load_generation_model,
     sample_candidates,
 )
+from radreport.llm.mbr import select_by_mbr
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
 
@@ -181,6 +182,39 @@ def test_mbr_decoding_returns_one_report_per_impression_reproducibly(generator):
     assert len(reports) == len(IMPRESSIONS) and all(reports)
     assert reports == again
     assert degenerate == generator.generate(IMPRESSIONS, batch_size=2, progress=False)
+
+
+def test_mbr_can_also_score_candidates_against_the_retrieved_reports(generator):
+    generator.mbr_candidates, generator.mbr_epsilon = 4, 1e-6
+    try:
+        # A random model's text hardly depends on the example in its prompt, so a report
+        # that one decode wrote, shown as the example, is close to some of the next
+        # decode's candidates: it can steer the choice.
+        first = generator.candidate_groups(IMPRESSIONS, [[("Prior study.", "x")]] * 4, batch_size=2)
+        examples = [[("Prior study.", group[2])] for group in first]
+        groups = generator.candidate_groups(IMPRESSIONS, examples, batch_size=2)
+        plain = generator.generate(IMPRESSIONS, examples, batch_size=2, progress=False)
+        generator.mbr_example_references = True
+        steered = generator.generate(IMPRESSIONS, examples, batch_size=2, progress=False)
+    finally:
+        generator.mbr_candidates, generator.mbr_epsilon = 0, 0.02
+        generator.mbr_example_references = False
+    assert all(len(group) == 4 for group in groups)
+    assert plain == [group[select_by_mbr(group)] for group in groups]
+    shown = [[report for _, report in pairs] for pairs in examples]
+    expected = [select_by_mbr(group, refs) for group, refs in zip(groups, shown, strict=True)]
+    assert steered == [group[index] for group, index in zip(groups, expected, strict=True)]
+    assert steered != plain  # the retrieved reports changed at least one choice
+    # What is returned is always one of the model's candidates.
+    assert all(report in group for report, group in zip(steered, groups, strict=True))
+
+
+def test_mbr_example_references_need_mbr_and_retrieval():
+    for settings in ({"mbr_candidates": 4}, {"retrieval_k": 3}):
+        with pytest.raises(ValueError, match="mbr_example_references needs"):
+            LLMSettings(mbr_example_references=True, **settings)
+    settings = LLMSettings(mbr_example_references=True, mbr_candidates=4, retrieval_k=3)
+    assert settings.mbr_example_references
 
 
 def test_mbr_is_rejected_with_beams():

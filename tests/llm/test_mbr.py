@@ -44,3 +44,12 @@ def test_an_empty_report_is_never_preferred_to_a_written_one():
     assert select_by_mbr([OUTLIER]) == 0
     with pytest.raises(ValueError, match="at least one candidate"):
         select_by_mbr([])
+
+
+def test_references_steer_the_choice_but_are_never_chosen():
+    variant = "The heart is normal. The lungs are clear. No effusion."
+    # Two candidates only score against each other: here the outlier, first, is kept.
+    assert select_by_mbr([OUTLIER, variant]) == 0
+    # The retrieved reports agree with the second, so it wins; the index is a candidate's.
+    assert select_by_mbr([OUTLIER, variant], [NORMAL, NORMAL]) == 1
+    assert select_by_mbr([variant, OUTLIER], [OUTLIER]) == 1

@@ -86,7 +86,9 @@ def test_fingerprint_follows_config_and_data_not_generation_knobs(settings):
     assert run_fingerprint(settings.model_copy(update={"lora_r": 8}), ROWS, ROWS[:4]) != base
     assert run_fingerprint(settings, ROWS[1:], ROWS[:4]) != base
     assert run_fingerprint(settings, ROWS, ROWS[:3]) != base
-    generation_only = settings.model_copy(update={"max_new_tokens": 7, "num_beams": 4})
+    generation_only = settings.model_copy(
+        update={"max_new_tokens": 7, "num_beams": 4, "mbr_example_references": True}
+    )
     assert run_fingerprint(generation_only, ROWS, ROWS[:4]) == base
 
 
