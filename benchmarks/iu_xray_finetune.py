@@ -39,7 +39,7 @@ import pandas as pd
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.finetune import finetune
 from radreport.llm.generate import ReportGenerator
-from radreport.llm.mbr import select_by_mbr
+from radreport.llm.mbr import select_reports
 from radreport.llm.prompt_table import build_prompt_table, split_rows
 from radreport.llm.settings import LLMSettings
 from radreport.metrics.evaluate import evaluate_reports
@@ -203,12 +203,9 @@ def _mbr_decodings(
     groups = generator.candidate_groups(impressions, examples)
     if args.candidates_out:
         args.candidates_out.write_text(json.dumps(groups))
-    decodings = {column: [group[select_by_mbr(group)] for group in groups]}
+    decodings = {column: select_reports(groups)}
     if args.retrieval_k:
-        decodings[f"{column}_example_refs"] = [
-            group[select_by_mbr(group, [report for _, report in shown])]
-            for group, shown in zip(groups, examples, strict=True)
-        ]
+        decodings[f"{column}_example_refs"] = select_reports(groups, examples)
     return decodings
 
 

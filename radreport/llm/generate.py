@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
 
 from radreport.data.alpaca import format_prompt
 from radreport.llm.device import cpu_has_bf16
-from radreport.llm.mbr import select_by_mbr
+from radreport.llm.mbr import select_reports
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
 
@@ -396,16 +396,7 @@ class ReportGenerator:
             groups = self.candidate_groups(
                 impressions, examples, batch_size, max_new_tokens, progress
             )
-            references = [
-                [report for _, report in examples[index]]
-                if self.mbr_example_references and examples is not None
-                else []
-                for index in range(len(groups))
-            ]
-            return [
-                group[select_by_mbr(group, refs)]
-                for group, refs in zip(groups, references, strict=True)
-            ]
+            return select_reports(groups, examples if self.mbr_example_references else None)
         return self._decode_in_batches(
             self._prompts(impressions, examples),
             batch_size,

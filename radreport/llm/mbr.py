@@ -64,3 +64,17 @@ def select_by_mbr(candidates: Sequence[str], references: Sequence[str] = ()) -> 
     # the empty ones below every other keeps a tie of zeros from choosing an empty report.
     empty = np.array([not text for text in texts])
     return int(np.argmax(np.where(empty, -1.0, expected_bleu)))
+
+
+def select_reports(
+    groups: Sequence[Sequence[str]],
+    examples: Sequence[Sequence[tuple[str, str]]] | None = None,
+) -> list[str]:
+    """The MBR choice of each candidate group; with `examples`, the reports of the i-th
+    (impression, report) list are pseudo-references of the i-th choice (never chosen)."""
+    if examples is None:
+        return [group[select_by_mbr(group)] for group in groups]
+    return [
+        group[select_by_mbr(group, [report for _, report in shown])]
+        for group, shown in zip(groups, examples, strict=True)
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radreport.llm.mbr import agreement_matrix, select_by_mbr
+from radreport.llm.mbr import agreement_matrix, select_by_mbr, select_reports
 
 NORMAL = "The heart is normal. The lungs are clear. No effusion or pneumothorax."
 OUTLIER = "Large left pleural effusion with collapse of the left lower lobe."
@@ -53,3 +53,10 @@ def test_references_steer_the_choice_but_are_never_chosen():
     # The retrieved reports agree with the second, so it wins; the index is a candidate's.
     assert select_by_mbr([OUTLIER, variant], [NORMAL, NORMAL]) == 1
     assert select_by_mbr([variant, OUTLIER], [OUTLIER]) == 1
+
+
+def test_select_reports_uses_each_groups_own_example_reports():
+    groups = [["no effusion seen", "large right effusion"]] * 2
+    examples = [[("x", "no effusion seen today")], [("y", "large right effusion present")]]
+    assert select_reports(groups) == ["no effusion seen"] * 2
+    assert select_reports(groups, examples) == ["no effusion seen", "large right effusion"]
