@@ -89,12 +89,25 @@ def train(config_path: Path) -> None:
 
 
 @cli.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="Run the data pipeline of this config.")
-@click.option("--manifest", type=click.Path(path_type=Path), default=None,
-              help="Ingest your own manifest with the default settings instead.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="With --manifest: write quarantine.csv and summary.json here.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Run the data pipeline of this config.",
+)
+@click.option(
+    "--manifest",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Ingest your own manifest with the default settings instead.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="With --manifest: write quarantine.csv and summary.json here.",
+)
 def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> None:
     """Build a de-identified dataset: from a config (pipeline) or a manifest (ingest report)."""
     if (config_path is None) == (manifest is None):
@@ -193,8 +206,13 @@ def generate(impression: str, model_spec: str | None, decoder: str | None) -> No
 
 
 @cli.command()
-@click.option("--reports", "reports_csv", type=click.Path(path_type=Path), required=True,
-              help="CSV with study_id, impression and optionally findings or report.")
+@click.option(
+    "--reports",
+    "reports_csv",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="CSV with study_id, impression and optionally findings or report.",
+)
 @click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @DECODER_OPTION
@@ -210,7 +228,9 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         fail(str(exc), 2)
     model = load_model_or_exit(model_spec)
     generated = predict_impressions(
-        report_generator(model, decoder), table["impression"].tolist(), model.train_pairs,
+        report_generator(model, decoder),
+        table["impression"].tolist(),
+        model.train_pairs,
         model.settings.retrieval_k,
     )
     out.mkdir(parents=True, exist_ok=True)

@@ -16,12 +16,16 @@ Run: nice .venv/bin/python benchmarks/generation_speed.py
 `--ctranslate2` adds CTranslate2's C++ generator on the same weights (converted from the same
 folder): a reference for what a decoder without Python between its kernels reaches on this
 CPU. It is not a project dependency: `pip install ctranslate2==4.8.5` first.
+`--openvino` adds OpenVINO's CPU plugin, decoding our own ONNX Runtime GenAI export and
+running the same matrix-vector products alone; also not a project dependency: `pip install
+openvino==2026.4.1` first.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -55,6 +59,7 @@ class Arguments:
     trials: int = 3
     compile: bool = False  # adds the torch.compile lever: minutes of compilation on 2 cores
     ctranslate2: bool = False  # adds CTranslate2 levers (needs the ctranslate2 package)
+    openvino: bool = False  # adds OpenVINO levers (needs the openvino package)
     output: Path = DEFAULT_OUTPUT
 
 
@@ -67,7 +72,8 @@ class Lever:
     # decoder with these kernels: what the limit leaves to every other op); "ctranslate2":
     # CTranslate2's generator, weights stored as `quantization`; "onnxruntime": our
     # ONNX Runtime GenAI decoder (LLMSettings.decoder "onnxruntime"), fp32 export;
-    # "ort_matmuls": the "matmuls" work on ONNX Runtime's kernels
+    # "ort_matmuls": the "matmuls" work on ONNX Runtime's kernels; "openvino": that export
+    # decoded by OpenVINO; "ov_matmuls": the "matmuls" work on OpenVINO's kernels
     loop: str
     dtype: torch.dtype
     threads: int
@@ -178,12 +184,11 @@ def _matmuls_only(model, new_tokens: int, batch: int):
     return run
 
 
-def onnxruntime_matmuls_only(model, new_tokens: int, threads: int):
-    """The same matrix-vector products as `_matmuls_only`, one ONNX graph of MatMuls run by
-    ONNX Runtime's CPU kernels (the onnxruntime decoder's own): its floor, as the PyTorch
-    row is PyTorch's. The model's weights, transposed to ONNX's (in, out) layout."""
+def _matmuls_graph(model) -> tuple[Path, dict[str, np.ndarray]]:
+    """One ONNX graph of the model's matrix-vector products (every Linear, the tied LM head
+    included, each a MatMul on its own input row), and zero inputs for it. The model's
+    weights, transposed to ONNX's (in, out) layout."""
     import onnx
-    import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
     weights = [module.weight for module in model.modules() if isinstance(module, torch.nn.Linear)]
@@ -199,16 +204,100 @@ def onnxruntime_matmuls_only(model, new_tokens: int, threads: int):
     serialized = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     folder = Path(tempfile.mkdtemp(prefix="matmuls-"))
     onnx.save(serialized, folder / "matmuls.onnx", save_as_external_data=True)
+    feeds = {f"x{w}": np.zeros((1, w), dtype=np.float32) for w in widths}
+    return folder / "matmuls.onnx", feeds
+
+
+def onnxruntime_matmuls_only(model, new_tokens: int, threads: int):
+    """The same matrix-vector products as `_matmuls_only`, run by ONNX Runtime's CPU kernels
+    (the onnxruntime decoder's own): its floor, as the PyTorch row is PyTorch's."""
+    import onnxruntime
+
+    path, feeds = _matmuls_graph(model)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    session = onnxruntime.InferenceSession(str(folder / "matmuls.onnx"), options)
-    feeds = {f"x{w}": np.zeros((1, w), dtype=np.float32) for w in widths}
+    session = onnxruntime.InferenceSession(str(path), options)
 
     def run():
         for _ in range(new_tokens):
             session.run(None, feeds)
 
     return run
+
+
+def _openvino_config(threads: int) -> dict:
+    # f32 inference precision: on a CPU with native bf16 OpenVINO would otherwise compute in
+    # bf16 and read half the bytes, which is a different model than the fp32 rows.
+    return {
+        "INFERENCE_PRECISION_HINT": "f32",
+        "INFERENCE_NUM_THREADS": threads,
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+
+
+def openvino_matmuls_only(model, new_tokens: int, threads: int):
+    """The same graph of matrix-vector products on OpenVINO's CPU plugin."""
+    import openvino
+
+    path, feeds = _matmuls_graph(model)
+    compiled = openvino.Core().compile_model(str(path), "CPU", _openvino_config(threads))
+    request = compiled.create_infer_request()
+
+    def run():
+        for _ in range(new_tokens):
+            request.infer(feeds)
+
+    return run
+
+
+def openvino_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
+    """Greedy decoding of our fp32 ONNX Runtime GenAI export on OpenVINO's CPU plugin, which
+    reads the export's contrib ops itself; the KV cache is made internal state (OpenVINO's
+    stateful transformation), so a step passes one token in and gets logits out. Checked to
+    write the same tokens as the onnxruntime decoder."""
+    import openvino
+    from openvino._offline_transformations import apply_make_stateful_transformation
+
+    from radreport.llm.onnx_export import onnx_model_dir
+    from radreport.llm.onnx_generate import load_onnx_model, onnx_greedy_decode
+
+    export = onnx_model_dir(bundled_model_dir())
+    core = openvino.Core()
+    graph = core.read_model(str(export / "model.onnx"))
+    caches = [port.get_any_name() for port in graph.inputs]
+    caches = [name for name in caches if name.startswith("past_key_values.")]
+    apply_make_stateful_transformation(
+        graph, {name: name.replace("past_key_values.", "present.") for name in caches}
+    )
+    compiled = core.compile_model(graph, "CPU", _openvino_config(lever.threads))
+    request = compiled.create_infer_request()
+    # (batch, kv heads, 0 positions, head size): the state a new sequence starts from.
+    shapes = json.loads((export / "genai_config.json").read_text())["model"]["decoder"]
+    empty = np.zeros((1, shapes["num_key_value_heads"], 0, shapes["head_size"]), np.float32)
+    prompt_ids = tokenizer(prompt)["input_ids"]
+
+    def decode():
+        request.reset_state()
+        for state in request.query_state():
+            state.state = openvino.Tensor(empty)
+        tokens, step = [], np.array([prompt_ids], dtype=np.int64)
+        for _ in range(new_tokens):
+            length = len(prompt_ids) + len(tokens)
+            logits = request.infer(
+                {"input_ids": step, "attention_mask": np.ones((1, length), dtype=np.int64)}
+            )["logits"]
+            tokens.append(int(logits[0, -1].argmax()))
+            step = np.array([[tokens[-1]]], dtype=np.int64)
+        return tokens
+
+    reference = onnx_greedy_decode(
+        load_onnx_model(export, lever.threads), [prompt_ids], new_tokens, [], tokenizer.pad_token_id
+    )[0]
+    # ONNX Runtime GenAI ends at the model's own end token; OpenVINO's loop does not.
+    if decode()[: len(reference)] != reference:
+        raise RuntimeError("the OpenVINO decoder wrote other tokens than the onnxruntime one")
+    weights = sum(path.stat().st_size for path in export.glob("*.onnx*"))
+    return decode, weights
 
 
 def ctranslate2_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
@@ -354,6 +443,12 @@ ONNXRUNTIME_LEVERS = [
         "onnxruntime matmuls only (no decoder), fp32, 2 threads", "ort_matmuls", torch.float32, 2
     ),
 ]
+OPENVINO_LEVERS = [
+    Lever("OpenVINO on our onnxruntime export, fp32, 1 thread", "openvino", torch.float32, 1),
+    Lever("OpenVINO on our onnxruntime export, fp32, 2 threads", "openvino", torch.float32, 2),
+    Lever("OpenVINO matmuls only (no decoder), fp32, 1 thread", "ov_matmuls", torch.float32, 1),
+    Lever("OpenVINO matmuls only (no decoder), fp32, 2 threads", "ov_matmuls", torch.float32, 2),
+]
 DEFAULT_LEVER = LEVERS[2]  # what ReportGenerator does on a CPU without native bf16
 
 
@@ -381,6 +476,7 @@ def main() -> None:
         *ONNXRUNTIME_LEVERS,
         *([COMPILE_LEVER] if arguments.compile else []),
         *(CTRANSLATE2_LEVERS if arguments.ctranslate2 else []),
+        *(OPENVINO_LEVERS if arguments.openvino else []),
     ]
     models = {
         dtype: load_generation_model(bundled_model_dir(), dtype=dtype, device="cpu")
@@ -418,6 +514,10 @@ def lever_decoder(lever: Lever, model, tokenizer, prompt: str, new_tokens: int):
         return onnxruntime_decoder(tokenizer, prompt, new_tokens, lever)
     if lever.loop == "ort_matmuls":
         return onnxruntime_matmuls_only(model, new_tokens, lever.threads), weight_bytes(model)
+    if lever.loop == "openvino":
+        return openvino_decoder(tokenizer, prompt, new_tokens, lever)
+    if lever.loop == "ov_matmuls":
+        return openvino_matmuls_only(model, new_tokens, lever.threads), weight_bytes(model)
     return decoder(model, tokenizer, [prompt], new_tokens, lever), weight_bytes(model)
 
 
@@ -480,7 +580,8 @@ def write_report(
         f"- Command: `nice .venv/bin/python benchmarks/generation_speed.py "
         f"--new-tokens {arguments.new_tokens} --batch-size {arguments.batch_size} "
         f"--trials {arguments.trials}{' --compile' if arguments.compile else ''}"
-        f"{' --ctranslate2' if arguments.ctranslate2 else ''}`",
+        f"{' --ctranslate2' if arguments.ctranslate2 else ''}"
+        f"{' --openvino' if arguments.openvino else ''}`",
         f"- Date: {datetime.date.today().isoformat()}",
         f"- Machine: {cpu_name()} ({platform.machine()}), torch {torch.__version__}, "
         f"{os.cpu_count()} CPUs; 1-minute load average "

@@ -25,9 +25,14 @@ def test_help_lists_every_subcommand_without_heavy_imports():
     for name in SUBCOMMANDS:
         assert f"  {name} " in result.stdout
     probe = subprocess.run(
-        [sys.executable, "-c", f"import run, sys; print([m for m in {HEAVY_MODULES!r} "
-         "if m in sys.modules])"],
-        capture_output=True, text=True, cwd=REPO,
+        [
+            sys.executable,
+            "-c",
+            f"import run, sys; print([m for m in {HEAVY_MODULES!r} if m in sys.modules])",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
     )
     assert probe.stdout.strip() == "[]"
 
@@ -59,8 +64,10 @@ def test_bad_config_names_file_and_key(tmp_path, text, expected):
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("model_name: x\nunknown_section: 1\n", "unknown_section: unknown key"),
-     (None, "config file not found")],
+    [
+        ("model_name: x\nunknown_section: 1\n", "unknown_section: unknown key"),
+        (None, "config file not found"),
+    ],
 )
 def test_cli_exits_2_with_one_line_on_bad_config(tmp_path, text, expected):
     path = tmp_path / "bad.yaml"
@@ -83,10 +90,13 @@ def test_data_manifest_quarantines_broken_files_and_writes_report(tmp_path):
     broken.mkdir()
     (broken / "empty.dcm").write_bytes(b"")
     (broken / "notes.dcm").write_text("not a DICOM file")
-    manifest = write_manifest(tmp_path, [
-        "s1,p1,Small effusion.,Small right pleural effusion.,study1",
-        "s2,p2,Normal.,,",
-    ])
+    manifest = write_manifest(
+        tmp_path,
+        [
+            "s1,p1,Small effusion.,Small right pleural effusion.,study1",
+            "s2,p2,Normal.,,",
+        ],
+    )
     out = tmp_path / "report"
     result = run_cli("data", "--manifest", str(manifest), "--out", str(out))
     assert result.returncode == 0, result.stderr

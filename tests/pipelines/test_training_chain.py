@@ -44,15 +44,29 @@ def tiny_config(tmp_path_factory, tiny_llama_dir) -> RunConfig:
             "model_name": "radreport-test",
             "data": {
                 "source": "synthetic",
-                "synthetic": {"out_dir": str(studies_dir), "n_studies": 24, "min_slices": 10,
-                              "max_slices": 12, "size": 32, "seed": 3},
+                "synthetic": {
+                    "out_dir": str(studies_dir),
+                    "n_studies": 24,
+                    "min_slices": 10,
+                    "max_slices": 12,
+                    "size": 32,
+                    "seed": 3,
+                },
                 "dicom": {"depth": 8, "height": 16, "width": 16, "min_slices": 10, "workers": 1},
                 "split": {"train": 0.6, "val": 0.2, "test": 0.2},
             },
-            "llm": {"base_model": str(tiny_llama_dir), "max_steps": 2, "eval_steps": 1,
-                    "save_steps": 1, "logging_steps": 1, "per_device_batch_size": 4,
-                    "max_seq_length": 384, "max_new_tokens": 6, "retrieval_k": 1,
-                    "eval_sample_max_new_tokens": 8},
+            "llm": {
+                "base_model": str(tiny_llama_dir),
+                "max_steps": 2,
+                "eval_steps": 1,
+                "save_steps": 1,
+                "logging_steps": 1,
+                "per_device_batch_size": 4,
+                "max_seq_length": 384,
+                "max_new_tokens": 6,
+                "retrieval_k": 1,
+                "eval_sample_max_new_tokens": 8,
+            },
             "evaluation": {"bootstrap_resamples": 20},
         }
     )
@@ -156,8 +170,11 @@ def test_no_original_phi_in_artifacts_logs_or_mlflow(trained, tiny_config):
         if path.is_file() and path.suffix not in BINARY_SUFFIXES and not is_vocabulary(path):
             stored_text.append(path.read_bytes().decode("utf-8", errors="ignore"))
     everything = "\n".join(stored_text)
-    leaked = {value: everything[max(0, everything.find(value) - 80):everything.find(value) + 40]
-              for value in phi if value in everything}
+    leaked = {
+        value: everything[max(0, everything.find(value) - 80) : everything.find(value) + 40]
+        for value in phi
+        if value in everything
+    }
     assert leaked == {}
 
 
