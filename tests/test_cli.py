@@ -112,3 +112,22 @@ def test_data_manifest_with_nothing_usable_exits_1_with_one_line(tmp_path):
     result = run_cli("data", "--manifest", str(manifest))
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: ") and result.stderr.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"study_id,impression\na,caf\xe9\n", "not UTF-8 text"),
+        (b"id,text\na,b\n", "missing column 'study_id'"),
+    ],
+)
+def test_evaluate_refuses_an_unreadable_reports_csv_before_loading_a_model(
+    tmp_path, content, expected
+):
+    reports = tmp_path / "reports.csv"
+    reports.write_bytes(content)
+    result = run_cli("evaluate", "--reports", str(reports), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert expected in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()

@@ -3,6 +3,8 @@
 - IU X-Ray layout: study_id, impression, findings (the findings section is the reference).
 - The project's manifest layout: study_id, patient_id, impression, report.
 Both become columns study_id, impression, reference; a missing impression is "".
+Column names are matched without regard to case or surrounding spaces ("Impression" is
+"impression"); a file that cannot be read as a UTF-8 CSV is refused with one line naming it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,31 @@ from pathlib import Path
 import pandas as pd
 
 REPORT_COLUMNS = ("findings", "report")
+KNOWN_COLUMNS = ("study_id", "impression", *REPORT_COLUMNS)
+
+
+def read_csv_text(path: str | Path) -> pd.DataFrame:
+    """Every cell as text ("" where empty), known column names normalised; ValueError (one
+    line, naming the file) for what is not a readable UTF-8 CSV."""
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except UnicodeDecodeError as exc:
+        # exc.start counts from pandas' read buffer, not the file, so only the byte is named.
+        byte = exc.object[exc.start]
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{byte:02x}); save it as UTF-8") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path}: is a directory, not a CSV file") from None
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path}: empty file, no header") from None
+    except pd.errors.ParserError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        raise ValueError(f"{path}: not a readable CSV ({reason})") from None
+    renames = {}
+    for column in table.columns:
+        key = str(column).strip().lower()
+        if key in KNOWN_COLUMNS and key != column:
+            renames[column] = key
+    return table.rename(columns=renames)
 
 
 def standardize_report_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -32,19 +59,20 @@ def standardize_report_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def read_report_table(path: str | Path) -> pd.DataFrame:
     """A CSV in either layout as study_id, impression, reference (all text)."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    return standardize_report_table(table, str(path))
+    return standardize_report_table(read_csv_text(path), str(path))
 
 
 def read_prompt_table(path: str | Path) -> pd.DataFrame:
     """A CSV of studies to write reports for: study_id, impression and, when the CSV has a
     findings or report column, the reference (either layout)."""
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    table = read_csv_text(path)
     if any(column in table.columns for column in REPORT_COLUMNS):
-        return standardize_report_table(table, str(path))
-    for column in ("study_id", "impression"):
-        if column not in table.columns:
-            raise ValueError(f"{path}: missing column '{column}'")
+        table = standardize_report_table(table, str(path))
+    else:
+        for column in ("study_id", "impression"):
+            if column not in table.columns:
+                raise ValueError(f"{path}: missing column '{column}'")
+        table = table[["study_id", "impression"]].astype(str).reset_index(drop=True)
     if table.empty:
         raise ValueError(f"{path}: no rows")
-    return table[["study_id", "impression"]].astype(str).reset_index(drop=True)
+    return table

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from radreport.metrics.report_tables import read_report_table
+from radreport.metrics.report_tables import read_prompt_table, read_report_table
 
 
 def test_iu_xray_layout(tmp_path):
@@ -30,3 +30,41 @@ def test_a_missing_column_is_named_with_the_file(tmp_path, dropped):
     with pytest.raises(ValueError, match=f"broken.csv: missing column '{dropped}'") as error:
         read_report_table(path)
     assert "\n" not in str(error.value)
+
+
+def test_column_names_match_without_case_or_spaces(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("\ufeffStudy_ID, Impression ,Findings\na,Normal.,Clear.\n", encoding="utf-8")
+    assert read_report_table(path).to_dict("records") == [
+        {"study_id": "a", "impression": "Normal.", "reference": "Clear."}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"study_id,impression\na,caf\xe9\n", "not UTF-8 text \\(byte 0xe9\\)"),
+        (b"", "empty file"),
+        (b"study_id,impression,findings\n", "no rows"),
+        (b'study_id,impression\na,"never closed\n', "not a readable CSV"),
+    ],
+)
+def test_unreadable_tables_are_refused_in_one_line(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"bad.csv: {message}") as error:
+        read_prompt_table(path)
+    assert "\n" not in str(error.value)
+
+
+def test_a_directory_is_not_a_table(tmp_path):
+    with pytest.raises(ValueError, match="is a directory"):
+        read_prompt_table(tmp_path)
+
+
+def test_prompt_table_without_references(tmp_path):
+    path = tmp_path / "prompts.csv"
+    path.write_text("study_id,impression,extra\na,Normal.,x\n")
+    assert read_prompt_table(path).to_dict("records") == [
+        {"study_id": "a", "impression": "Normal."}
+    ]
