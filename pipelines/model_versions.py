@@ -30,12 +30,11 @@ class TrainedModel:
 def load_trained_model(spec: str | None) -> TrainedModel:
     """`spec` is NAME or NAME:VERSION (version name or number); default: latest demo model."""
     name, _, version = (spec or DEFAULT_MODEL).partition(":")
+    client = Client()
     try:
-        model_version = Client().get_model_version(name, version or ModelStages.LATEST)
+        model_version = client.get_model_version(name, version or ModelStages.LATEST)
     except KeyError:
-        raise ModelVersionNotFound(
-            f"no model version '{spec or DEFAULT_MODEL}': train one first (python run.py demo)"
-        ) from None
+        raise ModelVersionNotFound(_not_found(client, name, version)) from None
     adapter = model_version.get_artifact("adapter")
     table = model_version.get_artifact("alpaca_table")
     if adapter is None or table is None:
@@ -47,4 +46,22 @@ def load_trained_model(spec: str | None) -> TrainedModel:
         adapter_dir=adapter.load(),
         settings=LLMSettings.model_validate(model_version.run_metadata["llm_settings"]),
         train_pairs=train_pairs[["study_id", "impression", "report"]],
+    )
+
+
+def _not_found(client: Client, name: str, version: str) -> str:
+    """What is missing, the model or only the version, and what there is instead."""
+    try:
+        client.get_model(name)
+    except KeyError:
+        names = sorted(model.name for model in client.list_models(size=100))
+        known = f"models here: {', '.join(names)}" if names else "no models here yet"
+        return f"no model '{name}' ({known}); train one: python run.py demo"
+    if not version:
+        return f"model '{name}' has no versions yet; train one: python run.py demo"
+    latest = client.get_model_version(name, ModelStages.LATEST).name
+    stages = ", ".join(stage.value for stage in ModelStages if stage != ModelStages.NONE)
+    return (
+        f"model '{name}' has no version '{version}' (latest: {latest}; a version is its "
+        f"number, its name or a stage: {stages})"
     )

@@ -204,3 +204,13 @@ def test_generate_cli_on_onnxruntime_writes_the_fp32_torch_report(trained, tmp_p
     )
     assert report and report == expected[0]
     assert list((tmp_path / "onnx").glob("*/model.onnx"))  # exported into the cache
+
+
+def test_a_missing_model_or_version_is_named_with_what_exists(trained):
+    from pipelines.model_versions import ModelVersionNotFound
+
+    name, _ = trained.model.split(":")
+    with pytest.raises(ModelVersionNotFound, match="no version '999' \\(latest: "):
+        load_trained_model(f"{name}:999")
+    with pytest.raises(ModelVersionNotFound, match=f"no model 'absent' \\(models here: .*{name}"):
+        load_trained_model("absent")
