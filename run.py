@@ -196,11 +196,16 @@ def generate(impression: str, model_spec: str | None, decoder: str | None) -> No
 
     if not impression.strip():
         fail("--impression is empty", 2)
+    from radreport.llm.generate import PromptTooLong
+
     model = load_model_or_exit(model_spec)
     generator = report_generator(model, decoder)
-    [report] = predict_impressions(
-        generator, [impression], model.train_pairs, model.settings.retrieval_k
-    )
+    try:
+        [report] = predict_impressions(
+            generator, [impression], model.train_pairs, model.settings.retrieval_k
+        )
+    except PromptTooLong as exc:
+        fail(f"--impression is too long: {exc}", 2)
     click.echo(f"[{model.label}]")
     click.echo(report)
 
@@ -226,13 +231,19 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         table = read_prompt_table(reports_csv)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc), 2)
+    from radreport.llm.generate import PromptTooLong
+
     model = load_model_or_exit(model_spec)
-    generated = predict_impressions(
-        report_generator(model, decoder),
-        table["impression"].tolist(),
-        model.train_pairs,
-        model.settings.retrieval_k,
-    )
+    try:
+        generated = predict_impressions(
+            report_generator(model, decoder),
+            table["impression"].tolist(),
+            model.train_pairs,
+            model.settings.retrieval_k,
+        )
+    except PromptTooLong as exc:
+        study = table["study_id"].iloc[exc.index]
+        fail(f"{reports_csv}: row {exc.index + 1} (study_id {study}): {exc}", 2)
     out.mkdir(parents=True, exist_ok=True)
     table["generated"] = generated
     table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(

@@ -255,6 +255,18 @@ def beam_decode(
     return output[:, input_ids.shape[1] :]
 
 
+class PromptTooLong(ValueError):
+    """A prompt that leaves the model no room to write: `index` is its impression's position
+    in the input, so callers can name the row."""
+
+    def __init__(self, index: int, tokens: int, context: int):
+        self.index, self.tokens, self.context = index, tokens, context
+        super().__init__(
+            f"the prompt is {tokens} tokens (impression and retrieved examples) and the "
+            f"model's context is {context}: no room left to write a report"
+        )
+
+
 class ReportGenerator:
     """A loaded model that writes detailed reports for batches of impressions."""
 
@@ -302,8 +314,15 @@ class ReportGenerator:
         mbr_example_references: bool = False,
         seed: int = 0,
         stop_ids: list[int] | None = None,
+        context_length: int | None = None,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
+        if context_length is None:
+            config = getattr(model, "config", None)
+            context_length = getattr(config, "max_position_embeddings", None)
+        # Positions the model was trained for: a prompt must fit with room to write, and
+        # decoding stops there (beyond it a RoPE model writes noise).
+        self.context_length = context_length
         self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(model, tokenizer)
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
@@ -459,11 +478,19 @@ class ReportGenerator:
     def _length_sorted_batches(self, prompts: list[str], batch_size: int) -> list[list[int]]:
         # Longest first: a batch that does not fit in memory fails at once, not at the end.
         lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
+        if self.context_length is not None:
+            for index, length in enumerate(lengths):
+                if length >= self.context_length:
+                    raise PromptTooLong(index, length, self.context_length)
         order = sorted(range(len(prompts)), key=lambda index: -lengths[index])
         return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
     def _decode_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
+        if self.context_length is not None:
+            # Positions count real tokens only, so the longest prompt sets the room left.
+            room = self.context_length - encoded["input_ids"].shape[1]
+            max_new_tokens = min(max_new_tokens, room)
         return (
             self.model,
             encoded["input_ids"],

@@ -120,6 +120,7 @@ class OnnxReportGenerator(ReportGenerator):
             batch_size,
             no_repeat_ngram_size,
             stop_ids=sorted(stop_ids - {None}),
+            context_length=self.context_length,
         )
 
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:

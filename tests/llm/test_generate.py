@@ -8,6 +8,7 @@ import torch
 from radreport.data.alpaca import format_prompt
 from radreport.llm.bundled import bundled_model_dir
 from radreport.llm.generate import (
+    PromptTooLong,
     ReportGenerator,
     greedy_decode,
     load_generation_model,
@@ -227,3 +228,31 @@ def test_mbr_settings_reach_the_generator(tiny_llama_dir):
     generator = ReportGenerator.from_settings(settings, tiny_llama_dir)
     assert (generator.mbr_candidates, generator.mbr_epsilon, generator.seed) == (3, 0.05, 7)
     assert len(generator.generate(IMPRESSIONS[:2], max_new_tokens=4, progress=False)) == 2
+
+
+def _impression_of_prompt_length(generator, tokens: int) -> str:
+    """An impression whose prompt is exactly `tokens` tokens long."""
+    one_word = len(generator.tokenizer(format_prompt("lung"))["input_ids"])
+    impression = " ".join(["lung"] * (tokens - one_word + 1))  # one token per further word
+    assert len(generator.tokenizer(format_prompt(impression))["input_ids"]) == tokens
+    return impression
+
+
+def test_a_prompt_that_fills_the_context_is_refused_naming_its_row(generator):
+    context = generator.model.config.max_position_embeddings
+    too_long = _impression_of_prompt_length(generator, context)
+    expected = f"is {context} tokens .* context is {context}"
+    with pytest.raises(PromptTooLong, match=expected) as error:
+        generator.generate(["Clear lungs.", too_long])
+    assert error.value.index == 1
+
+
+def test_decoding_stops_at_the_end_of_the_context(tiny_llama_dir):
+    generator = ReportGenerator(tiny_llama_dir, dtype=torch.float32, max_new_tokens=50)
+    context = generator.model.config.max_position_embeddings
+    impression = _impression_of_prompt_length(generator, context - 3)
+    decode_args = generator._decode_args([format_prompt(impression)], 50)
+    assert decode_args[1].shape[1] == context - 3
+    assert decode_args[3] == 3  # the token budget the context leaves, not 50
+    assert greedy_decode(*decode_args).shape[1] <= 3
+    assert isinstance(generator.generate([impression])[0], str)

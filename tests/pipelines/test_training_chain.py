@@ -214,3 +214,18 @@ def test_a_missing_model_or_version_is_named_with_what_exists(trained):
         load_trained_model(f"{name}:999")
     with pytest.raises(ModelVersionNotFound, match=f"no model 'absent' \\(models here: .*{name}"):
         load_trained_model("absent")
+
+
+def test_evaluate_names_the_row_whose_prompt_overflows_the_context(trained, tmp_path):
+    reports = tmp_path / "reports.csv"
+    too_long = " ".join(["effusion"] * 2000)  # far beyond the tiny model's 1,024 positions
+    reports.write_text(f"study_id,impression\nok-1,Clear lungs.\nlong-2,{too_long}\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run.py"), "evaluate", "--reports", str(reports),
+         "--model", trained.model, "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "row 2 (study_id long-2)" in last_line and "context is 1024" in last_line
+    assert not (tmp_path / "out" / "predictions.csv").exists()
