@@ -258,10 +258,9 @@ def openvino_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
     import openvino
     from openvino._offline_transformations import apply_make_stateful_transformation
 
-    from radreport.llm.onnx_export import onnx_model_dir
     from radreport.llm.onnx_generate import load_onnx_model, onnx_greedy_decode
 
-    export = onnx_model_dir(bundled_model_dir())
+    export, weights = _bundled_export()
     core = openvino.Core()
     graph = core.read_model(str(export / "model.onnx"))
     caches = [port.get_any_name() for port in graph.inputs]
@@ -296,7 +295,6 @@ def openvino_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
     # ONNX Runtime GenAI ends at the model's own end token; OpenVINO's loop does not.
     if decode()[: len(reference)] != reference:
         raise RuntimeError("the OpenVINO decoder wrote other tokens than the onnxruntime one")
-    weights = sum(path.stat().st_size for path in export.glob("*.onnx*"))
     return decode, weights
 
 
@@ -330,10 +328,9 @@ def ctranslate2_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
 def onnxruntime_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
     """Our ONNX Runtime GenAI decoding loop on the fp32 export of the bundled model, and the
     bytes of the exported weights (one fp32 copy of every matrix, the LM head included)."""
-    from radreport.llm.onnx_export import onnx_model_dir
     from radreport.llm.onnx_generate import load_onnx_model, onnx_greedy_decode
 
-    export = onnx_model_dir(bundled_model_dir())
+    export, weights = _bundled_export()
     model = load_onnx_model(export, lever.threads)
     prompt_ids = [tokenizer(prompt)["input_ids"]]
 
@@ -345,8 +342,16 @@ def onnxruntime_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
     produced = len(decode()[0])
     if produced != new_tokens:
         raise RuntimeError(f"the onnxruntime decoder produced {produced} tokens, not {new_tokens}")
-    weights = sum(path.stat().st_size for path in export.glob("*.onnx*"))
     return decode, weights
+
+
+def _bundled_export() -> tuple[Path, int]:
+    """The fp32 ONNX Runtime GenAI export of the bundled model (made once, then cached) and
+    the bytes of its weights: one fp32 copy of every matrix, the LM head included."""
+    from radreport.llm.onnx_export import onnx_model_dir
+
+    export = onnx_model_dir(bundled_model_dir())
+    return export, sum(path.stat().st_size for path in export.glob("*.onnx*"))
 
 
 def _ctranslate2_model(quantization: str) -> Path:

@@ -467,7 +467,8 @@ class ReportGenerator:
         outputs: list = [None] * len(prompts)
         bar = tqdm(total=len(prompts), desc="generating", unit="report", disable=not progress)
         with bar:
-            for batch in self._length_sorted_batches(prompts, batch_size or self.batch_size):
+            lengths = self._prompt_lengths(prompts)
+            for batch in self._length_sorted_batches(lengths, batch_size or self.batch_size):
                 for index, output in zip(
                     batch, decode_batch([prompts[index] for index in batch]), strict=True
                 ):
@@ -475,14 +476,19 @@ class ReportGenerator:
                 bar.update(len(batch))
         return outputs
 
-    def _length_sorted_batches(self, prompts: list[str], batch_size: int) -> list[list[int]]:
-        # Longest first: a batch that does not fit in memory fails at once, not at the end.
+    def _prompt_lengths(self, prompts: list[str]) -> list[int]:
+        """Token count of each prompt; PromptTooLong for the first that fills the context."""
         lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
         if self.context_length is not None:
             for index, length in enumerate(lengths):
                 if length >= self.context_length:
                     raise PromptTooLong(index, length, self.context_length)
-        order = sorted(range(len(prompts)), key=lambda index: -lengths[index])
+        return lengths
+
+    @staticmethod
+    def _length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+        # Longest first: a batch that does not fit in memory fails at once, not at the end.
+        order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
         return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
     def _decode_args(self, prompts: list[str], max_new_tokens: int) -> tuple:

@@ -72,7 +72,7 @@ def read_prompt_table(path: str | Path) -> pd.DataFrame:
         for column in ("study_id", "impression"):
             if column not in table.columns:
                 raise ValueError(f"{path}: missing column '{column}'")
-        table = table[["study_id", "impression"]].astype(str).reset_index(drop=True)
+        table = table[["study_id", "impression"]].reset_index(drop=True)
     if table.empty:
         raise ValueError(f"{path}: no rows")
     return table
