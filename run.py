@@ -56,8 +56,10 @@ def print_report(report) -> None:
 
 
 def train_with(config_path: Path) -> None:
+    from pipelines.console import console_logs_to_stderr
     from pipelines.launch import run_training
 
+    console_logs_to_stderr()
     config = load_config_or_exit(config_path)
     with data_errors_exit_1():
         report = run_training(config)
@@ -151,8 +153,10 @@ def baselines(train_csv: Path, reports_csv: Path, as_json: bool) -> None:
 
 
 def load_model_or_exit(spec: str | None):
+    from pipelines.console import console_logs_to_stderr
     from pipelines.model_versions import ModelVersionNotFound, load_trained_model
 
+    console_logs_to_stderr()
     try:
         return load_trained_model(spec)
     except ModelVersionNotFound as exc:
@@ -206,7 +210,8 @@ def generate(impression: str, model_spec: str | None, decoder: str | None) -> No
         )
     except PromptTooLong as exc:
         fail(f"--impression is too long: {exc}", 2)
-    click.echo(f"[{model.label}]")
+    # The report alone on stdout (`> report.txt`); which model wrote it goes with the logs.
+    click.echo(f"[{model.label}]", err=True)
     click.echo(report)
 
 

@@ -29,7 +29,10 @@ class TrainedModel:
 
 def load_trained_model(spec: str | None) -> TrainedModel:
     """`spec` is NAME or NAME:VERSION (version name or number); default: latest demo model."""
-    name, _, version = (spec or DEFAULT_MODEL).partition(":")
+    name, colon, version = (spec or DEFAULT_MODEL).partition(":")
+    if not name.strip() or (colon and not version.strip()):
+        # "name:" is a typo or an unset variable, not a request for the latest version.
+        raise ModelVersionNotFound(f"model '{spec}' is not NAME or NAME:VERSION")
     client = Client()
     try:
         model_version = client.get_model_version(name, version or ModelStages.LATEST)

@@ -191,9 +191,10 @@ def test_generate_cli_on_onnxruntime_writes_the_fp32_torch_report(trained, tmp_p
         capture_output=True, text=True, cwd=REPO_ROOT, env=environment,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    # Libraries may print notices first (bitsandbytes does, on stdout): the report follows
-    # the model's label.
-    _, report = result.stdout.rstrip("\n").split(f"[{trained.model}]\n", 1)
+    # stdout is the report alone (library notices and the model's label go to stderr), so
+    # `> report.txt` keeps only the report.
+    report = result.stdout.removesuffix("\n")
+    assert f"[{trained.model}]" in result.stderr
     settings = model.settings
     torch_generator = ReportGenerator(
         settings.base_model, model.adapter_dir, dtype=torch.float32,
@@ -214,6 +215,9 @@ def test_a_missing_model_or_version_is_named_with_what_exists(trained):
         load_trained_model(f"{name}:999")
     with pytest.raises(ModelVersionNotFound, match=f"no model 'absent' \\(models here: .*{name}"):
         load_trained_model("absent")
+    for malformed in (f"{name}:", f":{trained.model.split(':')[1]}", " "):
+        with pytest.raises(ModelVersionNotFound, match="is not NAME or NAME:VERSION"):
+            load_trained_model(malformed)
 
 
 def test_evaluate_names_the_row_whose_prompt_overflows_the_context(trained, tmp_path):
