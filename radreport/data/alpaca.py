@@ -9,6 +9,7 @@ disagree.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -26,6 +27,9 @@ INSTRUCTION_HEADER = "### Instruction:"
 RESPONSE_HEADER = "### Response:"
 
 OverlengthPolicy = Literal["truncate", "drop"]
+
+# A line that opens a section of the template ("### Instruction:", "### Response:", ...).
+_SECTION_HEADER = re.compile(r"^###[ \t]", re.MULTILINE)
 
 
 def _instruction(impression: str, examples: Sequence[tuple[str, str]]) -> str:
@@ -51,6 +55,21 @@ def format_prompt(impression: str, examples: Sequence[tuple[str, str]] = ()) -> 
         f"{INTRODUCTION}\n\n{INSTRUCTION_HEADER}\n{_instruction(impression, examples)}\n\n"
         f"{RESPONSE_HEADER}\n"
     )
+
+
+def response_text(continuation: str) -> str:
+    """The report in a model's continuation of `format_prompt`: the text before any line that
+    opens another template section. A model that has not learned where a report ends (the
+    briefly trained demo model) goes on with a new "### Response:" instead of stopping;
+    what follows is never part of this report.
+    """
+    header = _SECTION_HEADER.search(continuation)
+    return (continuation if header is None else continuation[: header.start()]).strip()
+
+
+def opens_section(text: str) -> bool:
+    """Whether a line of `text` opens a template section (see `response_text`)."""
+    return _SECTION_HEADER.search(text) is not None
 
 
 def format_example(impression: str, report: str, examples: Sequence[tuple[str, str]] = ()) -> str:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, StoppingCriteriaList
 
-from radreport.data.alpaca import format_prompt
+from radreport.data.alpaca import format_prompt, response_text
 from radreport.llm.device import cpu_has_bf16
 from radreport.llm.mbr import select_reports
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
+from radreport.llm.section_stop import SectionStop, SectionStopCriteria
 from radreport.llm.settings import LLMSettings
 
 Example = tuple[str, str]
@@ -108,15 +109,19 @@ def greedy_decode(
     stop_ids: Sequence[int],
     pad_id: int,
     no_repeat_ngram_size: int = 0,
+    section_stop: SectionStop | None = None,
 ) -> torch.Tensor:
     """New token ids (batch, <= max_new_tokens) of a left-padded batch, `pad_id` after a stop.
 
-    Each row stops independently at its first stop id (kept in the output); decoding ends
-    when every row has stopped or the budget is spent. `no_repeat_ngram_size` > 0 keeps each
-    row from repeating an n-gram of its own generated text (see repeat_blocking).
+    Each row stops independently at its first stop id (kept in the output), or, with
+    `section_stop`, once it opens another template section; decoding ends when every row has
+    stopped or the budget is spent. `no_repeat_ngram_size` > 0 keeps each row from repeating
+    an n-gram of its own generated text (see repeat_blocking).
     """
     decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
-    return _decode_loop(*decode_args, no_repeat_ngram_size, copies=1, choose=_most_probable)
+    return _decode_loop(
+        *decode_args, no_repeat_ngram_size, 1, _most_probable, section_stop=section_stop
+    )
 
 
 def _most_probable(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -135,6 +140,7 @@ def sample_candidates(
     epsilon: float,
     generator: torch.Generator,
     no_repeat_ngram_size: int = 0,
+    section_stop: SectionStop | None = None,
 ) -> torch.Tensor:
     """`num_candidates` continuations per prompt, (batch * num_candidates, <= max_new_tokens).
 
@@ -155,7 +161,9 @@ def sample_candidates(
         return torch.where(rows % num_candidates == 0, _most_probable(logits, rows), drawn)
 
     decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
-    return _decode_loop(*decode_args, no_repeat_ngram_size, copies=num_candidates, choose=choose)
+    return _decode_loop(
+        *decode_args, no_repeat_ngram_size, num_candidates, choose, section_stop=section_stop
+    )
 
 
 def _decode_loop(
@@ -168,6 +176,7 @@ def _decode_loop(
     no_repeat_ngram_size: int,
     copies: int,
     choose: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    section_stop: SectionStop | None = None,
 ) -> torch.Tensor:
     """The token loop behind greedy and sampled decoding: prefill each prompt once, give its
     cache to `copies` rows, then let `choose(logits, rows)` pick the next token of each
@@ -213,6 +222,8 @@ def _decode_loop(
         output[rows, step] = next_ids
         steps = step + 1
         going = ~torch.isin(next_ids, stop_ids)
+        if section_stop is not None:
+            going &= ~section_stop.ended_rows(output[rows, :steps])
         if step == max_new_tokens - 1 or not bool(going.any()):
             break
         step_ids = next_ids[:, None]
@@ -240,8 +251,12 @@ def beam_decode(
     stop_ids: Sequence[int],
     pad_id: int,
     num_beams: int,
+    section_stop: SectionStop | None = None,
 ) -> torch.Tensor:
     """New token ids (batch, <= max_new_tokens) of the best beam per row."""
+    criteria = []
+    if section_stop is not None:
+        criteria.append(SectionStopCriteria(section_stop, input_ids.shape[1]))
     output = model.generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -251,6 +266,7 @@ def beam_decode(
         early_stopping=True,
         eos_token_id=list(stop_ids),
         pad_token_id=pad_id,
+        stopping_criteria=StoppingCriteriaList(criteria),
     )
     return output[:, input_ids.shape[1] :]
 
@@ -324,6 +340,7 @@ class ReportGenerator:
         # decoding stops there (beyond it a RoPE model writes noise).
         self.context_length = context_length
         self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(model, tokenizer)
+        self.section_stop = SectionStop(tokenizer)
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.batch_size = batch_size
@@ -509,9 +526,9 @@ class ReportGenerator:
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
         decode_args = self._decode_args(prompts, max_new_tokens)
         if num_beams > 1:
-            new_ids = beam_decode(*decode_args, num_beams=num_beams)
+            new_ids = beam_decode(*decode_args, num_beams, self.section_stop)
         else:
-            new_ids = greedy_decode(*decode_args, self.no_repeat_ngram_size)
+            new_ids = greedy_decode(*decode_args, self.no_repeat_ngram_size, self.section_stop)
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
     def _candidate_batch(
@@ -524,6 +541,7 @@ class ReportGenerator:
             self.mbr_epsilon,
             sampler,
             self.no_repeat_ngram_size,
+            self.section_stop,
         )
         texts = [self._text_before_stop(row) for row in new_ids.tolist()]
         return [texts[start : start + n] for start in range(0, len(texts), n)]
@@ -534,4 +552,4 @@ class ReportGenerator:
         text = self.tokenizer.decode(
             token_ids[:stop], skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
-        return text.strip()
+        return response_text(text)

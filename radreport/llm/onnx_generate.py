@@ -18,6 +18,7 @@ from transformers import AutoTokenizer
 
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
+from radreport.llm.section_stop import SectionStop
 
 
 def load_onnx_model(onnx_dir: str | Path, num_threads: int | None = None):
@@ -45,6 +46,7 @@ def onnx_greedy_decode(
     pad_id: int,
     no_repeat_ngram_size: int = 0,
     context_length: int | None = None,
+    section_stop: SectionStop | None = None,
 ) -> list[list[int]]:
     """New token ids of each prompt (its first stop id kept, nothing after it).
 
@@ -86,6 +88,8 @@ def onnx_greedy_decode(
             if going[row]:
                 output[row].append(token)
                 going[row] = token not in stops
+                if going[row] and section_stop is not None:
+                    going[row] = not section_stop.ended(output[row])
         if not any(going):
             break
     return output
@@ -134,5 +138,6 @@ class OnnxReportGenerator(ReportGenerator):
             self.pad_id,
             self.no_repeat_ngram_size,
             self.context_length,
+            self.section_stop,
         )
         return [self._text_before_stop(row) for row in new_ids]

@@ -12,6 +12,7 @@ from radreport.data.alpaca import (
     build_alpaca_dataset,
     format_example,
     format_prompt,
+    response_text,
     token_length_stats,
     tokenize_example,
 )
@@ -60,6 +61,16 @@ def test_retrieved_examples_go_into_the_instruction():
     instruction = prompt[prompt.index(INSTRUCTION_HEADER) : prompt.index(RESPONSE_HEADER)]
     assert "Old effusion." in instruction and "A left effusion." in instruction
     assert instruction.rstrip().endswith("Effusion.")
+
+
+def test_the_report_ends_where_the_model_opens_another_template_section():
+    report = "The heart is normal in size.\nThe lungs are clear."
+    assert response_text(f" {report}\n\n{RESPONSE_HEADER}\n{report}") == report
+    assert response_text(f"{report}\n{INSTRUCTION_HEADER}\nNo effusion.") == report
+    assert response_text(f"{RESPONSE_HEADER}\n{report}") == ""
+    # Only a line that starts a section ends the report: a '#' inside the text does not.
+    kept = "Nodule #3 is stable. ### not a header\n#1 rib fracture."
+    assert response_text(f"{kept}\n") == kept
 
 
 def test_only_the_report_and_eos_are_trained(tokenizer):

@@ -1,0 +1,95 @@
+"""Rows stop once they open another template section, on the bundled SmolLM2 tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from radreport.data.alpaca import RESPONSE_HEADER, format_prompt, response_text
+from radreport.llm.generate import _decode_loop
+from radreport.llm.section_stop import TAIL_TOKENS, SectionStop
+
+REPORT = (
+    "The heart is normal in size. The mediastinum is unremarkable. The lungs are clear "
+    "without focal consolidation, pleural effusion or pneumothorax."
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from radreport.llm.bundled import bundled_model_dir
+
+    return AutoTokenizer.from_pretrained(bundled_model_dir())
+
+
+def first_stop(stop: SectionStop, ids: list[int]) -> int | None:
+    """The number of generated ids after which `stop` first says the row has ended."""
+    return next((k for k in range(1, len(ids) + 1) if stop.ended(ids[:k])), None)
+
+
+def test_a_row_ends_at_the_header_it_opens_and_not_before(tokenizer):
+    stop = SectionStop(tokenizer)
+    ids = tokenizer(f"{REPORT}\n\n{RESPONSE_HEADER}\n{REPORT}")["input_ids"]
+    assert len(tokenizer(REPORT)["input_ids"]) > TAIL_TOKENS  # the tail path is exercised
+    k = first_stop(stop, ids)
+    assert k is not None
+    text = tokenizer.decode(ids[:k])
+    assert "\n###" in text and "###" not in tokenizer.decode(ids[: k - 2])
+    assert response_text(text) == REPORT
+
+
+def test_a_header_right_at_the_start_ends_the_row(tokenizer):
+    stop = SectionStop(tokenizer)
+    ids = tokenizer(f"{RESPONSE_HEADER}\n{REPORT}")["input_ids"]
+    assert first_stop(stop, ids) is not None and first_stop(stop, ids) <= 3
+
+
+def test_hashes_inside_a_line_never_end_a_row(tokenizer):
+    stop = SectionStop(tokenizer)
+    text = f"{REPORT} Nodule #3 is stable; see ### above.\n#1 rib fracture. {REPORT}"
+    assert first_stop(stop, tokenizer(text)["input_ids"]) is None
+
+
+def test_ended_rows_agrees_with_ended_per_row(tokenizer):
+    stop = SectionStop(tokenizer)
+    texts = [f"{REPORT}\n\n{RESPONSE_HEADER}", f"{REPORT} {REPORT}", f"{RESPONSE_HEADER} x"]
+    rows = [tokenizer(text)["input_ids"] for text in texts]
+    width = min(len(row) for row in rows)
+    for steps in range(1, width + 1):
+        batch = torch.tensor([row[:steps] for row in rows])
+        assert stop.ended_rows(batch).tolist() == [stop.ended(row[:steps]) for row in rows]
+
+
+def test_decoding_stops_a_row_at_its_header_and_the_others_run_on(tiny_llama_dir, tokenizer):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    header_row = tokenizer(f"{REPORT}\n\n{RESPONSE_HEADER}\n{REPORT}")["input_ids"]
+    plain_row = tokenizer(f"{REPORT} {REPORT}")["input_ids"]
+    script = torch.tensor([header_row[:48], plain_row[:48]])
+
+    tokenizer.padding_side = "left"
+    encoded = tokenizer([format_prompt("Normal chest."), format_prompt("Clear lungs.")],
+                        padding=True, return_tensors="pt")  # fmt: skip
+    stop = SectionStop(tokenizer)
+    pad = tokenizer.pad_token_id
+    step = {"n": 0}
+
+    def choose(logits, rows):
+        # The model runs for real; which token each row takes is scripted, so row 0 writes
+        # a header and row 1 plain text whatever the random weights would choose.
+        chosen = script[rows, step["n"]]
+        step["n"] += 1
+        return chosen
+
+    output = _decode_loop(
+        model, encoded["input_ids"], encoded["attention_mask"], 48, [], pad, 0, 1, choose,
+        section_stop=stop,
+    )  # fmt: skip
+    k = first_stop(stop, header_row)
+    assert k < 48
+    assert output[0, :k].tolist() == header_row[:k]
+    assert set(output[0, k:].tolist()) <= {pad}
+    assert output[1].tolist() == plain_row[:48]
