@@ -110,17 +110,19 @@ def greedy_decode(
     pad_id: int,
     no_repeat_ngram_size: int = 0,
     section_stop: SectionStop | None = None,
+    stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
     """New token ids (batch, <= max_new_tokens) of a left-padded batch, `pad_id` after a stop.
 
     Each row stops independently at its first stop id (kept in the output), or, with
     `section_stop`, once it opens another template section; decoding ends when every row has
     stopped or the budget is spent. `no_repeat_ngram_size` > 0 keeps each row from repeating
-    an n-gram of its own generated text (see repeat_blocking).
+    an n-gram of its own generated text (see repeat_blocking); `stop_logit_bias` is added to
+    the stop ids' logits at every step.
     """
     decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
     return _decode_loop(
-        *decode_args, no_repeat_ngram_size, 1, _most_probable, section_stop=section_stop
+        *decode_args, no_repeat_ngram_size, 1, _most_probable, section_stop, stop_logit_bias
     )
 
 
@@ -141,6 +143,7 @@ def sample_candidates(
     generator: torch.Generator,
     no_repeat_ngram_size: int = 0,
     section_stop: SectionStop | None = None,
+    stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
     """`num_candidates` continuations per prompt, (batch * num_candidates, <= max_new_tokens).
 
@@ -162,7 +165,7 @@ def sample_candidates(
 
     decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
     return _decode_loop(
-        *decode_args, no_repeat_ngram_size, num_candidates, choose, section_stop=section_stop
+        *decode_args, no_repeat_ngram_size, num_candidates, choose, section_stop, stop_logit_bias
     )
 
 
@@ -177,6 +180,7 @@ def _decode_loop(
     copies: int,
     choose: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     section_stop: SectionStop | None = None,
+    stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
     """The token loop behind greedy and sampled decoding: prefill each prompt once, give its
     cache to `copies` rows, then let `choose(logits, rows)` pick the next token of each
@@ -214,6 +218,9 @@ def _decode_loop(
             cache.batch_repeat_interleave(copies)
             step_positions = step_positions.repeat_interleave(copies, dim=0)
             attention_mask = attention_mask.repeat_interleave(copies, dim=0)
+        if stop_logit_bias:
+            logits = logits.float()
+            logits[:, stop_ids] += stop_logit_bias
         if blocker is not None:
             logits = blocker.block(logits.float())
         next_ids = choose(logits, rows)
@@ -252,11 +259,13 @@ def beam_decode(
     pad_id: int,
     num_beams: int,
     section_stop: SectionStop | None = None,
+    stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
     """New token ids (batch, <= max_new_tokens) of the best beam per row."""
     criteria = []
     if section_stop is not None:
         criteria.append(SectionStopCriteria(section_stop, input_ids.shape[1]))
+    bias = {(token,): stop_logit_bias for token in stop_ids} if stop_logit_bias else None
     output = model.generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -267,6 +276,7 @@ def beam_decode(
         eos_token_id=list(stop_ids),
         pad_token_id=pad_id,
         stopping_criteria=StoppingCriteriaList(criteria),
+        sequence_bias=bias,
     )
     return output[:, input_ids.shape[1] :]
 
@@ -301,6 +311,7 @@ class ReportGenerator:
         mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
         mbr_example_references: bool = False,
         seed: int = 0,
+        stop_logit_bias: float = 0.0,
     ):
         model, tokenizer = load_generation_model(model_dir, adapter_dir, device, dtype)
         self._bind(
@@ -314,6 +325,7 @@ class ReportGenerator:
             mbr_epsilon=mbr_epsilon,
             mbr_example_references=mbr_example_references,
             seed=seed,
+            stop_logit_bias=stop_logit_bias,
         )
 
     def _bind(
@@ -331,6 +343,7 @@ class ReportGenerator:
         seed: int = 0,
         stop_ids: list[int] | None = None,
         context_length: int | None = None,
+        stop_logit_bias: float = 0.0,
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         if context_length is None:
@@ -349,6 +362,7 @@ class ReportGenerator:
         self.mbr_epsilon = mbr_epsilon
         self.mbr_example_references = mbr_example_references
         self.seed = seed  # MBR's sampling
+        self.stop_logit_bias = stop_logit_bias  # greedy, beams and MBR's samples
 
     @classmethod
     def for_loaded_model(
@@ -393,6 +407,7 @@ class ReportGenerator:
                 batch_size=batch_size,
                 no_repeat_ngram_size=settings.no_repeat_ngram_size,
                 num_threads=settings.num_threads,
+                stop_logit_bias=settings.stop_logit_bias,
             )
         dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"
         return cls(
@@ -407,6 +422,7 @@ class ReportGenerator:
             mbr_epsilon=settings.mbr_epsilon,
             mbr_example_references=settings.mbr_example_references,
             seed=settings.seed,
+            stop_logit_bias=settings.stop_logit_bias,
         )
 
     def generate(
@@ -526,9 +542,11 @@ class ReportGenerator:
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
         decode_args = self._decode_args(prompts, max_new_tokens)
         if num_beams > 1:
-            new_ids = beam_decode(*decode_args, num_beams, self.section_stop)
+            new_ids = beam_decode(*decode_args, num_beams, self.section_stop, self.stop_logit_bias)
         else:
-            new_ids = greedy_decode(*decode_args, self.no_repeat_ngram_size, self.section_stop)
+            new_ids = greedy_decode(
+                *decode_args, self.no_repeat_ngram_size, self.section_stop, self.stop_logit_bias
+            )
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
     def _candidate_batch(
@@ -542,6 +560,7 @@ class ReportGenerator:
             sampler,
             self.no_repeat_ngram_size,
             self.section_stop,
+            self.stop_logit_bias,
         )
         texts = [self._text_before_stop(row) for row in new_ids.tolist()]
         return [texts[start : start + n] for start in range(0, len(texts), n)]

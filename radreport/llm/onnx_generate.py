@@ -47,6 +47,7 @@ def onnx_greedy_decode(
     no_repeat_ngram_size: int = 0,
     context_length: int | None = None,
     section_stop: SectionStop | None = None,
+    stop_logit_bias: float = 0.0,
 ) -> list[list[int]]:
     """New token ids of each prompt (its first stop id kept, nothing after it).
 
@@ -75,11 +76,15 @@ def onnx_greedy_decode(
     for _ in range(max_length - width):
         if generator.is_done():
             break
-        if blocker is not None:
+        if blocker is not None or stop_logit_bias:
             # Greedy search takes the highest logit: banned tokens at -inf are never chosen.
             logits = torch.from_numpy(np.asarray(generator.get_logits()).copy())
-            blocked = blocker.block(logits.reshape(len(prompts), -1))
-            generator.set_logits(blocked.numpy().reshape(logits.shape))
+            rows = logits.reshape(len(prompts), -1)
+            if stop_logit_bias:
+                rows[:, list(stops)] += stop_logit_bias
+            if blocker is not None:
+                rows = blocker.block(rows)
+            generator.set_logits(rows.numpy().reshape(logits.shape))
         generator.generate_next_token()
         next_ids = [int(token) for token in np.asarray(generator.get_next_tokens())]
         if blocker is not None:
@@ -106,6 +111,7 @@ class OnnxReportGenerator(ReportGenerator):
         batch_size: int = 16,
         no_repeat_ngram_size: int = 0,
         num_threads: int | None = None,
+        stop_logit_bias: float = 0.0,
     ):
         onnx_dir = Path(onnx_dir)
         genai_config = json.loads((onnx_dir / "genai_config.json").read_text())["model"]
@@ -125,6 +131,7 @@ class OnnxReportGenerator(ReportGenerator):
             no_repeat_ngram_size,
             stop_ids=sorted(stop_ids - {None}),
             context_length=self.context_length,
+            stop_logit_bias=stop_logit_bias,
         )
 
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
@@ -139,5 +146,6 @@ class OnnxReportGenerator(ReportGenerator):
             self.no_repeat_ngram_size,
             self.context_length,
             self.section_stop,
+            self.stop_logit_bias,
         )
         return [self._text_before_stop(row) for row in new_ids]

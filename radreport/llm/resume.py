@@ -29,6 +29,7 @@ _NOT_FINGERPRINTED = {
     "eval_samples",
     "eval_sample_max_new_tokens",
     "no_repeat_ngram_size",
+    "stop_logit_bias",
     "mbr_candidates",
     "mbr_epsilon",
     "mbr_example_references",

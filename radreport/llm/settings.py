@@ -64,6 +64,10 @@ class LLMSettings(BaseModel):
     # > 0: greedy decoding never repeats an n-gram of its own output (loops of a small
     # model); the prompt's text, e.g. a retrieved example, may still be copied.
     no_repeat_ngram_size: int = Field(0, ge=0)
+    # Added to the stop tokens' logits before every choice (greedy, beams, MBR's samples):
+    # below 0 a report ends later. Maximum-likelihood decoding favours short outputs, and
+    # corpus BLEU's brevity penalty charges a corpus of short reports for every missing word.
+    stop_logit_bias: float = Field(0.0, ge=-20.0, le=20.0)
     # > 1: minimum Bayes risk decoding. Per impression, the greedy decode and
     # (mbr_candidates - 1) epsilon-sampled reports; the one with the highest mean BLEU
     # against the others is returned. Costs about mbr_candidates times greedy's decode time.

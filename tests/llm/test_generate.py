@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
+from pydantic import ValidationError
 
 from radreport.data.alpaca import format_prompt
 from radreport.llm.bundled import bundled_model_dir
@@ -256,3 +259,29 @@ def test_decoding_stops_at_the_end_of_the_context(tiny_llama_dir):
     assert decode_args[3] == 3  # the token budget the context leaves, not 50
     assert greedy_decode(*decode_args).shape[1] <= 3
     assert isinstance(generator.generate([impression])[0], str)
+
+
+def test_a_stop_logit_bias_ends_rows_sooner_or_later(generator):
+    input_ids, attention_mask = _encode(generator, IMPRESSIONS[:2])
+    pad = generator.tokenizer.pad_token_id
+    free_run = greedy_decode(generator.model, input_ids, attention_mask, 8, [], pad)
+    stop_token = int(free_run[0, 2])  # row 0 would stop at its third token
+    decode = partial(greedy_decode, generator.model, input_ids, attention_mask, 8, [stop_token])
+    later = decode(pad, stop_logit_bias=-1e4)
+    assert later.shape == (2, 8) and stop_token not in later.tolist()[0]
+    sooner = decode(pad, stop_logit_bias=1e4)
+    assert sooner.tolist() == [[stop_token], [stop_token]]
+    # The bias moves only the stop token: before it would be chosen, nothing changes.
+    assert decode(pad, stop_logit_bias=-1e4)[0, :2].tolist() == free_run[0, :2].tolist()
+
+
+def test_the_stop_logit_bias_reaches_beams_and_mbr_from_the_settings(tiny_llama_dir):
+    settings = LLMSettings(compute_dtype="float32", stop_logit_bias=10.0)
+    generator = ReportGenerator.from_settings(settings, tiny_llama_dir)
+    assert generator.stop_logit_bias == 10.0
+    generator.stop_logit_bias = 1e4  # every row's first choice is then a stop token
+    assert generator.generate(IMPRESSIONS[:2], num_beams=2, progress=False) == ["", ""]
+    generator.mbr_candidates = 3
+    assert generator.generate(IMPRESSIONS[:2], progress=False) == ["", ""]
+    with pytest.raises(ValidationError, match="stop_logit_bias"):
+        LLMSettings(stop_logit_bias=25)

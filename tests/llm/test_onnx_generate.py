@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 
 import pytest
 import torch
@@ -124,3 +125,16 @@ def test_settings_route_to_the_onnx_decoder(tiny_llama_dir, tmp_path, monkeypatc
 def test_onnx_decoder_with_beams_or_mbr_is_rejected(other):
     with pytest.raises(ValidationError, match="decoder 'onnxruntime' decodes greedily"):
         LLMSettings(decoder="onnxruntime", **other)
+
+
+def test_onnx_decoding_applies_the_stop_logit_bias(onnx_dir):
+    generator = OnnxReportGenerator(onnx_dir, max_new_tokens=8, num_threads=1)
+    prompts = generator.tokenizer(IMPRESSIONS[:2])["input_ids"]
+    free = onnx_greedy_decode(generator.onnx_model, prompts, 8, [], generator.pad_id)
+    stop = free[0][2]
+    decode = partial(onnx_greedy_decode, generator.onnx_model, prompts, 8, [stop], generator.pad_id)
+    later = decode(stop_logit_bias=-1e4)
+    assert [len(row) for row in later] == [8, 8] and stop not in later[0]
+    assert later[0][:2] == free[0][:2]
+    assert decode(stop_logit_bias=1e4) == [[stop], [stop]]
+    assert OnnxReportGenerator(onnx_dir, stop_logit_bias=-2.0).stop_logit_bias == -2.0
