@@ -9,10 +9,12 @@ bias of the grid decodes the "dev" half greedily (with the IU config's 6-gram bl
 the bias with the best corpus BLEU-4 there is kept, and the "test" half is decoded with the
 IU config's decoding (MBR over 8 candidates, also scored against the retrieved reports) at
 bias 0 and at the chosen bias. The test half's predictions go to
-benchmarks/results/iu_xray_length_calibration.csv; compare either column with the lookup:
+benchmarks/results/iu_xray_length_calibration.csv; compare a column with the lookup, or
+the two biases with each other:
 
     .venv/bin/python benchmarks/iu_xray_paired_delta.py \
-        benchmarks/results/iu_xray_length_calibration.csv mbr8_example_refs_bias<B>
+        benchmarks/results/iu_xray_length_calibration.csv mbr8_example_refs_bias<B> \
+        [--against mbr8_example_refs_bias0]
 
 Run (an adapter from iu_xray_finetune.py --adapter-out, trained on train only):
 

@@ -1,4 +1,5 @@
-"""Paired bootstrap of model minus exact-impression lookup on saved IU X-Ray val predictions.
+"""Paired bootstrap of model minus exact-impression lookup (or minus another prediction column)
+on saved IU X-Ray val predictions.
 
 The evaluation report gives each system its own interval; whether a model is better than the
 lookup is a question about their difference on the same resampled studies. This resamples
@@ -7,7 +8,10 @@ prints, for corpus BLEU-4 and finding F1 (micro), the point difference, its 95 %
 and the share of resamples where the model scores at least as well as the lookup.
 
 Run: .venv/bin/python benchmarks/iu_xray_paired_delta.py \
-         benchmarks/results/iu_xray_predictions_k3.csv generated_mbr8
+         benchmarks/results/iu_xray_predictions_k3.csv generated_mbr8 [--against COLUMN]
+
+With --against, the second system is that column of the same CSV instead of the lookup
+(two decodings of one model, say).
 """
 
 from __future__ import annotations
@@ -34,20 +38,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("predictions", type=Path, help="CSV with impression, reference, COLUMN")
     parser.add_argument("column", help="the model's prediction column")
+    parser.add_argument("--against", help="a second prediction column instead of the lookup")
     parser.add_argument("--resamples", type=int, default=10_000)
     args = parser.parse_args()
 
     settings = EvaluationSettings()
     predictions = pd.read_csv(args.predictions).fillna("")
-    train = read_report_table(DATA / "train.csv")
-    train = train[train["impression"].str.strip() != ""]
     references = predictions["reference"].astype(str).tolist()
-    systems = {
-        "model": predictions[args.column].astype(str).tolist(),
-        "lookup": baseline_reports(train, predictions["impression"].tolist())[
+    if args.against:
+        other = predictions[args.against].astype(str).tolist()
+    else:
+        train = read_report_table(DATA / "train.csv")
+        train = train[train["impression"].str.strip() != ""]
+        other = baseline_reports(train, predictions["impression"].tolist())[
             "exact_impression_lookup"
-        ],
-    }
+        ]
+    systems = {"model": predictions[args.column].astype(str).tolist(), "other": other}
     weights = resample_weights(len(references), args.resamples, settings.seed)
     everyone = np.ones((1, len(references)), dtype=np.int64)
     normalized_references = [normalize_report(text) for text in references]
@@ -64,17 +70,18 @@ def main() -> None:
 
     point = {name: scores(texts, everyone) for name, texts in systems.items()}
     resampled = {name: scores(texts, weights) for name, texts in systems.items()}
-    print(f"{args.predictions.name}:{args.column} vs exact-impression lookup, "
+    print(f"{args.predictions.name}:{args.column} vs {args.against or 'exact-impression lookup'}, "
           f"{len(references)} studies, {args.resamples} paired resamples")  # fmt: skip
+    other_label = args.against or "lookup"
     for metric in ("bleu4", "finding_f1_micro"):
-        difference = point["model"][metric][0] - point["lookup"][metric][0]
-        samples = resampled["model"][metric] - resampled["lookup"][metric]
+        difference = point["model"][metric][0] - point["other"][metric][0]
+        samples = resampled["model"][metric] - resampled["other"][metric]
         low, high = percentile_interval(samples, settings.confidence_level)
         at_least = float(np.mean(samples[np.isfinite(samples)] >= 0))
         print(
-            f"  {metric}: model {point['model'][metric][0]:.3f}, lookup "
-            f"{point['lookup'][metric][0]:.3f}, difference {difference:+.3f} "
-            f"(95 % interval {low:+.3f} to {high:+.3f}); model >= lookup in "
+            f"  {metric}: model {point['model'][metric][0]:.3f}, {other_label} "
+            f"{point['other'][metric][0]:.3f}, difference {difference:+.3f} "
+            f"(95 % interval {low:+.3f} to {high:+.3f}); model >= {other_label} in "
             f"{at_least:.0%} of resamples"
         )
 
