@@ -122,11 +122,11 @@ def greedy_decode(
     """
     decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
     return _decode_loop(
-        *decode_args, no_repeat_ngram_size, 1, _most_probable, section_stop, stop_logit_bias
+        *decode_args, no_repeat_ngram_size, 1, most_probable, section_stop, stop_logit_bias
     )
 
 
-def _most_probable(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def most_probable(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return logits.argmax(-1)
 
 
@@ -154,19 +154,28 @@ def sample_candidates(
     """
     if num_candidates < 2:
         raise ValueError(f"sampling needs at least 2 candidates, got {num_candidates}")
-
-    def choose(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-        probabilities = logits.float().softmax(-1)
-        # The most probable token always stays drawable: a flat distribution still yields one.
-        most_probable = probabilities.max(-1, keepdim=True).values
-        keep = (probabilities >= epsilon) | (probabilities == most_probable)
-        drawn = torch.multinomial(probabilities * keep, 1, generator=generator).squeeze(-1)
-        return torch.where(rows % num_candidates == 0, _most_probable(logits, rows), drawn)
-
+    choose = epsilon_sampler(num_candidates, epsilon, generator)
     decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
     return _decode_loop(
         *decode_args, no_repeat_ngram_size, num_candidates, choose, section_stop, stop_logit_bias
     )
+
+
+def epsilon_sampler(
+    num_candidates: int, epsilon: float, generator: torch.Generator
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """MBR's `choose`: the first row of each group of `num_candidates` takes the most probable
+    token, the others draw one of probability at least `epsilon`."""
+
+    def choose(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        probabilities = logits.float().softmax(-1)
+        # The most probable token always stays drawable: a flat distribution still yields one.
+        highest = probabilities.max(-1, keepdim=True).values
+        keep = (probabilities >= epsilon) | (probabilities == highest)
+        drawn = torch.multinomial(probabilities * keep, 1, generator=generator).squeeze(-1)
+        return torch.where(rows % num_candidates == 0, most_probable(logits, rows), drawn)
+
+    return choose
 
 
 def _decode_loop(

@@ -1,0 +1,257 @@
+/* One decode step of a Llama-architecture model in fp32, for a batch of rows with their own
+ * KV caches: the kernel behind radreport.llm.native_decoder.
+ *
+ * Why hand-written: a batch-1 decode step reads every weight once, so its speed is the rate
+ * at which the matrix-vector products stream weights from memory. The libraries measured on
+ * our CPUs (PyTorch, ONNX Runtime's MLAS, OpenBLAS, CTranslate2, OpenVINO, llama.cpp) stream
+ * at 35-86 % of a plain memory copy; products that walk four weight rows at once with wide
+ * vectors stream at the copy's rate (benchmarks/results/generation.md). Everything else a
+ * step does (norms, rotary, attention over the cache) is small and runs in the same
+ * OpenMP region, so threads are started once per step.
+ *
+ * The arithmetic follows transformers' LlamaForCausalLM in fp32 (RMSNorm, rotate-half RoPE
+ * from the model's own inverse frequencies, grouped-query attention, SiLU-gated MLP); only
+ * the order of additions differs. Compiled with the machine's C compiler at first use.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* 16 floats: one AVX-512 register where the CPU has them, two AVX2 ones elsewhere. */
+typedef float vec16 __attribute__((vector_size(64)));
+typedef float vec16_unaligned __attribute__((vector_size(64), aligned(4)));
+#define LANES 16
+#define ROWS_AT_ONCE 4
+
+enum { WQ, WK, WV, WO, WGATE, WUP, WDOWN, ATTN_NORM, MLP_NORM, TENSORS_PER_LAYER };
+
+typedef struct {
+    int layers, hidden, heads, kv_heads, head_dim, intermediate, vocab;
+    float norm_eps, rope_scaling;
+    const float *embed;      /* [vocab, hidden] */
+    const float *final_norm; /* [hidden] */
+    const float *lm_head;    /* [vocab, hidden]; the embedding itself when tied */
+    const float *inv_freq;   /* [head_dim / 2] */
+    const float *const *layer_tensors; /* [layers * TENSORS_PER_LAYER] */
+} llama_model;
+
+static inline vec16 load16(const float *p) { return *(const vec16_unaligned *)p; }
+
+static inline float sum16(vec16 v) {
+    float total = 0.0f;
+    for (int i = 0; i < LANES; i++) total += v[i];
+    return total;
+}
+
+/* y[b, r] (+)= W[r, :] . x[b, :] for weight rows [r0, r1) and every batch row b.
+ * Four weight rows at a time: four independent streams keep the memory system busy, and each
+ * loaded x chunk serves four rows. */
+static void matvec_rows(const float *W, int in, int r0, int r1, const float *x, int batch,
+                        float *y, int out, int accumulate) {
+    int full = in - in % LANES;
+    int r = r0;
+    for (; r + ROWS_AT_ONCE <= r1; r += ROWS_AT_ONCE) {
+        const float *w0 = W + (size_t)r * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
+        for (int b = 0; b < batch; b++) {
+            const float *xb = x + (size_t)b * in;
+            vec16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int i = 0; i < full; i += LANES) {
+                vec16 xv = load16(xb + i);
+                a0 += load16(w0 + i) * xv;
+                a1 += load16(w1 + i) * xv;
+                a2 += load16(w2 + i) * xv;
+                a3 += load16(w3 + i) * xv;
+            }
+            float s0 = sum16(a0), s1 = sum16(a1), s2 = sum16(a2), s3 = sum16(a3);
+            for (int i = full; i < in; i++) {
+                s0 += w0[i] * xb[i]; s1 += w1[i] * xb[i]; s2 += w2[i] * xb[i]; s3 += w3[i] * xb[i];
+            }
+            float *yb = y + (size_t)b * out + r;
+            if (accumulate) { yb[0] += s0; yb[1] += s1; yb[2] += s2; yb[3] += s3; }
+            else { yb[0] = s0; yb[1] = s1; yb[2] = s2; yb[3] = s3; }
+        }
+    }
+    for (; r < r1; r++) {
+        const float *w = W + (size_t)r * in;
+        for (int b = 0; b < batch; b++) {
+            const float *xb = x + (size_t)b * in;
+            float s = 0.0f;
+            for (int i = 0; i < in; i++) s += w[i] * xb[i];
+            y[(size_t)b * out + r] = accumulate ? y[(size_t)b * out + r] + s : s;
+        }
+    }
+}
+
+/* This thread's share of the rows [0, out), in whole blocks of ROWS_AT_ONCE. */
+static void my_rows(int out, int *r0, int *r1) {
+    int thread = 0, threads = 1;
+#ifdef _OPENMP
+    thread = omp_get_thread_num();
+    threads = omp_get_num_threads();
+#endif
+    int blocks = (out + ROWS_AT_ONCE - 1) / ROWS_AT_ONCE;
+    int start = (int)((long)blocks * thread / threads), end = (int)((long)blocks * (thread + 1) / threads);
+    *r0 = start * ROWS_AT_ONCE;
+    *r1 = end * ROWS_AT_ONCE < out ? end * ROWS_AT_ONCE : out;
+}
+
+/* Called inside the parallel region; no barrier at the end (callers add one). */
+static void matvec(const float *W, int in, int out, const float *x, int batch, float *y,
+                   int accumulate) {
+    int r0, r1;
+    my_rows(out, &r0, &r1);
+    if (r0 < r1) matvec_rows(W, in, r0, r1, x, batch, y, out, accumulate);
+}
+
+static void rms_norm(const float *x, const float *weight, int n, float eps, float *out) {
+    float squares = 0.0f;
+    for (int i = 0; i < n; i++) squares += x[i] * x[i];
+    float scale = 1.0f / sqrtf(squares / n + eps);
+    for (int i = 0; i < n; i++) out[i] = weight[i] * (x[i] * scale);
+}
+
+/* transformers' rotate-half RoPE: pairs (i, i + half) turn by position * inv_freq[i]. */
+static void rotate(float *v, int head_dim, const float *cosines, const float *sines) {
+    int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        float a = v[i], b = v[i + half];
+        v[i] = a * cosines[i] - b * sines[i];
+        v[i + half] = b * cosines[i] + a * sines[i];
+    }
+}
+
+/* One step for `batch` rows. Row b feeds token tokens[b] at position positions[b] (its cache
+ * holds positions 0 .. positions[b] - 1) and gets its next-token logits in logits[b, :].
+ * Caches: k_caches[b], v_caches[b] are [layers, kv_heads, capacities[b], head_dim]; the step
+ * writes position positions[b] (< capacities[b]). Returns 0, or -1 when memory runs out. */
+int llama_decode_step(const llama_model *m, int batch, const int *tokens, const int *positions,
+                      float *const *k_caches, float *const *v_caches, const int *capacities,
+                      float *logits) {
+    const int H = m->hidden, D = m->head_dim, I = m->intermediate;
+    const int q_width = m->heads * D, kv_width = m->kv_heads * D, group = m->heads / m->kv_heads;
+    int longest = 0;
+    for (int b = 0; b < batch; b++) longest = positions[b] + 1 > longest ? positions[b] + 1 : longest;
+    size_t floats = (size_t)batch * (2 * H + q_width + 2 * kv_width + q_width + 2 * I + D)
+                    + (size_t)batch * m->heads * longest;
+    float *scratch = malloc(floats * sizeof(float));
+    if (scratch == NULL) return -1;
+    float *x = scratch;                                  /* residual stream [batch, H] */
+    float *normed = x + (size_t)batch * H;               /* [batch, H] */
+    float *q = normed + (size_t)batch * H;               /* [batch, q_width] */
+    float *k = q + (size_t)batch * q_width;              /* [batch, kv_width] */
+    float *v = k + (size_t)batch * kv_width;             /* [batch, kv_width] */
+    float *attended = v + (size_t)batch * kv_width;      /* [batch, q_width] */
+    float *gate = attended + (size_t)batch * q_width;    /* [batch, I] */
+    float *up = gate + (size_t)batch * I;                /* [batch, I] */
+    float *rope = up + (size_t)batch * I;                /* [batch, D]: cos | sin */
+    float *scores = rope + (size_t)batch * D;            /* [batch, heads, longest] */
+    const float scale = 1.0f / sqrtf((float)D);
+
+    for (int b = 0; b < batch; b++) {
+        memcpy(x + (size_t)b * H, m->embed + (size_t)tokens[b] * H, H * sizeof(float));
+        for (int i = 0; i < D / 2; i++) {
+            /* fp32 product then cos/sin, as transformers computes them */
+            float angle = (float)positions[b] * m->inv_freq[i];
+            rope[(size_t)b * D + i] = cosf(angle) * m->rope_scaling;
+            rope[(size_t)b * D + D / 2 + i] = sinf(angle) * m->rope_scaling;
+        }
+    }
+
+#pragma omp parallel
+    {
+        for (int layer = 0; layer < m->layers; layer++) {
+            const float *const *w = m->layer_tensors + (size_t)layer * TENSORS_PER_LAYER;
+#pragma omp for
+            for (int b = 0; b < batch; b++)
+                rms_norm(x + (size_t)b * H, w[ATTN_NORM], H, m->norm_eps, normed + (size_t)b * H);
+            matvec(w[WQ], H, q_width, normed, batch, q, 0);
+            matvec(w[WK], H, kv_width, normed, batch, k, 0);
+            matvec(w[WV], H, kv_width, normed, batch, v, 0);
+#pragma omp barrier
+            /* Rotary on the new keys, then append them and the values to the caches. */
+#pragma omp for
+            for (int b = 0; b < batch; b++) {
+                const float *cosines = rope + (size_t)b * D, *sines = cosines + D / 2;
+                for (int h = 0; h < m->kv_heads; h++) {
+                    float *key = k + (size_t)b * kv_width + (size_t)h * D;
+                    rotate(key, D, cosines, sines);
+                    size_t slot = (((size_t)layer * m->kv_heads + h) * capacities[b] + positions[b]) * D;
+                    memcpy(k_caches[b] + slot, key, D * sizeof(float));
+                    memcpy(v_caches[b] + slot, v + (size_t)b * kv_width + (size_t)h * D,
+                           D * sizeof(float));
+                }
+            }
+            /* Attention: each query head reads its group's cached keys and values. */
+#pragma omp for collapse(2)
+            for (int b = 0; b < batch; b++) {
+                for (int h = 0; h < m->heads; h++) {
+                    const float *cosines = rope + (size_t)b * D, *sines = cosines + D / 2;
+                    float *query = q + (size_t)b * q_width + (size_t)h * D;
+                    rotate(query, D, cosines, sines);
+                    int length = positions[b] + 1, kv_head = h / group;
+                    size_t base = ((size_t)layer * m->kv_heads + kv_head) * capacities[b] * D;
+                    const float *keys = k_caches[b] + base, *values = v_caches[b] + base;
+                    float *row_scores = scores + ((size_t)b * m->heads + h) * longest;
+                    float highest = -INFINITY;
+                    for (int t = 0; t < length; t++) {
+                        float dot = 0.0f;
+                        for (int i = 0; i < D; i++) dot += query[i] * keys[(size_t)t * D + i];
+                        row_scores[t] = dot * scale;
+                        highest = row_scores[t] > highest ? row_scores[t] : highest;
+                    }
+                    float total = 0.0f;
+                    for (int t = 0; t < length; t++) {
+                        row_scores[t] = expf(row_scores[t] - highest);
+                        total += row_scores[t];
+                    }
+                    float *out = attended + (size_t)b * q_width + (size_t)h * D;
+                    for (int i = 0; i < D; i++) out[i] = 0.0f;
+                    for (int t = 0; t < length; t++) {
+                        float weight = row_scores[t] / total;
+                        for (int i = 0; i < D; i++) out[i] += weight * values[(size_t)t * D + i];
+                    }
+                }
+            }
+            matvec(w[WO], q_width, H, attended, batch, x, 1); /* the residual add, fused */
+#pragma omp barrier
+#pragma omp for
+            for (int b = 0; b < batch; b++)
+                rms_norm(x + (size_t)b * H, w[MLP_NORM], H, m->norm_eps, normed + (size_t)b * H);
+            {
+                int r0, r1;
+                my_rows(I, &r0, &r1);
+                if (r0 < r1) {
+                    matvec_rows(w[WGATE], H, r0, r1, normed, batch, gate, I, 0);
+                    matvec_rows(w[WUP], H, r0, r1, normed, batch, up, I, 0);
+                    for (int b = 0; b < batch; b++)
+                        for (int r = r0; r < r1; r++) {
+                            float g = gate[(size_t)b * I + r];
+                            gate[(size_t)b * I + r] = g / (1.0f + expf(-g)) * up[(size_t)b * I + r];
+                        }
+                }
+            }
+#pragma omp barrier
+            matvec(w[WDOWN], I, H, gate, batch, x, 1);
+#pragma omp barrier
+        }
+#pragma omp for
+        for (int b = 0; b < batch; b++)
+            rms_norm(x + (size_t)b * H, m->final_norm, H, m->norm_eps, normed + (size_t)b * H);
+        matvec(m->lm_head, H, m->vocab, normed, batch, logits, 0);
+    }
+    free(scratch);
+    return 0;
+}
+
+int llama_set_threads(int threads) {
+#ifdef _OPENMP
+    if (threads > 0) omp_set_num_threads(threads);
+    return omp_get_max_threads();
+#else
+    (void)threads;
+    return 1;
+#endif
+}

@@ -1,0 +1,294 @@
+"""Report generation whose decode steps run in our own C kernel (`LLMSettings.decoder: native`).
+
+A decode step of a small batch reads every weight once, so its speed is how fast the
+matrix-vector products stream the weights; the kernel (llama_decode_step.c) streams them at
+about the rate of a memory copy, where PyTorch and ONNX Runtime reach 35-75 % of it
+(benchmarks/results/generation.md). Prompts are still encoded by the fp32 PyTorch model
+(prefill is matrix-matrix work, where PyTorch is fast), and its KV cache is copied into the
+kernel's per-row caches. Same stop tokens, repeat blocking, stop bias and section stop as
+the PyTorch loop, and the same tokens as the fp32 PyTorch model up to the order of
+additions. Greedy and MBR decoding run natively; beam search runs on the fp32 model.
+
+Llama-architecture models only (SmolLM2, Llama 3, ...), on the CPU, in fp32.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from transformers import DynamicCache
+
+from radreport.llm.generate import ReportGenerator, epsilon_sampler, most_probable
+from radreport.llm.native_kernel import load_kernel
+from radreport.llm.repeat_blocking import RepeatedNgramBlocker
+from radreport.llm.section_stop import SectionStop
+
+# Order of each layer's tensors in the kernel's table (llama_decode_step.c, TENSORS_PER_LAYER).
+_LAYER_TENSORS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+    "input_layernorm",
+    "post_attention_layernorm",
+)
+
+
+class UnsupportedModel(ValueError):
+    """A model the native kernel cannot run (not a plain fp32 Llama architecture)."""
+
+
+class _LlamaModel(ctypes.Structure):
+    _fields_ = [
+        ("layers", ctypes.c_int),
+        ("hidden", ctypes.c_int),
+        ("heads", ctypes.c_int),
+        ("kv_heads", ctypes.c_int),
+        ("head_dim", ctypes.c_int),
+        ("intermediate", ctypes.c_int),
+        ("vocab", ctypes.c_int),
+        ("norm_eps", ctypes.c_float),
+        ("rope_scaling", ctypes.c_float),
+        ("embed", ctypes.c_void_p),
+        ("final_norm", ctypes.c_void_p),
+        ("lm_head", ctypes.c_void_p),
+        ("inv_freq", ctypes.c_void_p),
+        ("layer_tensors", ctypes.POINTER(ctypes.c_void_p)),
+    ]
+
+
+def _check_supported(model) -> None:
+    config = model.config
+    problems = []
+    if config.model_type != "llama":
+        problems.append(f"model_type is {config.model_type!r}, not 'llama'")
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        problems.append("its projections have biases")
+    if getattr(config, "hidden_act", "silu") != "silu":
+        problems.append(f"hidden_act is {config.hidden_act!r}, not 'silu'")
+    if getattr(model, "hf_quantizer", None) is not None:
+        problems.append("its weights are quantized")
+    dtypes = {parameter.dtype for parameter in model.parameters()}
+    if dtypes != {torch.float32}:
+        problems.append(f"its weights are {sorted(map(str, dtypes))}, not torch.float32")
+    if model.device.type != "cpu":
+        problems.append(f"it is on {model.device}, not the CPU")
+    if problems:
+        raise UnsupportedModel("the native decoder cannot run this model: " + "; ".join(problems))
+
+
+class NativeLlama:
+    """A loaded fp32 Llama model's weights, handed to the kernel by pointer (no copy)."""
+
+    def __init__(self, model, num_threads: int | None = None):
+        _check_supported(model)
+        self.kernel = load_kernel()
+        if num_threads is not None:
+            self.kernel.llama_set_threads(num_threads)
+        config = model.config
+        base = model.model
+        self.layers = config.num_hidden_layers
+        self.kv_heads = config.num_key_value_heads
+        self.head_dim = getattr(config, "head_dim", None) or (
+            config.hidden_size // config.num_attention_heads
+        )
+        self.vocab = model.lm_head.weight.shape[0]
+        # Kept referenced: the kernel reads these tensors' memory directly.
+        self._tensors = [
+            layer.get_submodule(name).weight.detach().contiguous()
+            for layer in base.layers
+            for name in _LAYER_TENSORS
+        ]
+        self._embed = base.embed_tokens.weight.detach().contiguous()
+        self._final_norm = base.norm.weight.detach().contiguous()
+        self._lm_head = model.lm_head.weight.detach().contiguous()
+        rotary = base.rotary_emb
+        self._inv_freq = rotary.inv_freq.detach().float().contiguous()
+        self._table = (ctypes.c_void_p * len(self._tensors))(
+            *(tensor.data_ptr() for tensor in self._tensors)
+        )
+        self._model = _LlamaModel(
+            layers=self.layers,
+            hidden=config.hidden_size,
+            heads=config.num_attention_heads,
+            kv_heads=self.kv_heads,
+            head_dim=self.head_dim,
+            intermediate=config.intermediate_size,
+            vocab=self.vocab,
+            norm_eps=config.rms_norm_eps,
+            rope_scaling=float(getattr(rotary, "attention_scaling", 1.0)),
+            embed=self._embed.data_ptr(),
+            final_norm=self._final_norm.data_ptr(),
+            lm_head=self._lm_head.data_ptr(),
+            inv_freq=self._inv_freq.data_ptr(),
+            layer_tensors=self._table,
+        )
+
+    def empty_cache(self, capacity: int) -> torch.Tensor:
+        """One row's key (or value) cache for `capacity` positions."""
+        return torch.empty(self.layers, self.kv_heads, capacity, self.head_dim)
+
+    def step(
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        keys: Sequence[torch.Tensor],
+        values: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """Next-token logits (rows, vocab) after feeding each row its token at its position;
+        the step writes that position into the row's caches."""
+        rows = len(tokens)
+        logits = torch.empty(rows, self.vocab)
+        status = self.kernel.llama_decode_step(
+            ctypes.byref(self._model),
+            ctypes.c_int(rows),
+            (ctypes.c_int * rows)(*tokens),
+            (ctypes.c_int * rows)(*positions),
+            (ctypes.c_void_p * rows)(*(cache.data_ptr() for cache in keys)),
+            (ctypes.c_void_p * rows)(*(cache.data_ptr() for cache in values)),
+            (ctypes.c_int * rows)(*(cache.shape[2] for cache in keys)),
+            ctypes.c_void_p(logits.data_ptr()),
+        )
+        if status != 0:
+            raise MemoryError(f"the native decode step could not allocate its buffers ({rows} rows)")
+        return logits
+
+
+def _prefill(model, native: NativeLlama, ids: Sequence[int], capacity: int):
+    """The prompt's last logits and its KV cache, copied into the kernel's layout."""
+    cache = DynamicCache(config=model.config)
+    logits = model(
+        input_ids=torch.tensor([list(ids)]), past_key_values=cache, use_cache=True, logits_to_keep=1
+    ).logits[0, -1]
+    keys, values = native.empty_cache(capacity), native.empty_cache(capacity)
+    for layer, cached in enumerate(cache.layers):
+        keys[layer, :, : len(ids)] = cached.keys[0]
+        values[layer, :, : len(ids)] = cached.values[0]
+    return logits, keys, values
+
+
+@torch.inference_mode()
+def native_decode(
+    native: NativeLlama,
+    model,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    no_repeat_ngram_size: int = 0,
+    copies: int = 1,
+    choose: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = most_probable,
+    section_stop: SectionStop | None = None,
+    stop_logit_bias: float = 0.0,
+) -> torch.Tensor:
+    """New token ids (len(prompts) * copies, <= max_new_tokens), `pad_id` after a stop: the
+    native counterpart of generate._decode_loop, with the same stopping rules.
+
+    Each prompt is encoded once by the PyTorch `model` and its cache given to `copies` rows
+    (MBR's candidates); `choose(logits, rows)` picks the next token of each unfinished row.
+    A finished row's caches are simply dropped: the others are not moved.
+    """
+    stop_tensor = torch.tensor(list(stop_ids), dtype=torch.long)
+    first_logits, keys, values, positions = [], [], [], []
+    for ids in prompts:
+        logits, prompt_keys, prompt_values = _prefill(model, native, ids, len(ids) + max_new_tokens)
+        for copy in range(copies):
+            first_logits.append(logits)
+            keys.append(prompt_keys if copy == 0 else prompt_keys.clone())
+            values.append(prompt_values if copy == 0 else prompt_values.clone())
+            positions.append(len(ids))
+    batch = len(first_logits)
+    logits = torch.stack(first_logits)
+    output = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long)
+    rows = torch.arange(batch)  # output rows still decoding
+    blocker = RepeatedNgramBlocker(batch, no_repeat_ngram_size) if no_repeat_ngram_size else None
+    steps = 0
+    for step in range(max_new_tokens):
+        if stop_logit_bias:
+            logits[:, stop_tensor] += stop_logit_bias
+        if blocker is not None:
+            logits = blocker.block(logits)
+        next_ids = choose(logits, rows)
+        if blocker is not None:
+            blocker.append(next_ids.tolist())
+        output[rows, step] = next_ids
+        steps = step + 1
+        going = ~torch.isin(next_ids, stop_tensor)
+        if section_stop is not None:
+            going &= ~section_stop.ended_rows(output[rows, :steps])
+        if step == max_new_tokens - 1 or not bool(going.any()):
+            break
+        if not bool(going.all()):
+            kept = going.nonzero().squeeze(-1)
+            kept_list = kept.tolist()
+            rows, next_ids = rows[kept], next_ids[kept]
+            keys = [keys[index] for index in kept_list]
+            values = [values[index] for index in kept_list]
+            positions = [positions[index] for index in kept_list]
+            if blocker is not None:
+                blocker.keep(kept_list)
+        logits = native.step(next_ids.tolist(), positions, keys, values)
+        positions = [position + 1 for position in positions]
+    return output[:, :steps]
+
+
+class NativeReportGenerator(ReportGenerator):
+    """ReportGenerator whose greedy and MBR decode steps run in the native kernel; the fp32
+    PyTorch model encodes prompts and runs beam search."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        adapter_dir: str | Path | None = None,
+        *,
+        num_threads: int | None = None,
+        **options,
+    ):
+        super().__init__(model_dir, adapter_dir, device="cpu", dtype=torch.float32, **options)
+        self.native = NativeLlama(self.model, num_threads)
+
+    def _native_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
+        prompt_ids = self.tokenizer(prompts)["input_ids"]
+        if self.context_length is not None:
+            # As the PyTorch loop: the longest prompt sets the room left to write.
+            longest = max(len(ids) for ids in prompt_ids)
+            max_new_tokens = min(max_new_tokens, self.context_length - longest)
+        return (
+            self.native,
+            self.model,
+            prompt_ids,
+            max_new_tokens,
+            self.stop_ids,
+            self.tokenizer.pad_token_id,
+            self.no_repeat_ngram_size,
+        )
+
+    def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
+        if num_beams > 1:
+            return super()._generate_batch(prompts, num_beams, max_new_tokens)
+        new_ids = native_decode(
+            *self._native_args(prompts, max_new_tokens),
+            section_stop=self.section_stop,
+            stop_logit_bias=self.stop_logit_bias,
+        )
+        return [self._text_before_stop(row) for row in new_ids.tolist()]
+
+    def _candidate_batch(
+        self, prompts: list[str], max_new_tokens: int, sampler: torch.Generator
+    ) -> list[list[str]]:
+        n = self.mbr_candidates
+        new_ids = native_decode(
+            *self._native_args(prompts, max_new_tokens),
+            copies=n,
+            choose=epsilon_sampler(n, self.mbr_epsilon, sampler),
+            section_stop=self.section_stop,
+            stop_logit_bias=self.stop_logit_bias,
+        )
+        texts = [self._text_before_stop(row) for row in new_ids.tolist()]
+        return [texts[start : start + n] for start in range(0, len(texts), n)]
