@@ -178,15 +178,23 @@ def report_generator(model, decoder: str | None = None):
             settings = LLMSettings.model_validate({**settings.model_dump(), "decoder": decoder})
         except ValidationError as exc:
             fail(f"--decoder {decoder}: {exc.errors()[0]['msg']}", 2)
+    from radreport.llm.native_kernel import NativeDecoderUnavailable
+
     base = resolve_base_model(settings.base_model)
-    return ReportGenerator.from_settings(settings, base, model.adapter_dir)
+    try:
+        return ReportGenerator.from_settings(settings, base, model.adapter_dir)
+    except NativeDecoderUnavailable as exc:
+        fail(f"decoder {settings.decoder}: {exc}", 2)
 
 
 DECODER_OPTION = click.option(
     "--decoder",
-    type=click.Choice(["torch", "onnxruntime"]),
+    type=click.Choice(["torch", "onnxruntime", "native"]),
     default=None,
-    help="Decoding engine; default: the model's config. onnxruntime: greedy only, CPU.",
+    help=(
+        "Decoding engine; default: the model's config. onnxruntime: greedy only, CPU. "
+        "native: our C decode kernel, Llama models on the CPU (needs a C compiler)."
+    ),
 )
 
 

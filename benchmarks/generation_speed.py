@@ -60,6 +60,9 @@ class Arguments:
     compile: bool = False  # adds the torch.compile lever: minutes of compilation on 2 cores
     ctranslate2: bool = False  # adds CTranslate2 levers (needs the ctranslate2 package)
     openvino: bool = False  # adds OpenVINO levers (needs the openvino package)
+    # Comma-separated name fragments: only the levers whose name contains one of them run
+    # (quick checks; the batching table always runs). Empty: every lever.
+    only: str = ""
     output: Path = DEFAULT_OUTPUT
 
 
@@ -73,7 +76,8 @@ class Lever:
     # CTranslate2's generator, weights stored as `quantization`; "onnxruntime": our
     # ONNX Runtime GenAI decoder (LLMSettings.decoder "onnxruntime"), fp32 export;
     # "ort_matmuls": the "matmuls" work on ONNX Runtime's kernels; "openvino": that export
-    # decoded by OpenVINO; "ov_matmuls": the "matmuls" work on OpenVINO's kernels
+    # decoded by OpenVINO; "ov_matmuls": the "matmuls" work on OpenVINO's kernels; "native":
+    # our C decode step (LLMSettings.decoder "native")
     loop: str
     dtype: torch.dtype
     threads: int
@@ -345,6 +349,23 @@ def onnxruntime_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
     return decode, weights
 
 
+def native_decoder(model, tokenizer, prompt: str, new_tokens: int, lever: Lever):
+    """Our native decoder (LLMSettings.decoder "native") on the fp32 model's own weights; the
+    prompt is encoded by PyTorch, on the lever's threads too."""
+    from radreport.llm.native_generate import NativeLlama, native_decode
+
+    native = NativeLlama(model, lever.threads)
+    prompt_ids = [tokenizer(prompt)["input_ids"]]
+
+    def decode():
+        return native_decode(native, model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
+
+    produced = decode().shape[1]
+    if produced != new_tokens:
+        raise RuntimeError(f"the native decoder produced {produced} tokens, not {new_tokens}")
+    return decode
+
+
 def _bundled_export() -> tuple[Path, int]:
     """The fp32 ONNX Runtime GenAI export of the bundled model (made once, then cached) and
     the bytes of its weights: one fp32 copy of every matrix, the LM head included."""
@@ -448,6 +469,10 @@ ONNXRUNTIME_LEVERS = [
         "onnxruntime matmuls only (no decoder), fp32, 2 threads", "ort_matmuls", torch.float32, 2
     ),
 ]
+NATIVE_LEVERS = [
+    Lever("native decoder (ours), fp32, 1 thread", "native", torch.float32, 1),
+    Lever("native decoder (ours), fp32, 2 threads", "native", torch.float32, 2),
+]
 OPENVINO_LEVERS = [
     Lever("OpenVINO on our onnxruntime export, fp32, 1 thread", "openvino", torch.float32, 1),
     Lever("OpenVINO on our onnxruntime export, fp32, 2 threads", "openvino", torch.float32, 2),
@@ -479,10 +504,14 @@ def main() -> None:
     levers = [
         *LEVERS,
         *ONNXRUNTIME_LEVERS,
+        *NATIVE_LEVERS,
         *([COMPILE_LEVER] if arguments.compile else []),
         *(CTRANSLATE2_LEVERS if arguments.ctranslate2 else []),
         *(OPENVINO_LEVERS if arguments.openvino else []),
     ]
+    if arguments.only:
+        fragments = [fragment.strip() for fragment in arguments.only.split(",")]
+        levers = [lever for lever in levers if any(f in lever.name for f in fragments)]
     models = {
         dtype: load_generation_model(bundled_model_dir(), dtype=dtype, device="cpu")
         for dtype in (torch.float32, torch.bfloat16)
@@ -519,6 +548,8 @@ def lever_decoder(lever: Lever, model, tokenizer, prompt: str, new_tokens: int):
         return onnxruntime_decoder(tokenizer, prompt, new_tokens, lever)
     if lever.loop == "ort_matmuls":
         return onnxruntime_matmuls_only(model, new_tokens, lever.threads), weight_bytes(model)
+    if lever.loop == "native":
+        return native_decoder(model, tokenizer, prompt, new_tokens, lever), weight_bytes(model)
     if lever.loop == "openvino":
         return openvino_decoder(tokenizer, prompt, new_tokens, lever)
     if lever.loop == "ov_matmuls":

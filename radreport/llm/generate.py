@@ -403,7 +403,8 @@ class ReportGenerator:
         """Decoding budget, beams and dtype from the LLM settings ("auto" dtype: by device).
 
         With `decoder: onnxruntime` the generator decodes on an ONNX Runtime GenAI export of
-        the model (radreport.llm.onnx_generate).
+        the model (radreport.llm.onnx_generate); with `decoder: native` its greedy and MBR
+        decode steps run in our C kernel on the fp32 weights (radreport.llm.native_generate).
         """
         if settings.decoder == "onnxruntime":
             from radreport.llm.onnx_export import onnx_model_dir
@@ -418,11 +419,7 @@ class ReportGenerator:
                 num_threads=settings.num_threads,
                 stop_logit_bias=settings.stop_logit_bias,
             )
-        dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"
-        return cls(
-            model_dir,
-            adapter_dir,
-            dtype=dtype,
+        options = dict(
             max_new_tokens=settings.max_new_tokens,
             num_beams=settings.num_beams,
             batch_size=batch_size,
@@ -433,6 +430,14 @@ class ReportGenerator:
             seed=settings.seed,
             stop_logit_bias=settings.stop_logit_bias,
         )
+        if settings.decoder == "native":
+            from radreport.llm.native_generate import NativeReportGenerator
+
+            return NativeReportGenerator(
+                model_dir, adapter_dir, num_threads=settings.num_threads, **options
+            )
+        dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"
+        return cls(model_dir, adapter_dir, dtype=dtype, **options)
 
     def generate(
         self,

@@ -22,7 +22,7 @@ import torch
 from transformers import DynamicCache
 
 from radreport.llm.generate import ReportGenerator, epsilon_sampler, most_probable
-from radreport.llm.native_kernel import load_kernel
+from radreport.llm.native_kernel import NativeDecoderUnavailable, load_kernel
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.section_stop import SectionStop
 
@@ -40,7 +40,7 @@ _LAYER_TENSORS = (
 )
 
 
-class UnsupportedModel(ValueError):
+class UnsupportedModel(NativeDecoderUnavailable):
     """A model the native kernel cannot run (not a plain fp32 Llama architecture)."""
 
 
@@ -156,7 +156,7 @@ class NativeLlama:
             ctypes.c_void_p(logits.data_ptr()),
         )
         if status != 0:
-            raise MemoryError(f"the native decode step could not allocate its buffers ({rows} rows)")
+            raise MemoryError(f"the native decode step could not allocate buffers for {rows} rows")
         return logits
 
 

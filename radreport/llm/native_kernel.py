@@ -25,7 +25,11 @@ FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
 _LIBRARY_NAME = "libllama_decode_step.so"
 
 
-class NativeKernelError(RuntimeError):
+class NativeDecoderUnavailable(RuntimeError):
+    """The native decoder cannot run here: no kernel for this machine, or an unsupported model."""
+
+
+class NativeKernelError(NativeDecoderUnavailable):
     """The native decode kernel could not be compiled or loaded on this machine."""
 
 

@@ -1,0 +1,193 @@
+"""The native decoder: a C decode step that computes the fp32 PyTorch model's logits and
+writes its reports, compiled for this machine, with clear failures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from radreport.llm import native_kernel
+from radreport.llm.bundled import bundled_model_dir
+from radreport.llm.generate import ReportGenerator
+from radreport.llm.native_generate import (
+    NativeLlama,
+    NativeReportGenerator,
+    UnsupportedModel,
+    _prefill,
+    native_decode,
+)
+from radreport.llm.native_kernel import NativeKernelError
+from radreport.llm.settings import LLMSettings
+
+IMPRESSIONS = [
+    "Cardiomegaly with mild bibasilar infiltrates and small bilateral pleural effusions.",
+    "No acute disease.",
+    "Stable postoperative changes of the chest without acute process.",
+    "Clear lungs.",
+]
+
+
+def _odd_llama(tie: bool, **overrides) -> LlamaForCausalLM:
+    """A random Llama whose sizes are not multiples of the kernel's vector width (40) or row
+    block (70), with 5 query heads sharing one KV head and Llama 3's RoPE scaling."""
+    config = LlamaConfig(
+        vocab_size=97,
+        hidden_size=40,
+        intermediate_size=70,
+        num_hidden_layers=2,
+        num_attention_heads=5,
+        num_key_value_heads=1,
+        max_position_embeddings=256,
+        rope_parameters={
+            "rope_type": "llama3",
+            "rope_theta": 10000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 32,
+        },
+        initializer_range=0.2,
+        tie_word_embeddings=tie,
+        **overrides,
+    )
+    torch.manual_seed(0)
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("tie", [True, False])
+@torch.inference_mode()
+def test_each_native_step_gives_the_logits_of_the_pytorch_model(tie):
+    model = _odd_llama(tie)
+    native = NativeLlama(model, num_threads=2)
+    prompts = [[5, 17, 3, 88, 41, 9, 60], [2, 70]]
+    continuations = [[11, 4, 96, 30, 30, 7], [50, 1, 2, 3, 4, 5]]
+    keys, values, positions = [], [], []
+    for ids in prompts:
+        logits, row_keys, row_values = _prefill(model, native, ids, len(ids) + 8)
+        torch.testing.assert_close(logits, model(torch.tensor([ids])).logits[0, -1])
+        keys.append(row_keys), values.append(row_values), positions.append(len(ids))
+    for step in range(6):
+        tokens = [row[step] for row in continuations]
+        logits = native.step(tokens, positions, keys, values)
+        positions = [position + 1 for position in positions]
+        for row, ids in enumerate(prompts):
+            sequence = ids + continuations[row][: step + 1]
+            expected = model(torch.tensor([sequence])).logits[0, -1]
+            torch.testing.assert_close(logits[row], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_native_generator_writes_the_reports_of_fp32_torch_with_the_adapter(
+    tiny_llama_dir, tiny_adapter_dir
+):
+    for options in (
+        dict(max_new_tokens=16, batch_size=3),
+        dict(max_new_tokens=24, batch_size=4, no_repeat_ngram_size=3, stop_logit_bias=-2.0),
+    ):
+        expected = ReportGenerator(
+            tiny_llama_dir, tiny_adapter_dir, dtype=torch.float32, **options
+        ).generate(IMPRESSIONS, progress=False)
+        native = NativeReportGenerator(tiny_llama_dir, tiny_adapter_dir, num_threads=2, **options)
+        assert native.generate(IMPRESSIONS, progress=False) == expected
+        assert all(expected)
+
+
+def test_native_decoding_of_the_bundled_model_matches_pytorch_with_blocking():
+    # Real weights: the bundled SmolLM2 (untuned) loops on the first impression, so the
+    # repeat blocking and a long decode are both exercised.
+    impressions = ["Stable chronic lung changes.", "No acute disease."]
+    options = dict(max_new_tokens=48, batch_size=2, no_repeat_ngram_size=4)
+    native = NativeReportGenerator(bundled_model_dir(), **options)
+    reports = native.generate(impressions, progress=False)
+    torch_generator = ReportGenerator.for_loaded_model(native.model, native.tokenizer, **options)
+    assert reports == torch_generator.generate(impressions, progress=False)
+
+
+def test_a_row_keeps_its_stop_token_and_leaves_the_batch(tiny_llama_dir):
+    native = NativeReportGenerator(tiny_llama_dir, max_new_tokens=12)
+    prompts = native.tokenizer([f"### Instruction:\n{text}" for text in IMPRESSIONS])["input_ids"]
+    free = native_decode(native.native, native.model, prompts, 12, [], 0).tolist()
+    # The second row's fourth token becomes a stop id: each row ends at its first one.
+    stop = free[1][3]
+    stopped = native_decode(native.native, native.model, prompts, 12, [stop], 0).tolist()
+    ends = [row.index(stop) + 1 if stop in row else len(row) for row in free]
+    assert ends[1] <= 4 and max(ends) > ends[1]  # another row runs on after it stops
+    for row, end in enumerate(ends):
+        assert stopped[row][:end] == free[row][:end]
+        assert set(stopped[row][end:]) <= {0}  # padding after the stop
+
+
+def test_native_mbr_groups_start_with_the_greedy_report_and_repeat_with_the_seed(
+    tiny_llama_dir,
+):
+    options = dict(max_new_tokens=12, batch_size=4, mbr_candidates=4, mbr_epsilon=0.001, seed=3)
+    native = NativeReportGenerator(tiny_llama_dir, **options)
+    groups = native.candidate_groups(IMPRESSIONS, progress=False)
+    plain = NativeReportGenerator(tiny_llama_dir, max_new_tokens=12, batch_size=4)
+    greedy = plain.generate(IMPRESSIONS, progress=False)
+    assert [group[0] for group in groups] == greedy
+    assert any(len(set(group)) > 1 for group in groups)  # the others are sampled
+    assert native.candidate_groups(IMPRESSIONS, progress=False) == groups
+
+
+def test_beams_on_the_native_generator_run_on_the_fp32_model(tiny_llama_dir):
+    options = dict(max_new_tokens=10, batch_size=4, num_beams=3)
+    native = NativeReportGenerator(tiny_llama_dir, **options)
+    expected = ReportGenerator(tiny_llama_dir, dtype=torch.float32, **options)
+    assert native.generate(IMPRESSIONS, progress=False) == expected.generate(
+        IMPRESSIONS, progress=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (dict(attention_bias=True), "biases"),
+        (dict(hidden_act="gelu"), "hidden_act is 'gelu'"),
+    ],
+)
+def test_a_model_the_kernel_cannot_run_is_refused_naming_why(change, named):
+    with pytest.raises(UnsupportedModel, match=named):
+        NativeLlama(_odd_llama(True, **change))
+
+
+def test_a_bf16_model_is_refused():
+    with pytest.raises(UnsupportedModel, match="torch.bfloat16"):
+        NativeLlama(_odd_llama(True).to(torch.bfloat16))
+
+
+def test_settings_route_to_the_native_decoder(tiny_llama_dir):
+    settings = LLMSettings(decoder="native", max_new_tokens=5, mbr_candidates=3, num_threads=1)
+    generator = ReportGenerator.from_settings(settings, tiny_llama_dir)
+    assert isinstance(generator, NativeReportGenerator)
+    assert generator.max_new_tokens == 5 and generator.mbr_candidates == 3
+    assert generator.model.dtype == torch.float32
+
+
+def test_the_kernel_is_built_once_per_source_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RADREPORT_CACHE_DIR", str(tmp_path))
+    native_kernel.load_kernel.cache_clear()
+    try:
+        native_kernel.load_kernel()
+        [built] = (tmp_path / "native").glob("*/libllama_decode_step.so")
+        assert built.parent.name == native_kernel.build_key(native_kernel.compiler())
+        edited = tmp_path / "edited.c"
+        edited.write_text(native_kernel.SOURCE.read_text() + "\n/* edited */\n")
+        monkeypatch.setattr(native_kernel, "SOURCE", edited)
+        assert native_kernel.build_key(native_kernel.compiler()) != built.parent.name
+    finally:
+        native_kernel.load_kernel.cache_clear()
+
+
+def test_a_missing_compiler_or_a_failed_build_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("CC", "no-such-compiler")
+    with pytest.raises(NativeKernelError, match="'no-such-compiler' was not found"):
+        native_kernel.compiler()
+    monkeypatch.delenv("CC")
+    broken = tmp_path / "broken.c"
+    broken.write_text("int f( {\n")
+    monkeypatch.setattr(native_kernel, "SOURCE", broken)
+    target = tmp_path / "out" / "lib.so"
+    with pytest.raises(NativeKernelError, match="compiling broken.c with .* failed"):
+        native_kernel.compile_kernel(target, native_kernel.compiler())
+    assert not target.exists()
