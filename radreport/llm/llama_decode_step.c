@@ -46,6 +46,15 @@ static inline float sum16(vec16 v) {
     return total;
 }
 
+static inline float dot(const float *a, const float *b, int n) {
+    int full = n - n % LANES;
+    vec16 total = {0};
+    for (int i = 0; i < full; i += LANES) total += load16(a + i) * load16(b + i);
+    float sum = sum16(total);
+    for (int i = full; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
 /* y[b, r] (+)= W[r, :] . x[b, :] for weight rows [r0, r1) and every batch row b.
  * Four weight rows at a time: four independent streams keep the memory system busy, and each
  * loaded x chunk serves four rows. */
@@ -55,7 +64,29 @@ static void matvec_rows(const float *W, int in, int r0, int r1, const float *x, 
     int r = r0;
     for (; r + ROWS_AT_ONCE <= r1; r += ROWS_AT_ONCE) {
         const float *w0 = W + (size_t)r * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-        for (int b = 0; b < batch; b++) {
+        int b = 0;
+        /* Two batch rows at a time: each weight chunk loaded serves eight products. */
+        for (; b + 2 <= batch; b += 2) {
+            const float *xa = x + (size_t)b * in, *xb = xa + in;
+            vec16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
+            for (int i = 0; i < full; i += LANES) {
+                vec16 u = load16(xa + i), v = load16(xb + i);
+                vec16 v0 = load16(w0 + i), v1 = load16(w1 + i), v2 = load16(w2 + i), v3 = load16(w3 + i);
+                a0 += v0 * u; a1 += v1 * u; a2 += v2 * u; a3 += v3 * u;
+                c0 += v0 * v; c1 += v1 * v; c2 += v2 * v; c3 += v3 * v;
+            }
+            float s[8] = {sum16(a0), sum16(a1), sum16(a2), sum16(a3),
+                          sum16(c0), sum16(c1), sum16(c2), sum16(c3)};
+            for (int i = full; i < in; i++) {
+                s[0] += w0[i] * xa[i]; s[1] += w1[i] * xa[i]; s[2] += w2[i] * xa[i]; s[3] += w3[i] * xa[i];
+                s[4] += w0[i] * xb[i]; s[5] += w1[i] * xb[i]; s[6] += w2[i] * xb[i]; s[7] += w3[i] * xb[i];
+            }
+            for (int k = 0; k < 2; k++) {
+                float *yb = y + (size_t)(b + k) * out + r;
+                for (int j = 0; j < 4; j++) yb[j] = accumulate ? yb[j] + s[4 * k + j] : s[4 * k + j];
+            }
+        }
+        for (; b < batch; b++) {
             const float *xb = x + (size_t)b * in;
             vec16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
             for (int i = 0; i < full; i += LANES) {
@@ -123,13 +154,17 @@ static void rotate(float *v, int head_dim, const float *cosines, const float *si
     }
 }
 
-/* One step for `batch` rows. Row b feeds token tokens[b] at position positions[b] (its cache
- * holds positions 0 .. positions[b] - 1) and gets its next-token logits in logits[b, :].
- * Caches: k_caches[b], v_caches[b] are [layers, kv_heads, capacities[b], head_dim]; the step
- * writes position positions[b] (< capacities[b]). Returns 0, or -1 when memory runs out. */
+/* One step for `batch` rows. Row b feeds token tokens[b] at position positions[b] and gets
+ * its next-token logits in logits[b, :]. Its keys and values so far are in two caches, each
+ * [layers, kv_heads, length, head_dim]: a prefix (the prompt's, prefix_lengths[b] positions,
+ * read only and shareable between rows, as MBR's candidates of one prompt share it) and its
+ * own (capacities[b] positions for what it wrote; position p is at p - prefix_lengths[b]).
+ * The step writes position positions[b] into the row's own caches. Returns 0, or -1 when
+ * memory runs out. */
 int llama_decode_step(const llama_model *m, int batch, const int *tokens, const int *positions,
-                      float *const *k_caches, float *const *v_caches, const int *capacities,
-                      float *logits) {
+                      const float *const *prefix_keys, const float *const *prefix_values,
+                      const int *prefix_lengths, float *const *k_caches, float *const *v_caches,
+                      const int *capacities, float *logits) {
     const int H = m->hidden, D = m->head_dim, I = m->intermediate;
     const int q_width = m->heads * D, kv_width = m->kv_heads * D, group = m->heads / m->kv_heads;
     int longest = 0;
@@ -178,7 +213,8 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
                 for (int h = 0; h < m->kv_heads; h++) {
                     float *key = k + (size_t)b * kv_width + (size_t)h * D;
                     rotate(key, D, cosines, sines);
-                    size_t slot = (((size_t)layer * m->kv_heads + h) * capacities[b] + positions[b]) * D;
+                    int own = positions[b] - prefix_lengths[b];
+                    size_t slot = (((size_t)layer * m->kv_heads + h) * capacities[b] + own) * D;
                     memcpy(k_caches[b] + slot, key, D * sizeof(float));
                     memcpy(v_caches[b] + slot, v + (size_t)b * kv_width + (size_t)h * D,
                            D * sizeof(float));
@@ -191,28 +227,35 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
                     const float *cosines = rope + (size_t)b * D, *sines = cosines + D / 2;
                     float *query = q + (size_t)b * q_width + (size_t)h * D;
                     rotate(query, D, cosines, sines);
-                    int length = positions[b] + 1, kv_head = h / group;
-                    size_t base = ((size_t)layer * m->kv_heads + kv_head) * capacities[b] * D;
-                    const float *keys = k_caches[b] + base, *values = v_caches[b] + base;
+                    int kv_head = h / group, prefix = prefix_lengths[b];
+                    int own = positions[b] + 1 - prefix; /* own positions, the new one included */
+                    const float *keys[2], *values[2];
+                    int lengths[2] = {prefix, own};
+                    size_t prefix_base = ((size_t)layer * m->kv_heads + kv_head) * prefix * D;
+                    size_t own_base = ((size_t)layer * m->kv_heads + kv_head) * capacities[b] * D;
+                    keys[0] = prefix_keys[b] + prefix_base, values[0] = prefix_values[b] + prefix_base;
+                    keys[1] = k_caches[b] + own_base, values[1] = v_caches[b] + own_base;
                     float *row_scores = scores + ((size_t)b * m->heads + h) * longest;
                     float highest = -INFINITY;
-                    for (int t = 0; t < length; t++) {
-                        float dot = 0.0f;
-                        for (int i = 0; i < D; i++) dot += query[i] * keys[(size_t)t * D + i];
-                        row_scores[t] = dot * scale;
-                        highest = row_scores[t] > highest ? row_scores[t] : highest;
-                    }
+                    for (int part = 0, t0 = 0; part < 2; t0 += lengths[part], part++)
+                        for (int t = 0; t < lengths[part]; t++) {
+                            float score = dot(query, keys[part] + (size_t)t * D, D) * scale;
+                            row_scores[t0 + t] = score;
+                            highest = score > highest ? score : highest;
+                        }
                     float total = 0.0f;
-                    for (int t = 0; t < length; t++) {
+                    for (int t = 0; t < prefix + own; t++) {
                         row_scores[t] = expf(row_scores[t] - highest);
                         total += row_scores[t];
                     }
                     float *out = attended + (size_t)b * q_width + (size_t)h * D;
                     for (int i = 0; i < D; i++) out[i] = 0.0f;
-                    for (int t = 0; t < length; t++) {
-                        float weight = row_scores[t] / total;
-                        for (int i = 0; i < D; i++) out[i] += weight * values[(size_t)t * D + i];
-                    }
+                    for (int part = 0, t0 = 0; part < 2; t0 += lengths[part], part++)
+                        for (int t = 0; t < lengths[part]; t++) {
+                            float weight = row_scores[t0 + t] / total;
+                            const float *value = values[part] + (size_t)t * D;
+                            for (int i = 0; i < D; i++) out[i] += weight * value[i];
+                        }
                 }
             }
             matvec(w[WO], q_width, H, attended, batch, x, 1); /* the residual add, fused */

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -131,28 +132,32 @@ class NativeLlama:
         )
 
     def empty_cache(self, capacity: int) -> torch.Tensor:
-        """One row's key (or value) cache for `capacity` positions."""
+        """Keys (or values) for `capacity` positions of one row: [layers, kv_heads, capacity,
+        head_dim]."""
         return torch.empty(self.layers, self.kv_heads, capacity, self.head_dim)
 
     def step(
-        self,
-        tokens: Sequence[int],
-        positions: Sequence[int],
-        keys: Sequence[torch.Tensor],
-        values: Sequence[torch.Tensor],
+        self, tokens: Sequence[int], positions: Sequence[int], caches: Sequence[RowCache]
     ) -> torch.Tensor:
         """Next-token logits (rows, vocab) after feeding each row its token at its position;
-        the step writes that position into the row's caches."""
+        the step writes that position into the row's own caches."""
         rows = len(tokens)
         logits = torch.empty(rows, self.vocab)
+
+        def pointers(tensors):
+            return (ctypes.c_void_p * rows)(*(tensor.data_ptr() for tensor in tensors))
+
         status = self.kernel.llama_decode_step(
             ctypes.byref(self._model),
             ctypes.c_int(rows),
             (ctypes.c_int * rows)(*tokens),
             (ctypes.c_int * rows)(*positions),
-            (ctypes.c_void_p * rows)(*(cache.data_ptr() for cache in keys)),
-            (ctypes.c_void_p * rows)(*(cache.data_ptr() for cache in values)),
-            (ctypes.c_int * rows)(*(cache.shape[2] for cache in keys)),
+            pointers(cache.prefix_keys for cache in caches),
+            pointers(cache.prefix_values for cache in caches),
+            (ctypes.c_int * rows)(*(cache.prefix_keys.shape[2] for cache in caches)),
+            pointers(cache.keys for cache in caches),
+            pointers(cache.values for cache in caches),
+            (ctypes.c_int * rows)(*(cache.keys.shape[2] for cache in caches)),
             ctypes.c_void_p(logits.data_ptr()),
         )
         if status != 0:
@@ -160,16 +165,25 @@ class NativeLlama:
         return logits
 
 
-def _prefill(model, native: NativeLlama, ids: Sequence[int], capacity: int):
-    """The prompt's last logits and its KV cache, copied into the kernel's layout."""
+@dataclass
+class RowCache:
+    """One row's keys and values, each [layers, kv_heads, positions, head_dim]: the prompt's
+    (read only, shared by the rows decoding the same prompt) and the row's own."""
+
+    prefix_keys: torch.Tensor
+    prefix_values: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+def _prefill(model, ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The prompt's last logits and its keys and values in the kernel's layout."""
     cache = DynamicCache(config=model.config)
     logits = model(
         input_ids=torch.tensor([list(ids)]), past_key_values=cache, use_cache=True, logits_to_keep=1
     ).logits[0, -1]
-    keys, values = native.empty_cache(capacity), native.empty_cache(capacity)
-    for layer, cached in enumerate(cache.layers):
-        keys[layer, :, : len(ids)] = cached.keys[0]
-        values[layer, :, : len(ids)] = cached.values[0]
+    keys = torch.stack([layer.keys[0] for layer in cache.layers]).contiguous()
+    values = torch.stack([layer.values[0] for layer in cache.layers]).contiguous()
     return logits, keys, values
 
 
@@ -192,16 +206,18 @@ def native_decode(
 
     Each prompt is encoded once by the PyTorch `model` and its cache given to `copies` rows
     (MBR's candidates); `choose(logits, rows)` picks the next token of each unfinished row.
-    A finished row's caches are simply dropped: the others are not moved.
+    A finished row's caches are simply dropped: the others are not moved. The rows of one
+    prompt share its cache, so MBR's candidates read the prompt's keys and values once each
+    but store them once.
     """
     stop_tensor = torch.tensor(list(stop_ids), dtype=torch.long)
-    first_logits, keys, values, positions = [], [], [], []
+    first_logits, caches, positions = [], [], []
     for ids in prompts:
-        logits, prompt_keys, prompt_values = _prefill(model, native, ids, len(ids) + max_new_tokens)
-        for copy in range(copies):
+        logits, prompt_keys, prompt_values = _prefill(model, ids)
+        for _ in range(copies):  # the copies share the prompt's cache: no copy is made
             first_logits.append(logits)
-            keys.append(prompt_keys if copy == 0 else prompt_keys.clone())
-            values.append(prompt_values if copy == 0 else prompt_values.clone())
+            own = native.empty_cache(max_new_tokens), native.empty_cache(max_new_tokens)
+            caches.append(RowCache(prompt_keys, prompt_values, *own))
             positions.append(len(ids))
     batch = len(first_logits)
     logits = torch.stack(first_logits)
@@ -228,12 +244,11 @@ def native_decode(
             kept = going.nonzero().squeeze(-1)
             kept_list = kept.tolist()
             rows, next_ids = rows[kept], next_ids[kept]
-            keys = [keys[index] for index in kept_list]
-            values = [values[index] for index in kept_list]
+            caches = [caches[index] for index in kept_list]
             positions = [positions[index] for index in kept_list]
             if blocker is not None:
                 blocker.keep(kept_list)
-        logits = native.step(next_ids.tolist(), positions, keys, values)
+        logits = native.step(next_ids.tolist(), positions, caches)
         positions = [position + 1 for position in positions]
     return output[:, :steps]
 

@@ -13,6 +13,7 @@ from radreport.llm.generate import ReportGenerator
 from radreport.llm.native_generate import (
     NativeLlama,
     NativeReportGenerator,
+    RowCache,
     UnsupportedModel,
     _prefill,
     native_decode,
@@ -62,14 +63,16 @@ def test_each_native_step_gives_the_logits_of_the_pytorch_model(tie):
     native = NativeLlama(model, num_threads=2)
     prompts = [[5, 17, 3, 88, 41, 9, 60], [2, 70]]
     continuations = [[11, 4, 96, 30, 30, 7], [50, 1, 2, 3, 4, 5]]
-    keys, values, positions = [], [], []
+    caches, positions = [], []
     for ids in prompts:
-        logits, row_keys, row_values = _prefill(model, native, ids, len(ids) + 8)
+        logits, prompt_keys, prompt_values = _prefill(model, ids)
         torch.testing.assert_close(logits, model(torch.tensor([ids])).logits[0, -1])
-        keys.append(row_keys), values.append(row_values), positions.append(len(ids))
+        own = native.empty_cache(8), native.empty_cache(8)
+        caches.append(RowCache(prompt_keys, prompt_values, *own))
+        positions.append(len(ids))
     for step in range(6):
         tokens = [row[step] for row in continuations]
-        logits = native.step(tokens, positions, keys, values)
+        logits = native.step(tokens, positions, caches)
         positions = [position + 1 for position in positions]
         for row, ids in enumerate(prompts):
             sequence = ids + continuations[row][: step + 1]
