@@ -21,6 +21,10 @@ Keep the adapter with --adapter-out DIR and score other decodings of it later wi
         --skip-greedy --no-repeat-ngram 6 --adapter-out /tmp/iu_adapter
     nice .venv/bin/python benchmarks/iu_xray_finetune.py --adapter /tmp/iu_adapter \
         --retrieval-k 1 --skip-greedy --num-beams 3
+
+--decoder onnxruntime|native decodes on that engine (predictions in
+iu_xray_predictions_k<K>_<decoder>.csv); --stop-bias B sets llm.stop_logit_bias for every
+decoding (columns then end in _stop_biasB), as configs/iu_xray.yaml does with -0.5.
 """
 
 from __future__ import annotations
@@ -85,7 +89,16 @@ def main() -> None:
     parser.add_argument("--adapter-out", type=Path, help="keep the trained adapter here")
     parser.add_argument("--adapter", type=Path, help="score this adapter; no training")
     parser.add_argument(
-        "--decoder", choices=["torch", "onnxruntime"], default="torch", help="decoding engine"
+        "--decoder",
+        choices=["torch", "onnxruntime", "native"],
+        default="torch",
+        help="decoding engine",
+    )
+    parser.add_argument(
+        "--stop-bias",
+        type=float,
+        default=0.0,
+        help="llm.stop_logit_bias for every decoding; its columns end in _stop_bias<value>",
     )
     args = parser.parse_args()
     if args.decoder == "onnxruntime" and (args.num_beams > 1 or args.mbr > 1):
@@ -105,6 +118,7 @@ def main() -> None:
         max_new_tokens=128,
         num_threads=args.threads,
         decoder=args.decoder,
+        stop_logit_bias=args.stop_bias,
     )
     val_rows = split_rows(table, "val")
     started = time.perf_counter()
@@ -135,13 +149,17 @@ def main() -> None:
             else:
                 generated[column] = generator.generate(impressions, examples, num_beams=num_beams)
             generate_seconds[column] = round(time.perf_counter() - started, 1)
+    if args.stop_bias:
+        generated = {
+            f"{column}_stop_bias{args.stop_bias:g}": texts for column, texts in generated.items()
+        }
     samples = val[["study_id", "impression"]].assign(reference=val["report"], **generated)
     engine = "" if args.decoder == "torch" else f"_{args.decoder}"
     predictions = RESULTS.with_name(f"iu_xray_predictions_k{args.retrieval_k}{engine}.csv")
     samples.to_csv(predictions, index=False)  # every val prediction, to study or re-score
     train = table[table["split"] == "train"]
     # The first decoding is "the model"; every decoding is scored against the same references.
-    first = next(iter(decodings))
+    first = next(iter(generated))
     evaluation = evaluate_reports(
         samples[["study_id", "impression", "reference"]].assign(generated=samples[first]),
         train,
