@@ -431,10 +431,19 @@ class ReportGenerator:
             stop_logit_bias=settings.stop_logit_bias,
         )
         if settings.decoder == "native":
-            from radreport.llm.native_generate import NativeReportGenerator
+            from radreport.llm.native_generate import NativeReportGenerator, UnsupportedModel
 
+            # bfloat16 matrices unless fp32 is asked for: the kernel's arithmetic is fp32 on
+            # every CPU, so half the bytes per step costs no emulation anywhere.
+            if settings.compute_dtype == "float16":
+                raise UnsupportedModel("the native decoder reads matrices in float32 or bfloat16")
+            matrix_dtype = torch.float32 if settings.compute_dtype == "float32" else torch.bfloat16
             return NativeReportGenerator(
-                model_dir, adapter_dir, num_threads=settings.num_threads, **options
+                model_dir,
+                adapter_dir,
+                num_threads=settings.num_threads,
+                matrix_dtype=matrix_dtype,
+                **options,
             )
         dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"
         return cls(model_dir, adapter_dir, dtype=dtype, **options)

@@ -31,14 +31,32 @@ enum { WQ, WK, WV, WO, WGATE, WUP, WDOWN, ATTN_NORM, MLP_NORM, TENSORS_PER_LAYER
 typedef struct {
     int layers, hidden, heads, kv_heads, head_dim, intermediate, vocab;
     float norm_eps, rope_scaling;
-    const float *embed;      /* [vocab, hidden] */
+    /* 1: the matrices (projections, embedding, LM head) are bfloat16, read as fp32 values
+     * (a bfloat16 is the top half of a float); half the bytes per decode step. Norm weights
+     * are always fp32. */
+    int bf16_matrices;
+    const void *embed;       /* [vocab, hidden] */
     const float *final_norm; /* [hidden] */
-    const float *lm_head;    /* [vocab, hidden]; the embedding itself when tied */
+    const void *lm_head;     /* [vocab, hidden]; the embedding itself when tied */
     const float *inv_freq;   /* [head_dim / 2] */
-    const float *const *layer_tensors; /* [layers * TENSORS_PER_LAYER] */
+    const void *const *layer_tensors; /* [layers * TENSORS_PER_LAYER] */
 } llama_model;
 
+typedef unsigned short bf16;
+typedef bf16 bf16x16_unaligned __attribute__((vector_size(32), aligned(2)));
+typedef unsigned int u32x16 __attribute__((vector_size(64)));
+
 static inline vec16 load16(const float *p) { return *(const vec16_unaligned *)p; }
+
+static inline vec16 load16_bf16(const bf16 *p) {
+    u32x16 wide = __builtin_convertvector(*(const bf16x16_unaligned *)p, u32x16) << 16;
+    return (vec16)wide;
+}
+
+static inline float bf16_value(bf16 h) {
+    union { unsigned int bits; float value; } word = {.bits = (unsigned int)h << 16};
+    return word.value;
+}
 
 static inline float sum16(vec16 v) {
     float total = 0.0f;
@@ -55,65 +73,78 @@ static inline float dot(const float *a, const float *b, int n) {
     return sum;
 }
 
-/* y[b, r] (+)= W[r, :] . x[b, :] for weight rows [r0, r1) and every batch row b.
- * Four weight rows at a time: four independent streams keep the memory system busy, and each
- * loaded x chunk serves four rows. */
-static void matvec_rows(const float *W, int in, int r0, int r1, const float *x, int batch,
-                        float *y, int out, int accumulate) {
-    int full = in - in % LANES;
-    int r = r0;
-    for (; r + ROWS_AT_ONCE <= r1; r += ROWS_AT_ONCE) {
-        const float *w0 = W + (size_t)r * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;
-        int b = 0;
-        /* Two batch rows at a time: each weight chunk loaded serves eight products. */
-        for (; b + 2 <= batch; b += 2) {
-            const float *xa = x + (size_t)b * in, *xb = xa + in;
-            vec16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};
-            for (int i = 0; i < full; i += LANES) {
-                vec16 u = load16(xa + i), v = load16(xb + i);
-                vec16 v0 = load16(w0 + i), v1 = load16(w1 + i), v2 = load16(w2 + i), v3 = load16(w3 + i);
-                a0 += v0 * u; a1 += v1 * u; a2 += v2 * u; a3 += v3 * u;
-                c0 += v0 * v; c1 += v1 * v; c2 += v2 * v; c3 += v3 * v;
-            }
-            float s[8] = {sum16(a0), sum16(a1), sum16(a2), sum16(a3),
-                          sum16(c0), sum16(c1), sum16(c2), sum16(c3)};
-            for (int i = full; i < in; i++) {
-                s[0] += w0[i] * xa[i]; s[1] += w1[i] * xa[i]; s[2] += w2[i] * xa[i]; s[3] += w3[i] * xa[i];
-                s[4] += w0[i] * xb[i]; s[5] += w1[i] * xb[i]; s[6] += w2[i] * xb[i]; s[7] += w3[i] * xb[i];
-            }
-            for (int k = 0; k < 2; k++) {
-                float *yb = y + (size_t)(b + k) * out + r;
-                for (int j = 0; j < 4; j++) yb[j] = accumulate ? yb[j] + s[4 * k + j] : s[4 * k + j];
-            }
-        }
-        for (; b < batch; b++) {
-            const float *xb = x + (size_t)b * in;
-            vec16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-            for (int i = 0; i < full; i += LANES) {
-                vec16 xv = load16(xb + i);
-                a0 += load16(w0 + i) * xv;
-                a1 += load16(w1 + i) * xv;
-                a2 += load16(w2 + i) * xv;
-                a3 += load16(w3 + i) * xv;
-            }
-            float s0 = sum16(a0), s1 = sum16(a1), s2 = sum16(a2), s3 = sum16(a3);
-            for (int i = full; i < in; i++) {
-                s0 += w0[i] * xb[i]; s1 += w1[i] * xb[i]; s2 += w2[i] * xb[i]; s3 += w3[i] * xb[i];
-            }
-            float *yb = y + (size_t)b * out + r;
-            if (accumulate) { yb[0] += s0; yb[1] += s1; yb[2] += s2; yb[3] += s3; }
-            else { yb[0] = s0; yb[1] = s1; yb[2] = s2; yb[3] = s3; }
-        }
-    }
-    for (; r < r1; r++) {
-        const float *w = W + (size_t)r * in;
-        for (int b = 0; b < batch; b++) {
-            const float *xb = x + (size_t)b * in;
-            float s = 0.0f;
-            for (int i = 0; i < in; i++) s += w[i] * xb[i];
-            y[(size_t)b * out + r] = accumulate ? y[(size_t)b * out + r] + s : s;
-        }
-    }
+/* y[b, r] (+)= W[r, :] . x[b, :] for weight rows [r0, r1) and every batch row b, one function
+ * per weight type. Four weight rows at a time: four independent streams keep the memory
+ * system busy, and each loaded x chunk serves four rows; two batch rows at a time, so each
+ * weight chunk loaded serves eight products. */
+#define DEFINE_MATVEC_ROWS(NAME, WTYPE, LOADW, VALUE)                                          \
+static void NAME(const WTYPE *W, int in, int r0, int r1, const float *x, int batch, float *y,  \
+                 int out, int accumulate) {                                                    \
+    int full = in - in % LANES;                                                                \
+    int r = r0;                                                                                \
+    for (; r + ROWS_AT_ONCE <= r1; r += ROWS_AT_ONCE) {                                        \
+        const WTYPE *w0 = W + (size_t)r * in, *w1 = w0 + in, *w2 = w1 + in, *w3 = w2 + in;     \
+        int b = 0;                                                                             \
+        for (; b + 2 <= batch; b += 2) {                                                       \
+            const float *xa = x + (size_t)b * in, *xb = xa + in;                               \
+            vec16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}; \
+            for (int i = 0; i < full; i += LANES) {                                            \
+                vec16 u = load16(xa + i), v = load16(xb + i);                                  \
+                vec16 v0 = LOADW(w0 + i), v1 = LOADW(w1 + i), v2 = LOADW(w2 + i), v3 = LOADW(w3 + i); \
+                a0 += v0 * u; a1 += v1 * u; a2 += v2 * u; a3 += v3 * u;                        \
+                c0 += v0 * v; c1 += v1 * v; c2 += v2 * v; c3 += v3 * v;                        \
+            }                                                                                  \
+            float s[8] = {sum16(a0), sum16(a1), sum16(a2), sum16(a3),                          \
+                          sum16(c0), sum16(c1), sum16(c2), sum16(c3)};                         \
+            for (int i = full; i < in; i++) {                                                  \
+                s[0] += VALUE(w0[i]) * xa[i]; s[1] += VALUE(w1[i]) * xa[i];                    \
+                s[2] += VALUE(w2[i]) * xa[i]; s[3] += VALUE(w3[i]) * xa[i];                    \
+                s[4] += VALUE(w0[i]) * xb[i]; s[5] += VALUE(w1[i]) * xb[i];                    \
+                s[6] += VALUE(w2[i]) * xb[i]; s[7] += VALUE(w3[i]) * xb[i];                    \
+            }                                                                                  \
+            for (int k = 0; k < 2; k++) {                                                      \
+                float *yb = y + (size_t)(b + k) * out + r;                                     \
+                for (int j = 0; j < 4; j++) yb[j] = accumulate ? yb[j] + s[4 * k + j] : s[4 * k + j]; \
+            }                                                                                  \
+        }                                                                                      \
+        for (; b < batch; b++) {                                                               \
+            const float *xb = x + (size_t)b * in;                                              \
+            vec16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                      \
+            for (int i = 0; i < full; i += LANES) {                                            \
+                vec16 xv = load16(xb + i);                                                     \
+                a0 += LOADW(w0 + i) * xv;                                                      \
+                a1 += LOADW(w1 + i) * xv;                                                      \
+                a2 += LOADW(w2 + i) * xv;                                                      \
+                a3 += LOADW(w3 + i) * xv;                                                      \
+            }                                                                                  \
+            float s[4] = {sum16(a0), sum16(a1), sum16(a2), sum16(a3)};                         \
+            for (int i = full; i < in; i++) {                                                  \
+                s[0] += VALUE(w0[i]) * xb[i]; s[1] += VALUE(w1[i]) * xb[i];                    \
+                s[2] += VALUE(w2[i]) * xb[i]; s[3] += VALUE(w3[i]) * xb[i];                    \
+            }                                                                                  \
+            float *yb = y + (size_t)b * out + r;                                               \
+            for (int j = 0; j < 4; j++) yb[j] = accumulate ? yb[j] + s[j] : s[j];              \
+        }                                                                                      \
+    }                                                                                          \
+    for (; r < r1; r++) {                                                                      \
+        const WTYPE *w = W + (size_t)r * in;                                                   \
+        for (int b = 0; b < batch; b++) {                                                      \
+            const float *xb = x + (size_t)b * in;                                              \
+            float s = 0.0f;                                                                    \
+            for (int i = 0; i < in; i++) s += VALUE(w[i]) * xb[i];                             \
+            y[(size_t)b * out + r] = accumulate ? y[(size_t)b * out + r] + s : s;              \
+        }                                                                                      \
+    }                                                                                          \
+}
+
+#define FLOAT_VALUE(w) (w)
+DEFINE_MATVEC_ROWS(matvec_rows_f32, float, load16, FLOAT_VALUE)
+DEFINE_MATVEC_ROWS(matvec_rows_bf16, bf16, load16_bf16, bf16_value)
+
+static void matvec_rows(const llama_model *m, const void *W, int in, int r0, int r1,
+                        const float *x, int batch, float *y, int out, int accumulate) {
+    if (m->bf16_matrices) matvec_rows_bf16(W, in, r0, r1, x, batch, y, out, accumulate);
+    else matvec_rows_f32(W, in, r0, r1, x, batch, y, out, accumulate);
 }
 
 /* This thread's share of the rows [0, out), in whole blocks of ROWS_AT_ONCE. */
@@ -130,11 +161,11 @@ static void my_rows(int out, int *r0, int *r1) {
 }
 
 /* Called inside the parallel region; no barrier at the end (callers add one). */
-static void matvec(const float *W, int in, int out, const float *x, int batch, float *y,
-                   int accumulate) {
+static void matvec(const llama_model *m, const void *W, int in, int out, const float *x,
+                   int batch, float *y, int accumulate) {
     int r0, r1;
     my_rows(out, &r0, &r1);
-    if (r0 < r1) matvec_rows(W, in, r0, r1, x, batch, y, out, accumulate);
+    if (r0 < r1) matvec_rows(m, W, in, r0, r1, x, batch, y, out, accumulate);
 }
 
 static void rms_norm(const float *x, const float *weight, int n, float eps, float *out) {
@@ -186,7 +217,13 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
     const float scale = 1.0f / sqrtf((float)D);
 
     for (int b = 0; b < batch; b++) {
-        memcpy(x + (size_t)b * H, m->embed + (size_t)tokens[b] * H, H * sizeof(float));
+        float *row = x + (size_t)b * H;
+        if (m->bf16_matrices) {
+            const bf16 *embedding = (const bf16 *)m->embed + (size_t)tokens[b] * H;
+            for (int i = 0; i < H; i++) row[i] = bf16_value(embedding[i]);
+        } else {
+            memcpy(row, (const float *)m->embed + (size_t)tokens[b] * H, H * sizeof(float));
+        }
         for (int i = 0; i < D / 2; i++) {
             /* fp32 product then cos/sin, as transformers computes them */
             float angle = (float)positions[b] * m->inv_freq[i];
@@ -198,13 +235,13 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
 #pragma omp parallel
     {
         for (int layer = 0; layer < m->layers; layer++) {
-            const float *const *w = m->layer_tensors + (size_t)layer * TENSORS_PER_LAYER;
+            const void *const *w = m->layer_tensors + (size_t)layer * TENSORS_PER_LAYER;
 #pragma omp for
             for (int b = 0; b < batch; b++)
-                rms_norm(x + (size_t)b * H, w[ATTN_NORM], H, m->norm_eps, normed + (size_t)b * H);
-            matvec(w[WQ], H, q_width, normed, batch, q, 0);
-            matvec(w[WK], H, kv_width, normed, batch, k, 0);
-            matvec(w[WV], H, kv_width, normed, batch, v, 0);
+                rms_norm(x + (size_t)b * H, (const float *)w[ATTN_NORM], H, m->norm_eps, normed + (size_t)b * H);
+            matvec(m, w[WQ], H, q_width, normed, batch, q, 0);
+            matvec(m, w[WK], H, kv_width, normed, batch, k, 0);
+            matvec(m, w[WV], H, kv_width, normed, batch, v, 0);
 #pragma omp barrier
             /* Rotary on the new keys, then append them and the values to the caches. */
 #pragma omp for
@@ -258,17 +295,17 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
                         }
                 }
             }
-            matvec(w[WO], q_width, H, attended, batch, x, 1); /* the residual add, fused */
+            matvec(m, w[WO], q_width, H, attended, batch, x, 1); /* the residual add, fused */
 #pragma omp barrier
 #pragma omp for
             for (int b = 0; b < batch; b++)
-                rms_norm(x + (size_t)b * H, w[MLP_NORM], H, m->norm_eps, normed + (size_t)b * H);
+                rms_norm(x + (size_t)b * H, (const float *)w[MLP_NORM], H, m->norm_eps, normed + (size_t)b * H);
             {
                 int r0, r1;
                 my_rows(I, &r0, &r1);
                 if (r0 < r1) {
-                    matvec_rows(w[WGATE], H, r0, r1, normed, batch, gate, I, 0);
-                    matvec_rows(w[WUP], H, r0, r1, normed, batch, up, I, 0);
+                    matvec_rows(m, w[WGATE], H, r0, r1, normed, batch, gate, I, 0);
+                    matvec_rows(m, w[WUP], H, r0, r1, normed, batch, up, I, 0);
                     for (int b = 0; b < batch; b++)
                         for (int r = r0; r < r1; r++) {
                             float g = gate[(size_t)b * I + r];
@@ -277,13 +314,13 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
                 }
             }
 #pragma omp barrier
-            matvec(w[WDOWN], I, H, gate, batch, x, 1);
+            matvec(m, w[WDOWN], I, H, gate, batch, x, 1);
 #pragma omp barrier
         }
 #pragma omp for
         for (int b = 0; b < batch; b++)
             rms_norm(x + (size_t)b * H, m->final_norm, H, m->norm_eps, normed + (size_t)b * H);
-        matvec(m->lm_head, H, m->vocab, normed, batch, logits, 0);
+        matvec(m, m->lm_head, H, m->vocab, normed, batch, logits, 0);
     }
     free(scratch);
     return 0;

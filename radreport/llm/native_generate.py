@@ -9,7 +9,10 @@ kernel's per-row caches. Same stop tokens, repeat blocking, stop bias and sectio
 the PyTorch loop, and the same tokens as the fp32 PyTorch model up to the order of
 additions. Greedy and MBR decoding run natively; beam search runs on the fp32 model.
 
-Llama-architecture models only (SmolLM2, Llama 3, ...), on the CPU, in fp32.
+The kernel reads the matrices in fp32 or, half the bytes per step, in bfloat16 (its
+arithmetic stays fp32); with bfloat16 the PyTorch model's matrices are rounded to the same
+values, so prefill and decode steps agree. Llama-architecture models only (SmolLM2,
+Llama 3, ...), on the CPU.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class _LlamaModel(ctypes.Structure):
         ("vocab", ctypes.c_int),
         ("norm_eps", ctypes.c_float),
         ("rope_scaling", ctypes.c_float),
+        ("bf16_matrices", ctypes.c_int),
         ("embed", ctypes.c_void_p),
         ("final_norm", ctypes.c_void_p),
         ("lm_head", ctypes.c_void_p),
@@ -84,11 +88,32 @@ def _check_supported(model) -> None:
         raise UnsupportedModel("the native decoder cannot run this model: " + "; ".join(problems))
 
 
-class NativeLlama:
-    """A loaded fp32 Llama model's weights, handed to the kernel by pointer (no copy)."""
+def round_matrices_to_bfloat16(model) -> None:
+    """Round the model's matrices (projections, embedding, LM head) to bfloat16 values, kept
+    in fp32 storage: PyTorch's prefill then computes with the very weights that the kernel
+    reads as bfloat16 (`NativeLlama(..., matrix_dtype=torch.bfloat16)`)."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Embedding)):
+                module.weight.copy_(module.weight.to(torch.bfloat16).float())
 
-    def __init__(self, model, num_threads: int | None = None):
+
+class NativeLlama:
+    """A loaded fp32 Llama model's weights, handed to the kernel by pointer.
+
+    `matrix_dtype` torch.bfloat16 gives the kernel bfloat16 copies of the matrices (half the
+    bytes a decode step reads; its arithmetic stays fp32); the caller's model should hold the
+    same values (round_matrices_to_bfloat16), so that its prefill agrees with the steps.
+    """
+
+    def __init__(
+        self, model, num_threads: int | None = None, matrix_dtype: torch.dtype = torch.float32
+    ):
         _check_supported(model)
+        if matrix_dtype not in (torch.float32, torch.bfloat16):
+            raise UnsupportedModel(
+                f"the native decoder stores matrices in float32 or bfloat16, not {matrix_dtype}"
+            )
         self.kernel = load_kernel()
         if num_threads is not None:
             self.kernel.llama_set_threads(num_threads)
@@ -100,15 +125,22 @@ class NativeLlama:
             config.hidden_size // config.num_attention_heads
         )
         self.vocab = model.lm_head.weight.shape[0]
+
+        def matrix(weight: torch.Tensor) -> torch.Tensor:
+            return weight.detach().to(matrix_dtype).contiguous()
+
         # Kept referenced: the kernel reads these tensors' memory directly.
         self._tensors = [
-            layer.get_submodule(name).weight.detach().contiguous()
+            (matrix if "proj" in name else torch.Tensor.contiguous)(
+                layer.get_submodule(name).weight.detach()
+            )
             for layer in base.layers
             for name in _LAYER_TENSORS
         ]
-        self._embed = base.embed_tokens.weight.detach().contiguous()
+        self._embed = matrix(base.embed_tokens.weight)
+        tied = model.lm_head.weight.data_ptr() == base.embed_tokens.weight.data_ptr()
+        self._lm_head = self._embed if tied else matrix(model.lm_head.weight)
         self._final_norm = base.norm.weight.detach().contiguous()
-        self._lm_head = model.lm_head.weight.detach().contiguous()
         rotary = base.rotary_emb
         self._inv_freq = rotary.inv_freq.detach().float().contiguous()
         self._table = (ctypes.c_void_p * len(self._tensors))(
@@ -124,12 +156,20 @@ class NativeLlama:
             vocab=self.vocab,
             norm_eps=config.rms_norm_eps,
             rope_scaling=float(getattr(rotary, "attention_scaling", 1.0)),
+            bf16_matrices=int(matrix_dtype == torch.bfloat16),
             embed=self._embed.data_ptr(),
             final_norm=self._final_norm.data_ptr(),
             lm_head=self._lm_head.data_ptr(),
             inv_freq=self._inv_freq.data_ptr(),
             layer_tensors=self._table,
         )
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights a decode step reads (a tied embedding / LM head once)."""
+        distinct = {t.data_ptr(): t for t in [*self._tensors, self._embed, self._lm_head]}
+        distinct[self._final_norm.data_ptr()] = self._final_norm
+        return sum(t.numel() * t.element_size() for t in distinct.values())
 
     def empty_cache(self, capacity: int) -> torch.Tensor:
         """Keys (or values) for `capacity` positions of one row: [layers, kv_heads, capacity,
@@ -263,10 +303,13 @@ class NativeReportGenerator(ReportGenerator):
         adapter_dir: str | Path | None = None,
         *,
         num_threads: int | None = None,
+        matrix_dtype: torch.dtype = torch.float32,
         **options,
     ):
         super().__init__(model_dir, adapter_dir, device="cpu", dtype=torch.float32, **options)
-        self.native = NativeLlama(self.model, num_threads)
+        if matrix_dtype == torch.bfloat16:
+            round_matrices_to_bfloat16(self.model)  # prefill and beams on the same values
+        self.native = NativeLlama(self.model, num_threads, matrix_dtype)
 
     def _native_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         prompt_ids = self.tokenizer(prompts)["input_ids"]

@@ -80,10 +80,11 @@ class LLMSettings(BaseModel):
     # "onnxruntime": greedy decoding on the CPU through an ONNX Runtime GenAI export of the
     # model (adapter merged, fp32; exported once, cached by content). The same tokens as
     # fp32 PyTorch, about 2x faster per report here; beams and MBR need "torch".
-    # "native": greedy and MBR decode steps in our own C kernel on the fp32 weights (Llama
-    # architectures on the CPU; compiled with the machine's C compiler at first use; prompts
-    # encoded and beams searched by fp32 PyTorch). The same tokens as fp32 PyTorch; a
-    # single report decodes at about the memory copy rate (benchmarks/results/generation.md).
+    # "native": greedy and MBR decode steps in our own C kernel (Llama architectures on the
+    # CPU; compiled with the machine's C compiler at first use; prompts encoded and beams
+    # searched by PyTorch in fp32). Its matrices are bfloat16 unless compute_dtype is
+    # float32, which writes the same tokens as fp32 PyTorch; a single report decodes at about
+    # the memory copy rate of its weights (benchmarks/results/generation.md).
     decoder: Literal["torch", "onnxruntime", "native"] = "torch"
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ from radreport.llm.native_generate import (
     UnsupportedModel,
     _prefill,
     native_decode,
+    round_matrices_to_bfloat16,
 )
 from radreport.llm.native_kernel import NativeKernelError
 from radreport.llm.settings import LLMSettings
@@ -56,11 +57,17 @@ def _odd_llama(tie: bool, **overrides) -> LlamaForCausalLM:
     return LlamaForCausalLM(config).eval()
 
 
-@pytest.mark.parametrize("tie", [True, False])
+@pytest.mark.parametrize(
+    ("tie", "matrix_dtype"),
+    [(True, torch.float32), (False, torch.float32), (True, torch.bfloat16)],
+)
 @torch.inference_mode()
-def test_each_native_step_gives_the_logits_of_the_pytorch_model(tie):
+def test_each_native_step_gives_the_logits_of_the_pytorch_model(tie, matrix_dtype):
     model = _odd_llama(tie)
-    native = NativeLlama(model, num_threads=2)
+    if matrix_dtype == torch.bfloat16:
+        # The kernel reads bfloat16 matrices: the reference holds the same values in fp32.
+        round_matrices_to_bfloat16(model)
+    native = NativeLlama(model, num_threads=2, matrix_dtype=matrix_dtype)
     prompts = [[5, 17, 3, 88, 41, 9, 60], [2, 70]]
     continuations = [[11, 4, 96, 30, 30, 7], [50, 1, 2, 3, 4, 5]]
     caches, positions = [], []
@@ -104,6 +111,20 @@ def test_native_decoding_of_the_bundled_model_matches_pytorch_with_blocking():
     reports = native.generate(impressions, progress=False)
     torch_generator = ReportGenerator.for_loaded_model(native.model, native.tokenizer, **options)
     assert reports == torch_generator.generate(impressions, progress=False)
+
+
+def test_bfloat16_matrices_halve_the_bytes_and_write_the_reports_of_the_rounded_model(
+    tiny_llama_dir, tiny_adapter_dir
+):
+    options = dict(max_new_tokens=24, batch_size=4, no_repeat_ngram_size=3)
+    native = NativeReportGenerator(
+        tiny_llama_dir, tiny_adapter_dir, matrix_dtype=torch.bfloat16, **options
+    )
+    rounded = ReportGenerator.for_loaded_model(native.model, native.tokenizer, **options)
+    reports = native.generate(IMPRESSIONS, progress=False)
+    assert reports == rounded.generate(IMPRESSIONS, progress=False)
+    fp32 = NativeLlama(native.model)
+    assert native.native.weight_bytes < 0.51 * fp32.weight_bytes + 4096
 
 
 def test_a_row_keeps_its_stop_token_and_leaves_the_batch(tiny_llama_dir):
@@ -165,6 +186,14 @@ def test_settings_route_to_the_native_decoder(tiny_llama_dir):
     assert isinstance(generator, NativeReportGenerator)
     assert generator.max_new_tokens == 5 and generator.mbr_candidates == 3
     assert generator.model.dtype == torch.float32
+    assert generator.native.weight_bytes < NativeLlama(generator.model).weight_bytes  # bf16
+    exact = LLMSettings(decoder="native", compute_dtype="float32", num_threads=1)
+    fp32 = ReportGenerator.from_settings(exact, tiny_llama_dir)
+    assert fp32.native.weight_bytes == NativeLlama(fp32.model).weight_bytes
+    with pytest.raises(UnsupportedModel, match="float32 or bfloat16"):
+        ReportGenerator.from_settings(
+            LLMSettings(decoder="native", compute_dtype="float16"), tiny_llama_dir
+        )
 
 
 def test_the_kernel_is_built_once_per_source_into_the_cache(tmp_path, monkeypatch):
