@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -350,19 +351,48 @@ def onnxruntime_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
 
 
 def native_decoder(model, tokenizer, prompt: str, new_tokens: int, lever: Lever):
-    """Our native decoder (LLMSettings.decoder "native") on the fp32 model's own weights; the
-    prompt is encoded by PyTorch, on the lever's threads too."""
+    """Our native decoder (LLMSettings.decoder "native") and the bytes of weights it reads per
+    step. fp32: on the fp32 model's own weights; bf16: bfloat16 copies of the matrices, with
+    PyTorch's prefill on the same values (a second fp32 model, rounded). The prompt is
+    encoded by PyTorch, on the lever's threads too."""
     from radreport.llm.native_generate import NativeLlama, native_decode
 
-    native = NativeLlama(model, lever.threads)
+    if lever.dtype == torch.bfloat16:
+        model = _rounded_fp32_model()
+    native = NativeLlama(model, lever.threads, lever.dtype)
     prompt_ids = [tokenizer(prompt)["input_ids"]]
 
     def decode():
+        native.kernel.llama_set_threads(lever.threads)
         return native_decode(native, model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
 
     produced = decode().shape[1]
     if produced != new_tokens:
         raise RuntimeError(f"the native decoder produced {produced} tokens, not {new_tokens}")
+    return decode, native.weight_bytes
+
+
+@functools.lru_cache(maxsize=1)
+def _rounded_fp32_model():
+    from radreport.llm.native_generate import round_matrices_to_bfloat16
+
+    model, _ = load_generation_model(bundled_model_dir(), dtype=torch.float32, device="cpu")
+    round_matrices_to_bfloat16(model)
+    return model
+
+
+def native_batch_decoder(model, tokenizer, prompts: list[str], new_tokens: int, threads: int):
+    """The native decoder with bfloat16 matrices (its default) on a batch of prompts."""
+    from radreport.llm.native_generate import NativeLlama, native_decode
+
+    model = _rounded_fp32_model()
+    native = NativeLlama(model, threads, torch.bfloat16)
+    prompt_ids = tokenizer(prompts)["input_ids"]
+
+    def decode():
+        native.kernel.llama_set_threads(threads)
+        return native_decode(native, model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
+
     return decode
 
 
@@ -472,6 +502,8 @@ ONNXRUNTIME_LEVERS = [
 NATIVE_LEVERS = [
     Lever("native decoder (ours), fp32, 1 thread", "native", torch.float32, 1),
     Lever("native decoder (ours), fp32, 2 threads", "native", torch.float32, 2),
+    Lever("native decoder (ours), bf16 matrices, 1 thread", "native", torch.bfloat16, 1),
+    Lever("native decoder (ours), bf16 matrices, 2 threads", "native", torch.bfloat16, 2),
 ]
 OPENVINO_LEVERS = [
     Lever("OpenVINO on our onnxruntime export, fp32, 1 thread", "openvino", torch.float32, 1),
@@ -518,7 +550,8 @@ def main() -> None:
     }
     results = [measure_lever(lever, models[lever.dtype], prompts[0], arguments) for lever in levers]
     batching = measure_batching(models[DEFAULT_LEVER.dtype], prompts, arguments)
-    write_report(arguments, results, batching, load_at_start)
+    native_batching = measure_batching(models[torch.float32], prompts, arguments, "native")
+    write_report(arguments, results, batching, native_batching, load_at_start)
 
 
 def measure_lever(lever: Lever, model_and_tokenizer, prompt: str, arguments) -> LeverResult:
@@ -549,7 +582,7 @@ def lever_decoder(lever: Lever, model, tokenizer, prompt: str, new_tokens: int):
     if lever.loop == "ort_matmuls":
         return onnxruntime_matmuls_only(model, new_tokens, lever.threads), weight_bytes(model)
     if lever.loop == "native":
-        return native_decoder(model, tokenizer, prompt, new_tokens, lever), weight_bytes(model)
+        return native_decoder(model, tokenizer, prompt, new_tokens, lever)
     if lever.loop == "openvino":
         return openvino_decoder(tokenizer, prompt, new_tokens, lever)
     if lever.loop == "ov_matmuls":
@@ -557,19 +590,26 @@ def lever_decoder(lever: Lever, model, tokenizer, prompt: str, new_tokens: int):
     return decoder(model, tokenizer, [prompt], new_tokens, lever), weight_bytes(model)
 
 
-def measure_batching(model_and_tokenizer, prompts: list[str], arguments) -> list[BatchResult]:
-    """The default loop and dtype at batch 1 (first prompt) and with every prompt in one
-    batch, on 1 and 2 threads (one thread is the figure a busy machine disturbs least)."""
+def measure_batching(
+    model_and_tokenizer, prompts: list[str], arguments, engine: str = "lean"
+) -> list[BatchResult]:
+    """Batch 1 (first prompt) and every prompt in one batch, on 1 and 2 threads (one thread
+    is the figure a busy machine disturbs least): the default PyTorch loop and dtype
+    (`engine` "lean") or the native decoder with bfloat16 matrices ("native")."""
     model, tokenizer = model_and_tokenizer
     results = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
         for size in (1, len(prompts)):
-            decode = decoder(model, tokenizer, prompts[:size], arguments.new_tokens, DEFAULT_LEVER)
+            batch, tokens = prompts[:size], arguments.new_tokens
+            if engine == "native":
+                decode = native_batch_decoder(model, tokenizer, batch, tokens, threads)
+            else:
+                decode = decoder(model, tokenizer, batch, tokens, DEFAULT_LEVER)
             measurement = measure(decode, size * arguments.new_tokens, arguments.trials)
             results.append(BatchResult(threads, size, measurement))
             print(
-                f"{threads} threads, batch {size}: best "
+                f"{engine}: {threads} threads, batch {size}: best "
                 f"{measurement.best_tokens_per_s:.1f} tokens/s",
                 flush=True,
             )
@@ -606,7 +646,11 @@ def cpu_name() -> str:
 
 
 def write_report(
-    arguments, results: list[LeverResult], batching: list[BatchResult], load_at_start: float
+    arguments,
+    results: list[LeverResult],
+    batching: list[BatchResult],
+    native_batching: list[BatchResult],
+    load_at_start: float,
 ) -> None:
     bandwidths = [result.measurement.best_bandwidth for result in results]
     reads = [result.measurement.best_read_bandwidth for result in results]
@@ -648,6 +692,10 @@ def write_report(
         "## Batched greedy decoding with the KV cache (lean loop, fp32)",
         "",
         *_batching_lines(batching),
+        "",
+        "## Batched greedy decoding, native decoder (bf16 matrices, its default)",
+        "",
+        *_batching_lines(native_batching),
         "",
     ]
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
