@@ -363,7 +363,6 @@ def native_decoder(model, tokenizer, prompt: str, new_tokens: int, lever: Lever)
     prompt_ids = [tokenizer(prompt)["input_ids"]]
 
     def decode():
-        native.kernel.llama_set_threads(lever.threads)
         return native_decode(native, model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
 
     produced = decode().shape[1]
@@ -390,7 +389,6 @@ def native_batch_decoder(model, tokenizer, prompts: list[str], new_tokens: int, 
     prompt_ids = tokenizer(prompts)["input_ids"]
 
     def decode():
-        native.kernel.llama_set_threads(threads)
         return native_decode(native, model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
 
     return decode

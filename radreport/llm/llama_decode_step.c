@@ -35,6 +35,7 @@ typedef struct {
      * (a bfloat16 is the top half of a float); half the bytes per decode step. Norm weights
      * are always fp32. */
     int bf16_matrices;
+    int threads; /* OpenMP threads for a step; 0: the runtime's default (all cores) */
     const void *embed;       /* [vocab, hidden] */
     const float *final_norm; /* [hidden] */
     const void *lm_head;     /* [vocab, hidden]; the embedding itself when tied */
@@ -232,7 +233,10 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
         }
     }
 
-#pragma omp parallel
+#ifdef _OPENMP
+    int threads = m->threads > 0 ? m->threads : omp_get_max_threads();
+#endif
+#pragma omp parallel num_threads(threads)
     {
         for (int layer = 0; layer < m->layers; layer++) {
             const void *const *w = m->layer_tensors + (size_t)layer * TENSORS_PER_LAYER;
@@ -324,14 +328,4 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
     }
     free(scratch);
     return 0;
-}
-
-int llama_set_threads(int threads) {
-#ifdef _OPENMP
-    if (threads > 0) omp_set_num_threads(threads);
-    return omp_get_max_threads();
-#else
-    (void)threads;
-    return 1;
-#endif
 }

@@ -60,6 +60,7 @@ class _LlamaModel(ctypes.Structure):
         ("norm_eps", ctypes.c_float),
         ("rope_scaling", ctypes.c_float),
         ("bf16_matrices", ctypes.c_int),
+        ("threads", ctypes.c_int),
         ("embed", ctypes.c_void_p),
         ("final_norm", ctypes.c_void_p),
         ("lm_head", ctypes.c_void_p),
@@ -115,8 +116,6 @@ class NativeLlama:
                 f"the native decoder stores matrices in float32 or bfloat16, not {matrix_dtype}"
             )
         self.kernel = load_kernel()
-        if num_threads is not None:
-            self.kernel.llama_set_threads(num_threads)
         config = model.config
         base = model.model
         self.layers = config.num_hidden_layers
@@ -157,6 +156,7 @@ class NativeLlama:
             norm_eps=config.rms_norm_eps,
             rope_scaling=float(getattr(rotary, "attention_scaling", 1.0)),
             bf16_matrices=int(matrix_dtype == torch.bfloat16),
+            threads=num_threads or 0,  # 0: all cores
             embed=self._embed.data_ptr(),
             final_norm=self._final_norm.data_ptr(),
             lm_head=self._lm_head.data_ptr(),

@@ -86,6 +86,4 @@ def load_kernel() -> ctypes.CDLL:
         compile_kernel(target, cc)
     library = ctypes.CDLL(str(target))
     library.llama_decode_step.restype = ctypes.c_int
-    library.llama_set_threads.restype = ctypes.c_int
-    library.llama_set_threads.argtypes = [ctypes.c_int]
     return library
