@@ -95,6 +95,13 @@ def main() -> None:
         help="decoding engine",
     )
     parser.add_argument(
+        "--compute-dtype",
+        choices=["auto", "bfloat16", "float32"],
+        default="auto",
+        help="llm.compute_dtype (the native decoder: bf16 matrices unless float32)",
+    )
+    parser.add_argument("--predictions-out", type=Path, help="write the predictions CSV here")
+    parser.add_argument(
         "--stop-bias",
         type=float,
         default=0.0,
@@ -119,6 +126,7 @@ def main() -> None:
         num_threads=args.threads,
         decoder=args.decoder,
         stop_logit_bias=args.stop_bias,
+        compute_dtype=args.compute_dtype,
     )
     val_rows = split_rows(table, "val")
     started = time.perf_counter()
@@ -155,7 +163,9 @@ def main() -> None:
         }
     samples = val[["study_id", "impression"]].assign(reference=val["report"], **generated)
     engine = "" if args.decoder == "torch" else f"_{args.decoder}"
-    predictions = RESULTS.with_name(f"iu_xray_predictions_k{args.retrieval_k}{engine}.csv")
+    predictions = args.predictions_out or RESULTS.with_name(
+        f"iu_xray_predictions_k{args.retrieval_k}{engine}.csv"
+    )
     samples.to_csv(predictions, index=False)  # every val prediction, to study or re-score
     train = table[table["split"] == "train"]
     # The first decoding is "the model"; every decoding is scored against the same references.
