@@ -2,10 +2,11 @@
 
 A decode step of a small batch reads every weight once, so its speed is how fast the
 matrix-vector products stream the weights; the kernel (llama_decode_step.c) streams them at
-about the rate of a memory copy, where PyTorch and ONNX Runtime reach 35-75 % of it
-(benchmarks/results/generation.md). Prompts are still encoded by the fp32 PyTorch model
-(prefill is matrix-matrix work, where PyTorch is fast), and its KV cache is copied into the
-kernel's per-row caches. Same stop tokens, repeat blocking, stop bias and section stop as
+about the rate of a memory copy, where on the AMD hosts we measured PyTorch and ONNX Runtime
+reach 35-75 % of it (benchmarks/results/generation.md). Prompts are still encoded by the
+fp32 PyTorch model (prefill is matrix-matrix work, where PyTorch is fast); a prompt's keys
+and values become the read-only prefix of every row decoding it, and each row appends to
+caches of its own. Same stop tokens, repeat blocking, stop bias and section stop as
 the PyTorch loop, and the same tokens as the fp32 PyTorch model up to the order of
 additions. Greedy and MBR decoding run natively; beam search runs on the fp32 model.
 
