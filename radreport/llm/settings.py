@@ -105,6 +105,11 @@ class LLMSettings(BaseModel):
                 "decoder 'onnxruntime' decodes greedily: num_beams and mbr_candidates above 1 "
                 "need decoder 'torch'"
             )
+        if self.decoder == "native" and self.compute_dtype == "float16":
+            raise ValueError(
+                "decoder 'native' reads its matrices in float32 or bfloat16: set compute_dtype "
+                "to auto, bfloat16 or float32"
+            )
         if self.mbr_example_references and (self.mbr_candidates < 2 or self.retrieval_k == 0):
             raise ValueError(
                 "mbr_example_references needs MBR decoding (mbr_candidates > 1) and retrieved "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from radreport.llm import native_kernel
@@ -190,10 +191,8 @@ def test_settings_route_to_the_native_decoder(tiny_llama_dir):
     exact = LLMSettings(decoder="native", compute_dtype="float32", num_threads=1)
     fp32 = ReportGenerator.from_settings(exact, tiny_llama_dir)
     assert fp32.native.weight_bytes == NativeLlama(fp32.model).weight_bytes
-    with pytest.raises(UnsupportedModel, match="float32 or bfloat16"):
-        ReportGenerator.from_settings(
-            LLMSettings(decoder="native", compute_dtype="float16"), tiny_llama_dir
-        )
+    with pytest.raises(ValidationError, match="decoder 'native' reads its matrices in float32"):
+        LLMSettings(decoder="native", compute_dtype="float16")
 
 
 def test_the_kernel_is_built_once_per_source_into_the_cache(tmp_path, monkeypatch):
