@@ -1,12 +1,13 @@
-/* One decode step of a Llama-architecture model in fp32, for a batch of rows with their own
- * KV caches: the kernel behind radreport.llm.native_decoder.
+/* One decode step of a Llama-architecture model, for a batch of rows with their own KV
+ * caches: the kernel behind radreport.llm.native_generate. Matrices in fp32 or bfloat16,
+ * arithmetic in fp32.
  *
  * Why hand-written: a batch-1 decode step reads every weight once, so its speed is the rate
- * at which the matrix-vector products stream weights from memory. The libraries measured on
- * our CPUs (PyTorch, ONNX Runtime's MLAS, OpenBLAS, CTranslate2, OpenVINO, llama.cpp) stream
- * at 35-86 % of a plain memory copy; products that walk four weight rows at once with wide
- * vectors stream at the copy's rate (benchmarks/results/generation.md). Everything else a
- * step does (norms, rotary, attention over the cache) is small and runs in the same
+ * at which the matrix-vector products stream weights from memory. On the AMD hosts we
+ * measured, the libraries' decoders (PyTorch, ONNX Runtime's MLAS, OpenBLAS, CTranslate2,
+ * OpenVINO, llama.cpp) streamed at 35-86 % of a plain memory copy; plain wide-vector
+ * products stream at about the copy's rate (benchmarks/results/generation.md). Everything
+ * else a step does (norms, rotary, attention over the cache) is small and runs in the same
  * OpenMP region, so threads are started once per step.
  *
  * The arithmetic follows transformers' LlamaForCausalLM in fp32 (RMSNorm, rotate-half RoPE
