@@ -19,9 +19,9 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, StoppingCriteriaList
 
 from radreport.data.alpaca import format_prompt, response_text
+from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.device import cpu_has_bf16
 from radreport.llm.mbr import select_reports
-from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.section_stop import SectionStop, SectionStopCriteria
 from radreport.llm.settings import LLMSettings
 
@@ -161,9 +161,7 @@ def sample_candidates(
     )
 
 
-def epsilon_sampler(
-    num_candidates: int, epsilon: float, generator: torch.Generator
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def epsilon_sampler(num_candidates: int, epsilon: float, generator: torch.Generator) -> Choose:
     """MBR's `choose`: the first row of each group of `num_candidates` takes the most probable
     token, the others draw one of probability at least `epsilon`."""
 
@@ -187,7 +185,7 @@ def _decode_loop(
     pad_id: int,
     no_repeat_ngram_size: int,
     copies: int,
-    choose: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    choose: Choose,
     section_stop: SectionStop | None = None,
     stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
@@ -203,14 +201,19 @@ def _decode_loop(
     # Left padding shifts each prompt right; positions must count real tokens only, or a
     # padded prompt would be encoded at different positions than the same prompt alone.
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    stop_ids = torch.tensor(stop_ids, dtype=torch.long, device=device)
     cache = DynamicCache(config=model.config)
     step_ids, step_positions = input_ids, positions
-    batch = input_ids.shape[0] * copies
-    output = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
-    rows = torch.arange(batch, device=device)  # output rows still decoding, in batch order
-    blocker = RepeatedNgramBlocker(batch, no_repeat_ngram_size) if no_repeat_ngram_size else None
-    steps = 0
+    decoding = DecodeRows(
+        input_ids.shape[0] * copies,
+        max_new_tokens,
+        stop_ids,
+        pad_id,
+        choose,
+        no_repeat_ngram_size,
+        section_stop,
+        stop_logit_bias,
+        device,
+    )
     for step in range(max_new_tokens):
         # Without padding the mask is all ones: leaving it out lets attention take the plain
         # causal path instead of building a mask every step.
@@ -227,19 +230,7 @@ def _decode_loop(
             cache.batch_repeat_interleave(copies)
             step_positions = step_positions.repeat_interleave(copies, dim=0)
             attention_mask = attention_mask.repeat_interleave(copies, dim=0)
-        if stop_logit_bias:
-            logits = logits.float()
-            logits[:, stop_ids] += stop_logit_bias
-        if blocker is not None:
-            logits = blocker.block(logits.float())
-        next_ids = choose(logits, rows)
-        if blocker is not None:
-            blocker.append(next_ids.tolist())
-        output[rows, step] = next_ids
-        steps = step + 1
-        going = ~torch.isin(next_ids, stop_ids)
-        if section_stop is not None:
-            going &= ~section_stop.ended_rows(output[rows, :steps])
+        next_ids, going = decoding.choose(logits)
         if step == max_new_tokens - 1 or not bool(going.any()):
             break
         step_ids = next_ids[:, None]
@@ -250,12 +241,11 @@ def _decode_loop(
         if not bool(going.all()):
             kept = going.nonzero().squeeze(-1)
             cache.batch_select_indices(kept)
-            rows, step_ids, step_positions = rows[kept], step_ids[kept], step_positions[kept]
+            step_ids, step_positions = step_ids[kept], step_positions[kept]
             if padded:
                 attention_mask = attention_mask[kept]
-            if blocker is not None:
-                blocker.keep(kept.tolist())
-    return output[:, :steps]
+            decoding.keep(kept)
+    return decoding.result()
 
 
 @torch.inference_mode()
@@ -404,7 +394,7 @@ class ReportGenerator:
 
         With `decoder: onnxruntime` the generator decodes on an ONNX Runtime GenAI export of
         the model (radreport.llm.onnx_generate); with `decoder: native` its greedy and MBR
-        decode steps run in our C kernel on the fp32 weights (radreport.llm.native_generate).
+        decode steps run in our C kernel (radreport.llm.native_generate).
         """
         if settings.decoder == "onnxruntime":
             from radreport.llm.onnx_export import onnx_model_dir
@@ -431,12 +421,11 @@ class ReportGenerator:
             stop_logit_bias=settings.stop_logit_bias,
         )
         if settings.decoder == "native":
-            from radreport.llm.native_generate import NativeReportGenerator, UnsupportedModel
+            from radreport.llm.native_generate import NativeReportGenerator
 
-            # bfloat16 matrices unless fp32 is asked for: the kernel's arithmetic is fp32 on
-            # every CPU, so half the bytes per step costs no emulation anywhere.
-            if settings.compute_dtype == "float16":
-                raise UnsupportedModel("the native decoder reads matrices in float32 or bfloat16")
+            # bfloat16 matrices unless fp32 is asked for (float16 is refused by the settings):
+            # the kernel's arithmetic is fp32 on every CPU, so half the bytes per step costs
+            # no emulation anywhere.
             matrix_dtype = torch.float32 if settings.compute_dtype == "float32" else torch.bfloat16
             return NativeReportGenerator(
                 model_dir,
@@ -549,18 +538,21 @@ class ReportGenerator:
 
     def _decode_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
-        if self.context_length is not None:
-            # Positions count real tokens only, so the longest prompt sets the room left.
-            room = self.context_length - encoded["input_ids"].shape[1]
-            max_new_tokens = min(max_new_tokens, room)
         return (
             self.model,
             encoded["input_ids"],
             encoded["attention_mask"],
-            max_new_tokens,
+            self._room_to_write(encoded["input_ids"].shape[1], max_new_tokens),
             self.stop_ids,
             self.tokenizer.pad_token_id,
         )
+
+    def _room_to_write(self, longest_prompt: int, max_new_tokens: int) -> int:
+        """New tokens a batch may decode: positions count real tokens only, so the longest
+        prompt sets the room left in the context."""
+        if self.context_length is None:
+            return max_new_tokens
+        return min(max_new_tokens, self.context_length - longest_prompt)
 
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
         decode_args = self._decode_args(prompts, max_new_tokens)

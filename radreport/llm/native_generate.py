@@ -19,16 +19,16 @@ Llama 3, ...), on the CPU.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import DynamicCache
 
+from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.generate import ReportGenerator, epsilon_sampler, most_probable
 from radreport.llm.native_kernel import NativeDecoderUnavailable, load_kernel
-from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.section_stop import SectionStop
 
 # Order of each layer's tensors in the kernel's table (llama_decode_step.c, TENSORS_PER_LAYER).
@@ -238,7 +238,7 @@ def native_decode(
     pad_id: int,
     no_repeat_ngram_size: int = 0,
     copies: int = 1,
-    choose: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = most_probable,
+    choose: Choose = most_probable,
     section_stop: SectionStop | None = None,
     stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
@@ -251,7 +251,6 @@ def native_decode(
     prompt share its cache, so MBR's candidates read the prompt's keys and values once each
     but store them once.
     """
-    stop_tensor = torch.tensor(list(stop_ids), dtype=torch.long)
     first_logits, caches, positions = [], [], []
     for ids in prompts:
         logits, prompt_keys, prompt_values = _prefill(model, ids)
@@ -260,38 +259,30 @@ def native_decode(
             own = native.empty_cache(max_new_tokens), native.empty_cache(max_new_tokens)
             caches.append(RowCache(prompt_keys, prompt_values, *own))
             positions.append(len(ids))
-    batch = len(first_logits)
     logits = torch.stack(first_logits)
-    output = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long)
-    rows = torch.arange(batch)  # output rows still decoding
-    blocker = RepeatedNgramBlocker(batch, no_repeat_ngram_size) if no_repeat_ngram_size else None
-    steps = 0
+    decoding = DecodeRows(
+        len(caches),
+        max_new_tokens,
+        stop_ids,
+        pad_id,
+        choose,
+        no_repeat_ngram_size,
+        section_stop,
+        stop_logit_bias,
+    )
     for step in range(max_new_tokens):
-        if stop_logit_bias:
-            logits[:, stop_tensor] += stop_logit_bias
-        if blocker is not None:
-            logits = blocker.block(logits)
-        next_ids = choose(logits, rows)
-        if blocker is not None:
-            blocker.append(next_ids.tolist())
-        output[rows, step] = next_ids
-        steps = step + 1
-        going = ~torch.isin(next_ids, stop_tensor)
-        if section_stop is not None:
-            going &= ~section_stop.ended_rows(output[rows, :steps])
+        next_ids, going = decoding.choose(logits)
         if step == max_new_tokens - 1 or not bool(going.any()):
             break
         if not bool(going.all()):
             kept = going.nonzero().squeeze(-1)
-            kept_list = kept.tolist()
-            rows, next_ids = rows[kept], next_ids[kept]
-            caches = [caches[index] for index in kept_list]
-            positions = [positions[index] for index in kept_list]
-            if blocker is not None:
-                blocker.keep(kept_list)
+            next_ids = next_ids[kept]
+            caches = [caches[index] for index in kept.tolist()]
+            positions = [positions[index] for index in kept.tolist()]
+            decoding.keep(kept)
         logits = native.step(next_ids.tolist(), positions, caches)
         positions = [position + 1 for position in positions]
-    return output[:, :steps]
+    return decoding.result()
 
 
 class NativeReportGenerator(ReportGenerator):
@@ -314,15 +305,12 @@ class NativeReportGenerator(ReportGenerator):
 
     def _native_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         prompt_ids = self.tokenizer(prompts)["input_ids"]
-        if self.context_length is not None:
-            # As the PyTorch loop: the longest prompt sets the room left to write.
-            longest = max(len(ids) for ids in prompt_ids)
-            max_new_tokens = min(max_new_tokens, self.context_length - longest)
+        longest = max(len(ids) for ids in prompt_ids)
         return (
             self.native,
             self.model,
             prompt_ids,
-            max_new_tokens,
+            self._room_to_write(longest, max_new_tokens),
             self.stop_ids,
             self.tokenizer.pad_token_id,
             self.no_repeat_ngram_size,
