@@ -351,23 +351,31 @@ def onnxruntime_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
 
 
 def native_decoder(model, tokenizer, prompt: str, new_tokens: int, lever: Lever):
-    """Our native decoder (LLMSettings.decoder "native") and the bytes of weights it reads per
-    step. fp32: on the fp32 model's own weights; bf16: bfloat16 copies of the matrices, with
-    PyTorch's prefill on the same values (a second fp32 model, rounded). The prompt is
-    encoded by PyTorch, on the lever's threads too."""
+    """Our native decoder (LLMSettings.decoder "native") on one prompt and the bytes of
+    weights it reads per step (checked to decode every token asked for)."""
+    decode, weights = _native_decoding(
+        model, tokenizer, [prompt], new_tokens, lever.threads, lever.dtype
+    )
+    produced = decode().shape[1]
+    if produced != new_tokens:
+        raise RuntimeError(f"the native decoder produced {produced} tokens, not {new_tokens}")
+    return decode, weights
+
+
+def _native_decoding(model, tokenizer, prompts, new_tokens: int, threads: int, dtype):
+    """(decode callable, weight bytes per step) of the native decoder. fp32: on the fp32
+    model's own weights; bf16: bfloat16 copies of the matrices, with PyTorch's prefill on the
+    same values (a second fp32 model, rounded). Prompts are encoded by PyTorch."""
     from radreport.llm.native_generate import NativeLlama, native_decode
 
-    if lever.dtype == torch.bfloat16:
+    if dtype == torch.bfloat16:
         model = _rounded_fp32_model()
-    native = NativeLlama(model, lever.threads, lever.dtype)
-    prompt_ids = [tokenizer(prompt)["input_ids"]]
+    native = NativeLlama(model, threads, dtype)
+    prompt_ids = tokenizer(prompts)["input_ids"]
 
     def decode():
         return native_decode(native, model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
 
-    produced = decode().shape[1]
-    if produced != new_tokens:
-        raise RuntimeError(f"the native decoder produced {produced} tokens, not {new_tokens}")
     return decode, native.weight_bytes
 
 
@@ -378,20 +386,6 @@ def _rounded_fp32_model():
     model, _ = load_generation_model(bundled_model_dir(), dtype=torch.float32, device="cpu")
     round_matrices_to_bfloat16(model)
     return model
-
-
-def native_batch_decoder(model, tokenizer, prompts: list[str], new_tokens: int, threads: int):
-    """The native decoder with bfloat16 matrices (its default) on a batch of prompts."""
-    from radreport.llm.native_generate import NativeLlama, native_decode
-
-    model = _rounded_fp32_model()
-    native = NativeLlama(model, threads, torch.bfloat16)
-    prompt_ids = tokenizer(prompts)["input_ids"]
-
-    def decode():
-        return native_decode(native, model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
-
-    return decode
 
 
 def _bundled_export() -> tuple[Path, int]:
@@ -601,7 +595,9 @@ def measure_batching(
         for size in (1, len(prompts)):
             batch, tokens = prompts[:size], arguments.new_tokens
             if engine == "native":
-                decode = native_batch_decoder(model, tokenizer, batch, tokens, threads)
+                decode, _ = _native_decoding(
+                    model, tokenizer, batch, tokens, threads, torch.bfloat16
+                )
             else:
                 decode = decoder(model, tokenizer, batch, tokens, DEFAULT_LEVER)
             measurement = measure(decode, size * arguments.new_tokens, arguments.trials)
