@@ -84,6 +84,9 @@ class Lever:
     threads: int
     inference_mode: bool = True
     quantization: str = "float32"
+    # "native" only: how far ahead a step prefetches its weights; None: the distance the
+    # decoder measures and remembers on this machine (what users get)
+    prefetch_bytes: int | None = None
 
 
 @dataclass
@@ -354,7 +357,7 @@ def native_decoder(model, tokenizer, prompt: str, new_tokens: int, lever: Lever)
     """Our native decoder (LLMSettings.decoder "native") on one prompt and the bytes of
     weights it reads per step (checked to decode every token asked for)."""
     decode, weights = _native_decoding(
-        model, tokenizer, [prompt], new_tokens, lever.threads, lever.dtype
+        model, tokenizer, [prompt], new_tokens, lever.threads, lever.dtype, lever.prefetch_bytes
     )
     produced = decode().shape[1]
     if produced != new_tokens:
@@ -362,7 +365,9 @@ def native_decoder(model, tokenizer, prompt: str, new_tokens: int, lever: Lever)
     return decode, weights
 
 
-def _native_decoding(model, tokenizer, prompts, new_tokens: int, threads: int, dtype):
+def _native_decoding(
+    model, tokenizer, prompts, new_tokens: int, threads: int, dtype, prefetch_bytes=None
+):
     """(decode callable, weight bytes per step) of the native decoder. fp32: on the fp32
     model's own weights; bf16: bfloat16 copies of the matrices, with PyTorch's prefill on the
     same values (a second fp32 model, rounded). Prompts are encoded by PyTorch."""
@@ -370,7 +375,7 @@ def _native_decoding(model, tokenizer, prompts, new_tokens: int, threads: int, d
 
     if dtype == torch.bfloat16:
         model = _rounded_fp32_model()
-    native = NativeLlama(model, threads, dtype)
+    native = NativeLlama(model, threads, dtype, prefetch_bytes)
     prompt_ids = tokenizer(prompts)["input_ids"]
 
     def decode():
@@ -496,6 +501,19 @@ NATIVE_LEVERS = [
     Lever("native decoder (ours), fp32, 2 threads", "native", torch.float32, 2),
     Lever("native decoder (ours), bf16 matrices, 1 thread", "native", torch.bfloat16, 1),
     Lever("native decoder (ours), bf16 matrices, 2 threads", "native", torch.bfloat16, 2),
+    # Both prefetch choices by hand, so the table shows what the measured choice is worth.
+    *(
+        Lever(
+            f"native decoder (ours), {label}, {threads} thread{'s' * (threads > 1)}, {ahead}",
+            "native",
+            dtype,
+            threads,
+            prefetch_bytes=distance,
+        )
+        for label, dtype in (("fp32", torch.float32), ("bf16 matrices", torch.bfloat16))
+        for threads in (1, 2)
+        for distance, ahead in ((0, "no prefetch"), (2048, "prefetch 2048 B ahead"))
+    ),
 ]
 OPENVINO_LEVERS = [
     Lever("OpenVINO on our onnxruntime export, fp32, 1 thread", "openvino", torch.float32, 1),
@@ -683,6 +701,7 @@ def write_report(
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
         *(_lever_row(result) for result in results),
         "",
+        *_prefetch_lines(),
         "## Batched greedy decoding with the KV cache (lean loop, fp32)",
         "",
         *_batching_lines(batching),
@@ -695,6 +714,25 @@ def write_report(
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text("\n".join(lines) + _hand_written_notes(arguments.output))
     print(f"wrote {arguments.output}")
+
+
+def _prefetch_lines() -> list[str]:
+    """The prefetch distances the native decoder measured and chose on this machine (rows
+    without a distance in their name use them)."""
+    from radreport.llm.native_kernel import build_dir
+    from radreport.llm.native_prefetch import RECORD_NAME
+
+    record = build_dir() / RECORD_NAME
+    if not record.is_file():
+        return []
+    chosen = json.loads(record.read_text())
+    return [
+        "Prefetch distance the native decoder measured and chose on this machine "
+        "(native_prefetch; rows that name no distance use it):",
+        "",
+        *(f"- {key}: {value} B" for key, value in sorted(chosen.items())),
+        "",
+    ]
 
 
 def _hand_written_notes(output: Path) -> str:

@@ -29,7 +29,6 @@ typedef float vec16 __attribute__((vector_size(64)));
 typedef float vec16_unaligned __attribute__((vector_size(64), aligned(4)));
 #define LANES 16
 #define ROWS_AT_ONCE 4
-#define PREFETCH_BYTES 2048 /* how far ahead a single-row stream asks for its weights */
 
 enum { WQ, WK, WV, WO, WGATE, WUP, WDOWN, ATTN_NORM, MLP_NORM, TENSORS_PER_LAYER };
 
@@ -41,6 +40,10 @@ typedef struct {
      * are always fp32. */
     int bf16_matrices;
     int threads; /* OpenMP threads for a step; 0: the runtime's default (all cores) */
+    /* How far ahead (bytes) a batch-1 step asks for the weights it streams; 0: no software
+     * prefetch. It doubled the stream's rate on the Intel host we measured and halved it on
+     * the AMD ones, so the caller measures both on its machine (NativeLlama). */
+    int prefetch_bytes;
     const void *embed;       /* [vocab, hidden] */
     const float *final_norm; /* [hidden] */
     const void *lm_head;     /* [vocab, hidden]; the embedding itself when tied */
@@ -90,26 +93,35 @@ static inline float dot(const float *a, const float *b, int n) {
  * per weight type. Four weight rows at a time: four independent streams keep the memory
  * system busy, and each loaded x chunk serves four rows; two batch rows at a time, so each
  * weight chunk loaded serves eight products. */
+#define FOUR_CHUNKS(LOADW)                                                                     \
+    do {                                                                                       \
+        a0 += LOADW(w + i) * load16(x + i);                                                    \
+        a1 += LOADW(w + i + LANES) * load16(x + i + LANES);                                    \
+        a2 += LOADW(w + i + 2 * LANES) * load16(x + i + 2 * LANES);                            \
+        a3 += LOADW(w + i + 3 * LANES) * load16(x + i + 3 * LANES);                            \
+    } while (0)
 #define DEFINE_MATVEC_ROWS(NAME, WTYPE, LOADW, VALUE)                                          \
 static void NAME(const WTYPE *W, int in, int r0, int r1, const float *x, int batch, float *y,  \
-                 int out, int accumulate) {                                                    \
+                 int out, int accumulate, int prefetch_bytes) {                                \
     int full = in - in % LANES;                                                                \
     int r = r0;                                                                                \
     if (batch == 1) {                                                                          \
-        /* One row after another: a single linear stream, prefetched ahead, which the        \
-         * memory system serves faster than four interleaved ones (bfloat16 above all). */   \
+        /* One row after another: a single linear stream, which the memory system serves     \
+         * faster than four interleaved ones (bfloat16 above all); prefetched ahead where    \
+         * that helps (see llama_model.prefetch_bytes). */                                    \
         int wide = in - in % (4 * LANES);                                                      \
         for (; r < r1; r++) {                                                                  \
             const WTYPE *w = W + (size_t)r * in;                                               \
             vec16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                      \
             int i = 0;                                                                         \
-            for (; i < wide; i += 4 * LANES) {                                                 \
-                __builtin_prefetch((const char *)(w + i) + PREFETCH_BYTES);                    \
-                __builtin_prefetch((const char *)(w + i) + PREFETCH_BYTES + 64);               \
-                a0 += LOADW(w + i) * load16(x + i);                                            \
-                a1 += LOADW(w + i + LANES) * load16(x + i + LANES);                            \
-                a2 += LOADW(w + i + 2 * LANES) * load16(x + i + 2 * LANES);                    \
-                a3 += LOADW(w + i + 3 * LANES) * load16(x + i + 3 * LANES);                    \
+            if (prefetch_bytes > 0) {                                                          \
+                for (; i < wide; i += 4 * LANES) {                                             \
+                    __builtin_prefetch((const char *)(w + i) + prefetch_bytes);                \
+                    __builtin_prefetch((const char *)(w + i) + prefetch_bytes + 64);           \
+                    FOUR_CHUNKS(LOADW);                                                        \
+                }                                                                              \
+            } else {                                                                           \
+                for (; i < wide; i += 4 * LANES) FOUR_CHUNKS(LOADW);                           \
             }                                                                                  \
             for (; i < full; i += LANES) a0 += LOADW(w + i) * load16(x + i);                   \
             float sum = sum16((a0 + a1) + (a2 + a3));                                          \
@@ -179,8 +191,8 @@ DEFINE_MATVEC_ROWS(matvec_rows_bf16, bf16, load16_bf16, bf16_value)
 
 static void matvec_rows(const llama_model *m, const void *W, int in, int r0, int r1,
                         const float *x, int batch, float *y, int out, int accumulate) {
-    if (m->bf16_matrices) matvec_rows_bf16(W, in, r0, r1, x, batch, y, out, accumulate);
-    else matvec_rows_f32(W, in, r0, r1, x, batch, y, out, accumulate);
+    if (m->bf16_matrices) matvec_rows_bf16(W, in, r0, r1, x, batch, y, out, accumulate, m->prefetch_bytes);
+    else matvec_rows_f32(W, in, r0, r1, x, batch, y, out, accumulate, m->prefetch_bytes);
 }
 
 /* This thread's share of the rows [0, out), in whole blocks of ROWS_AT_ONCE. */

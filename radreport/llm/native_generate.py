@@ -19,6 +19,8 @@ Llama 3, ...), on the CPU.
 from __future__ import annotations
 
 import ctypes
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +30,8 @@ from transformers import DynamicCache
 
 from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.generate import ReportGenerator, epsilon_sampler, most_probable
-from radreport.llm.native_kernel import NativeDecoderUnavailable, load_kernel
+from radreport.llm.native_kernel import NativeDecoderUnavailable, build_dir, load_kernel
+from radreport.llm.native_prefetch import RECORD_NAME, fastest_prefetch, remembered_prefetch
 from radreport.llm.section_stop import SectionStop
 
 # Order of each layer's tensors in the kernel's table (llama_decode_step.c, TENSORS_PER_LAYER).
@@ -62,6 +65,7 @@ class _LlamaModel(ctypes.Structure):
         ("rope_scaling", ctypes.c_float),
         ("bf16_matrices", ctypes.c_int),
         ("threads", ctypes.c_int),
+        ("prefetch_bytes", ctypes.c_int),
         ("embed", ctypes.c_void_p),
         ("final_norm", ctypes.c_void_p),
         ("lm_head", ctypes.c_void_p),
@@ -106,10 +110,16 @@ class NativeLlama:
     `matrix_dtype` torch.bfloat16 gives the kernel bfloat16 copies of the matrices (half the
     bytes a decode step reads; its arithmetic stays fp32); the caller's model should hold the
     same values (round_matrices_to_bfloat16), so that its prefill agrees with the steps.
+    `prefetch_bytes` is how far ahead a batch-1 step prefetches its weights (0: not at all);
+    None measures the choices on this machine once and remembers (native_prefetch).
     """
 
     def __init__(
-        self, model, num_threads: int | None = None, matrix_dtype: torch.dtype = torch.float32
+        self,
+        model,
+        num_threads: int | None = None,
+        matrix_dtype: torch.dtype = torch.float32,
+        prefetch_bytes: int | None = None,
     ):
         _check_supported(model)
         if matrix_dtype not in (torch.float32, torch.bfloat16):
@@ -158,12 +168,44 @@ class NativeLlama:
             rope_scaling=float(getattr(rotary, "attention_scaling", 1.0)),
             bf16_matrices=int(matrix_dtype == torch.bfloat16),
             threads=num_threads or 0,  # 0: all cores
+            prefetch_bytes=0,
             embed=self._embed.data_ptr(),
             final_norm=self._final_norm.data_ptr(),
             lm_head=self._lm_head.data_ptr(),
             inv_freq=self._inv_freq.data_ptr(),
             layer_tensors=self._table,
         )
+
+        if prefetch_bytes is None:
+            threads = num_threads or os.cpu_count() or 1
+            key = f"{matrix_dtype}, {threads} threads, {self.weight_bytes} weight bytes"
+            prefetch_bytes = remembered_prefetch(
+                build_dir() / RECORD_NAME,
+                key,
+                lambda: fastest_prefetch(self.seconds_per_step),
+            )
+        self._model.prefetch_bytes = prefetch_bytes
+
+    @property
+    def prefetch_bytes(self) -> int:
+        return self._model.prefetch_bytes
+
+    def seconds_per_step(self, prefetch_bytes: int, steps: int = 4) -> float:
+        """Mean wall time of a batch-1 decode step with this prefetch distance, after one
+        step of warm-up; the model keeps the distance it had."""
+        kept = self._model.prefetch_bytes
+        self._model.prefetch_bytes = prefetch_bytes
+        try:
+            no_prefix = torch.empty(self.layers, self.kv_heads, 0, self.head_dim)
+            own = self.empty_cache(steps + 1), self.empty_cache(steps + 1)
+            cache = RowCache(no_prefix, no_prefix, *own)
+            self.step([0], [0], [cache])
+            start = time.perf_counter()
+            for position in range(1, steps + 1):
+                self.step([0], [position], [cache])
+            return (time.perf_counter() - start) / steps
+        finally:
+            self._model.prefetch_bytes = kept
 
     @property
     def weight_bytes(self) -> int:

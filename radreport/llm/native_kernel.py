@@ -77,6 +77,11 @@ def compile_kernel(target: Path, cc: str) -> None:
         os.replace(built, target)
 
 
+def build_dir() -> Path:
+    """Where this machine's build of this source lives (its key names the CPU)."""
+    return cache_dir() / "native" / build_key(compiler())
+
+
 @functools.lru_cache(maxsize=1)
 def load_kernel() -> ctypes.CDLL:
     """The compiled kernel, built first if this machine has no build of this source yet."""

@@ -1,0 +1,61 @@
+"""How far ahead the native kernel asks for the weights a batch-1 decode step streams:
+chosen by measuring the step on this machine, once, and remembered.
+
+Software prefetch is not a rule one can write down per vendor. On the Intel Xeon host we
+measured, prefetching 2 KB ahead was what brought bfloat16 steps to 81-88 % of the copy
+limit; on the AMD EPYC hosts the same prefetch made steps 15-35 % slower than none
+(BENCHMARKS.md, thirteenth session). So the kernel takes the distance as a parameter and
+NativeLlama times its own steps with each choice, best of a few rounds, taken in turn so a
+burst of load on a shared machine hurts every choice alike. The result is stored beside the
+kernel's build, whose key already names the CPU, per matrix dtype, thread count and model
+size, so only the first model of a kind on a machine pays the measurement (a fraction of a
+second for SmolLM2-135M).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# 0: no software prefetch; 2048: the distance that served the Intel host best.
+PREFETCH_CHOICES = (0, 2048)
+RECORD_NAME = "prefetch.json"
+
+
+def fastest_prefetch(
+    seconds_per_step: Callable[[int], float],
+    choices: Sequence[int] = PREFETCH_CHOICES,
+    rounds: int = 3,
+) -> int:
+    """The choice whose best time over `rounds` (each round times every choice in turn) is
+    lowest; ties go to the earlier choice."""
+    best = {choice: math.inf for choice in choices}
+    for _ in range(rounds):
+        for choice in choices:
+            best[choice] = min(best[choice], seconds_per_step(choice))
+    return min(choices, key=lambda choice: best[choice])
+
+
+def remembered_prefetch(record: Path, key: str, measure: Callable[[], int]) -> int:
+    """The distance stored under `key` in the JSON `record`, else `measure()`, stored there.
+    An unreadable record is measured over, not trusted."""
+    try:
+        known = json.loads(record.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    if isinstance(known.get(key), int):
+        return known[key]
+    chosen = measure()
+    known[key] = chosen
+    record.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole or not at all: two processes measuring at once each leave a valid record.
+    with tempfile.NamedTemporaryFile("w", dir=record.parent, delete=False, suffix=".tmp") as out:
+        json.dump(known, out, indent=1, sort_keys=True)
+    os.replace(out.name, record)
+    return chosen
