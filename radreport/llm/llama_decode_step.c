@@ -41,8 +41,8 @@ typedef struct {
     int bf16_matrices;
     int threads; /* OpenMP threads for a step; 0: the runtime's default (all cores) */
     /* How far ahead (bytes) a batch-1 step asks for the weights it streams; 0: no software
-     * prefetch. It doubled the stream's rate on the Intel host we measured and halved it on
-     * the AMD ones, so the caller measures both on its machine (NativeLlama). */
+     * prefetch. It helped a little on the Intel host we measured and cost a fifth of the
+     * speed on the AMD ones, so the caller measures both on its machine (NativeLlama). */
     int prefetch_bytes;
     const void *embed;       /* [vocab, hidden] */
     const float *final_norm; /* [hidden] */

@@ -2,14 +2,14 @@
 chosen by measuring the step on this machine, once, and remembered.
 
 Software prefetch is not a rule one can write down per vendor. On the Intel Xeon host we
-measured, prefetching 2 KB ahead was what brought bfloat16 steps to 81-88 % of the copy
-limit; on the AMD EPYC hosts the same prefetch made steps 15-35 % slower than none
-(BENCHMARKS.md, thirteenth session). So the kernel takes the distance as a parameter and
-NativeLlama times its own steps with each choice, best of a few rounds, taken in turn so a
-burst of load on a shared machine hurts every choice alike. The result is stored beside the
-kernel's build, whose key already names the CPU, per matrix dtype, thread count and model
-size, so only the first model of a kind on a machine pays the measurement (a fraction of a
-second for SmolLM2-135M).
+measured, prefetching 2 KB ahead streamed the bfloat16 products at 81-88 % of the copy
+limit against 81-82 % without; on the AMD EPYC hosts the same prefetch made decode steps
+17-26 % slower than none (benchmarks/results/generation.md, thirteenth session). So the
+kernel takes the distance as a parameter and NativeLlama times its own steps with each
+choice, best of a few rounds, taken in turn so a burst of load on a shared machine hurts
+every choice alike. The result is stored beside the kernel's build, whose key already names
+the CPU, per matrix dtype, thread count and model size, so only the first model of a kind
+on a machine pays the measurement (0.4-1.9 s for SmolLM2-135M on 2 cores).
 """
 
 from __future__ import annotations
