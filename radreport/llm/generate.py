@@ -425,13 +425,16 @@ class ReportGenerator:
 
             # bfloat16 matrices unless fp32 is asked for (float16 is refused by the settings):
             # the kernel's arithmetic is fp32 on every CPU, so half the bytes per step costs
-            # no emulation anywhere.
+            # no emulation anywhere. The prefill is bfloat16 where asked for, and with "auto"
+            # where the CPU computes bf16 natively (NativeReportGenerator's rule).
             matrix_dtype = torch.float32 if settings.compute_dtype == "float32" else torch.bfloat16
+            prefill_dtype = torch.bfloat16 if settings.compute_dtype == "bfloat16" else None
             return NativeReportGenerator(
                 model_dir,
                 adapter_dir,
                 num_threads=settings.num_threads,
                 matrix_dtype=matrix_dtype,
+                prefill_dtype=prefill_dtype,
                 **options,
             )
         dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"

@@ -82,9 +82,11 @@ class LLMSettings(BaseModel):
     # fp32 PyTorch, about 2x faster per report here; beams and MBR need "torch".
     # "native": greedy and MBR decode steps in our own C kernel (Llama architectures on the
     # CPU; compiled with the machine's C compiler at first use; prompts encoded and beams
-    # searched by PyTorch in fp32). Its matrices are bfloat16 unless compute_dtype is
-    # float32, which writes the same tokens as fp32 PyTorch; a single report decodes at about
-    # the memory copy rate of its weights (benchmarks/results/generation.md).
+    # searched by PyTorch). Its matrices are bfloat16 unless compute_dtype is
+    # float32, which writes the same tokens as fp32 PyTorch; with bfloat16 matrices prompts
+    # are encoded in bf16 where the CPU computes it natively (or compute_dtype bfloat16). A
+    # single report decodes at about the memory copy rate of its weights
+    # (benchmarks/results/generation.md).
     decoder: Literal["torch", "onnxruntime", "native"] = "torch"
 
     @model_validator(mode="after")

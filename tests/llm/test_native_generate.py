@@ -8,7 +8,7 @@ import torch
 from pydantic import ValidationError
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from radreport.llm import native_kernel
+from radreport.llm import native_generate, native_kernel
 from radreport.llm.bundled import bundled_model_dir
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.native_generate import (
@@ -119,7 +119,11 @@ def test_bfloat16_matrices_halve_the_bytes_and_write_the_reports_of_the_rounded_
 ):
     options = dict(max_new_tokens=24, batch_size=4, no_repeat_ngram_size=3)
     native = NativeReportGenerator(
-        tiny_llama_dir, tiny_adapter_dir, matrix_dtype=torch.bfloat16, **options
+        tiny_llama_dir,
+        tiny_adapter_dir,
+        matrix_dtype=torch.bfloat16,
+        prefill_dtype=torch.float32,  # exact: the rounded model's own fp32 prefill
+        **options,
     )
     rounded = ReportGenerator.for_loaded_model(native.model, native.tokenizer, **options)
     reports = native.generate(IMPRESSIONS, progress=False)
@@ -222,3 +226,30 @@ def test_a_missing_compiler_or_a_failed_build_is_one_clear_error(tmp_path, monke
     with pytest.raises(NativeKernelError, match="compiling broken.c with .* failed"):
         native_kernel.compile_kernel(target, native_kernel.compiler())
     assert not target.exists()
+
+
+@torch.inference_mode()
+def test_a_bfloat16_prefill_gives_fp32_caches_close_to_the_fp32_prefill():
+    model = _odd_llama(True)
+    round_matrices_to_bfloat16(model)
+    ids = [5, 17, 3, 88, 41, 9, 60, 12, 90]
+    exact = _prefill(model, ids)
+    rounded = _prefill(model, ids, torch.bfloat16)
+    for fp32_part, bf16_part in zip(exact, rounded, strict=True):
+        assert bf16_part.dtype == torch.float32 and bf16_part.shape == fp32_part.shape
+        assert not torch.equal(bf16_part, fp32_part)  # the products did run in bfloat16
+        torch.testing.assert_close(bf16_part, fp32_part, rtol=0.05, atol=0.05)
+
+
+def test_the_prefill_is_bfloat16_only_on_cpus_that_compute_it(tiny_llama_dir, monkeypatch):
+    def prefill_dtype(compute_dtype: str, cpu_bf16: bool) -> torch.dtype:
+        monkeypatch.setattr(native_generate, "cpu_has_bf16", lambda: cpu_bf16)
+        settings = LLMSettings(
+            decoder="native", compute_dtype=compute_dtype, max_new_tokens=4, num_threads=1
+        )
+        return ReportGenerator.from_settings(settings, tiny_llama_dir).prefill_dtype
+
+    assert prefill_dtype("auto", cpu_bf16=True) == torch.bfloat16
+    assert prefill_dtype("auto", cpu_bf16=False) == torch.float32
+    assert prefill_dtype("bfloat16", cpu_bf16=False) == torch.bfloat16  # asked for
+    assert prefill_dtype("float32", cpu_bf16=True) == torch.float32
