@@ -89,10 +89,8 @@ static inline float dot(const float *a, const float *b, int n) {
     return sum;
 }
 
-/* y[b, r] (+)= W[r, :] . x[b, :] for weight rows [r0, r1) and every batch row b, one function
- * per weight type. Four weight rows at a time: four independent streams keep the memory
- * system busy, and each loaded x chunk serves four rows; two batch rows at a time, so each
- * weight chunk loaded serves eight products. */
+/* Four consecutive 16-float chunks of one weight row w against x, from column i, into four
+ * accumulators (independent additions, so the FMAs overlap). */
 #define FOUR_CHUNKS(LOADW)                                                                     \
     do {                                                                                       \
         a0 += LOADW(w + i) * load16(x + i);                                                    \
@@ -100,6 +98,11 @@ static inline float dot(const float *a, const float *b, int n) {
         a2 += LOADW(w + i + 2 * LANES) * load16(x + i + 2 * LANES);                            \
         a3 += LOADW(w + i + 3 * LANES) * load16(x + i + 3 * LANES);                            \
     } while (0)
+
+/* y[b, r] (+)= W[r, :] . x[b, :] for weight rows [r0, r1) and every batch row b, one function
+ * per weight type. Four weight rows at a time: four independent streams keep the memory
+ * system busy, and each loaded x chunk serves four rows; two batch rows at a time, so each
+ * weight chunk loaded serves eight products. */
 #define DEFINE_MATVEC_ROWS(NAME, WTYPE, LOADW, VALUE)                                          \
 static void NAME(const WTYPE *W, int in, int r0, int r1, const float *x, int batch, float *y,  \
                  int out, int accumulate, int prefetch_bytes) {                                \
@@ -191,8 +194,9 @@ DEFINE_MATVEC_ROWS(matvec_rows_bf16, bf16, load16_bf16, bf16_value)
 
 static void matvec_rows(const llama_model *m, const void *W, int in, int r0, int r1,
                         const float *x, int batch, float *y, int out, int accumulate) {
-    if (m->bf16_matrices) matvec_rows_bf16(W, in, r0, r1, x, batch, y, out, accumulate, m->prefetch_bytes);
-    else matvec_rows_f32(W, in, r0, r1, x, batch, y, out, accumulate, m->prefetch_bytes);
+    int ahead = m->prefetch_bytes;
+    if (m->bf16_matrices) matvec_rows_bf16(W, in, r0, r1, x, batch, y, out, accumulate, ahead);
+    else matvec_rows_f32(W, in, r0, r1, x, batch, y, out, accumulate, ahead);
 }
 
 /* This thread's share of the rows [0, out), in whole blocks of ROWS_AT_ONCE. */

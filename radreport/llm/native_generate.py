@@ -13,8 +13,8 @@ run natively; beam search runs on the fp32 model.
 
 The kernel reads the matrices in fp32 or, half the bytes per step, in bfloat16 (its
 arithmetic stays fp32); with bfloat16 the PyTorch model's matrices are rounded to the same
-values, so prefill and decode steps use the same weights. Llama-architecture models only (SmolLM2,
-Llama 3, ...), on the CPU.
+values, so prefill and decode steps use the same weights. Llama-architecture models only
+(SmolLM2, Llama 3, ...), on the CPU.
 """
 
 from __future__ import annotations
