@@ -85,10 +85,9 @@ def build_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def load_kernel() -> ctypes.CDLL:
     """The compiled kernel, built first if this machine has no build of this source yet."""
-    cc = compiler()
-    target = cache_dir() / "native" / build_key(cc) / _LIBRARY_NAME
+    target = build_dir() / _LIBRARY_NAME
     if not target.is_file():
-        compile_kernel(target, cc)
+        compile_kernel(target, compiler())
     library = ctypes.CDLL(str(target))
     library.llama_decode_step.restype = ctypes.c_int
     return library
