@@ -370,16 +370,27 @@ def _native_decoding(
 ):
     """(decode callable, weight bytes per step) of the native decoder. fp32: on the fp32
     model's own weights; bf16: bfloat16 copies of the matrices, with PyTorch's prefill on the
-    same values (a second fp32 model, rounded). Prompts are encoded by PyTorch."""
-    from radreport.llm.native_generate import NativeLlama, native_decode
+    same values (a second fp32 model, rounded). Prompts are encoded by PyTorch in the
+    precision NativeReportGenerator chooses (default_prefill_dtype)."""
+    from radreport.llm.native_generate import NativeLlama, default_prefill_dtype, native_decode
 
     if dtype == torch.bfloat16:
         model = _rounded_fp32_model()
     native = NativeLlama(model, threads, dtype, prefetch_bytes)
     prompt_ids = tokenizer(prompts)["input_ids"]
 
+    prefill_dtype = default_prefill_dtype(dtype)
+
     def decode():
-        return native_decode(native, model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
+        return native_decode(
+            native,
+            model,
+            prompt_ids,
+            new_tokens,
+            [],
+            tokenizer.pad_token_id,
+            prefill_dtype=prefill_dtype,
+        )
 
     return decode, native.weight_bytes
 
@@ -720,12 +731,11 @@ def _prefetch_lines() -> list[str]:
     """The prefetch distances the native decoder measured and chose on this machine (rows
     without a distance in their name use them)."""
     from radreport.llm.native_kernel import build_dir
-    from radreport.llm.native_prefetch import RECORD_NAME
+    from radreport.llm.native_prefetch import RECORD_NAME, read_record
 
-    record = build_dir() / RECORD_NAME
-    if not record.is_file():
+    chosen = read_record(build_dir() / RECORD_NAME)
+    if not chosen:
         return []
-    chosen = json.loads(record.read_text())
     return [
         "Prefetch distance the native decoder measured and chose on this machine "
         "(native_prefetch; rows that name no distance use it):",

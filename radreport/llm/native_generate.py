@@ -31,8 +31,12 @@ import torch
 from transformers import DynamicCache
 
 from radreport.llm.decode_rows import Choose, DecodeRows
-from radreport.llm.device import cpu_has_bf16
-from radreport.llm.generate import ReportGenerator, epsilon_sampler, most_probable
+from radreport.llm.generate import (
+    ReportGenerator,
+    default_dtype,
+    epsilon_sampler,
+    most_probable,
+)
 from radreport.llm.native_kernel import NativeDecoderUnavailable, build_dir, load_kernel
 from radreport.llm.native_prefetch import RECORD_NAME, fastest_prefetch, remembered_prefetch
 from radreport.llm.section_stop import SectionStop
@@ -337,13 +341,23 @@ def native_decode(
             break
         if not bool(going.all()):
             kept = going.nonzero().squeeze(-1)
+            kept_rows = kept.tolist()
             next_ids = next_ids[kept]
-            caches = [caches[index] for index in kept.tolist()]
-            positions = [positions[index] for index in kept.tolist()]
+            caches = [caches[index] for index in kept_rows]
+            positions = [positions[index] for index in kept_rows]
             decoding.keep(kept)
         logits = native.step(next_ids.tolist(), positions, caches)
         positions = [position + 1 for position in positions]
     return decoding.result()
+
+
+def default_prefill_dtype(matrix_dtype: torch.dtype) -> torch.dtype:
+    """The prompts' encoding precision to go with the kernel's matrices: with bfloat16
+    matrices, the CPU's own default (bfloat16 where it computes bf16 natively); with fp32
+    matrices, fp32, so the reports stay exactly the fp32 model's."""
+    if matrix_dtype == torch.bfloat16:
+        return default_dtype(torch.device("cpu"))
+    return torch.float32
 
 
 class NativeReportGenerator(ReportGenerator):
@@ -351,8 +365,8 @@ class NativeReportGenerator(ReportGenerator):
     PyTorch model encodes prompts and runs beam search.
 
     `prefill_dtype` is the precision of the prompts' encoding: fp32, or bfloat16 matrix
-    products (faster on CPUs with native bf16). None: bfloat16 when the matrices are
-    bfloat16 and the CPU computes bf16 natively, else fp32. With fp32 matrices, or with
+    products (faster on CPUs with native bf16). None: default_prefill_dtype. With fp32
+    matrices, or with
     bfloat16 matrices and an fp32 prefill, the reports are exactly those of the fp32
     PyTorch model holding the same weights.
     """
@@ -370,10 +384,7 @@ class NativeReportGenerator(ReportGenerator):
         super().__init__(model_dir, adapter_dir, device="cpu", dtype=torch.float32, **options)
         if matrix_dtype == torch.bfloat16:
             round_matrices_to_bfloat16(self.model)  # prefill and beams on the same values
-        if prefill_dtype is None:
-            native_bf16 = matrix_dtype == torch.bfloat16 and cpu_has_bf16()
-            prefill_dtype = torch.bfloat16 if native_bf16 else torch.float32
-        self.prefill_dtype = prefill_dtype
+        self.prefill_dtype = prefill_dtype or default_prefill_dtype(matrix_dtype)
         self.native = NativeLlama(self.model, num_threads, matrix_dtype)
 
     def _native_args(self, prompts: list[str], max_new_tokens: int) -> tuple:

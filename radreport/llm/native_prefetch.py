@@ -40,15 +40,19 @@ def fastest_prefetch(
     return min(choices, key=lambda choice: best[choice])
 
 
+def read_record(record: Path) -> dict:
+    """The distances stored in the JSON `record` by key; {} when it is missing or damaged."""
+    try:
+        known = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
 def remembered_prefetch(record: Path, key: str, measure: Callable[[], int]) -> int:
     """The distance stored under `key` in the JSON `record`, else `measure()`, stored there.
     An unreadable record is measured over, not trusted."""
-    try:
-        known = json.loads(record.read_text())
-        if not isinstance(known, dict):
-            known = {}
-    except (OSError, ValueError):
-        known = {}
+    known = read_record(record)
     if isinstance(known.get(key), int):
         return known[key]
     chosen = measure()

@@ -8,7 +8,7 @@ import torch
 from pydantic import ValidationError
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from radreport.llm import native_generate, native_kernel
+from radreport.llm import generate, native_kernel
 from radreport.llm.bundled import bundled_model_dir
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.native_generate import (
@@ -243,7 +243,7 @@ def test_a_bfloat16_prefill_gives_fp32_caches_close_to_the_fp32_prefill():
 
 def test_the_prefill_is_bfloat16_only_on_cpus_that_compute_it(tiny_llama_dir, monkeypatch):
     def prefill_dtype(compute_dtype: str, cpu_bf16: bool) -> torch.dtype:
-        monkeypatch.setattr(native_generate, "cpu_has_bf16", lambda: cpu_bf16)
+        monkeypatch.setattr(generate, "cpu_has_bf16", lambda: cpu_bf16)
         settings = LLMSettings(
             decoder="native", compute_dtype=compute_dtype, max_new_tokens=4, num_threads=1
         )
