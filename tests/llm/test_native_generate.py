@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 from pydantic import ValidationError
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from radreport.llm import generate, native_kernel
 from radreport.llm.bundled import bundled_model_dir
@@ -22,6 +21,7 @@ from radreport.llm.native_generate import (
 )
 from radreport.llm.native_kernel import NativeKernelError
 from radreport.llm.settings import LLMSettings
+from tests.llm.odd_llama import odd_llama
 
 IMPRESSIONS = [
     "Cardiomegaly with mild bibasilar infiltrates and small bilateral pleural effusions.",
@@ -31,40 +31,13 @@ IMPRESSIONS = [
 ]
 
 
-def _odd_llama(tie: bool, **overrides) -> LlamaForCausalLM:
-    """A random Llama whose sizes are not multiples of the kernel's vector width (40) or row
-    block (70), with 5 query heads sharing one KV head and Llama 3's RoPE scaling."""
-    config = LlamaConfig(
-        vocab_size=97,
-        hidden_size=40,
-        intermediate_size=70,
-        num_hidden_layers=2,
-        num_attention_heads=5,
-        num_key_value_heads=1,
-        max_position_embeddings=256,
-        rope_parameters={
-            "rope_type": "llama3",
-            "rope_theta": 10000.0,
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 32,
-        },
-        initializer_range=0.2,
-        tie_word_embeddings=tie,
-        **overrides,
-    )
-    torch.manual_seed(0)
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.mark.parametrize(
     ("tie", "matrix_dtype"),
     [(True, torch.float32), (False, torch.float32), (True, torch.bfloat16)],
 )
 @torch.inference_mode()
 def test_each_native_step_gives_the_logits_of_the_pytorch_model(tie, matrix_dtype):
-    model = _odd_llama(tie)
+    model = odd_llama(tie)
     if matrix_dtype == torch.bfloat16:
         # The kernel reads bfloat16 matrices: the reference holds the same values in fp32.
         round_matrices_to_bfloat16(model)
@@ -177,12 +150,12 @@ def test_beams_on_the_native_generator_run_on_the_fp32_model(tiny_llama_dir):
 )
 def test_a_model_the_kernel_cannot_run_is_refused_naming_why(change, named):
     with pytest.raises(UnsupportedModel, match=named):
-        NativeLlama(_odd_llama(True, **change))
+        NativeLlama(odd_llama(True, **change))
 
 
 def test_a_bf16_model_is_refused():
     with pytest.raises(UnsupportedModel, match="torch.bfloat16"):
-        NativeLlama(_odd_llama(True).to(torch.bfloat16))
+        NativeLlama(odd_llama(True).to(torch.bfloat16))
 
 
 def test_settings_route_to_the_native_decoder(tiny_llama_dir):
@@ -230,7 +203,7 @@ def test_a_missing_compiler_or_a_failed_build_is_one_clear_error(tmp_path, monke
 
 @torch.inference_mode()
 def test_a_bfloat16_prefill_gives_fp32_caches_close_to_the_fp32_prefill():
-    model = _odd_llama(True)
+    model = odd_llama(True)
     round_matrices_to_bfloat16(model)
     ids = [5, 17, 3, 88, 41, 9, 60, 12, 90]
     exact = _prefill(model, ids)

@@ -7,7 +7,6 @@ import json
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from radreport.llm import native_kernel
 from radreport.llm.native_generate import NativeLlama, RowCache, _prefill
@@ -17,22 +16,13 @@ from radreport.llm.native_prefetch import (
     fastest_prefetch,
     remembered_prefetch,
 )
+from tests.llm.odd_llama import odd_llama
 
 
-def _small_llama() -> LlamaForCausalLM:
-    # Rows of 200 floats (800 bytes): a prefetch 2 KB ahead reaches past the row it is in.
-    config = LlamaConfig(
-        vocab_size=61,
-        hidden_size=200,
-        intermediate_size=330,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        initializer_range=0.2,
-    )
-    torch.manual_seed(1)
-    return LlamaForCausalLM(config).eval()
+def _small_llama():
+    # Rows of 200 and 330 floats: the batch-1 loop prefetches only over whole blocks of 64
+    # floats, which the default odd sizes (40, 70) never fill.
+    return odd_llama(hidden_size=200, intermediate_size=330)
 
 
 @pytest.mark.parametrize("matrix_dtype", [torch.float32, torch.bfloat16])
