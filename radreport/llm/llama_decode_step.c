@@ -7,8 +7,11 @@
  * measured, the libraries' decoders (PyTorch, ONNX Runtime's MLAS, OpenBLAS, CTranslate2,
  * OpenVINO, llama.cpp) streamed at 35-86 % of a plain memory copy; plain wide-vector
  * products stream at about the copy's rate (benchmarks/results/generation.md). Everything
- * else a step does (norms, rotary, attention over the cache) is small and runs in the same
- * OpenMP region, so threads are started once per step.
+ * else a step does (norms, rotary, attention over the cache) runs in the same OpenMP region,
+ * so threads are started once per step. Attention is small at batch 1 and short prompts; with
+ * a batch of long prompts (IU X-Ray's, with retrieved examples, are 300-700 tokens) it is a
+ * third of a step, so it keeps its vectors in registers and exponentiates with glibc's
+ * vector expf.
  *
  * The arithmetic follows transformers' LlamaForCausalLM in fp32 (RMSNorm, rotate-half RoPE
  * from the model's own inverse frequencies, grouped-query attention, SiLU-gated MLP); only
@@ -74,10 +77,17 @@ static inline float bf16_value(bf16 h) {
     return word.value;
 }
 
+typedef float vec8 __attribute__((vector_size(32)));
+typedef float vec4 __attribute__((vector_size(16)));
+
+/* A pairwise (tree) sum: four vector additions. A loop over the lanes is a chain of fifteen
+ * dependent scalar additions, which the compiler may not reorder; in the batched products
+ * and the attention, whose dot products are short, that chain cost more than the products. */
 static inline float sum16(vec16 v) {
-    float total = 0.0f;
-    for (int i = 0; i < LANES; i++) total += v[i];
-    return total;
+    vec8 s8 = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+              + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    vec4 s4 = __builtin_shufflevector(s8, s8, 0, 1, 2, 3) + __builtin_shufflevector(s8, s8, 4, 5, 6, 7);
+    return (s4[0] + s4[2]) + (s4[1] + s4[3]);
 }
 
 static inline float dot(const float *a, const float *b, int n) {
@@ -237,6 +247,117 @@ static void rotate(float *v, int head_dim, const float *cosines, const float *si
     }
 }
 
+/* What a step knows of its rows' positions and caches (see llama_decode_step). */
+typedef struct {
+    const int *positions;
+    const float *const *prefix_keys, *const *prefix_values;
+    const int *prefix_lengths;
+    float *const *k_caches, *const *v_caches;
+    const int *capacities;
+} step_rows;
+
+#if defined(__GLIBC__) && defined(__x86_64__)
+/* glibc's vector expf (libmvec, which -lm links on x86-64): declaring expf's SIMD variants
+ * lets the loop below call it on 8 or 16 scores at a time. A step computes
+ * heads x positions exponentials per row and layer, and the scalar expf was a large part of
+ * the attention's time with long prompts. */
+extern float expf(float) __attribute__((simd("notinbranch")));
+#endif
+
+/* scores[t] = exp(scores[t] - highest) for t < n; returns their sum. */
+static float exponentiate(float *scores, int n, float highest) {
+    float total = 0.0f;
+#pragma omp simd reduction(+ : total)
+    for (int t = 0; t < n; t++) {
+        scores[t] = expf(scores[t] - highest);
+        total += scores[t];
+    }
+    return total;
+}
+
+#define MAX_HEAD_CHUNKS 8 /* head_dims kept in registers: 64 (SmolLM2) and 128 (Llama 3) */
+
+/* Softmax attention of one query over its cached keys and values, given as two parts (the
+ * prompt's prefix and the row's own positions); the query, the output and the running sums
+ * stay in registers, so a cached key or value costs its loads and D / 16 FMAs. head_dim is a
+ * constant here (the function is inlined into callers for each supported size). */
+static inline __attribute__((always_inline)) void attend_query(
+    const int D, const float *query, const float *const keys[2], const float *const values[2],
+    const int lengths[2], float scale, float *row_scores, float *out) {
+    const int chunks = D / LANES;
+    vec16 q[MAX_HEAD_CHUNKS], acc[MAX_HEAD_CHUNKS];
+    for (int c = 0; c < chunks; c++) q[c] = load16(query + c * LANES);
+    float highest = -INFINITY;
+    for (int part = 0, t0 = 0; part < 2; t0 += lengths[part], part++)
+        for (int t = 0; t < lengths[part]; t++) {
+            const float *key = keys[part] + (size_t)t * D;
+            vec16 sum = q[0] * load16(key);
+            for (int c = 1; c < chunks; c++) sum += q[c] * load16(key + c * LANES);
+            float score = sum16(sum) * scale;
+            row_scores[t0 + t] = score;
+            highest = score > highest ? score : highest;
+        }
+    float total = exponentiate(row_scores, lengths[0] + lengths[1], highest);
+    for (int c = 0; c < chunks; c++) acc[c] = (vec16){0};
+    for (int part = 0, t0 = 0; part < 2; t0 += lengths[part], part++)
+        for (int t = 0; t < lengths[part]; t++) {
+            const float *value = values[part] + (size_t)t * D;
+            vec16 weight = (vec16){0} + row_scores[t0 + t] / total;
+            for (int c = 0; c < chunks; c++) acc[c] += weight * load16(value + c * LANES);
+        }
+    for (int c = 0; c < chunks; c++) *(vec16_unaligned *)(out + c * LANES) = acc[c];
+}
+
+/* The same for any head_dim, without keeping the vectors in registers. */
+static void attend_query_any(int D, const float *query, const float *const keys[2],
+                             const float *const values[2], const int lengths[2], float scale,
+                             float *row_scores, float *out) {
+    float highest = -INFINITY;
+    for (int part = 0, t0 = 0; part < 2; t0 += lengths[part], part++)
+        for (int t = 0; t < lengths[part]; t++) {
+            float score = dot(query, keys[part] + (size_t)t * D, D) * scale;
+            row_scores[t0 + t] = score;
+            highest = score > highest ? score : highest;
+        }
+    float total = exponentiate(row_scores, lengths[0] + lengths[1], highest);
+    for (int i = 0; i < D; i++) out[i] = 0.0f;
+    for (int part = 0, t0 = 0; part < 2; t0 += lengths[part], part++)
+        for (int t = 0; t < lengths[part]; t++) {
+            float weight = row_scores[t0 + t] / total;
+            const float *value = values[part] + (size_t)t * D;
+            for (int i = 0; i < D; i++) out[i] += weight * value[i];
+        }
+}
+
+/* Attention of query head h for rows [first, last), which share one prompt prefix (MBR's
+ * candidates of one prompt). One thread takes them all, one after another, so the prefix's
+ * keys and values for this head, read from memory by the first row, are in its cache for
+ * the others. */
+static void attend(const llama_model *m, const step_rows *rows, int layer, int h, int first,
+                   int last, float *q, const float *rope, float *scores, int longest,
+                   float *attended) {
+    const int D = m->head_dim, q_width = m->heads * D, group = m->heads / m->kv_heads;
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t head_slot = (size_t)layer * m->kv_heads + h / group;
+    for (int b = first; b < last; b++) {
+        float *query = q + (size_t)b * q_width + (size_t)h * D;
+        const float *cosines = rope + (size_t)b * D;
+        rotate(query, D, cosines, cosines + D / 2);
+        int prefix = rows->prefix_lengths[b], capacity = rows->capacities[b];
+        const float *keys[2] = {rows->prefix_keys[b] + head_slot * prefix * D,
+                                rows->k_caches[b] + head_slot * capacity * D};
+        const float *values[2] = {rows->prefix_values[b] + head_slot * prefix * D,
+                                  rows->v_caches[b] + head_slot * capacity * D};
+        /* own positions, the new one included */
+        const int lengths[2] = {prefix, rows->positions[b] + 1 - prefix};
+        float *row_scores = scores + ((size_t)b * m->heads + h) * longest;
+        float *out = attended + (size_t)b * q_width + (size_t)h * D;
+        if (D == 64) attend_query(64, query, keys, values, lengths, scale, row_scores, out);
+        else if (D == 128) attend_query(128, query, keys, values, lengths, scale, row_scores, out);
+        else attend_query_any(D, query, keys, values, lengths, scale, row_scores, out);
+    }
+}
+
 /* One step for `batch` rows. Row b feeds token tokens[b] at position positions[b] and gets
  * its next-token logits in logits[b, :]. Its keys and values so far are in two caches, each
  * [layers, kv_heads, length, head_dim]: a prefix (the prompt's, prefix_lengths[b] positions,
@@ -249,7 +370,7 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
                       const int *prefix_lengths, float *const *k_caches, float *const *v_caches,
                       const int *capacities, float *logits) {
     const int H = m->hidden, D = m->head_dim, I = m->intermediate;
-    const int q_width = m->heads * D, kv_width = m->kv_heads * D, group = m->heads / m->kv_heads;
+    const int q_width = m->heads * D, kv_width = m->kv_heads * D;
     int longest = 0;
     for (int b = 0; b < batch; b++) longest = positions[b] + 1 > longest ? positions[b] + 1 : longest;
     size_t floats = (size_t)batch * (2 * H + q_width + 2 * kv_width + q_width + 2 * I + D)
@@ -266,7 +387,20 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
     float *up = gate + (size_t)batch * I;                /* [batch, I] */
     float *rope = up + (size_t)batch * I;                /* [batch, D]: cos | sin */
     float *scores = rope + (size_t)batch * D;            /* [batch, heads, longest] */
-    const float scale = 1.0f / sqrtf((float)D);
+    /* Runs of consecutive rows that share a prompt prefix: run r is rows
+     * [run_first[r], run_first[r + 1]). */
+    int *run_first = malloc((batch + 1) * sizeof(int)), runs = 0;
+    if (run_first == NULL) {
+        free(scratch);
+        return -1;
+    }
+    for (int b = 0; b < batch; b++)
+        if (b == 0 || prefix_keys[b] != prefix_keys[b - 1] || prefix_values[b] != prefix_values[b - 1]
+            || prefix_lengths[b] != prefix_lengths[b - 1])
+            run_first[runs++] = b;
+    run_first[runs] = batch;
+    const step_rows rows = {positions, prefix_keys, prefix_values, prefix_lengths,
+                            k_caches, v_caches, capacities};
 
     for (int b = 0; b < batch; b++) {
         float *row = x + (size_t)b * H;
@@ -312,44 +446,12 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
                            D * sizeof(float));
                 }
             }
-            /* Attention: each query head reads its group's cached keys and values. */
+            /* Attention, one query head of one run of rows sharing a prompt prefix at a time. */
 #pragma omp for collapse(2)
-            for (int b = 0; b < batch; b++) {
-                for (int h = 0; h < m->heads; h++) {
-                    const float *cosines = rope + (size_t)b * D, *sines = cosines + D / 2;
-                    float *query = q + (size_t)b * q_width + (size_t)h * D;
-                    rotate(query, D, cosines, sines);
-                    int kv_head = h / group, prefix = prefix_lengths[b];
-                    int own = positions[b] + 1 - prefix; /* own positions, the new one included */
-                    const float *keys[2], *values[2];
-                    int lengths[2] = {prefix, own};
-                    size_t prefix_base = ((size_t)layer * m->kv_heads + kv_head) * prefix * D;
-                    size_t own_base = ((size_t)layer * m->kv_heads + kv_head) * capacities[b] * D;
-                    keys[0] = prefix_keys[b] + prefix_base, values[0] = prefix_values[b] + prefix_base;
-                    keys[1] = k_caches[b] + own_base, values[1] = v_caches[b] + own_base;
-                    float *row_scores = scores + ((size_t)b * m->heads + h) * longest;
-                    float highest = -INFINITY;
-                    for (int part = 0, t0 = 0; part < 2; t0 += lengths[part], part++)
-                        for (int t = 0; t < lengths[part]; t++) {
-                            float score = dot(query, keys[part] + (size_t)t * D, D) * scale;
-                            row_scores[t0 + t] = score;
-                            highest = score > highest ? score : highest;
-                        }
-                    float total = 0.0f;
-                    for (int t = 0; t < prefix + own; t++) {
-                        row_scores[t] = expf(row_scores[t] - highest);
-                        total += row_scores[t];
-                    }
-                    float *out = attended + (size_t)b * q_width + (size_t)h * D;
-                    for (int i = 0; i < D; i++) out[i] = 0.0f;
-                    for (int part = 0, t0 = 0; part < 2; t0 += lengths[part], part++)
-                        for (int t = 0; t < lengths[part]; t++) {
-                            float weight = row_scores[t0 + t] / total;
-                            const float *value = values[part] + (size_t)t * D;
-                            for (int i = 0; i < D; i++) out[i] += weight * value[i];
-                        }
-                }
-            }
+            for (int run = 0; run < runs; run++)
+                for (int h = 0; h < m->heads; h++)
+                    attend(m, &rows, layer, h, run_first[run], run_first[run + 1], q, rope,
+                           scores, longest, attended);
             matvec(m, w[WO], q_width, H, attended, batch, x, 1); /* the residual add, fused */
 #pragma omp barrier
 #pragma omp for
@@ -377,6 +479,7 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
             rms_norm(x + (size_t)b * H, m->final_norm, H, m->norm_eps, normed + (size_t)b * H);
         matvec(m, m->lm_head, H, m->vocab, normed, batch, logits, 0);
     }
+    free(run_first);
     free(scratch);
     return 0;
 }

@@ -32,31 +32,41 @@ IMPRESSIONS = [
 
 
 @pytest.mark.parametrize(
-    ("tie", "matrix_dtype"),
-    [(True, torch.float32), (False, torch.float32), (True, torch.bfloat16)],
+    ("tie", "matrix_dtype", "head_dim"),
+    [
+        (True, torch.float32, None),  # 8: the kernel's any-size attention
+        (False, torch.float32, None),
+        (True, torch.bfloat16, None),
+        (True, torch.float32, 64),  # SmolLM2's: query and sums in registers
+        (True, torch.bfloat16, 128),  # Llama 3's
+    ],
 )
 @torch.inference_mode()
-def test_each_native_step_gives_the_logits_of_the_pytorch_model(tie, matrix_dtype):
-    model = odd_llama(tie)
+def test_each_native_step_gives_the_logits_of_the_pytorch_model(tie, matrix_dtype, head_dim):
+    model = odd_llama(tie, **({"head_dim": head_dim} if head_dim else {}))
     if matrix_dtype == torch.bfloat16:
         # The kernel reads bfloat16 matrices: the reference holds the same values in fp32.
         round_matrices_to_bfloat16(model)
     native = NativeLlama(model, num_threads=2, matrix_dtype=matrix_dtype)
+    # The first two rows share the first prompt's cache (as MBR's candidates do) and go on
+    # differently; the third has a prompt of its own.
     prompts = [[5, 17, 3, 88, 41, 9, 60], [2, 70]]
-    continuations = [[11, 4, 96, 30, 30, 7], [50, 1, 2, 3, 4, 5]]
-    caches, positions = [], []
+    rows = [(0, [11, 4, 96, 30, 30, 7]), (0, [8, 8, 13, 61, 2, 90]), (1, [50, 1, 2, 3, 4, 5])]
+    prefills = []
     for ids in prompts:
         logits, prompt_keys, prompt_values = _prefill(model, ids)
         torch.testing.assert_close(logits, model(torch.tensor([ids])).logits[0, -1])
-        own = native.empty_cache(8), native.empty_cache(8)
-        caches.append(RowCache(prompt_keys, prompt_values, *own))
-        positions.append(len(ids))
+        prefills.append((prompt_keys, prompt_values))
+    caches = [
+        RowCache(*prefills[prompt], native.empty_cache(8), native.empty_cache(8))
+        for prompt, _ in rows
+    ]
+    positions = [len(prompts[prompt]) for prompt, _ in rows]
     for step in range(6):
-        tokens = [row[step] for row in continuations]
-        logits = native.step(tokens, positions, caches)
+        logits = native.step([tokens[step] for _, tokens in rows], positions, caches)
         positions = [position + 1 for position in positions]
-        for row, ids in enumerate(prompts):
-            sequence = ids + continuations[row][: step + 1]
+        for row, (prompt, tokens) in enumerate(rows):
+            sequence = prompts[prompt] + tokens[: step + 1]
             expected = model(torch.tensor([sequence])).logits[0, -1]
             torch.testing.assert_close(logits[row], expected, rtol=1e-4, atol=1e-4)
 
