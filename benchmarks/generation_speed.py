@@ -371,15 +371,15 @@ def _native_decoding(
     """(decode callable, weight bytes per step) of the native decoder. fp32: on the fp32
     model's own weights; bf16: bfloat16 copies of the matrices, with PyTorch's prefill on the
     same values (a second fp32 model, rounded). Prompts are encoded by PyTorch in the
-    precision NativeReportGenerator chooses (default_prefill_dtype)."""
-    from radreport.llm.native_generate import NativeLlama, default_prefill_dtype, native_decode
+    precision NativeReportGenerator chooses (default_compute_dtype), which with bf16 matrices
+    is also the steps' products' precision."""
+    from radreport.llm.native_generate import NativeLlama, default_compute_dtype, native_decode
 
     if dtype == torch.bfloat16:
         model = _rounded_fp32_model()
-    native = NativeLlama(model, threads, dtype, prefetch_bytes)
+    prefill_dtype = default_compute_dtype(dtype)
+    native = NativeLlama(model, threads, dtype, prefetch_bytes, activation_dtype=prefill_dtype)
     prompt_ids = tokenizer(prompts)["input_ids"]
-
-    prefill_dtype = default_prefill_dtype(dtype)
 
     def decode():
         return native_decode(

@@ -424,17 +424,18 @@ class ReportGenerator:
             from radreport.llm.native_generate import NativeReportGenerator
 
             # bfloat16 matrices unless fp32 is asked for (float16 is refused by the settings):
-            # the kernel's arithmetic is fp32 on every CPU, so half the bytes per step costs
-            # no emulation anywhere. The prefill is bfloat16 where asked for, and with "auto"
-            # where the CPU computes bf16 natively (NativeReportGenerator's rule).
+            # the kernel widens them to fp32 on CPUs without bf16 instructions, so half the
+            # bytes per step costs no emulation anywhere. The products are bfloat16 where
+            # asked for, and with "auto" where the CPU computes bf16 natively
+            # (NativeReportGenerator's rule).
             matrix_dtype = torch.float32 if settings.compute_dtype == "float32" else torch.bfloat16
-            prefill_dtype = torch.bfloat16 if settings.compute_dtype == "bfloat16" else None
+            compute_dtype = torch.bfloat16 if settings.compute_dtype == "bfloat16" else None
             return NativeReportGenerator(
                 model_dir,
                 adapter_dir,
                 num_threads=settings.num_threads,
                 matrix_dtype=matrix_dtype,
-                prefill_dtype=prefill_dtype,
+                compute_dtype=compute_dtype,
                 **options,
             )
         dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"

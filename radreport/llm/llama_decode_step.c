@@ -42,6 +42,13 @@ typedef struct {
      * (a bfloat16 is the top half of a float); half the bytes per decode step. Norm weights
      * are always fp32. */
     int bf16_matrices;
+    /* 1 (with bf16_matrices, where the CPU has AVX-512 BF16): the products' inputs are
+     * rounded to bfloat16 too and multiplied pairwise by the CPU's bf16 dot-product
+     * instruction, summed in fp32, as PyTorch's bf16 autocast computes them; twice the
+     * products per instruction and no widening of the weights, which is what bounds a batch's
+     * step. Every matrix product of every step, so a row's result does not depend on its
+     * batch. */
+    int bf16_activations;
     int threads; /* OpenMP threads for a step; 0: the runtime's default (all cores) */
     /* How far ahead (bytes) a batch-1 step asks for the weights it streams; 0: no software
      * prefetch. It helped a little on the Intel host we measured and cost a fifth of the
@@ -202,9 +209,96 @@ static void NAME(const WTYPE *W, int in, int r0, int r1, const float *x, int bat
 DEFINE_MATVEC_ROWS(matvec_rows_f32, float, load16, FLOAT_VALUE)
 DEFINE_MATVEC_ROWS(matvec_rows_bf16, bf16, load16_bf16, bf16_value)
 
+/* 1 where this build computes bfloat16 products (llama_model.bf16_activations). */
+int llama_has_bf16_products(void) {
+#ifdef __AVX512BF16__
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef __AVX512BF16__
+/* WR weight rows [r, r + WR) against BR rounded input rows [b, b + BR): y[b + j, r + k] (+)=
+ * W[r + k, :] . xh[b + j, :]. 32 bfloat16 pairs per instruction; the last partial chunk is
+ * loaded under a mask. WR and BR are constants once inlined. */
+static inline __attribute__((always_inline)) void dpbf16_block(
+    const int WR, const int BR, const bf16 *W, int in, int r, const bf16 *xh, int b, float *y,
+    int out, int accumulate, int prefetch_bytes) {
+    __m512 acc[4][4];
+    for (int k = 0; k < WR; k++)
+        for (int j = 0; j < BR; j++) acc[k][j] = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 32 <= in; i += 32) {
+        __m512bh w[4], x[4];
+        for (int k = 0; k < WR; k++) {
+            const bf16 *row = W + (size_t)(r + k) * in + i;
+            if (prefetch_bytes > 0) _mm_prefetch((const char *)row + prefetch_bytes, _MM_HINT_T0);
+            w[k] = (__m512bh)_mm512_loadu_si512(row);
+        }
+        for (int j = 0; j < BR; j++) x[j] = (__m512bh)_mm512_loadu_si512(xh + (size_t)(b + j) * in + i);
+        for (int k = 0; k < WR; k++)
+            for (int j = 0; j < BR; j++) acc[k][j] = _mm512_dpbf16_ps(acc[k][j], w[k], x[j]);
+    }
+    if (i < in) {
+        __mmask32 mask = (__mmask32)((1ull << (in - i)) - 1);
+        __m512bh w[4], x[4];
+        for (int k = 0; k < WR; k++)
+            w[k] = (__m512bh)_mm512_maskz_loadu_epi16(mask, W + (size_t)(r + k) * in + i);
+        for (int j = 0; j < BR; j++)
+            x[j] = (__m512bh)_mm512_maskz_loadu_epi16(mask, xh + (size_t)(b + j) * in + i);
+        for (int k = 0; k < WR; k++)
+            for (int j = 0; j < BR; j++) acc[k][j] = _mm512_dpbf16_ps(acc[k][j], w[k], x[j]);
+    }
+    for (int j = 0; j < BR; j++)
+        for (int k = 0; k < WR; k++) {
+            float sum = _mm512_reduce_add_ps(acc[k][j]), *target = y + (size_t)(b + j) * out + r + k;
+            *target = accumulate ? *target + sum : sum;
+        }
+}
+
+/* matvec_rows with bfloat16 inputs: blocks of 4 weight rows x 4 input rows (16 sums in
+ * registers, each loaded chunk used four times); at batch 1, one weight row at a time, a
+ * single linear stream as in matvec_rows. */
+static void matvec_rows_dpbf16(const bf16 *W, int in, int r0, int r1, const bf16 *xh, int batch,
+                               float *y, int out, int accumulate, int prefetch_bytes) {
+    if (batch == 1) {
+        for (int r = r0; r < r1; r++) dpbf16_block(1, 1, W, in, r, xh, 0, y, out, accumulate, prefetch_bytes);
+        return;
+    }
+    int r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        int b = 0;
+        for (; b + 4 <= batch; b += 4) dpbf16_block(4, 4, W, in, r, xh, b, y, out, accumulate, 0);
+        for (; b < batch; b++) dpbf16_block(4, 1, W, in, r, xh, b, y, out, accumulate, 0);
+    }
+    for (; r < r1; r++)
+        for (int b = 0; b < batch; b++) dpbf16_block(1, 1, W, in, r, xh, b, y, out, accumulate, 0);
+}
+#endif
+
+/* Rounds x[0, n) to bfloat16 (to nearest, ties to even), the inputs of bf16 products. */
+static void round_to_bf16(const float *x, bf16 *xh, int n) {
+    for (int i = 0; i < n; i++) {
+        union { float value; unsigned int bits; } word = {.value = x[i]};
+        word.bits += 0x7FFFu + ((word.bits >> 16) & 1u);
+        xh[i] = (bf16)(word.bits >> 16);
+    }
+}
+
+/* y (+)= W x for weight rows [r0, r1); xh: x rounded to bfloat16 (NULL: fp32 products). */
 static void matvec_rows(const llama_model *m, const void *W, int in, int r0, int r1,
-                        const float *x, int batch, float *y, int out, int accumulate) {
+                        const float *x, const bf16 *xh, int batch, float *y, int out,
+                        int accumulate) {
     int ahead = m->prefetch_bytes;
+#ifdef __AVX512BF16__
+    if (xh != NULL) {
+        matvec_rows_dpbf16(W, in, r0, r1, xh, batch, y, out, accumulate, ahead);
+        return;
+    }
+#else
+    (void)xh;
+#endif
     if (m->bf16_matrices) matvec_rows_bf16(W, in, r0, r1, x, batch, y, out, accumulate, ahead);
     else matvec_rows_f32(W, in, r0, r1, x, batch, y, out, accumulate, ahead);
 }
@@ -224,10 +318,10 @@ static void my_rows(int out, int *r0, int *r1) {
 
 /* Called inside the parallel region; no barrier at the end (callers add one). */
 static void matvec(const llama_model *m, const void *W, int in, int out, const float *x,
-                   int batch, float *y, int accumulate) {
+                   const bf16 *xh, int batch, float *y, int accumulate) {
     int r0, r1;
     my_rows(out, &r0, &r1);
-    if (r0 < r1) matvec_rows(m, W, in, r0, r1, x, batch, y, out, accumulate);
+    if (r0 < r1) matvec_rows(m, W, in, r0, r1, x, xh, batch, y, out, accumulate);
 }
 
 static void rms_norm(const float *x, const float *weight, int n, float eps, float *out) {
@@ -390,7 +484,17 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
     /* Runs of consecutive rows that share a prompt prefix: run r is rows
      * [run_first[r], run_first[r + 1]). */
     int *run_first = malloc((batch + 1) * sizeof(int)), runs = 0;
-    if (run_first == NULL) {
+    /* With bf16 products: the products' inputs rounded to bfloat16, [batch, max(H, q_width)]
+     * for the normed rows and the attention's output, and the MLP's [batch, I] apart (each
+     * thread rounds its share of it while the others still read the normed rows). */
+    const int rounded_width = H > q_width ? H : q_width;
+    bf16 *rounded = NULL, *rounded_mlp = NULL;
+    if (m->bf16_activations) {
+        rounded = malloc((size_t)batch * (rounded_width + I) * sizeof(bf16));
+        rounded_mlp = rounded + (size_t)batch * rounded_width;
+    }
+    if (run_first == NULL || (m->bf16_activations && rounded == NULL)) {
+        free(run_first);
         free(scratch);
         return -1;
     }
@@ -426,11 +530,13 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
         for (int layer = 0; layer < m->layers; layer++) {
             const void *const *w = m->layer_tensors + (size_t)layer * TENSORS_PER_LAYER;
 #pragma omp for
-            for (int b = 0; b < batch; b++)
+            for (int b = 0; b < batch; b++) {
                 rms_norm(x + (size_t)b * H, (const float *)w[ATTN_NORM], H, m->norm_eps, normed + (size_t)b * H);
-            matvec(m, w[WQ], H, q_width, normed, batch, q, 0);
-            matvec(m, w[WK], H, kv_width, normed, batch, k, 0);
-            matvec(m, w[WV], H, kv_width, normed, batch, v, 0);
+                if (rounded) round_to_bf16(normed + (size_t)b * H, rounded + (size_t)b * H, H);
+            }
+            matvec(m, w[WQ], H, q_width, normed, rounded, batch, q, 0);
+            matvec(m, w[WK], H, kv_width, normed, rounded, batch, k, 0);
+            matvec(m, w[WV], H, kv_width, normed, rounded, batch, v, 0);
 #pragma omp barrier
             /* Rotary on the new keys, then append them and the values to the caches. */
 #pragma omp for
@@ -452,33 +558,46 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
                 for (int h = 0; h < m->heads; h++)
                     attend(m, &rows, layer, h, run_first[run], run_first[run + 1], q, rope,
                            scores, longest, attended);
-            matvec(m, w[WO], q_width, H, attended, batch, x, 1); /* the residual add, fused */
+            if (rounded) {
+#pragma omp for
+                for (int b = 0; b < batch; b++)
+                    round_to_bf16(attended + (size_t)b * q_width, rounded + (size_t)b * q_width, q_width);
+            }
+            matvec(m, w[WO], q_width, H, attended, rounded, batch, x, 1); /* the residual add, fused */
 #pragma omp barrier
 #pragma omp for
-            for (int b = 0; b < batch; b++)
+            for (int b = 0; b < batch; b++) {
                 rms_norm(x + (size_t)b * H, (const float *)w[MLP_NORM], H, m->norm_eps, normed + (size_t)b * H);
+                if (rounded) round_to_bf16(normed + (size_t)b * H, rounded + (size_t)b * H, H);
+            }
             {
                 int r0, r1;
                 my_rows(I, &r0, &r1);
                 if (r0 < r1) {
-                    matvec_rows(m, w[WGATE], H, r0, r1, normed, batch, gate, I, 0);
-                    matvec_rows(m, w[WUP], H, r0, r1, normed, batch, up, I, 0);
-                    for (int b = 0; b < batch; b++)
+                    matvec_rows(m, w[WGATE], H, r0, r1, normed, rounded, batch, gate, I, 0);
+                    matvec_rows(m, w[WUP], H, r0, r1, normed, rounded, batch, up, I, 0);
+                    for (int b = 0; b < batch; b++) {
                         for (int r = r0; r < r1; r++) {
                             float g = gate[(size_t)b * I + r];
                             gate[(size_t)b * I + r] = g / (1.0f + expf(-g)) * up[(size_t)b * I + r];
                         }
+                        if (rounded)
+                            round_to_bf16(gate + (size_t)b * I + r0, rounded_mlp + (size_t)b * I + r0, r1 - r0);
+                    }
                 }
             }
 #pragma omp barrier
-            matvec(m, w[WDOWN], I, H, gate, batch, x, 1);
+            matvec(m, w[WDOWN], I, H, gate, rounded_mlp, batch, x, 1);
 #pragma omp barrier
         }
 #pragma omp for
-        for (int b = 0; b < batch; b++)
+        for (int b = 0; b < batch; b++) {
             rms_norm(x + (size_t)b * H, m->final_norm, H, m->norm_eps, normed + (size_t)b * H);
-        matvec(m, m->lm_head, H, m->vocab, normed, batch, logits, 0);
+            if (rounded) round_to_bf16(normed + (size_t)b * H, rounded + (size_t)b * H, H);
+        }
+        matvec(m, m->lm_head, H, m->vocab, normed, rounded, batch, logits, 0);
     }
+    free(rounded);
     free(run_first);
     free(scratch);
     return 0;

@@ -71,6 +71,7 @@ class _LlamaModel(ctypes.Structure):
         ("norm_eps", ctypes.c_float),
         ("rope_scaling", ctypes.c_float),
         ("bf16_matrices", ctypes.c_int),
+        ("bf16_activations", ctypes.c_int),
         ("threads", ctypes.c_int),
         ("prefetch_bytes", ctypes.c_int),
         ("embed", ctypes.c_void_p),
@@ -117,6 +118,11 @@ class NativeLlama:
     `matrix_dtype` torch.bfloat16 gives the kernel bfloat16 copies of the matrices (half the
     bytes a decode step reads; its arithmetic stays fp32); the caller's model should hold the
     same values (round_matrices_to_bfloat16), so that its prefill agrees with the steps.
+    `activation_dtype` torch.bfloat16 (with bfloat16 matrices) rounds the products' inputs to
+    bfloat16 too and multiplies pairs with the CPU's bf16 dot-product instruction, summing in
+    fp32 as PyTorch's bf16 autocast does: a batch's steps are bound by the products, and this
+    doubles the products per instruction. Where this kernel build has no such instruction
+    (no AVX-512 BF16) the products stay fp32; `activation_dtype` says which ran.
     `prefetch_bytes` is how far ahead a batch-1 step prefetches its weights (0: not at all);
     None measures the choices on this machine once and remembers (native_prefetch).
     """
@@ -127,13 +133,25 @@ class NativeLlama:
         num_threads: int | None = None,
         matrix_dtype: torch.dtype = torch.float32,
         prefetch_bytes: int | None = None,
+        activation_dtype: torch.dtype = torch.float32,
     ):
         _check_supported(model)
         if matrix_dtype not in (torch.float32, torch.bfloat16):
             raise UnsupportedModel(
                 f"the native decoder stores matrices in float32 or bfloat16, not {matrix_dtype}"
             )
+        if activation_dtype not in (torch.float32, torch.bfloat16):
+            raise UnsupportedModel(
+                f"the native decoder multiplies float32 or bfloat16 inputs, not {activation_dtype}"
+            )
+        if activation_dtype == torch.bfloat16 and matrix_dtype != torch.bfloat16:
+            raise UnsupportedModel(
+                "bfloat16 products need bfloat16 matrices (matrix_dtype=torch.bfloat16)"
+            )
         self.kernel = load_kernel()
+        if not self.kernel.llama_has_bf16_products():
+            activation_dtype = torch.float32
+        self.activation_dtype = activation_dtype
         config = model.config
         base = model.model
         self.layers = config.num_hidden_layers
@@ -174,6 +192,7 @@ class NativeLlama:
             norm_eps=config.rms_norm_eps,
             rope_scaling=float(getattr(rotary, "attention_scaling", 1.0)),
             bf16_matrices=int(matrix_dtype == torch.bfloat16),
+            bf16_activations=int(activation_dtype == torch.bfloat16),
             threads=num_threads or 0,  # 0: all cores
             prefetch_bytes=0,
             embed=self._embed.data_ptr(),
@@ -185,7 +204,10 @@ class NativeLlama:
 
         if prefetch_bytes is None:
             threads = num_threads or os.cpu_count() or 1
-            key = f"{matrix_dtype}, {threads} threads, {self.weight_bytes} weight bytes"
+            key = (
+                f"{matrix_dtype} matrices, {activation_dtype} products, {threads} threads, "
+                f"{self.weight_bytes} weight bytes"
+            )
             prefetch_bytes = remembered_prefetch(
                 build_dir() / RECORD_NAME,
                 key,
@@ -227,12 +249,29 @@ class NativeLlama:
         return torch.empty(self.layers, self.kv_heads, capacity, self.head_dim)
 
     def step(
-        self, tokens: Sequence[int], positions: Sequence[int], caches: Sequence[RowCache]
+        self,
+        tokens: Sequence[int],
+        positions: Sequence[int],
+        caches: Sequence[RowCache],
+        out: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Next-token logits (rows, vocab) after feeding each row its token at its position;
-        the step writes that position into the row's own caches."""
+        the step writes that position into the row's own caches. `out`: a contiguous fp32
+        (>= rows, vocab) tensor whose first rows receive the logits (a decoding loop reuses
+        one: a batch's logits are tens of MB, and fresh memory each step cost a fifth of a
+        step in page faults)."""
         rows = len(tokens)
-        logits = torch.empty(rows, self.vocab)
+        if out is None:
+            logits = torch.empty(rows, self.vocab)
+        else:
+            if out.dtype != torch.float32 or out.shape[1:] != (self.vocab,) or len(out) < rows:
+                raise ValueError(
+                    f"out must be float32 with at least {rows} rows of {self.vocab} logits, "
+                    f"not {out.dtype} {tuple(out.shape)}"
+                )
+            logits = out[:rows]
+        if not logits.is_contiguous():
+            raise ValueError("out must be contiguous")
 
         def pointers(tensors):
             return (ctypes.c_void_p * rows)(*(tensor.data_ptr() for tensor in tensors))
@@ -335,6 +374,7 @@ def native_decode(
         section_stop,
         stop_logit_bias,
     )
+    step_logits = torch.empty(len(caches), native.vocab)  # reused by every step
     for step in range(max_new_tokens):
         next_ids, going = decoding.choose(logits)
         if step == max_new_tokens - 1 or not bool(going.any()):
@@ -346,15 +386,15 @@ def native_decode(
             caches = [caches[index] for index in kept_rows]
             positions = [positions[index] for index in kept_rows]
             decoding.keep(kept)
-        logits = native.step(next_ids.tolist(), positions, caches)
+        logits = native.step(next_ids.tolist(), positions, caches, out=step_logits)
         positions = [position + 1 for position in positions]
     return decoding.result()
 
 
-def default_prefill_dtype(matrix_dtype: torch.dtype) -> torch.dtype:
-    """The prompts' encoding precision to go with the kernel's matrices: with bfloat16
-    matrices, the CPU's own default (bfloat16 where it computes bf16 natively); with fp32
-    matrices, fp32, so the reports stay exactly the fp32 model's."""
+def default_compute_dtype(matrix_dtype: torch.dtype) -> torch.dtype:
+    """The products' precision to go with the kernel's matrices: with bfloat16 matrices, the
+    CPU's own default (bfloat16 where it computes bf16 natively); with fp32 matrices, fp32,
+    so the reports stay exactly the fp32 model's."""
     if matrix_dtype == torch.bfloat16:
         return default_dtype(torch.device("cpu"))
     return torch.float32
@@ -364,11 +404,11 @@ class NativeReportGenerator(ReportGenerator):
     """ReportGenerator whose greedy and MBR decode steps run in the native kernel; the fp32
     PyTorch model encodes prompts and runs beam search.
 
-    `prefill_dtype` is the precision of the prompts' encoding: fp32, or bfloat16 matrix
-    products (faster on CPUs with native bf16). None: default_prefill_dtype. With fp32
-    matrices, or with
-    bfloat16 matrices and an fp32 prefill, the reports are exactly those of the fp32
-    PyTorch model holding the same weights.
+    `compute_dtype` is the precision of the matrix products: fp32, or bfloat16 (faster on
+    CPUs with native bf16) for the prompts' encoding and, with bfloat16 matrices, the decode
+    steps' products too (NativeLlama's activation_dtype). None: default_compute_dtype. With
+    fp32 products the reports are exactly those of the fp32 PyTorch model holding the same
+    weights.
     """
 
     def __init__(
@@ -378,14 +418,21 @@ class NativeReportGenerator(ReportGenerator):
         *,
         num_threads: int | None = None,
         matrix_dtype: torch.dtype = torch.float32,
-        prefill_dtype: torch.dtype | None = None,
+        compute_dtype: torch.dtype | None = None,
         **options,
     ):
         super().__init__(model_dir, adapter_dir, device="cpu", dtype=torch.float32, **options)
         if matrix_dtype == torch.bfloat16:
             round_matrices_to_bfloat16(self.model)  # prefill and beams on the same values
-        self.prefill_dtype = prefill_dtype or default_prefill_dtype(matrix_dtype)
-        self.native = NativeLlama(self.model, num_threads, matrix_dtype)
+        self.compute_dtype = compute_dtype or default_compute_dtype(matrix_dtype)
+        # bfloat16 products need bfloat16 matrices; fp32 matrices keep every product fp32.
+        bf16_products = matrix_dtype == torch.bfloat16 and self.compute_dtype == torch.bfloat16
+        self.native = NativeLlama(
+            self.model,
+            num_threads,
+            matrix_dtype,
+            activation_dtype=torch.bfloat16 if bf16_products else torch.float32,
+        )
 
     def _native_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         prompt_ids = self.tokenizer(prompts)["input_ids"]
@@ -407,7 +454,7 @@ class NativeReportGenerator(ReportGenerator):
             *self._native_args(prompts, max_new_tokens),
             section_stop=self.section_stop,
             stop_logit_bias=self.stop_logit_bias,
-            prefill_dtype=self.prefill_dtype,
+            prefill_dtype=self.compute_dtype,
         )
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
@@ -421,7 +468,7 @@ class NativeReportGenerator(ReportGenerator):
             choose=epsilon_sampler(n, self.mbr_epsilon, sampler),
             section_stop=self.section_stop,
             stop_logit_bias=self.stop_logit_bias,
-            prefill_dtype=self.prefill_dtype,
+            prefill_dtype=self.compute_dtype,
         )
         texts = [self._text_before_stop(row) for row in new_ids.tolist()]
         return [texts[start : start + n] for start in range(0, len(texts), n)]

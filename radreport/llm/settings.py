@@ -83,8 +83,9 @@ class LLMSettings(BaseModel):
     # "native": greedy and MBR decode steps in our own C kernel (Llama architectures on the
     # CPU; compiled with the machine's C compiler at first use; prompts encoded and beams
     # searched by PyTorch). Its matrices are bfloat16 unless compute_dtype is
-    # float32, which writes the same tokens as fp32 PyTorch; with bfloat16 matrices prompts
-    # are encoded in bf16 where the CPU computes it natively (or compute_dtype bfloat16). A
+    # float32, which writes the same tokens as fp32 PyTorch; with bfloat16 matrices the
+    # products (prompt encoding and steps) are bf16 where the CPU computes it natively (or
+    # compute_dtype bfloat16), summed in fp32. A
     # single report decodes at about the memory copy rate of its weights
     # (benchmarks/results/generation.md).
     decoder: Literal["torch", "onnxruntime", "native"] = "torch"

@@ -31,23 +31,41 @@ IMPRESSIONS = [
 ]
 
 
+def _round_linear_inputs_to_bfloat16(model) -> None:
+    """The reference for bfloat16 products: every linear layer's input rounded to bfloat16
+    (the products of two bfloat16 values are exact in fp32, so only the order of the fp32
+    sums can differ from the kernel's)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            module.register_forward_pre_hook(lambda _, inputs: (inputs[0].bfloat16().float(),))
+
+
 @pytest.mark.parametrize(
-    ("tie", "matrix_dtype", "head_dim"),
+    ("tie", "matrix_dtype", "head_dim", "products"),
     [
-        (True, torch.float32, None),  # 8: the kernel's any-size attention
-        (False, torch.float32, None),
-        (True, torch.bfloat16, None),
-        (True, torch.float32, 64),  # SmolLM2's: query and sums in registers
-        (True, torch.bfloat16, 128),  # Llama 3's
+        (True, torch.float32, None, torch.float32),  # 8: the kernel's any-size attention
+        (False, torch.float32, None, torch.float32),
+        (True, torch.bfloat16, None, torch.float32),
+        (True, torch.float32, 64, torch.float32),  # SmolLM2's: query and sums in registers
+        (True, torch.bfloat16, 128, torch.float32),  # Llama 3's
+        (True, torch.bfloat16, None, torch.bfloat16),  # the CPU's bf16 dot products
+        (False, torch.bfloat16, 64, torch.bfloat16),
     ],
 )
 @torch.inference_mode()
-def test_each_native_step_gives_the_logits_of_the_pytorch_model(tie, matrix_dtype, head_dim):
+def test_each_native_step_gives_the_logits_of_the_pytorch_model(
+    tie, matrix_dtype, head_dim, products
+):
+    if products == torch.bfloat16 and not native_kernel.load_kernel().llama_has_bf16_products():
+        pytest.skip("this CPU has no bfloat16 dot-product instruction (AVX-512 BF16)")
     model = odd_llama(tie, **({"head_dim": head_dim} if head_dim else {}))
     if matrix_dtype == torch.bfloat16:
         # The kernel reads bfloat16 matrices: the reference holds the same values in fp32.
         round_matrices_to_bfloat16(model)
-    native = NativeLlama(model, num_threads=2, matrix_dtype=matrix_dtype)
+    if products == torch.bfloat16:
+        _round_linear_inputs_to_bfloat16(model)
+    native = NativeLlama(model, num_threads=2, matrix_dtype=matrix_dtype, activation_dtype=products)
+    assert native.activation_dtype == products
     # The first two rows share the first prompt's cache (as MBR's candidates do) and go on
     # differently; the third has a prompt of its own.
     prompts = [[5, 17, 3, 88, 41, 9, 60], [2, 70]]
@@ -105,7 +123,7 @@ def test_bfloat16_matrices_halve_the_bytes_and_write_the_reports_of_the_rounded_
         tiny_llama_dir,
         tiny_adapter_dir,
         matrix_dtype=torch.bfloat16,
-        prefill_dtype=torch.float32,  # exact: the rounded model's own fp32 prefill
+        compute_dtype=torch.float32,  # exact: the rounded model's own fp32 products
         **options,
     )
     rounded = ReportGenerator.for_loaded_model(native.model, native.tokenizer, **options)
@@ -224,15 +242,15 @@ def test_a_bfloat16_prefill_gives_fp32_caches_close_to_the_fp32_prefill():
         torch.testing.assert_close(bf16_part, fp32_part, rtol=0.05, atol=0.05)
 
 
-def test_the_prefill_is_bfloat16_only_on_cpus_that_compute_it(tiny_llama_dir, monkeypatch):
-    def prefill_dtype(compute_dtype: str, cpu_bf16: bool) -> torch.dtype:
+def test_the_products_are_bfloat16_only_on_cpus_that_compute_them(tiny_llama_dir, monkeypatch):
+    def products(compute_dtype: str, cpu_bf16: bool) -> torch.dtype:
         monkeypatch.setattr(generate, "cpu_has_bf16", lambda: cpu_bf16)
         settings = LLMSettings(
             decoder="native", compute_dtype=compute_dtype, max_new_tokens=4, num_threads=1
         )
-        return ReportGenerator.from_settings(settings, tiny_llama_dir).prefill_dtype
+        return ReportGenerator.from_settings(settings, tiny_llama_dir).compute_dtype
 
-    assert prefill_dtype("auto", cpu_bf16=True) == torch.bfloat16
-    assert prefill_dtype("auto", cpu_bf16=False) == torch.float32
-    assert prefill_dtype("bfloat16", cpu_bf16=False) == torch.bfloat16  # asked for
-    assert prefill_dtype("float32", cpu_bf16=True) == torch.float32
+    assert products("auto", cpu_bf16=True) == torch.bfloat16
+    assert products("auto", cpu_bf16=False) == torch.float32
+    assert products("bfloat16", cpu_bf16=False) == torch.bfloat16  # asked for
+    assert products("float32", cpu_bf16=True) == torch.float32
