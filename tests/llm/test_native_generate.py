@@ -7,7 +7,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from radreport.llm import generate, native_kernel
+from radreport.llm import generate, native_generate, native_kernel
 from radreport.llm.bundled import bundled_model_dir
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.native_generate import (
@@ -16,6 +16,8 @@ from radreport.llm.native_generate import (
     RowCache,
     UnsupportedModel,
     _prefill,
+    _prefill_group,
+    _prefill_groups,
     native_decode,
     round_matrices_to_bfloat16,
 )
@@ -87,6 +89,25 @@ def test_each_native_step_gives_the_logits_of_the_pytorch_model(
             sequence = prompts[prompt] + tokens[: step + 1]
             expected = model(torch.tensor([sequence])).logits[0, -1]
             torch.testing.assert_close(logits[row], expected, rtol=1e-4, atol=1e-4)
+
+
+@torch.inference_mode()
+def test_a_padded_group_of_prompts_encodes_each_as_if_alone():
+    model = odd_llama(True)
+    prompts = [[5, 17, 3, 88, 41, 9, 60], [2, 70], [9, 9, 31, 4, 77]]
+    for ids, together in zip(prompts, _prefill_group(model, prompts), strict=True):
+        alone = _prefill(model, ids)
+        assert together[1].shape == (2, 1, len(ids), 8)  # layers, kv heads, positions, dim
+        for part_together, part_alone in zip(together, alone, strict=True):
+            torch.testing.assert_close(part_together, part_alone, rtol=1e-5, atol=1e-5)
+
+
+def test_prompts_are_encoded_together_up_to_the_token_budget(monkeypatch):
+    monkeypatch.setattr(native_generate, "PREFILL_TOKENS", 12)
+    lengths = [3, 4, 4, 5, 20, 2]
+    # 4 x 3 padded tokens fit; 5 x 4 do not; a 20-token prompt goes alone, and so does
+    # the short one after it (20 x 2 > 12): groups are consecutive, the order is kept.
+    assert _prefill_groups([[1] * n for n in lengths]) == [[0, 1, 2], [3], [4], [5]]
 
 
 def test_native_generator_writes_the_reports_of_fp32_torch_with_the_adapter(
