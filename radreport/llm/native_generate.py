@@ -6,16 +6,16 @@ about the rate of a memory copy, where on the AMD hosts we measured PyTorch and 
 reach 35-75 % of it (benchmarks/results/generation.md). Prompts are still encoded by the
 PyTorch model, several at a time, padded on the right (prefill is matrix-matrix work, where
 PyTorch is fast; in fp32, or in bf16 on CPUs that compute it natively); a prompt's keys and
-values become the read-only prefix
-of every row decoding it, and each row appends to caches of its own. Same stop tokens,
-repeat blocking, stop bias and section stop as the PyTorch loop; with an fp32 prefill, the
-same tokens as the fp32 PyTorch model up to the order of additions. Greedy and MBR decoding
-run natively; beam search runs on the fp32 model.
+values become the read-only prefix of every row decoding it, and each row appends to caches
+of its own. Same stop tokens, repeat blocking, stop bias and section stop as the PyTorch
+loop; with fp32 products, the same tokens as the fp32 PyTorch model up to the order of
+additions. Greedy and MBR decoding run natively; beam search runs on the fp32 model.
 
-The kernel reads the matrices in fp32 or, half the bytes per step, in bfloat16 (its
-arithmetic stays fp32); with bfloat16 the PyTorch model's matrices are rounded to the same
-values, so prefill and decode steps use the same weights. Llama-architecture models only
-(SmolLM2, Llama 3, ...), on the CPU.
+The kernel reads the matrices in fp32 or, half the bytes per step, in bfloat16; with
+bfloat16 the PyTorch model's matrices are rounded to the same values, so prefill and decode
+steps use the same weights. Its products are fp32 or, with bfloat16 matrices on CPUs with
+AVX-512 BF16, bfloat16 pairs summed in fp32 (NativeLlama's activation_dtype).
+Llama-architecture models only (SmolLM2, Llama 3, ...), on the CPU.
 """
 
 from __future__ import annotations
