@@ -258,9 +258,9 @@ class NativeLlama:
     ) -> torch.Tensor:
         """Next-token logits (rows, vocab) after feeding each row its token at its position;
         the step writes that position into the row's own caches. `out`: a contiguous fp32
-        (>= rows, vocab) tensor whose first rows receive the logits (a decoding loop reuses
-        one: a batch's logits are tens of MB, and fresh memory each step cost a fifth of a
-        step in page faults)."""
+        (>= rows, vocab) tensor whose first rows receive the logits; a decoding loop reuses
+        one, so that a batch's logits (25 MB at 128 rows of SmolLM2) are not fresh memory,
+        page-faulted and zeroed, at every step."""
         rows = len(tokens)
         if out is None:
             logits = torch.empty(rows, self.vocab)
