@@ -92,6 +92,26 @@ def test_each_native_step_gives_the_logits_of_the_pytorch_model(
 
 
 @torch.inference_mode()
+def test_a_step_writes_its_logits_into_a_given_buffer_and_refuses_a_wrong_one():
+    model = odd_llama(True)
+    native = NativeLlama(model, num_threads=1, prefetch_bytes=0)
+    _, keys, values = _prefill(model, [5, 17, 3])
+
+    def cache():
+        return RowCache(keys, values, native.empty_cache(2), native.empty_cache(2))
+
+    buffer = torch.full((3, native.vocab), float("nan"))
+    written = native.step([4], [3], [cache()], out=buffer)
+    assert written.data_ptr() == buffer.data_ptr()
+    torch.testing.assert_close(written, native.step([4], [3], [cache()]), rtol=0, atol=0)
+    assert torch.isnan(buffer[1:]).all()  # only the step's rows are written
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        native.step([4, 4], [3, 3], [cache(), cache()], out=buffer[:1])
+    with pytest.raises(ValueError, match="float32"):
+        native.step([4], [3], [cache()], out=buffer.double())
+
+
+@torch.inference_mode()
 def test_a_padded_group_of_prompts_encodes_each_as_if_alone():
     model = odd_llama(True)
     prompts = [[5, 17, 3, 88, 41, 9, 60], [2, 70], [9, 9, 31, 4, 77]]
