@@ -467,9 +467,16 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
     const int q_width = m->heads * D, kv_width = m->kv_heads * D;
     int longest = 0;
     for (int b = 0; b < batch; b++) longest = positions[b] + 1 > longest ? positions[b] + 1 : longest;
+    /* One allocation for the step: the fp32 buffers; the runs of rows sharing a prompt
+     * prefix (run r is rows [run_first[r], run_first[r + 1])); and, with bf16 products, the
+     * products' inputs rounded to bfloat16: [batch, max(H, q_width)] for the normed rows and
+     * the attention's output, and the MLP's [batch, I] apart (each thread rounds its share
+     * of it while the others still read the normed rows). */
+    const int rounded_width = H > q_width ? H : q_width;
     size_t floats = (size_t)batch * (2 * H + q_width + 2 * kv_width + q_width + 2 * I + D)
                     + (size_t)batch * m->heads * longest;
-    float *scratch = malloc(floats * sizeof(float));
+    size_t bf16s = m->bf16_activations ? (size_t)batch * (rounded_width + I) : 0;
+    float *scratch = malloc(floats * sizeof(float) + (batch + 1) * sizeof(int) + bf16s * sizeof(bf16));
     if (scratch == NULL) return -1;
     float *x = scratch;                                  /* residual stream [batch, H] */
     float *normed = x + (size_t)batch * H;               /* [batch, H] */
@@ -481,23 +488,9 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
     float *up = gate + (size_t)batch * I;                /* [batch, I] */
     float *rope = up + (size_t)batch * I;                /* [batch, D]: cos | sin */
     float *scores = rope + (size_t)batch * D;            /* [batch, heads, longest] */
-    /* Runs of consecutive rows that share a prompt prefix: run r is rows
-     * [run_first[r], run_first[r + 1]). */
-    int *run_first = malloc((batch + 1) * sizeof(int)), runs = 0;
-    /* With bf16 products: the products' inputs rounded to bfloat16, [batch, max(H, q_width)]
-     * for the normed rows and the attention's output, and the MLP's [batch, I] apart (each
-     * thread rounds its share of it while the others still read the normed rows). */
-    const int rounded_width = H > q_width ? H : q_width;
-    bf16 *rounded = NULL, *rounded_mlp = NULL;
-    if (m->bf16_activations) {
-        rounded = malloc((size_t)batch * (rounded_width + I) * sizeof(bf16));
-        rounded_mlp = rounded + (size_t)batch * rounded_width;
-    }
-    if (run_first == NULL || (m->bf16_activations && rounded == NULL)) {
-        free(run_first);
-        free(scratch);
-        return -1;
-    }
+    int *run_first = (int *)(scratch + floats), runs = 0; /* [batch + 1] */
+    bf16 *rounded = bf16s ? (bf16 *)(run_first + batch + 1) : NULL;
+    bf16 *rounded_mlp = bf16s ? rounded + (size_t)batch * rounded_width : NULL;
     for (int b = 0; b < batch; b++)
         if (b == 0 || prefix_keys[b] != prefix_keys[b - 1] || prefix_values[b] != prefix_values[b - 1]
             || prefix_lengths[b] != prefix_lengths[b - 1])
@@ -597,8 +590,6 @@ int llama_decode_step(const llama_model *m, int batch, const int *tokens, const 
         }
         matvec(m, m->lm_head, H, m->vocab, normed, rounded, batch, logits, 0);
     }
-    free(rounded);
-    free(run_first);
     free(scratch);
     return 0;
 }

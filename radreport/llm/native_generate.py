@@ -270,9 +270,9 @@ class NativeLlama:
                     f"out must be float32 with at least {rows} rows of {self.vocab} logits, "
                     f"not {out.dtype} {tuple(out.shape)}"
                 )
+            if not out.is_contiguous():
+                raise ValueError("out must be contiguous")
             logits = out[:rows]
-        if not logits.is_contiguous():
-            raise ValueError("out must be contiguous")
 
         def pointers(tensors):
             return (ctypes.c_void_p * rows)(*(tensor.data_ptr() for tensor in tensors))
@@ -396,13 +396,14 @@ def native_decode(
     prompt share its cache, so MBR's candidates read the prompt's keys and values once each
     but store them once.
     """
-    encoded = {}
-    for group in _prefill_groups(prompts):
-        members = [prompts[index] for index in group]
-        encoded.update(zip(group, _prefill_group(model, members, prefill_dtype), strict=True))
+    # The groups are consecutive runs of prompts, so their results come in the prompts' order.
+    encoded = [
+        prompt
+        for group in _prefill_groups(prompts)
+        for prompt in _prefill_group(model, [prompts[index] for index in group], prefill_dtype)
+    ]
     first_logits, caches, positions = [], [], []
-    for index, ids in enumerate(prompts):
-        logits, prompt_keys, prompt_values = encoded.pop(index)
+    for ids, (logits, prompt_keys, prompt_values) in zip(prompts, encoded, strict=True):
         for _ in range(copies):  # the copies share the prompt's cache: no copy is made
             first_logits.append(logits)
             own = native.empty_cache(max_new_tokens), native.empty_cache(max_new_tokens)
