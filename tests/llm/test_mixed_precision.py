@@ -1,0 +1,36 @@
+"""The hf backend trains in the asked precision: bf16 products over fp32 adapter weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from radreport.llm.finetune import prepare_training
+from radreport.llm.settings import LLMSettings
+from tests.llm.tiny_training import ROWS, tiny_settings
+
+
+@pytest.mark.parametrize("compute_dtype", ["bfloat16", "float32"])
+def test_adapter_products_run_in_the_compute_dtype(tiny_llama_dir, tmp_path, compute_dtype):
+    settings = LLMSettings(
+        **tiny_settings(tiny_llama_dir, compute_dtype=compute_dtype, max_steps=2, eval_samples=0)
+    )
+    run = prepare_training(ROWS, ROWS[:4], settings, tmp_path / "run")
+    lora_a = next(
+        module
+        for name, module in run.trainer.model.named_modules()
+        if name.endswith("q_proj.lora_A.default")
+    )
+    seen = []
+    lora_a.register_forward_hook(
+        lambda module, args, output: seen.append((args[0].dtype, output.dtype))
+    )
+    run.trainer.train()
+
+    expected = getattr(torch, compute_dtype)
+    # Training steps and evaluations alike (the validation loss before training included);
+    # with bf16 the adapter reads the layer's bf16 input as it is, without PEFT's fp32 copy.
+    assert len(seen) >= 2 * 2  # 2 layers, 2 training steps
+    assert set(seen) == {(expected, expected)}
+    # The optimizer still updates fp32 adapter weights.
+    assert lora_a.weight.dtype == torch.float32
