@@ -10,10 +10,11 @@ unsloth's patches kept away from the hf runs). Measured per variant:
   and its fastest round is kept, since other processes can only slow a run down;
 - peak RSS during training; the unsloth / hf ratios;
 - achieved FLOP/s as a fraction of the matmul peak (2048^3 torch.matmul) measured in the
-  same run: bf16 once in the parent, fp32 right before and after every timed step. The
-  per-step fraction uses the better of the two dtypes' peaks and its median is reported.
-  On a shared machine the load of other processes changes by the minute; a peak taken
-  around each step tracks it, so the fraction compares variants more fairly than tokens/s.
+  same run, right before and after every timed step, in the faster of the CPU's two dtypes:
+  bf16 where it has AVX-512 BF16 or AMX, fp32 where bf16 is emulated (both are also taken
+  once in the parent). The median of the per-step fractions is reported. On a shared
+  machine the load of other processes changes by the minute; a peak taken around each step
+  tracks it, so the fraction compares variants more fairly than tokens/s.
 - padding waste of each batching strategy over a whole epoch (from the sampler alone).
 
 FLOPs per step, two ways:
@@ -27,6 +28,7 @@ FLOPs per step, two ways:
   checkpointing are overhead, not counted. The >= 35 % goal is judged on executed FLOPs.
 
     nice .venv/bin/python benchmarks/train_throughput.py [--steps 4] [--batch 8] [--rounds 2]
+        [--retrieval-k 3]  # the IU config's prompts, up to 736 tokens
 """
 
 from __future__ import annotations
@@ -74,9 +76,10 @@ VARIANTS: dict[str, dict] = {
         backend="unsloth", load_in_4bit=True, gradient_checkpointing=True, batching="padded"
     ),
     "hf, ... bf16 compute": dict(backend="hf", compute_dtype="bfloat16", **CORE),
+    "hf, ... fp32 compute": dict(backend="hf", compute_dtype="float32", **CORE),
 }
 # Emulated bf16 is so slow on a CPU without AVX512-BF16/AMX that it gets one timed step.
-SHORT_VARIANTS = {"hf, ... bf16 compute"}
+SHORT_ON_EMULATED_BF16 = {"hf, ... bf16 compute"}
 COMPARED = [
     ("unsloth reference (4-bit, unsloth checkpointing, padded)", "hf reference (4-bit, padded)"),
     ("unsloth, unquantized base, length-grouped", "hf, unquantized base, length-grouped"),
@@ -87,11 +90,14 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 2) -> float
     """Best FLOP/s of a square GEMM: a ceiling for what the training matmuls can reach."""
     a = torch.randn(size, size, dtype=dtype)
     b = torch.randn(size, size, dtype=dtype)
-    torch.matmul(a[:256, :256], b[:256, :256])  # warm-up of the kernel choice
+    out = torch.empty(size, size, dtype=dtype)
+    # Warm-up at full size: oneDNN builds its AMX kernel for the shape on first use, and the
+    # output's pages are faulted in once, outside the timing.
+    torch.matmul(a, b, out=out)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        torch.matmul(a, b)
+        torch.matmul(a, b, out=out)
         best = min(best, time.perf_counter() - start)
     return 2 * size**3 / best
 
@@ -105,30 +111,55 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def iu_rows(data: Path) -> list[dict]:
+def iu_rows(data: Path, retrieval_k: int = 0) -> list[dict]:
+    """Impression -> findings pairs; with retrieval_k, each prompt also shows the k training
+    pairs with the nearest impressions (never the study itself), as the IU config trains."""
+    from radreport.llm.retrieval import ImpressionIndex
+
     table = pd.read_csv(data).dropna(subset=["impression", "findings"])
-    return [{"impression": row.impression, "report": row.findings} for row in table.itertuples()]
+    table = table.rename(columns={"findings": "report"}).reset_index(drop=True)
+    rows = table[["impression", "report"]].to_dict("records")
+    if retrieval_k:
+        examples = ImpressionIndex.from_table(table).nearest(
+            table["impression"].tolist(), retrieval_k, study_ids=table["study_id"].tolist()
+        )
+        for row, shown in zip(rows, examples, strict=True):
+            row["examples"] = shown
+    return rows
+
+
+def max_tokens(retrieval_k: int) -> int:
+    """The IU X-Ray benchmark's length limit: each example adds up to 160 tokens."""
+    return MAX_TOKENS + 160 * retrieval_k
+
+
+def peak_dtype() -> torch.dtype:
+    """The dtype whose matmuls this CPU runs fastest: bf16 where it is native, else fp32."""
+    from radreport.llm.device import cpu_has_bf16
+
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
 class StepProbe:
-    """Times every optimizer step and measures the fp32 matmul peak around it."""
+    """Times every optimizer step and measures the matmul peak around it."""
 
     def __init__(self):
         from transformers import TrainerCallback
 
         probe = self
+        dtype = peak_dtype()
         self.steps: list[dict] = []
 
         class _Callback(TrainerCallback):
             def on_step_begin(self, args, state, control, **kwargs):
-                probe._peak_before = matmul_peak(torch.float32)
+                probe._peak_before = matmul_peak(dtype)
                 probe._start = time.perf_counter()
 
             def on_step_end(self, args, state, control, **kwargs):
                 seconds = time.perf_counter() - probe._start
-                peak_after = matmul_peak(torch.float32)
+                peak_after = matmul_peak(dtype)
                 probe.steps.append(
-                    {"seconds": seconds, "fp32_peak": max(probe._peak_before, peak_after)}
+                    {"seconds": seconds, "peak": max(probe._peak_before, peak_after)}
                 )
 
         self.callback = _Callback()
@@ -200,13 +231,13 @@ def step_flops(batch: dict, shape: dict, lora: int, head_on_labelled_only: bool)
     return {"tokens": tokens, "executed": executed, "nominal": nominal}
 
 
-def run_variant(overrides: dict, steps: int, batch: int, data: Path) -> dict:
+def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k: int) -> dict:
     """Train one variant in this process and measure it."""
     from radreport.llm.finetune import prepare_training
     from radreport.llm.settings import LLMSettings
 
     settings = LLMSettings(
-        max_seq_length=MAX_TOKENS,
+        max_seq_length=max_tokens(retrieval_k),
         max_steps=steps,
         per_device_batch_size=batch,
         eval_steps=10**6,
@@ -215,7 +246,7 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path) -> dict:
         early_stopping_patience=None,
         **overrides,
     )
-    rows = iu_rows(data)
+    rows = iu_rows(data, retrieval_k)
     with tempfile.TemporaryDirectory() as output_dir:
         run = prepare_training(rows, rows[:batch], settings, output_dir)
         probe = StepProbe()
@@ -234,7 +265,13 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path) -> dict:
             padded = max(batch_["lengths"]) * len(batch_["lengths"])
         timed.append({**step, **flops, "padded_tokens": padded})
     seconds = sum(step["seconds"] for step in timed)
-    fields = ("backend", "load_in_4bit", "compute_dtype", "gradient_checkpointing", "batching")
+    fields = (
+        "backend",
+        "load_in_4bit",
+        "compute_dtype",
+        "gradient_checkpointing",
+        "batching",
+    )
     return {
         "resolved": {
             **run.settings.model_dump(include=set(fields)),
@@ -248,7 +285,7 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path) -> dict:
     }
 
 
-def epoch_padding(data: Path, batch: int) -> dict[str, float]:
+def epoch_padding(data: Path, batch: int, retrieval_k: int) -> dict[str, float]:
     """Padding share of one epoch under each batching strategy, from the samplers alone."""
     from transformers import AutoTokenizer
     from transformers.trainer_pt_utils import LengthGroupedSampler
@@ -259,7 +296,9 @@ def epoch_padding(data: Path, batch: int) -> dict[str, float]:
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("bundled:smollm2-135m-instruct"))
     lengths = [
         len(example.input_ids)
-        for example in build_alpaca_dataset(iu_rows(data), tokenizer, MAX_TOKENS).examples
+        for example in build_alpaca_dataset(
+            iu_rows(data, retrieval_k), tokenizer, max_tokens(retrieval_k)
+        ).examples
     ]
     generator = torch.Generator().manual_seed(0)
     orders = {
@@ -277,10 +316,11 @@ def epoch_padding(data: Path, batch: int) -> dict[str, float]:
     return shares
 
 
-def run_in_subprocess(name: str, steps: int, batch: int, data: Path) -> dict:
+def run_in_subprocess(name: str, steps: int, batch: int, data: Path, retrieval_k: int) -> dict:
     with tempfile.NamedTemporaryFile(suffix=".json") as result:
         command = [sys.executable, __file__, "--child", name, "--steps", str(steps)]
         command += ["--batch", str(batch), "--data", str(data), "--child-result", result.name]
+        command += ["--retrieval-k", str(retrieval_k)]
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         return json.loads(Path(result.name).read_text())
 
@@ -292,19 +332,19 @@ def best_round(kept: dict | None, measured: dict) -> dict:
     return {**best, "rounds": rounds}
 
 
-def efficiency(result: dict, bf16_peak: float) -> float:
-    """Median over timed steps of executed FLOP/s / the best matmul peak around that step."""
+def efficiency(result: dict) -> float:
+    """Median over timed steps of executed FLOP/s / the matmul peak around that step."""
     return statistics.median(
-        step["executed"] / step["seconds"] / max(step["fp32_peak"], bf16_peak)
-        for step in result["steps"]
+        step["executed"] / step["seconds"] / step["peak"] for step in result["steps"]
     )
 
 
-def table(results: dict[str, dict], bf16_peak: float) -> str:
+def table(results: dict[str, dict]) -> str:
+    dtype = str(peak_dtype()).removeprefix("torch.")
     lines = [
-        "| variant | backend, 4-bit, dtype, ckpt, batching, threads | tok/s | s/step "
-        "| peak RSS GiB | padding % | nominal GFLOP/s | executed GFLOP/s "
-        "| fp32 peak GFLOP/s (median) | executed / peak (median) | tok/s of each round |",
+        "| variant | backend, 4-bit, dtype, ckpt, batching, threads | tok/s "
+        "| s/step | peak RSS GiB | padding % | nominal GFLOP/s | executed GFLOP/s "
+        f"| {dtype} peak GFLOP/s (median) | executed / peak (median) | tok/s of each round |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for name, result in results.items():
@@ -313,18 +353,18 @@ def table(results: dict[str, dict], bf16_peak: float) -> str:
         setup = ", ".join(str(value) for value in result["resolved"].values())
         nominal = sum(step["nominal"] for step in steps) / seconds
         executed = sum(step["executed"] for step in steps) / seconds
-        peak = statistics.median(step["fp32_peak"] for step in steps)
+        peak = statistics.median(step["peak"] for step in steps)
         lines.append(
             f"| {name} | {setup} | {result['tokens_per_s']:.0f} | {seconds / len(steps):.1f} "
             f"| {result['peak_rss_gib']:.2f} | {100 * result['padding']:.0f} "
             f"| {nominal / 1e9:.1f} | {executed / 1e9:.1f} | {peak / 1e9:.1f} "
-            f"| {100 * efficiency(result, bf16_peak):.0f} % "
+            f"| {100 * efficiency(result):.0f} % "
             f"| {', '.join(f'{value:.0f}' for value in result['rounds'])} |"
         )
     return "\n".join(lines)
 
 
-def comparison_lines(results: dict[str, dict], bf16_peak: float) -> list[str]:
+def comparison_lines(results: dict[str, dict]) -> list[str]:
     lines = []
     for unsloth, hf in COMPARED:
         if unsloth in results and hf in results:
@@ -332,37 +372,60 @@ def comparison_lines(results: dict[str, dict], bf16_peak: float) -> list[str]:
             lines.append(
                 f"- unsloth / hf, {unsloth} vs {hf}: tokens/s x"
                 f"{u['tokens_per_s'] / h['tokens_per_s']:.2f}, peak-normalised x"
-                f"{efficiency(u, bf16_peak) / efficiency(h, bf16_peak):.2f}, "
+                f"{efficiency(u) / efficiency(h):.2f}, "
                 f"peak RSS x{u['peak_rss_gib'] / h['peak_rss_gib']:.2f}"
             )
     return lines
 
 
-def write_report(results, args, bf16_peak: float, padding: dict[str, float]) -> None:
+def parent_peaks() -> dict[str, float]:
+    """Both dtypes' matmul peaks, once. Emulated bf16 (hundreds of times slower than fp32)
+    is timed on a smaller square, only to show it is no peak."""
+    from radreport.llm.device import cpu_has_bf16
+
+    bf16_size = 2048 if cpu_has_bf16() else 512
+    return {
+        "float32": matmul_peak(torch.float32, repeats=3),
+        "bfloat16": matmul_peak(torch.bfloat16, size=bf16_size, repeats=3),
+    }
+
+
+def write_report(results, args, peaks: dict[str, float], padding: dict[str, float]) -> None:
+    short = ""
+    if peak_dtype() == torch.float32:
+        short = f" (bf16-compute row: {UNTIMED_STEPS + 1}, one round)"
+    examples = ""
+    if args.retrieval_k:
+        examples = f", prompts with the {args.retrieval_k} nearest training pairs"
     report = [
         "# Training throughput (benchmarks/train_throughput.py)",
         "",
         f"- command: `nice .venv/bin/python benchmarks/train_throughput.py "
-        f"--steps {args.steps} --batch {args.batch} --rounds {args.rounds}`",
+        f"--steps {args.steps} --batch {args.batch} --rounds {args.rounds}"
+        f"{f' --retrieval-k {args.retrieval_k}' if args.retrieval_k else ''}`",
         f"- date: {date.today().isoformat()}; machine: {cpu_name()}, {os.cpu_count()} cores, "
         f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}",
         f"- model: bundled SmolLM2-135M-Instruct, LoRA r=16 on all linear layers; data: "
-        f"{args.data.name} of IU X-Ray, <= {MAX_TOKENS} tokens; {args.steps} steps of batch "
-        f"{args.batch} (bf16-compute row: {UNTIMED_STEPS + 1}, one round), first "
+        f"{args.data.name} of IU X-Ray{examples}, <= {max_tokens(args.retrieval_k)} tokens; "
+        f"{args.steps} steps of batch "
+        f"{args.batch}{short}, first "
         f"{UNTIMED_STEPS} untimed; every variant runs once per round, in a fresh process, and "
         "its fastest round is shown",
-        f"- bf16 matmul peak (2048^3, parent process): {bf16_peak / 1e9:.2f} GFLOP/s",
+        "- matmul peaks (parent process, best of 3): "
+        + ", ".join(f"{name} {peak / 1e9:.1f} GFLOP/s" for name, peak in peaks.items())
+        + f"; fractions are taken against the {str(peak_dtype()).removeprefix('torch.')} "
+        "peak measured around each step",
         "- padding share over one epoch: "
         + ", ".join(f"{name} {100 * share:.0f} %" for name, share in padding.items()),
-        *comparison_lines(results, bf16_peak),
+        *comparison_lines(results),
         "",
-        table(results, bf16_peak),
+        table(results),
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(report))
     args.out.with_suffix(".json").write_text(
-        json.dumps({"bf16_peak": bf16_peak, "padding": padding, "variants": results}, indent=2)
+        json.dumps({"peaks": peaks, "padding": padding, "variants": results}, indent=2)
     )
 
 
@@ -371,6 +434,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument(
+        "--retrieval-k",
+        type=int,
+        default=0,
+        help="prompts show the k nearest training pairs, as the IU config trains (k=3)",
+    )
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -378,23 +447,27 @@ def main() -> None:
     parser.add_argument("--child-result", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        measured = run_variant(VARIANTS[args.child], args.steps, args.batch, args.data)
+        measured = run_variant(
+            VARIANTS[args.child], args.steps, args.batch, args.data, args.retrieval_k
+        )
         Path(args.child_result).write_text(json.dumps(measured))
         return
-    bf16_peak = matmul_peak(torch.bfloat16, repeats=1)
-    padding = epoch_padding(args.data, args.batch)
-    print(f"bf16 matmul peak {bf16_peak / 1e9:.2f} GFLOP/s; epoch padding {padding}", flush=True)
+    peaks = parent_peaks()
+    padding = epoch_padding(args.data, args.batch, args.retrieval_k)
+    print(f"matmul peaks {peaks}; epoch padding {padding}", flush=True)
+    emulated_bf16 = peak_dtype() == torch.float32
     results: dict[str, dict] = {}
     for round_ in range(args.rounds):
         for name in args.variants:
-            if name in SHORT_VARIANTS and round_ > 0:
+            short = emulated_bf16 and name in SHORT_ON_EMULATED_BF16
+            if short and round_ > 0:
                 continue
-            steps = UNTIMED_STEPS + 1 if name in SHORT_VARIANTS else args.steps
-            measured = run_in_subprocess(name, steps, args.batch, args.data)
+            steps = UNTIMED_STEPS + 1 if short else args.steps
+            measured = run_in_subprocess(name, steps, args.batch, args.data, args.retrieval_k)
             print(f"round {round_ + 1}, {name}: {measured['tokens_per_s']:.1f} tok/s", flush=True)
             results[name] = best_round(results.get(name), measured)
             # Rewritten after every variant, so an interrupted run still leaves its figures.
-            write_report(results, args, bf16_peak, padding)
+            write_report(results, args, peaks, padding)
     print(args.out.read_text())
 
 
