@@ -4,7 +4,8 @@ On CUDA: the talk's setup (unsloth, 4-bit base, gradient checkpointing, bf16 whe
 has it). On CPU: what benchmarks/train_throughput.py measured fastest
 (benchmarks/results/train_throughput.md): an unquantized base (bitsandbytes dequantizes
 NF4 weights on every CPU matmul: x2.5 slower), no recomputation (x1.33), bf16 only where
-the CPU has it natively (emulated bf16 was x30 slower), and the hf backend.
+the CPU has it natively (emulated bf16 was x30 slower; on AMX, bf16 trains 1.65-2x faster
+than fp32: benchmarks/results/train_throughput_amx*.md), and the hf backend.
 """
 
 from __future__ import annotations
