@@ -114,18 +114,11 @@ def cpu_name() -> str:
 def iu_rows(data: Path, retrieval_k: int = 0) -> list[dict]:
     """Impression -> findings pairs; with retrieval_k, each prompt also shows the k training
     pairs with the nearest impressions (never the study itself), as the IU config trains."""
-    from radreport.llm.retrieval import ImpressionIndex
+    from radreport.llm.prompt_table import build_prompt_table, split_rows
 
     table = pd.read_csv(data).dropna(subset=["impression", "findings"])
-    table = table.rename(columns={"findings": "report"}).reset_index(drop=True)
-    rows = table[["impression", "report"]].to_dict("records")
-    if retrieval_k:
-        examples = ImpressionIndex.from_table(table).nearest(
-            table["impression"].tolist(), retrieval_k, study_ids=table["study_id"].tolist()
-        )
-        for row, shown in zip(rows, examples, strict=True):
-            row["examples"] = shown
-    return rows
+    table = table.rename(columns={"findings": "report"}).assign(split="train")
+    return split_rows(build_prompt_table(table, retrieval_k), "train")
 
 
 def max_tokens(retrieval_k: int) -> int:
@@ -138,6 +131,10 @@ def peak_dtype() -> torch.dtype:
     from radreport.llm.device import cpu_has_bf16
 
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def peak_dtype_name() -> str:
+    return str(peak_dtype()).removeprefix("torch.")
 
 
 class StepProbe:
@@ -265,13 +262,7 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k
             padded = max(batch_["lengths"]) * len(batch_["lengths"])
         timed.append({**step, **flops, "padded_tokens": padded})
     seconds = sum(step["seconds"] for step in timed)
-    fields = (
-        "backend",
-        "load_in_4bit",
-        "compute_dtype",
-        "gradient_checkpointing",
-        "batching",
-    )
+    fields = ("backend", "load_in_4bit", "compute_dtype", "gradient_checkpointing", "batching")
     return {
         "resolved": {
             **run.settings.model_dump(include=set(fields)),
@@ -340,7 +331,7 @@ def efficiency(result: dict) -> float:
 
 
 def table(results: dict[str, dict]) -> str:
-    dtype = str(peak_dtype()).removeprefix("torch.")
+    dtype = peak_dtype_name()
     lines = [
         "| variant | backend, 4-bit, dtype, ckpt, batching, threads | tok/s "
         "| s/step | peak RSS GiB | padding % | nominal GFLOP/s | executed GFLOP/s "
@@ -381,9 +372,7 @@ def comparison_lines(results: dict[str, dict]) -> list[str]:
 def parent_peaks() -> dict[str, float]:
     """Both dtypes' matmul peaks, once. Emulated bf16 (hundreds of times slower than fp32)
     is timed on a smaller square, only to show it is no peak."""
-    from radreport.llm.device import cpu_has_bf16
-
-    bf16_size = 2048 if cpu_has_bf16() else 512
+    bf16_size = 2048 if peak_dtype() == torch.bfloat16 else 512
     return {
         "float32": matmul_peak(torch.float32, repeats=3),
         "bfloat16": matmul_peak(torch.bfloat16, size=bf16_size, repeats=3),
@@ -413,7 +402,7 @@ def write_report(results, args, peaks: dict[str, float], padding: dict[str, floa
         "its fastest round is shown",
         "- matmul peaks (parent process, best of 3): "
         + ", ".join(f"{name} {peak / 1e9:.1f} GFLOP/s" for name, peak in peaks.items())
-        + f"; fractions are taken against the {str(peak_dtype()).removeprefix('torch.')} "
+        + f"; fractions are taken against the {peak_dtype_name()} "
         "peak measured around each step",
         "- padding share over one epoch: "
         + ", ".join(f"{name} {100 * share:.0f} %" for name, share in padding.items()),

@@ -82,9 +82,11 @@ class ResponseOnlySFTTrainer(SFTTrainer):
         # The Trainer's mixed precision wraps the model's own forward; calling the backbone
         # and head directly, as here, must enter it again, or bf16/fp16 runs would compute
         # the adapters in fp32 and cast every LoRA layer's output.
-        with self.accelerator.autocast():
-            with _adapter_inputs_kept_in_autocast_dtype(model, inputs["input_ids"].device.type):
-                hidden = backbone(**features, use_cache=False).last_hidden_state[:, :-1]
+        with (
+            self.accelerator.autocast(),
+            _adapter_inputs_kept_in_autocast_dtype(model, inputs["input_ids"].device.type),
+        ):
+            hidden = backbone(**features, use_cache=False).last_hidden_state[:, :-1]
             logits = lm_head(hidden[trained]).float()
         targets = next_labels[trained]
         denominator = trained.sum() if num_items_in_batch is None else num_items_in_batch
