@@ -18,6 +18,7 @@ from trl import SFTTrainer
 
 from radreport.data.alpaca import IGNORE_INDEX
 from radreport.llm.base_model import resolve_base_model
+from radreport.llm.chunked_head_loss import HeadLoss, chunked_head_loss
 from radreport.llm.settings import LLMSettings
 
 
@@ -82,28 +83,47 @@ class ResponseOnlySFTTrainer(SFTTrainer):
         # The Trainer's mixed precision wraps the model's own forward; calling the backbone
         # and head directly, as here, must enter it again, or bf16/fp16 runs would compute
         # the adapters in fp32 and cast every LoRA layer's output.
+        device_type = inputs["input_ids"].device.type
         with (
             self.accelerator.autocast(),
-            _adapter_inputs_kept_in_autocast_dtype(model, inputs["input_ids"].device.type),
+            _adapter_inputs_kept_in_autocast_dtype(model, device_type),
         ):
-            hidden = backbone(**features, use_cache=False).last_hidden_state[:, :-1]
-            logits = lm_head(hidden[trained]).float()
+            hidden = backbone(**features, use_cache=False).last_hidden_state[:, :-1][trained]
+            compute_dtype = (
+                torch.get_autocast_dtype(device_type)
+                if torch.is_autocast_enabled(device_type)
+                else hidden.dtype
+            )
         targets = next_labels[trained]
         denominator = trained.sum() if num_items_in_batch is None else num_items_in_batch
-        loss = F.cross_entropy(logits, targets, reduction="sum") / max(int(denominator), 1)
-        self._record_token_metrics(logits.detach(), targets)
+        if type(lm_head) is torch.nn.Linear and lm_head.bias is None:
+            scored = chunked_head_loss(hidden, lm_head.weight, targets, compute_dtype)
+        else:
+            # A head that is wrapped (an adapter on it) or quantized runs through its module.
+            with self.accelerator.autocast():
+                scored = materialized_head_loss(lm_head(hidden).float(), targets)
+        loss = scored.loss_sum / max(int(denominator), 1)
+        self._record_token_metrics(scored, targets.numel())
         return (loss, {"loss": loss}) if return_outputs else loss
 
-    def _record_token_metrics(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+    def _record_token_metrics(self, scored: HeadLoss, count: int) -> None:
         """TRL's mean_token_accuracy and entropy, so both backends log the same metrics."""
-        if targets.numel() == 0:
+        if count == 0:
             return
         mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["mean_token_accuracy"].append(scored.correct / count)
+        self._metrics[mode]["entropy"].append(scored.entropy_sum / count)
+
+
+def materialized_head_loss(logits: torch.Tensor, targets: torch.Tensor) -> HeadLoss:
+    """The plain computation over all logits at once (fp32 `logits`, tokens x vocabulary)."""
+    with torch.no_grad():
         log_probs = logits.log_softmax(-1)
-        entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-        accuracy = (logits.argmax(-1) == targets).float().mean()
-        self._metrics[mode]["mean_token_accuracy"].append(accuracy.item())
-        self._metrics[mode]["entropy"].append(entropy.item())
+        entropy_sum = -(log_probs.exp() * log_probs).sum()
+        correct = (logits.argmax(-1) == targets).sum()
+    return HeadLoss(
+        F.cross_entropy(logits, targets, reduction="sum"), int(correct), float(entropy_sum)
+    )
 
 
 def trainer_class() -> type[SFTTrainer]:
