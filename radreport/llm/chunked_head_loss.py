@@ -5,9 +5,10 @@ Computing the loss the plain way materialises fp32 logits for every labelled tok
 then log-softmax, its gradient, and for the logged entropy an exp and a product of the same
 size. Each is a fresh allocation above glibc's mmap threshold, so every step pays page faults
 on top of the memory traffic: on a 2-core CPU host this was about a third of a training step
-(BENCHMARKS.md, "Sixteenth session"). Here the head runs on chunks whose logits stay around
-16 MB; the forward keeps only each token's log-sum-exp, and the backward recomputes the
-chunk's logits (one more head product, a few percent of a step) instead of storing them.
+(BENCHMARKS.md, "Sixteenth session"). Here the head runs on chunks of about 16 MB of logits,
+in buffers allocated once per pass and reused by every chunk; the forward keeps only each
+token's log-sum-exp, and the backward recomputes the chunk's logits (one more head product,
+a few percent of a step) instead of storing them.
 Token accuracy and entropy, which TRL logs, come out of the same pass.
 
 The arithmetic matches the plain path: logits in the compute dtype, softmax in fp32, the
@@ -38,25 +39,31 @@ def chunk_tokens(vocab_size: int) -> int:
 
 
 class _ChunkedHeadCrossEntropy(torch.autograd.Function):
+    # Every chunk reuses the same few buffers through out= and in-place operations: a fresh
+    # tokens x vocabulary tensor per chunk would be mapped and faulted in again each time.
     @staticmethod
     def forward(ctx, hidden, weight, targets, compute_dtype, chunk):
-        device_type = hidden.device.type
         count = hidden.shape[0]
         log_norms = torch.empty(count, dtype=torch.float32, device=hidden.device)
         loss_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
         correct = torch.zeros((), dtype=torch.int64, device=hidden.device)
         entropy_sum = torch.zeros((), dtype=torch.float32, device=hidden.device)
         head = weight.to(compute_dtype)
-        with torch.autocast(device_type, enabled=False):
+        buffers = _ChunkBuffers(min(chunk, count), head, with_probabilities=True)
+        with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, count, chunk):
                 rows = slice(start, start + chunk)
-                logits = (hidden[rows].to(compute_dtype) @ head.T).float()
-                norm = torch.logsumexp(logits, dim=-1)
-                log_norms[rows] = norm
-                loss_sum += (norm - logits.gather(1, targets[rows, None]).squeeze(1)).sum()
-                correct += (logits.argmax(dim=-1) == targets[rows]).sum()
-                log_probs = logits.sub_(norm[:, None])
-                entropy_sum -= (log_probs.exp() * log_probs).sum()
+                logits = buffers.logits(hidden[rows].to(compute_dtype))
+                # log-softmax in place: logits - max, then - log(sum(exp))
+                shift = logits.amax(dim=-1, keepdim=True)
+                logits.sub_(shift)
+                exps = torch.exp(logits, out=buffers.probabilities[: logits.shape[0]])
+                sums = exps.sum(dim=-1, keepdim=True)
+                log_probs = logits.sub_(sums.log())
+                log_norms[rows] = (shift + sums.log()).squeeze(1)
+                loss_sum -= log_probs.gather(1, targets[rows, None]).sum()
+                correct += (log_probs.argmax(dim=-1) == targets[rows]).sum()
+                entropy_sum -= (exps.mul_(log_probs).sum(dim=-1, keepdim=True) / sums).sum()
         ctx.save_for_backward(hidden, weight, targets, log_norms)
         ctx.compute_dtype, ctx.chunk = compute_dtype, chunk
         ctx.mark_non_differentiable(correct, entropy_sum)
@@ -66,20 +73,21 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
     def backward(ctx, grad_loss, _grad_correct, _grad_entropy):
         hidden, weight, targets, log_norms = ctx.saved_tensors
         compute_dtype, chunk = ctx.compute_dtype, ctx.chunk
+        count = hidden.shape[0]
         head = weight.to(compute_dtype)
         grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
-        grad_weight = (
-            torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        )
+        grad_weight = None
+        if ctx.needs_input_grad[1]:
+            grad_weight = torch.zeros_like(weight, dtype=torch.float32)
+        buffers = _ChunkBuffers(min(chunk, count), head, with_probabilities=False)
         with torch.autocast(hidden.device.type, enabled=False):
-            for start in range(0, hidden.shape[0], chunk):
+            for start in range(0, count, chunk):
                 rows = slice(start, start + chunk)
                 inputs = hidden[rows].to(compute_dtype)
-                logits = (inputs @ head.T).float()
                 # d(logsumexp - target logit)/d logits = softmax - one-hot
-                grad_logits = logits.sub_(log_norms[rows, None]).exp_()
+                grad_logits = buffers.logits(inputs).sub_(log_norms[rows, None]).exp_()
                 grad_logits[torch.arange(grad_logits.shape[0]), targets[rows]] -= 1
-                grad_logits = (grad_logits * grad_loss).to(compute_dtype)
+                grad_logits = buffers.to_compute_dtype(grad_logits.mul_(grad_loss))
                 if grad_hidden is not None:
                     grad_hidden[rows] = grad_logits @ head
                 if grad_weight is not None:
@@ -87,6 +95,33 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
         if grad_weight is not None:
             grad_weight = grad_weight.to(weight.dtype)
         return grad_hidden, grad_weight, None, None, None
+
+
+class _ChunkBuffers:
+    """The chunk's head product (compute dtype), its fp32 logits and fp32 probabilities."""
+
+    def __init__(self, rows: int, head: torch.Tensor, with_probabilities: bool):
+        shape, device = (rows, head.shape[0]), head.device
+        self.head = head
+        self.fp32 = torch.empty(shape, dtype=torch.float32, device=device)
+        self.product = self.fp32
+        if head.dtype != torch.float32:
+            self.product = torch.empty(shape, dtype=head.dtype, device=device)
+        self.probabilities = None
+        if with_probabilities:
+            self.probabilities = torch.empty(shape, dtype=torch.float32, device=device)
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        rows = inputs.shape[0]
+        product = torch.mm(inputs, self.head.T, out=self.product[:rows])
+        if self.product is self.fp32:
+            return product
+        return self.fp32[:rows].copy_(product)
+
+    def to_compute_dtype(self, fp32: torch.Tensor) -> torch.Tensor:
+        if self.product is self.fp32:
+            return fp32
+        return self.product[: fp32.shape[0]].copy_(fp32)
 
 
 def chunked_head_loss(
