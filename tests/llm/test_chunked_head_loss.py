@@ -61,3 +61,29 @@ def test_loss_value_is_the_summed_negative_log_likelihood():
     assert scored.loss_sum.item() == pytest.approx(expected.item(), rel=1e-6)
     # token 0 predicts 0 (right), token 1 predicts 1 (wrong), token 2 ties (argmax 0, wrong)
     assert scored.correct == 1
+
+
+def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tmp_path):
+    """The hf backend's loss (backbone, then the chunked head on labelled positions) is the
+    causal-LM loss transformers computes from the full logits, gradients included."""
+    from radreport.llm.finetune import prepare_training
+    from radreport.llm.settings import LLMSettings
+    from tests.llm.tiny_training import ROWS, tiny_settings
+
+    settings = LLMSettings(**tiny_settings(tiny_llama_dir, compute_dtype="float32"))
+    run = prepare_training(ROWS, ROWS[:4], settings, tmp_path / "run")
+    model = run.trainer.model
+    batch = next(iter(run.trainer.get_train_dataloader()))
+    assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
+
+    def loss_and_gradients(compute):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    ours, our_grads = loss_and_gradients(lambda: run.trainer.compute_loss(model, batch))
+    reference, reference_grads = loss_and_gradients(lambda: model(**batch).loss)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    for grad, reference_grad in zip(our_grads, reference_grads, strict=True):
+        torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-6)
