@@ -77,6 +77,9 @@ VARIANTS: dict[str, dict] = {
     ),
     "hf, ... bf16 compute": dict(backend="hf", compute_dtype="bfloat16", **CORE),
     "hf, ... fp32 compute": dict(backend="hf", compute_dtype="float32", **CORE),
+    # The default picks eager attention up to 256 tokens and SDPA beyond (device.py).
+    "hf, ... SDPA attention": dict(backend="hf", attention="sdpa", **CORE),
+    "hf, ... eager attention": dict(backend="hf", attention="eager", **CORE),
 }
 # Emulated bf16 is so slow on a CPU without AVX512-BF16/AMX that it gets one timed step.
 SHORT_ON_EMULATED_BF16 = {"hf, ... bf16 compute"}
@@ -262,7 +265,14 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k
             padded = max(batch_["lengths"]) * len(batch_["lengths"])
         timed.append({**step, **flops, "padded_tokens": padded})
     seconds = sum(step["seconds"] for step in timed)
-    fields = ("backend", "load_in_4bit", "compute_dtype", "gradient_checkpointing", "batching")
+    fields = (
+        "backend",
+        "load_in_4bit",
+        "compute_dtype",
+        "gradient_checkpointing",
+        "batching",
+        "attention",
+    )
     return {
         "resolved": {
             **run.settings.model_dump(include=set(fields)),
@@ -333,7 +343,7 @@ def efficiency(result: dict) -> float:
 def table(results: dict[str, dict]) -> str:
     dtype = peak_dtype_name()
     lines = [
-        "| variant | backend, 4-bit, dtype, ckpt, batching, threads | tok/s "
+        "| variant | backend, 4-bit, dtype, attention, ckpt, batching, threads | tok/s "
         "| s/step | peak RSS GiB | padding % | nominal GFLOP/s | executed GFLOP/s "
         f"| {dtype} peak GFLOP/s (median) | executed / peak (median) | tok/s of each round |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

@@ -36,7 +36,11 @@ def load_model(settings: LLMSettings):
         )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, quantization_config=quantization, device_map=device
+        path,
+        dtype=dtype,
+        quantization_config=quantization,
+        device_map=device,
+        attn_implementation=settings.attention,
     )
     lora = LoraConfig(
         r=settings.lora_r,

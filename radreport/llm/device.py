@@ -5,7 +5,8 @@ has it). On CPU: what benchmarks/train_throughput.py measured fastest
 (benchmarks/results/train_throughput.md): an unquantized base (bitsandbytes dequantizes
 NF4 weights on every CPU matmul: x2.5 slower), no recomputation (x1.33), bf16 only where
 the CPU has it natively (emulated bf16 was x30 slower; on AMX, bf16 trains 1.65-2x faster
-than fp32: benchmarks/results/train_throughput_amx*.md), and the hf backend.
+than fp32: benchmarks/results/train_throughput_amx*.md), the hf backend, and eager attention
+for short sequences.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import torch
 
 from radreport.llm.settings import LLMSettings
 
+# PyTorch's CPU flash-attention backward has a fixed cost per call that dominates short
+# sequences: at up to 256 tokens eager attention (two bf16 products and an fp32 softmax) is
+# 2.6x faster per layer, beyond it flash is 3-4x faster (BENCHMARKS.md, sixteenth session).
+CPU_EAGER_ATTENTION_MAX_TOKENS = 256
 # unsloth and hf tie on CPU in tokens/s (both are stock transformers + PEFT there); hf scores
 # only the labelled positions, and keeps unsloth's process-wide patches out of CPU pipelines.
 CPU_FASTEST_BACKEND = "hf"
@@ -43,8 +48,17 @@ def _compute_dtype(requested: str, on_cuda: bool) -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
+def _attention(requested: str, on_cuda: bool, max_seq_length: int) -> str:
+    if requested != "auto":
+        return requested
+    if on_cuda or max_seq_length > CPU_EAGER_ATTENTION_MAX_TOKENS:
+        return "sdpa"
+    return "eager"
+
+
 def resolve_for_device(settings: LLMSettings) -> LLMSettings:
-    """A copy of `settings` with no "auto" left: backend, dtype, 4-bit, checkpointing."""
+    """A copy of `settings` with no "auto" left: backend, dtype, 4-bit, checkpointing,
+    attention."""
     on_cuda = cuda_available()
     backend = settings.backend
     if backend == "auto":
@@ -62,5 +76,6 @@ def resolve_for_device(settings: LLMSettings) -> LLMSettings:
             "load_in_4bit": load_in_4bit,
             "gradient_checkpointing": checkpointing,
             "compute_dtype": _compute_dtype(settings.compute_dtype, on_cuda),
+            "attention": _attention(settings.attention, on_cuda, settings.max_seq_length),
         }
     )

@@ -32,6 +32,16 @@ def test_auto_on_cpu_is_the_measured_fastest_setup(monkeypatch):
     assert resolve_for_device(LLMSettings()).compute_dtype == "bfloat16"
 
 
+def test_auto_attention_on_cpu_follows_the_measured_crossover(monkeypatch):
+    monkeypatch.setattr(device, "cuda_available", lambda: False)
+    short, long = device.CPU_EAGER_ATTENTION_MAX_TOKENS, device.CPU_EAGER_ATTENTION_MAX_TOKENS + 1
+    assert resolve_for_device(LLMSettings(max_seq_length=short)).attention == "eager"
+    assert resolve_for_device(LLMSettings(max_seq_length=long)).attention == "sdpa"
+    monkeypatch.setattr(device, "cuda_available", lambda: True)
+    monkeypatch.setattr(device.torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_for_device(LLMSettings(max_seq_length=short)).attention == "sdpa"
+
+
 def test_auto_on_cuda_is_the_talks_setup(monkeypatch):
     monkeypatch.setattr(device, "cuda_available", lambda: True)
     monkeypatch.setattr(device.torch.cuda, "is_bf16_supported", lambda: True)
@@ -44,6 +54,19 @@ def test_auto_on_cuda_is_the_talks_setup(monkeypatch):
 def test_explicit_choices_are_kept(monkeypatch):
     monkeypatch.setattr(device, "cuda_available", lambda: False)
     explicit = LLMSettings(
-        backend="unsloth", load_in_4bit=True, gradient_checkpointing=True, compute_dtype="float16"
+        backend="unsloth",
+        load_in_4bit=True,
+        gradient_checkpointing=True,
+        compute_dtype="float16",
+        attention="sdpa",
     )
     assert resolve_for_device(explicit) == explicit
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_hf_backend_loads_the_resolved_attention_kernel(tiny_llama_dir, attention):
+    from radreport.llm.backend_hf import load_model
+
+    settings = LLMSettings(base_model=str(tiny_llama_dir), attention=attention, lora_r=4)
+    model, _ = load_model(resolve_for_device(settings))
+    assert model.config._attn_implementation == attention
