@@ -4,7 +4,8 @@ A fallback where unsloth cannot load a model, and a comparison point. TRL 1.15's
 SFTTrainer scores tokens through a fused LM head written in Triton, which has no CPU
 driver; `ResponseOnlySFTTrainer` computes the same response-only cross-entropy in plain
 torch, and like TRL it projects only the positions that carry a label through the LM head
-(the prompt's logits would be thrown away, and the head is a fifth of a small model's FLOPs).
+(the prompt's logits would be thrown away, and the head is a fifth of a small model's FLOPs),
+a chunk of tokens at a time (radreport.llm.chunked_head_loss).
 """
 
 from __future__ import annotations
