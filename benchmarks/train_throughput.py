@@ -265,17 +265,18 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k
             padded = max(batch_["lengths"]) * len(batch_["lengths"])
         timed.append({**step, **flops, "padded_tokens": padded})
     seconds = sum(step["seconds"] for step in timed)
+    # In the order of the table's setup column.
     fields = (
         "backend",
         "load_in_4bit",
         "compute_dtype",
+        "attention",
         "gradient_checkpointing",
         "batching",
-        "attention",
     )
     return {
         "resolved": {
-            **run.settings.model_dump(include=set(fields)),
+            **{name: getattr(run.settings, name) for name in fields},
             "threads": torch.get_num_threads(),
         },
         "steps": timed,

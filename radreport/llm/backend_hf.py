@@ -11,7 +11,6 @@ a chunk of tokens at a time (radreport.llm.chunked_head_loss).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 from peft.helpers import disable_input_dtype_casting
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -19,7 +18,7 @@ from trl import SFTTrainer
 
 from radreport.data.alpaca import IGNORE_INDEX
 from radreport.llm.base_model import resolve_base_model
-from radreport.llm.chunked_head_loss import HeadLoss, chunked_head_loss
+from radreport.llm.chunked_head_loss import HeadLoss, chunked_head_loss, materialized_head_loss
 from radreport.llm.settings import LLMSettings
 
 
@@ -76,7 +75,7 @@ def _without_right_padding_mask(features: dict) -> dict:
     any other padding keep their mask.
     """
     mask = features.get("attention_mask")
-    if mask is None or "position_ids" in features or mask.shape[1] < 2:
+    if mask is None or "position_ids" in features:
         return features
     if not bool((mask[:, 1:] <= mask[:, :-1]).all()):
         return features
@@ -137,17 +136,6 @@ class ResponseOnlySFTTrainer(SFTTrainer):
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["mean_token_accuracy"].append(scored.correct / count)
         self._metrics[mode]["entropy"].append(scored.entropy_sum / count)
-
-
-def materialized_head_loss(logits: torch.Tensor, targets: torch.Tensor) -> HeadLoss:
-    """The plain computation over all logits at once (fp32 `logits`, tokens x vocabulary)."""
-    with torch.no_grad():
-        log_probs = logits.log_softmax(-1)
-        entropy_sum = -(log_probs.exp() * log_probs).sum()
-        correct = (logits.argmax(-1) == targets).sum()
-    return HeadLoss(
-        F.cross_entropy(logits, targets, reduction="sum"), int(correct), float(entropy_sum)
-    )
 
 
 def trainer_class() -> type[SFTTrainer]:

@@ -4,7 +4,7 @@ Computing the loss the plain way materialises fp32 logits for every labelled tok
 (tokens x vocabulary: 150-400 MB per step for SmolLM2's 49,152-token vocabulary at batch 8),
 then log-softmax, its gradient, and for the logged entropy an exp and a product of the same
 size. Each is a fresh allocation above glibc's mmap threshold, so every step pays page faults
-on top of the memory traffic: on a 2-core CPU host this was about a third of a training step
+on top of the memory traffic: on a 2-core CPU host this was 1.9 s of a 4.4 s training step
 (BENCHMARKS.md, "Sixteenth session"). Here the head runs on chunks of about 16 MB of logits,
 in buffers allocated once per pass and reused by every chunk; the forward keeps only each
 token's log-sum-exp, and the backward recomputes the chunk's logits (one more head product,
@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 # fp32 logits per chunk: 4M elements = 16 MB, small enough for the allocator to reuse.
 CHUNK_ELEMENTS = 1 << 22
@@ -123,6 +124,18 @@ class _ChunkBuffers:
         if self.product is self.fp32:
             return fp32
         return self.product[: fp32.shape[0]].copy_(fp32)
+
+
+def materialized_head_loss(logits: torch.Tensor, targets: torch.Tensor) -> HeadLoss:
+    """The plain computation over all logits at once (fp32 `logits`, tokens x vocabulary),
+    for heads the chunked path cannot take (wrapped or quantized) and as its reference."""
+    with torch.no_grad():
+        log_probs = logits.log_softmax(-1)
+        entropy_sum = -(log_probs.exp() * log_probs).sum()
+        correct = (logits.argmax(-1) == targets).sum()
+    return HeadLoss(
+        F.cross_entropy(logits, targets, reduction="sum"), int(correct), float(entropy_sum)
+    )
 
 
 def chunked_head_loss(

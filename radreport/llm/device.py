@@ -18,8 +18,9 @@ import torch
 from radreport.llm.settings import LLMSettings
 
 # PyTorch's CPU flash-attention backward has a fixed cost per call that dominates short
-# sequences: at up to 256 tokens eager attention (two bf16 products and an fp32 softmax) is
-# 2.6x faster per layer, beyond it flash is 3-4x faster (BENCHMARKS.md, sixteenth session).
+# sequences: eager attention (two bf16 products and an fp32 softmax) took 2-2.6x less time
+# per layer at 162 tokens and 1.06-1.17x less at 256; at 512 and beyond flash is 3-4x faster
+# (benchmarks/attention_kernels.py; BENCHMARKS.md, sixteenth session).
 CPU_EAGER_ATTENTION_MAX_TOKENS = 256
 # unsloth and hf tie on CPU in tokens/s (both are stock transformers + PEFT there); hf scores
 # only the labelled positions, and keeps unsloth's process-wide patches out of CPU pipelines.

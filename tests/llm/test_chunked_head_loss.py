@@ -4,12 +4,11 @@ import pytest
 import torch
 
 from radreport.llm import chunked_head_loss as chunked
-from radreport.llm.backend_hf import materialized_head_loss
 
 
 def _plain(hidden, weight, targets, dtype):
     logits = (hidden.to(dtype) @ weight.to(dtype).T).float()
-    return materialized_head_loss(logits, targets)
+    return chunked.materialized_head_loss(logits, targets)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
@@ -61,51 +60,3 @@ def test_loss_value_is_the_summed_negative_log_likelihood():
     assert scored.loss_sum.item() == pytest.approx(expected.item(), rel=1e-6)
     # token 0 predicts 0 (right), token 1 predicts 1 (wrong), token 2 ties (argmax 0, wrong)
     assert scored.correct == 1
-
-
-@pytest.mark.parametrize("attention", ["eager", "sdpa"])
-def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tmp_path, attention):
-    """The hf backend's loss (backbone, then the chunked head on labelled positions) is the
-    causal-LM loss transformers computes from the full logits, gradients included."""
-    from radreport.llm.finetune import prepare_training
-    from radreport.llm.settings import LLMSettings
-    from tests.llm.tiny_training import ROWS, tiny_settings
-
-    settings = LLMSettings(
-        **tiny_settings(tiny_llama_dir, compute_dtype="float32", attention=attention)
-    )
-    run = prepare_training(ROWS, ROWS[:4], settings, tmp_path / "run")
-    model = run.trainer.model
-    batch = next(iter(run.trainer.get_train_dataloader()))
-    assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
-    # Right padding: the trainer drops the mask, the reference below applies it.
-    assert (batch["attention_mask"] == 0).any()
-
-    def loss_and_gradients(compute):
-        model.zero_grad()
-        loss = compute()
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
-
-    ours, our_grads = loss_and_gradients(lambda: run.trainer.compute_loss(model, batch))
-    reference, reference_grads = loss_and_gradients(lambda: model(**batch).loss)
-    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
-    for grad, reference_grad in zip(our_grads, reference_grads, strict=True):
-        torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-6)
-
-
-def test_only_a_right_padding_mask_is_dropped():
-    from radreport.llm.backend_hf import _without_right_padding_mask
-
-    ids = torch.zeros(2, 4, dtype=torch.long)
-    right = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
-    assert "attention_mask" not in _without_right_padding_mask(
-        {"input_ids": ids, "attention_mask": right}
-    )
-    left = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
-    assert (
-        _without_right_padding_mask({"input_ids": ids, "attention_mask": left})["attention_mask"]
-        is left
-    )
-    packed = {"input_ids": ids, "attention_mask": right, "position_ids": ids}
-    assert "attention_mask" in _without_right_padding_mask(packed)

@@ -1,0 +1,51 @@
+"""The hf backend's trainer loss: the causal-LM loss over labelled tokens, exactly."""
+
+import pytest
+import torch
+
+from radreport.llm.backend_hf import _without_right_padding_mask
+from radreport.llm.finetune import prepare_training
+from radreport.llm.settings import LLMSettings
+from tests.llm.tiny_training import ROWS, tiny_settings
+
+
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tmp_path, attention):
+    """The hf backend's loss (backbone, then the chunked head on labelled positions) is the
+    causal-LM loss transformers computes from the full logits, gradients included."""
+    settings = LLMSettings(
+        **tiny_settings(tiny_llama_dir, compute_dtype="float32", attention=attention)
+    )
+    run = prepare_training(ROWS, ROWS[:4], settings, tmp_path / "run")
+    model = run.trainer.model
+    batch = next(iter(run.trainer.get_train_dataloader()))
+    assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
+    # Right padding: the trainer drops the mask, the reference below applies it.
+    assert (batch["attention_mask"] == 0).any()
+
+    def loss_and_gradients(compute):
+        model.zero_grad()
+        loss = compute()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    ours, our_grads = loss_and_gradients(lambda: run.trainer.compute_loss(model, batch))
+    reference, reference_grads = loss_and_gradients(lambda: model(**batch).loss)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    for grad, reference_grad in zip(our_grads, reference_grads, strict=True):
+        torch.testing.assert_close(grad, reference_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_only_a_right_padding_mask_is_dropped():
+    ids = torch.zeros(2, 4, dtype=torch.long)
+    right = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]])
+    assert "attention_mask" not in _without_right_padding_mask(
+        {"input_ids": ids, "attention_mask": right}
+    )
+    left = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
+    assert (
+        _without_right_padding_mask({"input_ids": ids, "attention_mask": left})["attention_mask"]
+        is left
+    )
+    packed = {"input_ids": ids, "attention_mask": right, "position_ids": ids}
+    assert "attention_mask" in _without_right_padding_mask(packed)
