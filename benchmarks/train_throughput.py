@@ -80,6 +80,8 @@ VARIANTS: dict[str, dict] = {
     # The default picks eager attention up to 256 tokens and SDPA beyond (device.py).
     "hf, ... SDPA attention": dict(backend="hf", attention="sdpa", **CORE),
     "hf, ... eager attention": dict(backend="hf", attention="eager", **CORE),
+    # The default runs plain LoRA layers as one fused function (radreport.llm.fused_lora).
+    "hf, ... PEFT's LoRA forward": dict(backend="hf", fused_lora=False, **CORE),
 }
 # Emulated bf16 is so slow on a CPU without AVX512-BF16/AMX that it gets one timed step.
 SHORT_ON_EMULATED_BF16 = {"hf, ... bf16 compute"}
@@ -271,6 +273,7 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k
         "load_in_4bit",
         "compute_dtype",
         "attention",
+        "fused_lora",
         "gradient_checkpointing",
         "batching",
     )
@@ -344,7 +347,8 @@ def efficiency(result: dict) -> float:
 def table(results: dict[str, dict]) -> str:
     dtype = peak_dtype_name()
     lines = [
-        "| variant | backend, 4-bit, dtype, attention, ckpt, batching, threads | tok/s "
+        "| variant | backend, 4-bit, dtype, attention, fused LoRA, ckpt, batching, threads "
+        "| tok/s "
         "| s/step | peak RSS GiB | padding % | nominal GFLOP/s | executed GFLOP/s "
         f"| {dtype} peak GFLOP/s (median) | executed / peak (median) | tok/s of each round |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",

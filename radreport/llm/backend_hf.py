@@ -19,6 +19,7 @@ from trl import SFTTrainer
 from radreport.data.alpaca import IGNORE_INDEX
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.chunked_head_loss import HeadLoss, chunked_head_loss, materialized_head_loss
+from radreport.llm.fused_lora import install_fused_lora
 from radreport.llm.settings import LLMSettings
 
 
@@ -49,7 +50,10 @@ def load_model(settings: LLMSettings):
         target_modules=list(settings.target_modules),
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, lora), AutoTokenizer.from_pretrained(path)
+    model = get_peft_model(model, lora)
+    if settings.fused_lora:
+        install_fused_lora(model)
+    return model, AutoTokenizer.from_pretrained(path)
 
 
 def _adapter_inputs_kept_in_autocast_dtype(model, device_type: str):

@@ -34,6 +34,10 @@ class LLMSettings(BaseModel):
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR_LAYERS))
+    # The hf backend runs each plain LoRA layer (no dropout, unquantized base) as one
+    # function with the scaling and both sums folded into its products
+    # (radreport.llm.fused_lora); False keeps PEFT's own forward. unsloth has its own.
+    fused_lora: bool = True
 
     # Optimisation (AdamW)
     learning_rate: float = Field(2e-4, gt=0)

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from peft.tuners.lora import Linear as LoraLinear
 
 from radreport.llm.backend_hf import _without_right_padding_mask
 from radreport.llm.finetune import prepare_training
@@ -11,13 +12,22 @@ from tests.llm.tiny_training import ROWS, tiny_settings
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tmp_path, attention):
-    """The hf backend's loss (backbone, then the chunked head on labelled positions) is the
-    causal-LM loss transformers computes from the full logits, gradients included."""
+    """The hf backend's loss (backbone with fused LoRA layers, then the chunked head on
+    labelled positions) is the causal-LM loss transformers computes from the full logits
+    through PEFT's own LoRA forward, gradients included."""
     settings = LLMSettings(
         **tiny_settings(tiny_llama_dir, compute_dtype="float32", attention=attention)
     )
     run = prepare_training(ROWS, ROWS[:4], settings, tmp_path / "run")
     model = run.trainer.model
+    fused_layers = [
+        m for m in model.modules() if isinstance(m, LoraLinear) and "forward" in vars(m)
+    ]
+    assert len(fused_layers) == 2 * 7  # every projection of both layers
+    with torch.no_grad():  # PEFT starts B at zero, which would hide errors in A's path
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.2, generator=torch.Generator().manual_seed(3))
     batch = next(iter(run.trainer.get_train_dataloader()))
     assert (batch["labels"] == -100).any() and (batch["labels"] != -100).any()
     # Right padding: the trainer drops the mask, the reference below applies it.
@@ -30,6 +40,8 @@ def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tm
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     ours, our_grads = loss_and_gradients(lambda: run.trainer.compute_loss(model, batch))
+    for layer in fused_layers:
+        del layer.forward  # back to PEFT's class forward for the reference
     reference, reference_grads = loss_and_gradients(lambda: model(**batch).loss)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
     for grad, reference_grad in zip(our_grads, reference_grads, strict=True):
