@@ -1,16 +1,20 @@
 """Attention kernels for training on this CPU: forward and backward time per layer.
 
-The numbers behind `CPU_EAGER_ATTENTION_MAX_TOKENS` in radreport/llm/device.py. One
-layer of the bundled SmolLM2-135M (9 heads of 64) at batch 8, bf16 where the CPU has it
-natively (else fp32), causal with a padded row, for several sequence lengths:
+The numbers behind `GROUPED_EAGER_MAX_TOKENS` in radreport/llm/grouped_attention.py. One
+layer of the bundled SmolLM2-135M (9 query heads of 64 sharing 3 key/value heads) at batch
+8, bf16 where the CPU has it natively (else fp32), causal with a padded row, for several
+sequence lengths, each kernel called as transformers calls it (queries, keys and values
+transposed out of the projections' [batch, tokens, heads, dim] layout):
 
-- SDPA with the padding mask (what transformers passes for a padded batch);
+- SDPA with the padding mask (transformers' sdpa attention for a padded batch);
 - SDPA with is_causal (a batch without padding, or right padding with the mask dropped);
-- eager: two products and an fp32 softmax, as transformers' eager attention computes it.
+- eager: transformers' eager attention (keys and values repeated per query head, an fp32
+  softmax);
+- grouped eager: radreport.llm.grouped_attention (query heads stacked per key/value head).
 
 Best of `--repeats` after one warm-up call, milliseconds.
 
-    nice .venv/bin/python benchmarks/attention_kernels.py [--lengths 162 256 512 736]
+    nice .venv/bin/python benchmarks/attention_kernels.py [--lengths 162 256 416 512 736]
 """
 
 from __future__ import annotations
@@ -19,11 +23,20 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.models.llama.modeling_llama import eager_attention_forward
 
 from radreport.llm.device import cpu_has_bf16
+from radreport.llm.grouped_attention import grouped_eager_attention
 
-BATCH, HEADS, HEAD_DIM, PADDED = 8, 9, 64, 10
+BATCH, HEADS, KV_HEADS, HEAD_DIM, PADDED = 8, 9, 3, 64, 10
+
+
+class Layer(torch.nn.Module):
+    """What the attention functions read from a Llama attention module."""
+
+    num_key_value_groups = HEADS // KV_HEADS
+    is_causal = True
 
 
 def causal_mask_with_padding(length: int) -> torch.Tensor:
@@ -37,34 +50,37 @@ def causal_mask_with_padding(length: int) -> torch.Tensor:
     return mask
 
 
-def sdpa_masked(q, k, v, mask):
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+def additive(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The float mask transformers builds for eager attention: 0 or the dtype's minimum."""
+    zero = torch.zeros((), dtype=dtype)
+    return torch.where(mask, zero, torch.finfo(dtype).min)
 
 
-def sdpa_causal(q, k, v, mask):
-    return F.scaled_dot_product_attention(q, k, v, is_causal=True)
-
-
-def eager(q, k, v, mask):
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    weights = scores.masked_fill(~mask, float("-inf")).float().softmax(-1).to(q.dtype)
-    return weights @ v
-
-
-KERNELS = {"SDPA, mask": sdpa_masked, "SDPA, is_causal": sdpa_causal, "eager": eager}
+SCALE = HEAD_DIM**-0.5
+KERNELS = {
+    "SDPA, mask": lambda q, k, v, mask: sdpa_attention_forward(Layer(), q, k, v, mask)[0],
+    "SDPA, is_causal": lambda q, k, v, mask: sdpa_attention_forward(Layer(), q, k, v, None)[0],
+    "eager": lambda q, k, v, mask: eager_attention_forward(
+        Layer(), q, k, v, additive(mask, q.dtype), scaling=SCALE
+    )[0],
+    # Given SDPA's boolean mask, as the registered kernel is.
+    "grouped eager": lambda q, k, v, mask: grouped_eager_attention(
+        Layer(), q, k, v, mask, scaling=SCALE
+    )[0],
+}
 
 
 def time_kernel(kernel, length: int, dtype: torch.dtype, repeats: int) -> tuple[float, float]:
     """Best forward and backward milliseconds."""
     generator = torch.Generator().manual_seed(0)
     q, k, v = (
-        torch.randn(
-            BATCH, HEADS, length, HEAD_DIM, generator=generator, dtype=dtype
-        ).requires_grad_()
-        for _ in range(3)
+        torch.randn(BATCH, length, heads, HEAD_DIM, generator=generator, dtype=dtype)
+        .transpose(1, 2)
+        .requires_grad_()
+        for heads in (HEADS, KV_HEADS, KV_HEADS)
     )
     mask = causal_mask_with_padding(length)
-    upstream = torch.randn(BATCH, HEADS, length, HEAD_DIM, generator=generator, dtype=dtype)
+    upstream = torch.randn(BATCH, length, HEADS, HEAD_DIM, generator=generator, dtype=dtype)
     forward = backward = float("inf")
     for attempt in range(repeats + 1):
         start = time.perf_counter()
@@ -80,11 +96,16 @@ def time_kernel(kernel, length: int, dtype: torch.dtype, repeats: int) -> tuple[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[162, 256, 512, 736])
+    parser.add_argument(
+        "--lengths", type=int, nargs="+", default=[162, 256, 320, 384, 416, 448, 512, 736]
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     dtype = torch.bfloat16 if cpu_has_bf16() else torch.float32
-    print(f"batch {BATCH}, {HEADS} heads of {HEAD_DIM}, {dtype}, {torch.get_num_threads()} threads")
+    print(
+        f"batch {BATCH}, {HEADS} query heads of {HEAD_DIM} over {KV_HEADS} key/value heads, "
+        f"{dtype}, {torch.get_num_threads()} threads"
+    )
     print("| tokens | " + " | ".join(f"{name}: fwd + bwd ms" for name in KERNELS) + " |")
     print("| ---: |" + " ---: |" * len(KERNELS))
     for length in args.lengths:

@@ -77,7 +77,8 @@ VARIANTS: dict[str, dict] = {
     ),
     "hf, ... bf16 compute": dict(backend="hf", compute_dtype="bfloat16", **CORE),
     "hf, ... fp32 compute": dict(backend="hf", compute_dtype="float32", **CORE),
-    # The default picks eager attention up to 256 tokens and SDPA beyond (device.py).
+    # On CPU the default attention is grouped eager up to 416 tokens per batch and SDPA
+    # beyond (radreport/llm/grouped_attention.py); these force one kernel for every batch.
     "hf, ... SDPA attention": dict(backend="hf", attention="sdpa", **CORE),
     "hf, ... eager attention": dict(backend="hf", attention="eager", **CORE),
     # The default runs plain LoRA layers as one fused function (radreport.llm.fused_lora).

@@ -20,6 +20,7 @@ from radreport.data.alpaca import IGNORE_INDEX
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.chunked_head_loss import HeadLoss, chunked_head_loss, materialized_head_loss
 from radreport.llm.fused_lora import install_fused_lora
+from radreport.llm.grouped_attention import ATTENTION_NAME, register_grouped_eager_or_sdpa
 from radreport.llm.settings import LLMSettings
 
 
@@ -36,6 +37,8 @@ def load_model(settings: LLMSettings):
             bnb_4bit_compute_dtype=dtype,
         )
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    if settings.attention == ATTENTION_NAME:
+        register_grouped_eager_or_sdpa()
     model = AutoModelForCausalLM.from_pretrained(
         path,
         dtype=dtype,

@@ -5,8 +5,8 @@ has it). On CPU: what benchmarks/train_throughput.py measured fastest
 (benchmarks/results/train_throughput.md): an unquantized base (bitsandbytes dequantizes
 NF4 weights on every CPU matmul: x2.5 slower), no recomputation (x1.33), bf16 only where
 the CPU has it natively (emulated bf16 was x30 slower; on AMX, bf16 trains 1.65-2x faster
-than fp32: benchmarks/results/train_throughput_amx*.md), the hf backend, and eager attention
-for short sequences.
+than fp32: benchmarks/results/train_throughput_amx*.md), the hf backend, and attention
+that takes a lean eager kernel for short batches.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ import torch
 
 from radreport.llm.settings import LLMSettings
 
-# PyTorch's CPU flash-attention backward has a fixed cost per call that dominates short
-# sequences: eager attention (two bf16 products and an fp32 softmax) took 2-2.6x less time
-# per layer at 162 tokens and 1.06-1.17x less at 256; at 512 and beyond flash is 3-4x faster
-# (benchmarks/attention_kernels.py; BENCHMARKS.md, sixteenth session).
-CPU_EAGER_ATTENTION_MAX_TOKENS = 256
+# On CPU, a lean eager kernel for short batches and SDPA for long ones, chosen per batch
+# (radreport/llm/grouped_attention.py); on CUDA, SDPA's fused kernels.
+CPU_ATTENTION = "grouped_eager_or_sdpa"
 # unsloth and hf tie on CPU in tokens/s (both are stock transformers + PEFT there); hf scores
 # only the labelled positions, and keeps unsloth's process-wide patches out of CPU pipelines.
 CPU_FASTEST_BACKEND = "hf"
@@ -49,12 +47,10 @@ def _compute_dtype(requested: str, on_cuda: bool) -> str:
     return "bfloat16" if cpu_has_bf16() else "float32"
 
 
-def _attention(requested: str, on_cuda: bool, max_seq_length: int) -> str:
+def _attention(requested: str, on_cuda: bool) -> str:
     if requested != "auto":
         return requested
-    if on_cuda or max_seq_length > CPU_EAGER_ATTENTION_MAX_TOKENS:
-        return "sdpa"
-    return "eager"
+    return "sdpa" if on_cuda else CPU_ATTENTION
 
 
 def resolve_for_device(settings: LLMSettings) -> LLMSettings:
@@ -77,6 +73,6 @@ def resolve_for_device(settings: LLMSettings) -> LLMSettings:
             "load_in_4bit": load_in_4bit,
             "gradient_checkpointing": checkpointing,
             "compute_dtype": _compute_dtype(settings.compute_dtype, on_cuda),
-            "attention": _attention(settings.attention, on_cuda, settings.max_seq_length),
+            "attention": _attention(settings.attention, on_cuda),
         }
     )

@@ -24,9 +24,9 @@ class LLMSettings(BaseModel):
     load_in_4bit: bool | Literal["auto"] = "auto"
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     max_seq_length: int = Field(256, gt=0)
-    # The hf backend's attention kernel while training ("auto": radreport.llm.device picks
-    # by device and max_seq_length); unsloth brings its own.
-    attention: Literal["auto", "sdpa", "eager"] = "auto"
+    # The hf backend's attention kernel while training ("auto": SDPA on CUDA,
+    # "grouped_eager_or_sdpa" on CPU: radreport.llm.grouped_attention); unsloth brings its own.
+    attention: Literal["auto", "sdpa", "eager", "grouped_eager_or_sdpa"] = "auto"
     overlength: Literal["truncate", "drop"] = "truncate"
 
     # LoRA

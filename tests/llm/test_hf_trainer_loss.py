@@ -10,7 +10,7 @@ from radreport.llm.settings import LLMSettings
 from tests.llm.tiny_training import ROWS, tiny_settings
 
 
-@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("attention", ["eager", "sdpa", "grouped_eager_or_sdpa"])
 def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tmp_path, attention):
     """The hf backend's loss (backbone with fused LoRA layers, then the chunked head on
     labelled positions) is the causal-LM loss transformers computes from the full logits

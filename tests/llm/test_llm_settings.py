@@ -32,14 +32,16 @@ def test_auto_on_cpu_is_the_measured_fastest_setup(monkeypatch):
     assert resolve_for_device(LLMSettings()).compute_dtype == "bfloat16"
 
 
-def test_auto_attention_on_cpu_follows_the_measured_crossover(monkeypatch):
+def test_auto_attention_is_the_per_batch_kernel_on_cpu_and_sdpa_on_cuda(monkeypatch):
+    from radreport.llm.grouped_attention import ATTENTION_NAME
+
     monkeypatch.setattr(device, "cuda_available", lambda: False)
-    short, long = device.CPU_EAGER_ATTENTION_MAX_TOKENS, device.CPU_EAGER_ATTENTION_MAX_TOKENS + 1
-    assert resolve_for_device(LLMSettings(max_seq_length=short)).attention == "eager"
-    assert resolve_for_device(LLMSettings(max_seq_length=long)).attention == "sdpa"
+    assert device.CPU_ATTENTION == ATTENTION_NAME
+    for length in (128, 736, 5000):
+        assert resolve_for_device(LLMSettings(max_seq_length=length)).attention == ATTENTION_NAME
     monkeypatch.setattr(device, "cuda_available", lambda: True)
     monkeypatch.setattr(device.torch.cuda, "is_bf16_supported", lambda: True)
-    assert resolve_for_device(LLMSettings(max_seq_length=short)).attention == "sdpa"
+    assert resolve_for_device(LLMSettings(max_seq_length=128)).attention == "sdpa"
 
 
 def test_auto_on_cuda_is_the_talks_setup(monkeypatch):
@@ -63,7 +65,7 @@ def test_explicit_choices_are_kept(monkeypatch):
     assert resolve_for_device(explicit) == explicit
 
 
-@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("attention", ["eager", "sdpa", "grouped_eager_or_sdpa"])
 def test_hf_backend_loads_the_resolved_attention_kernel(tiny_llama_dir, attention):
     from radreport.llm.backend_hf import load_model
 
