@@ -10,10 +10,11 @@ takes the softmax of the scores in their own dtype (PyTorch's CPU softmax accumu
 in fp32). Same arithmetic, fewer passes over memory.
 
 Per layer on a 2-core CPU (benchmarks/attention_kernels.py; BENCHMARKS.md, "Seventeenth
-session"), forward + backward: 4.2 ms at 162 tokens against eager's 9.0 and SDPA's 18.0
-(PyTorch's CPU flash-attention backward has a large fixed cost); 23.7 against SDPA's 32.2
-at 416 tokens; level at 448; from 512 tokens the score matrices outgrow the caches and
-SDPA, which never materialises them, is 2x faster. So the kernel registered here,
+session"), forward + backward: 4.2 ms at 162 tokens against eager's 10.9 and SDPA's 17.7
+(PyTorch's CPU flash-attention backward has a large fixed cost); 22.3 against SDPA's 32.1
+at 416 tokens; about level at 448; from 512 tokens, where a batch's score tensor passes
+32 MB (glibc's largest mmap threshold: fresh pages for every allocation), SDPA, which never
+materialises it, is 2x faster. So the kernel registered here,
 ATTENTION_NAME, takes the grouped eager path for up to GROUPED_EAGER_MAX_TOKENS query
 tokens and transformers' SDPA beyond, batch by batch: length-grouped batches of one run
 span both sides.
