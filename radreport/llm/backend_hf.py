@@ -78,7 +78,8 @@ def _without_right_padding_mask(features: dict) -> dict:
     Under causal attention a real token never sees a later position, so right padding
     changes nothing that is scored (padding carries no label). Without a mask, SDPA takes
     its is_causal path instead of applying a materialised mask: 1.4x faster per layer at
-    736 tokens on CPU (BENCHMARKS.md, sixteenth session). Packed rows (position_ids) and
+    736 tokens on CPU (BENCHMARKS.md, sixteenth session); the grouped eager kernel builds
+    one causal mask of the batch's length instead of one per row. Packed rows (position_ids) and
     any other padding keep their mask.
     """
     mask = features.get("attention_mask")

@@ -18,7 +18,9 @@ import torch
 from radreport.llm.settings import LLMSettings
 
 # On CPU, a lean eager kernel for short batches and SDPA for long ones, chosen per batch
-# (radreport/llm/grouped_attention.py); on CUDA, SDPA's fused kernels.
+# (radreport/llm/grouped_attention.py); on CUDA, SDPA's fused kernels. The name is spelled
+# here rather than imported: grouped_attention imports transformers, and finetune imports
+# this module before unsloth has patched transformers.
 CPU_ATTENTION = "grouped_eager_or_sdpa"
 # unsloth and hf tie on CPU in tokens/s (both are stock transformers + PEFT there); hf scores
 # only the labelled positions, and keeps unsloth's process-wide patches out of CPU pipelines.
