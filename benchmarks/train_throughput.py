@@ -83,6 +83,9 @@ VARIANTS: dict[str, dict] = {
     "hf, ... eager attention": dict(backend="hf", attention="eager", **CORE),
     # The default runs plain LoRA layers as one fused function (radreport.llm.fused_lora).
     "hf, ... PEFT's LoRA forward": dict(backend="hf", fused_lora=False, **CORE),
+    # The default runs RMSNorm and the MLP's SiLU-gated product as compiled kernels
+    # (radreport.llm.fused_rms_norm, radreport.llm.fused_swiglu).
+    "hf, ... transformers' RMSNorm and MLP": dict(backend="hf", fused_elementwise=False, **CORE),
 }
 # Emulated bf16 is so slow on a CPU without AVX512-BF16/AMX that it gets one timed step.
 SHORT_ON_EMULATED_BF16 = {"hf, ... bf16 compute"}
@@ -275,6 +278,7 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k
         "compute_dtype",
         "attention",
         "fused_lora",
+        "fused_elementwise",
         "gradient_checkpointing",
         "batching",
     )
@@ -348,7 +352,8 @@ def efficiency(result: dict) -> float:
 def table(results: dict[str, dict]) -> str:
     dtype = peak_dtype_name()
     lines = [
-        "| variant | backend, 4-bit, dtype, attention, fused LoRA, ckpt, batching, threads "
+        "| variant | backend, 4-bit, dtype, attention, fused LoRA, fused norm+MLP, ckpt, batching, "
+        "threads "
         "| tok/s "
         "| s/step | peak RSS GiB | padding % | nominal GFLOP/s | executed GFLOP/s "
         f"| {dtype} peak GFLOP/s (median) | executed / peak (median) | tok/s of each round |",

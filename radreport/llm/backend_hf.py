@@ -20,6 +20,8 @@ from radreport.data.alpaca import IGNORE_INDEX
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.chunked_head_loss import HeadLoss, chunked_head_loss, materialized_head_loss
 from radreport.llm.fused_lora import install_fused_lora
+from radreport.llm.fused_rms_norm import install_fused_rms_norm
+from radreport.llm.fused_swiglu import install_fused_swiglu
 from radreport.llm.grouped_attention import ATTENTION_NAME, register_grouped_eager_or_sdpa
 from radreport.llm.settings import LLMSettings
 
@@ -56,6 +58,9 @@ def load_model(settings: LLMSettings):
     model = get_peft_model(model, lora)
     if settings.fused_lora:
         install_fused_lora(model)
+    if settings.fused_elementwise:
+        install_fused_rms_norm(model)
+        install_fused_swiglu(model)
     return model, AutoTokenizer.from_pretrained(path)
 
 

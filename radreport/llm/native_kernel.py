@@ -1,6 +1,7 @@
-"""The native decode step (llama_decode_step.c), compiled for this machine at first use.
+"""Our C kernels, compiled for this machine at first use: the native decode step
+(llama_decode_step.c) and, through `load_library`, the training kernels (training_kernels.c).
 
-The kernel is built with the machine's C compiler (`$CC`, else `cc`) for the CPU it runs on
+A kernel is built with the machine's C compiler (`$CC`, else `cc`) for the CPU it runs on
 (`-march=native`: AVX-512 where the CPU has it) and cached under the radreport cache, keyed
 by the source, the compiler and the CPU's feature flags, so a changed kernel, compiler or
 host never loads a stale build. Compiling takes about a second.
@@ -54,40 +55,49 @@ def _cpu_flags() -> str:
     return platform.processor() or platform.machine()
 
 
-def build_key(cc: str) -> str:
+def build_key(cc: str, source: Path | None = None, flags: tuple[str, ...] | None = None) -> str:
+    source, flags = source or SOURCE, flags or FLAGS
     version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
     digest = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version.encode(), " ".join(FLAGS).encode()):
+    for part in (source.read_bytes(), version.encode(), " ".join(flags).encode()):
         digest.update(part)
     digest.update(_cpu_flags().encode())
     return digest.hexdigest()[:16]
 
 
-def compile_kernel(target: Path, cc: str) -> None:
-    """Compile the kernel into `target` (written whole or not at all)."""
+def compile_kernel(
+    target: Path, cc: str, source: Path | None = None, flags: tuple[str, ...] | None = None
+) -> None:
+    """Compile `source` (default: the decode step) into `target`, written whole or not at all."""
+    source, flags = source or SOURCE, flags or FLAGS
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
         built = Path(scratch) / target.name
         result = subprocess.run(
-            [cc, *FLAGS, str(SOURCE), "-o", str(built), "-lm"], capture_output=True, text=True
+            [cc, *flags, str(source), "-o", str(built), "-lm"], capture_output=True, text=True
         )
         if result.returncode != 0:
             detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise NativeKernelError(f"compiling {SOURCE.name} with {cc} failed: {detail}")
+            raise NativeKernelError(f"compiling {source.name} with {cc} failed: {detail}")
         os.replace(built, target)
 
 
-def build_dir() -> Path:
-    """Where this machine's build of this source lives (its key names the CPU)."""
-    return cache_dir() / "native" / build_key(compiler())
+def build_dir(source: Path | None = None, flags: tuple[str, ...] | None = None) -> Path:
+    """Where this machine's build of `source` lives (its key names the CPU)."""
+    return cache_dir() / "native" / build_key(compiler(), source, flags)
+
+
+def load_library(source: Path, flags: tuple[str, ...], name: str) -> ctypes.CDLL:
+    """`source` compiled for this machine, built first if the cache has no build of it yet."""
+    target = build_dir(source, flags) / name
+    if not target.is_file():
+        compile_kernel(target, compiler(), source, flags)
+    return ctypes.CDLL(str(target))
 
 
 @functools.lru_cache(maxsize=1)
 def load_kernel() -> ctypes.CDLL:
-    """The compiled kernel, built first if this machine has no build of this source yet."""
-    target = build_dir() / _LIBRARY_NAME
-    if not target.is_file():
-        compile_kernel(target, compiler())
-    library = ctypes.CDLL(str(target))
+    """The compiled decode kernel, built first if this machine has no build of this source yet."""
+    library = load_library(SOURCE, FLAGS, _LIBRARY_NAME)
     library.llama_decode_step.restype = ctypes.c_int
     return library

@@ -38,6 +38,10 @@ class LLMSettings(BaseModel):
     # function with the scaling and both sums folded into its products
     # (radreport.llm.fused_lora); False keeps PEFT's own forward. unsloth has its own.
     fused_lora: bool = True
+    # The hf backend runs RMSNorm and the MLP's SiLU-gated product as one compiled CPU kernel
+    # each, forward and backward (radreport.llm.fused_rms_norm, radreport.llm.fused_swiglu);
+    # False keeps transformers' modules. Other devices and dtypes always keep them.
+    fused_elementwise: bool = True
 
     # Optimisation (AdamW)
     learning_rate: float = Field(2e-4, gt=0)

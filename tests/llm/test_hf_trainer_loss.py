@@ -3,6 +3,7 @@
 import pytest
 import torch
 from peft.tuners.lora import Linear as LoraLinear
+from transformers.models.llama.modeling_llama import LlamaMLP, LlamaRMSNorm
 
 from radreport.llm.backend_hf import _without_right_padding_mask
 from radreport.llm.finetune import prepare_training
@@ -12,9 +13,9 @@ from tests.llm.tiny_training import ROWS, tiny_settings
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa", "grouped_eager_or_sdpa"])
 def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tmp_path, attention):
-    """The hf backend's loss (backbone with fused LoRA layers, then the chunked head on
-    labelled positions) is the causal-LM loss transformers computes from the full logits
-    through PEFT's own LoRA forward, gradients included."""
+    """The hf backend's loss (backbone with fused LoRA layers, RMSNorms and MLP products, then
+    the chunked head on labelled positions) is the causal-LM loss transformers computes from
+    the full logits through PEFT's and transformers' own forwards, gradients included."""
     settings = LLMSettings(
         **tiny_settings(tiny_llama_dir, compute_dtype="float32", attention=attention)
     )
@@ -24,6 +25,12 @@ def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tm
         m for m in model.modules() if isinstance(m, LoraLinear) and "forward" in vars(m)
     ]
     assert len(fused_layers) == 2 * 7  # every projection of both layers
+    rerouted = [
+        m
+        for m in model.modules()
+        if isinstance(m, LoraLinear | LlamaRMSNorm | LlamaMLP) and "forward" in vars(m)
+    ]
+    assert len(rerouted) == 2 * 7 + 2 * 2 + 1 + 2  # projections, norms, final norm, MLPs
     with torch.no_grad():  # PEFT starts B at zero, which would hide errors in A's path
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
@@ -40,8 +47,8 @@ def test_trainer_loss_and_gradients_equal_the_models_own_loss(tiny_llama_dir, tm
         return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
     ours, our_grads = loss_and_gradients(lambda: run.trainer.compute_loss(model, batch))
-    for layer in fused_layers:
-        del layer.forward  # back to PEFT's class forward for the reference
+    for module in rerouted:
+        del module.forward  # back to PEFT's and transformers' class forwards for the reference
     reference, reference_grads = loss_and_gradients(lambda: model(**batch).loss)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
     for grad, reference_grad in zip(our_grads, reference_grads, strict=True):
