@@ -4,8 +4,11 @@ Eagerly it is two passes forward (F.silu, the product) that keep `silu(gate)` fo
 backward, and three backward (two products and silu_backward), each over the
 intermediate-size activations, the widest of a layer. The kernel (training_kernels.c) writes
 the product in one pass and the two gradients in another, recomputing the sigmoid instead of
-storing `silu(gate)`: 1.5x faster at [8, 162, 1536] in bfloat16 (BENCHMARKS.md, "Eighteenth
-session") and one activation fewer kept per layer.
+storing `silu(gate)`. It is not faster: at [8, 162-736, 1536] in bfloat16 it takes what eager
+PyTorch takes (0.9-1.1x, `benchmarks/elementwise_kernels.py`; the exponential and the bf16
+conversions keep it compute-bound). What it saves is memory: one activation of the MLP's
+width fewer per layer kept for the backward (30 layers x [8, 620, 1536] bf16 is 0.46 GB for
+a typical batch of the IU config's k=3 prompts).
 
 Values: rounded where autograd's chain rounds, so bfloat16 outputs and gradients equal
 eager PyTorch's up to the exponential's last fp32 bit. MLPs whose activation is not SiLU,
