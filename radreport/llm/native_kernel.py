@@ -34,13 +34,17 @@ class NativeKernelError(NativeDecoderUnavailable):
     """The native decode kernel could not be compiled or loaded on this machine."""
 
 
-def compiler() -> str:
+DECODER_ADVICE = "or use decoder 'torch' or 'onnxruntime'"
+
+
+def compiler(user: str = "the native decoder", advice: str = DECODER_ADVICE) -> str:
+    """The C compiler's path; the error names who needed it and what else they can do."""
     name = os.environ.get("CC", "cc")
     path = shutil.which(name)
     if path is None:
         raise NativeKernelError(
-            f"the native decoder compiles its kernel with a C compiler and {name!r} was not "
-            "found: install gcc (or set CC), or use decoder 'torch' or 'onnxruntime'"
+            f"{user} compiles its kernel with a C compiler and {name!r} was not "
+            f"found: install gcc (or set CC), {advice}"
         )
     return path
 
@@ -87,17 +91,23 @@ def build_dir(source: Path | None = None, flags: tuple[str, ...] | None = None) 
     return cache_dir() / "native" / build_key(compiler(), source, flags)
 
 
-def load_library(source: Path, flags: tuple[str, ...], name: str) -> ctypes.CDLL:
-    """`source` compiled for this machine, built first if the cache has no build of it yet."""
-    target = build_dir(source, flags) / name
+def load_library(
+    source: Path, flags: tuple[str, ...], name: str, user: str, advice: str
+) -> ctypes.CDLL:
+    """`source` compiled for this machine, built first if the cache has no build of it yet.
+
+    `user` and `advice` word the error where no compiler is found.
+    """
+    cc = compiler(user, advice)
+    target = cache_dir() / "native" / build_key(cc, source, flags) / name
     if not target.is_file():
-        compile_kernel(target, compiler(), source, flags)
+        compile_kernel(target, cc, source, flags)
     return ctypes.CDLL(str(target))
 
 
 @functools.lru_cache(maxsize=1)
 def load_kernel() -> ctypes.CDLL:
     """The compiled decode kernel, built first if this machine has no build of this source yet."""
-    library = load_library(SOURCE, FLAGS, _LIBRARY_NAME)
+    library = load_library(SOURCE, FLAGS, _LIBRARY_NAME, "the native decoder", DECODER_ADVICE)
     library.llama_decode_step.restype = ctypes.c_int
     return library

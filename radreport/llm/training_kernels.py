@@ -38,9 +38,15 @@ _SIGNATURES = {
 def load_training_kernels() -> ctypes.CDLL | None:
     """The compiled kernels, or None (logged once) where this machine cannot build them."""
     try:
-        library = load_library(SOURCE, FLAGS, _LIBRARY_NAME)
+        library = load_library(
+            SOURCE,
+            FLAGS,
+            _LIBRARY_NAME,
+            "fused RMSNorm and SwiGLU (llm.fused_elementwise)",
+            "or set llm.fused_elementwise: false to silence this",
+        )
     except (NativeKernelError, OSError) as error:
-        logger.warning("fused RMSNorm and SwiGLU are off, transformers' modules run: %s", error)
+        logger.warning("transformers' RMSNorm and MLP run instead: %s", error)
         return None
     for name, arguments in _SIGNATURES.items():
         for suffix in SUFFIXES.values():

@@ -117,3 +117,19 @@ def test_a_llama_gets_every_norm_fused_and_keeps_its_state_dict():
     keys = list(model.state_dict())
     assert install_fused_rms_norm(model) == 2 * 3 + 1
     assert list(model.state_dict()) == keys
+
+
+def test_without_a_compiler_training_keeps_the_modules_and_says_why(monkeypatch, caplog):
+    monkeypatch.setenv("CC", "no-such-compiler")
+    training_kernels.load_training_kernels.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger=training_kernels.__name__):
+            assert training_kernels.load_training_kernels() is None
+        [record] = caplog.records
+        assert "transformers' RMSNorm and MLP run instead" in record.getMessage()
+        assert "'no-such-compiler' was not found" in record.getMessage()
+        module, x = norm(), activations(2, 3, 96)
+        install_fused_rms_norm(module)
+        assert "RMSNorm" not in module(x).grad_fn.name()
+    finally:
+        training_kernels.load_training_kernels.cache_clear()
