@@ -237,6 +237,16 @@ def step_flops(batch: dict, shape: dict, lora: int, head_on_labelled_only: bool)
     return {"tokens": tokens, "executed": executed, "nominal": nominal}
 
 
+# Settings only the hf backend reads; unsloth brings its own attention and fused kernels.
+HF_ONLY_SETTINGS = {"attention", "fused_lora", "fused_elementwise"}
+
+
+def resolved_setting(settings, name: str):
+    if settings.backend == "unsloth" and name in HF_ONLY_SETTINGS:
+        return "n/a"
+    return getattr(settings, name)
+
+
 def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k: int) -> dict:
     """Train one variant in this process and measure it."""
     from radreport.llm.finetune import prepare_training
@@ -284,7 +294,7 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k
     )
     return {
         "resolved": {
-            **{name: getattr(run.settings, name) for name in fields},
+            **{name: resolved_setting(run.settings, name) for name in fields},
             "threads": torch.get_num_threads(),
         },
         "steps": timed,
