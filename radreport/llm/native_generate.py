@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -204,7 +203,9 @@ class NativeLlama:
         )
 
         if prefetch_bytes is None:
-            threads = num_threads or os.cpu_count() or 1
+            # The count the kernel will run with: OMP_NUM_THREADS or torch.set_num_threads
+            # change it, so the record's key asks the kernel rather than counting cores.
+            threads = num_threads or self.kernel.llama_default_threads()
             key = (
                 f"{matrix_dtype} matrices, {activation_dtype} products, {threads} threads, "
                 f"{self.weight_bytes} weight bytes"

@@ -97,3 +97,23 @@ def test_native_llama_measures_on_first_use_then_reads_the_record(tmp_path, monk
         assert len(json.loads(record.read_text())) == 2
     finally:
         native_kernel.load_kernel.cache_clear()
+
+
+def test_all_threads_means_the_count_the_kernel_will_use(tmp_path, monkeypatch):
+    """num_threads None keys the record by OpenMP's default, which torch.set_num_threads (and
+    OMP_NUM_THREADS) set: one thread is then the 1-thread entry, not the core count."""
+    monkeypatch.setenv("RADREPORT_CACHE_DIR", str(tmp_path))
+    native_kernel.load_kernel.cache_clear()
+    before = torch.get_num_threads()
+    try:
+        kernel = native_kernel.load_kernel()
+        torch.set_num_threads(2)
+        assert kernel.llama_default_threads() == 2
+        torch.set_num_threads(1)
+        assert kernel.llama_default_threads() == 1
+        NativeLlama(_small_llama(), None, torch.bfloat16)
+        [key] = json.loads((native_kernel.build_dir() / RECORD_NAME).read_text())
+        assert "1 threads" in key
+    finally:
+        torch.set_num_threads(before)
+        native_kernel.load_kernel.cache_clear()
