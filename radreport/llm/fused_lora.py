@@ -23,12 +23,12 @@ forward, checked at every call.
 
 from __future__ import annotations
 
-import types
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from peft.tuners.lora import Linear as LoraLinear
+
+from radreport.llm.instance_forward import set_instance_forward
 
 
 class _LoRALinear(torch.autograd.Function):
@@ -131,9 +131,4 @@ def install_fused_lora(model: nn.Module) -> int:
     Sets each layer's `forward` on the instance; the class's (PEFT's) forward still runs
     whenever a call does not fit (see _single_plain_adapter). Returns how many layers.
     """
-    count = 0
-    for module in model.modules():
-        if _is_fusable(module):
-            module.forward = types.MethodType(_fused_forward, module)
-            count += 1
-    return count
+    return set_instance_forward(model, _is_fusable, _fused_forward)

@@ -16,12 +16,11 @@ dtype other than bfloat16/fp32 runs the module's own forward, checked at every c
 
 from __future__ import annotations
 
-import types
-
 import torch
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
-from radreport.llm.training_kernels import kernel, pointer, runs_on
+from radreport.llm.instance_forward import set_instance_forward
+from radreport.llm.training_kernels import kernel, runs_on
 
 
 class _RMSNorm(torch.autograd.Function):
@@ -35,7 +34,7 @@ class _RMSNorm(torch.autograd.Function):
             rows.data_ptr(),
             weight.data_ptr(),
             out.data_ptr(),
-            pointer(rstd),
+            None if rstd is None else rstd.data_ptr(),  # NULL: no norms kept
             rows.shape[0],
             rows.shape[1],
             eps,
@@ -88,9 +87,4 @@ def install_fused_rms_norm(model: torch.nn.Module) -> int:
     Instance attributes, so the class and other models are untouched; the state dict and
     saved adapters do not change.
     """
-    installed = 0
-    for module in model.modules():
-        if isinstance(module, LlamaRMSNorm):
-            module.forward = types.MethodType(_forward, module)
-            installed += 1
-    return installed
+    return set_instance_forward(model, lambda module: isinstance(module, LlamaRMSNorm), _forward)

@@ -17,11 +17,10 @@ and tensors on another device or of another dtype, run transformers' own forward
 
 from __future__ import annotations
 
-import types
-
 import torch
 from transformers.models.llama.modeling_llama import LlamaMLP
 
+from radreport.llm.instance_forward import set_instance_forward
 from radreport.llm.training_kernels import kernel, runs_on
 
 
@@ -65,15 +64,14 @@ def _forward(self: LlamaMLP, x: torch.Tensor) -> torch.Tensor:
     return self.down_proj(silu_gated(self.gate_proj(x), self.up_proj(x)))
 
 
+def _is_silu_gated(module: torch.nn.Module) -> bool:
+    return isinstance(module, LlamaMLP) and getattr(module.config, "hidden_act", None) == "silu"
+
+
 def install_fused_swiglu(model: torch.nn.Module) -> int:
     """Route every SiLU-gated LlamaMLP of `model` through the kernel; returns how many.
 
     Instance attributes, so the class and other models are untouched; the state dict and
     saved adapters do not change.
     """
-    installed = 0
-    for module in model.modules():
-        if isinstance(module, LlamaMLP) and getattr(module.config, "hidden_act", None) == "silu":
-            module.forward = types.MethodType(_forward, module)
-            installed += 1
-    return installed
+    return set_instance_forward(model, _is_silu_gated, _forward)

@@ -86,9 +86,13 @@ def compile_kernel(
         os.replace(built, target)
 
 
-def build_dir(source: Path | None = None, flags: tuple[str, ...] | None = None) -> Path:
-    """Where this machine's build of `source` lives (its key names the CPU)."""
-    return cache_dir() / "native" / build_key(compiler(), source, flags)
+def _build_dir(cc: str, source: Path, flags: tuple[str, ...]) -> Path:
+    return cache_dir() / "native" / build_key(cc, source, flags)
+
+
+def build_dir() -> Path:
+    """Where this machine's build of the decode step lives (its key names the CPU)."""
+    return _build_dir(compiler(), SOURCE, FLAGS)
 
 
 def load_library(
@@ -99,7 +103,7 @@ def load_library(
     `user` and `advice` word the error where no compiler is found.
     """
     cc = compiler(user, advice)
-    target = cache_dir() / "native" / build_key(cc, source, flags) / name
+    target = _build_dir(cc, source, flags) / name
     if not target.is_file():
         compile_kernel(target, cc, source, flags)
     return ctypes.CDLL(str(target))

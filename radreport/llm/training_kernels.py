@@ -69,7 +69,3 @@ def runs_on(*tensors: torch.Tensor) -> bool:
         and all(t.device.type == "cpu" and t.dtype == dtype for t in tensors)
         and load_training_kernels() is not None
     )
-
-
-def pointer(tensor: torch.Tensor | None) -> int | None:
-    return None if tensor is None else tensor.data_ptr()

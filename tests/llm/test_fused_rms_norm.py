@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.models.llama.modeling_llama import LlamaRMSNorm
 
 from radreport.llm import training_kernels
 from radreport.llm.fused_rms_norm import install_fused_rms_norm
+from tests.llm.odd_llama import odd_llama
 
 
 def norm(width=96, dtype=torch.bfloat16, trainable=False):
@@ -105,15 +105,7 @@ def test_other_cases_run_the_modules_own_forward(case, monkeypatch):
 
 
 def test_a_llama_gets_every_norm_fused_and_keeps_its_state_dict():
-    config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=48,
-        intermediate_size=96,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    model = LlamaForCausalLM(config).to(torch.bfloat16).requires_grad_(False)
+    model = odd_llama(num_hidden_layers=3).to(torch.bfloat16).requires_grad_(False)
     keys = list(model.state_dict())
     assert install_fused_rms_norm(model) == 2 * 3 + 1
     assert list(model.state_dict()) == keys
