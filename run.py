@@ -61,6 +61,10 @@ def train_with(config_path: Path) -> None:
 
     console_logs_to_stderr()
     config = load_config_or_exit(config_path)
+    from radreport.llm.finetune import import_backend
+
+    # Before the pipelines load transformers: unsloth has to patch it first.
+    import_backend(config.llm)
     with data_errors_exit_1():
         report = run_training(config)
     print_report(report)

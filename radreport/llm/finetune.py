@@ -6,17 +6,33 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import torch
 
 from radreport.data.alpaca import AlpacaDataset, build_alpaca_dataset
 from radreport.llm.device import resolve_for_device
 from radreport.llm.resume import checkpoint_step, prepare_output_dir, run_fingerprint
-from radreport.llm.sample_generations import SampleGenerationsCallback, SampleRows
 from radreport.llm.settings import LLMSettings
+
+if TYPE_CHECKING:
+    # Not at run time: it imports transformers, which must load after the backend.
+    from radreport.llm.sample_generations import SampleRows
 
 ADAPTER_DIR_NAME = "adapter"
 _BACKEND_MODULES = {"unsloth": "radreport.llm.backend_unsloth", "hf": "radreport.llm.backend_hf"}
+
+
+def import_backend(settings: LLMSettings) -> ModuleType:
+    """The training backend's module for `settings`, resolved for this machine.
+
+    Call it before anything imports transformers: unsloth patches transformers, peft and
+    TRL when it is imported, and warns that training may run slower and take more memory
+    when they were loaded first. This module imports none of them at import time, so a
+    process that trains can import it, then the backend, then the rest.
+    """
+    return importlib.import_module(_BACKEND_MODULES[resolve_for_device(settings).backend])
 
 
 @dataclass(frozen=True)
@@ -57,8 +73,7 @@ def prepare_training(
         torch.set_num_threads(settings.num_threads)
     output_dir = Path(output_dir)
     resume_from = prepare_output_dir(output_dir, run_fingerprint(settings, train_rows, val_rows))
-    # The backend first: unsloth has to patch transformers, peft and TRL before they load.
-    backend = importlib.import_module(_BACKEND_MODULES[settings.backend])
+    backend = import_backend(settings)
     from transformers import set_seed
 
     from radreport.llm.collator import ResponseOnlyCollator
@@ -107,8 +122,11 @@ def finetune(
     `settings.eval_samples` validation rows are written out greedily; each step's rows go to
     `on_samples(step, rows)` as they come and all of them into the result.
     """
+    import_backend(settings)
     sampler = None
     if settings.eval_samples:
+        from radreport.llm.sample_generations import SampleGenerationsCallback
+
         sampler = SampleGenerationsCallback(
             val_rows[: settings.eval_samples], settings.eval_sample_max_new_tokens, on_samples
         )

@@ -71,3 +71,18 @@ def test_unsloth_backend_trains_and_lowers_validation_loss(tiny_llama_dir, tmp_p
 
     assert_adapter_directory(Path(result["adapter_dir"]))
     assert result["metrics"]["eval_loss"] < result["metrics"]["eval_loss_before_training"]
+    # The worker imports radreport.llm.finetune first, as the CLI does: unsloth must still
+    # load before transformers, or it warns that training may be slower.
+    assert "Unsloth should be imported before" not in completed.stderr
+
+
+def test_importing_finetune_leaves_transformers_unloaded():
+    # So a training process can import the backend (unsloth patches transformers) after it.
+    code = (
+        "import sys, radreport.llm.finetune; "
+        "print([m for m in ('transformers', 'peft', 'trl', 'unsloth') if m in sys.modules])"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert completed.stdout.strip().splitlines()[-1] == "[]"
