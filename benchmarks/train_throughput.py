@@ -171,18 +171,54 @@ class StepProbe:
         self.callback = _Callback()
 
 
-class CountingCollator:
-    """Wraps the run's collator to record each batch's lengths and labelled tokens."""
+class TrainedBatches:
+    """Real tokens, row lengths and labelled tokens of every batch the trainer trains on,
+    grouped by optimizer step.
 
-    def __init__(self, collator):
-        self.collator = collator
-        self.batches: list[dict] = []
+    Counted where the Trainer hands a batch to `training_step`, not in the collator: the
+    collator also builds the evaluation batches (one before training) and accelerate's
+    loader collates one batch ahead, so pairing collated batches with steps in order put
+    each timed step beside the batch before it. The length-grouped sampler puts the
+    longest batch first, so that pairing over-counted the timed tokens (until the
+    nineteenth session).
+    """
 
-    def __call__(self, features):
-        lengths = [len(feature["input_ids"]) for feature in features]
-        labelled = sum(sum(label != -100 for label in feature["labels"]) for feature in features)
-        self.batches.append({"lengths": lengths, "labelled": labelled})
-        return self.collator(features)
+    def __init__(self, trainer):
+        self.steps: dict[int, dict] = {}
+        train_one = trainer.training_step
+
+        def training_step(model, inputs, *args, **kwargs):
+            self._record(trainer.state.global_step, inputs)
+            return train_one(model, inputs, *args, **kwargs)
+
+        trainer.training_step = training_step
+
+    def _record(self, step: int, inputs: dict) -> None:
+        step_batches = self.steps.setdefault(step, {"lengths": [], "labelled": 0, "padded": 0})
+        step_batches["lengths"] += row_lengths(inputs)
+        step_batches["labelled"] += int((inputs["labels"] != -100).sum())
+        step_batches["padded"] += inputs["input_ids"].numel()
+
+    def of_step(self, step: int) -> dict:
+        """What optimizer step `step` (0-based) trained on, over all its accumulated batches."""
+        return self.steps[step]
+
+
+def row_lengths(inputs: dict) -> list[int]:
+    """Real tokens of each sequence in a batch: padded rows (attention mask), packed rows
+    (position ids restart at 0 for every sequence), or unpadded rows."""
+    if "attention_mask" in inputs:
+        return inputs["attention_mask"].sum(dim=1).tolist()
+    if "position_ids" in inputs:
+        starts = (inputs["position_ids"].flatten() == 0).nonzero().flatten().tolist()
+        return [
+            end - start
+            for start, end in zip(
+                starts, [*starts[1:], inputs["position_ids"].numel()], strict=True
+            )
+        ]
+    rows, width = inputs["input_ids"].shape
+    return [width] * rows
 
 
 class PeakRss:
@@ -266,20 +302,17 @@ def run_variant(overrides: dict, steps: int, batch: int, data: Path, retrieval_k
     with tempfile.TemporaryDirectory() as output_dir:
         run = prepare_training(rows, rows[:batch], settings, output_dir)
         probe = StepProbe()
-        counter = CountingCollator(run.trainer.data_collator)
-        run.trainer.data_collator = counter
+        batches = TrainedBatches(run.trainer)
         run.trainer.add_callback(probe.callback)
         with PeakRss() as rss:
             run.trainer.train()
     shape = model_shape(run.trainer.model.config)
     lora = sum(p.numel() for p in run.trainer.model.parameters() if p.requires_grad)
     timed = []
-    for batch_, step in list(zip(counter.batches, probe.steps, strict=False))[UNTIMED_STEPS:]:
-        flops = step_flops(batch_, shape, lora, run.settings.backend == "hf")
-        padded = sum(batch_["lengths"])
-        if run.settings.batching != "padding_free":
-            padded = max(batch_["lengths"]) * len(batch_["lengths"])
-        timed.append({**step, **flops, "padded_tokens": padded})
+    for index, step in enumerate(probe.steps[UNTIMED_STEPS:], start=UNTIMED_STEPS):
+        trained = batches.of_step(index)
+        flops = step_flops(trained, shape, lora, run.settings.backend == "hf")
+        timed.append({**step, **flops, "padded_tokens": trained["padded"]})
     seconds = sum(step["seconds"] for step in timed)
     # In the order of the table's setup column.
     fields = (
