@@ -335,6 +335,33 @@ def versions() -> str:
     return ", ".join(found)
 
 
+def write_report(args, settings, written: dict, peak: float, results: list[dict]) -> None:
+    report = [
+        "# Fine-tuning throughput on a GPU (benchmarks/gpu_train_throughput.py)",
+        "",
+        f"- command: `python benchmarks/gpu_train_throughput.py --steps {args.steps} "
+        f"--shape {args.shape} --backends {' '.join(args.backends)}`",
+        f"- date: {date.today().isoformat()}; device: {device_name()}; {versions()}",
+        f"- model: random weights in the {args.shape} shape "
+        f"({written['parameters'] / 1e9:.2f} B parameters); "
+        "configs/llama3_8b_single_gpu.yaml's llm settings: "
+        f"{settings.per_device_batch_size} x {settings.gradient_accumulation_steps} "
+        f"sequences of {settings.max_seq_length} tokens per step, 4-bit "
+        f"{settings.load_in_4bit}, gradient checkpointing {settings.gradient_checkpointing}; "
+        f"{args.steps} optimizer steps, first {UNTIMED_STEPS} untimed; each backend in a "
+        "fresh process",
+        f"- bf16 matmul peak measured in this run: {peak / 1e12:.1f} TFLOP/s",
+        *comparison(results),
+        "",
+        *table(results, peak),
+        "",
+    ]
+    (args.out / "gpu_train_throughput.md").write_text("\n".join(report))
+    (args.out / "gpu_train_throughput.json").write_text(
+        json.dumps({"peak": peak, "model": written, "results": results}, indent=2)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps, first untimed")
@@ -386,34 +413,13 @@ def main() -> None:
         result = run_in_subprocess(backend, args, args.out / f"gpu_train_{backend}.log")
         results.append(result)
         print(f"{backend}: {result.get('tokens_per_s', result.get('error'))}", flush=True)
-        report = [
-            "# Fine-tuning throughput on a GPU (benchmarks/gpu_train_throughput.py)",
-            "",
-            f"- command: `python benchmarks/gpu_train_throughput.py --steps {args.steps} "
-            f"--shape {args.shape} --backends {' '.join(args.backends)}`",
-            f"- date: {date.today().isoformat()}; device: {device_name()}; {versions()}",
-            f"- model: random weights in the {args.shape} shape "
-            f"({written['parameters'] / 1e9:.2f} B parameters); "
-            "configs/llama3_8b_single_gpu.yaml's llm settings: "
-            f"{settings.per_device_batch_size} x {settings.gradient_accumulation_steps} "
-            f"sequences of {settings.max_seq_length} tokens per step, 4-bit "
-            f"{settings.load_in_4bit}, gradient checkpointing {settings.gradient_checkpointing}; "
-            f"{args.steps} optimizer steps, first {UNTIMED_STEPS} untimed; each backend in a "
-            "fresh process",
-            f"- bf16 matmul peak measured in this run: {peak / 1e12:.1f} TFLOP/s",
-            *comparison(results),
-            "",
-            *table(results, peak),
-            "",
-        ]
-        (args.out / "gpu_train_throughput.md").write_text("\n".join(report))
-        (args.out / "gpu_train_throughput.json").write_text(
-            json.dumps({"peak": peak, "model": written, "results": results}, indent=2)
-        )
+        # Rewritten after every backend, so a later failure keeps the earlier figures.
+        write_report(args, settings, written, peak, results)
     shutil.rmtree(scratch, ignore_errors=True)
     print((args.out / "gpu_train_throughput.md").read_text())
 
 
 if __name__ == "__main__":
+    # unsloth otherwise asks the hub for usage statistics at import, in every child too.
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
     main()
