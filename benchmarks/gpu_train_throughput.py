@@ -236,13 +236,9 @@ def run_backend(backend: str, model_dir: Path, rows: list[dict], steps: int) -> 
         flops = step_flops(trained, shape, lora, run.settings.backend == "hf")
         recomputed = 0
         if run.settings.gradient_checkpointing:
-            attention_forward = (
-                2
-                * shape["layers"]
-                * shape["attention_width"]
-                * sum(s * s for s in trained["lengths"])
-            )
-            recomputed = 2 * shape["decoder_linear"] * flops["tokens"] + attention_forward
+            # The decoder's forward again: its products (2N per token) and the attention's
+            # forward, a third of step_flops' forward + backward attention term.
+            recomputed = 2 * shape["decoder_linear"] * flops["tokens"] + flops["attention"] / 3
         timed.append(
             {"seconds": seconds, **flops, "recomputed": recomputed, "lengths": trained["lengths"]}
         )

@@ -270,7 +270,7 @@ def step_flops(batch: dict, shape: dict, lora: int, head_on_labelled_only: bool)
         + attention
     )
     nominal = 6 * (shape["decoder_linear"] + shape["lm_head"]) * tokens
-    return {"tokens": tokens, "executed": executed, "nominal": nominal}
+    return {"tokens": tokens, "executed": executed, "nominal": nominal, "attention": attention}
 
 
 # Settings only the hf backend reads; unsloth brings its own attention and fused kernels.

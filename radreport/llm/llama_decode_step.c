@@ -209,7 +209,6 @@ static void NAME(const WTYPE *W, int in, int r0, int r1, const float *x, int bat
 DEFINE_MATVEC_ROWS(matvec_rows_f32, float, load16, FLOAT_VALUE)
 DEFINE_MATVEC_ROWS(matvec_rows_bf16, bf16, load16_bf16, bf16_value)
 
-/* 1 where this build computes bfloat16 products (llama_model.bf16_activations). */
 /* The threads a step uses when the model asks for 0 (all): the OpenMP default, which
  * OMP_NUM_THREADS and torch.set_num_threads set (the kernel shares PyTorch's libgomp). */
 int llama_default_threads(void) {
@@ -220,6 +219,7 @@ int llama_default_threads(void) {
 #endif
 }
 
+/* 1 where this build computes bfloat16 products (llama_model.bf16_activations). */
 int llama_has_bf16_products(void) {
 #ifdef __AVX512BF16__
     return 1;
