@@ -101,10 +101,15 @@ def _backbone_and_head(model):
 
 
 class ResponseOnlySFTTrainer(SFTTrainer):
-    """SFTTrainer whose loss runs on any device: cross-entropy over labelled tokens only."""
+    """SFTTrainer whose loss runs on any device: cross-entropy over labelled tokens only.
 
-    def __init__(self, *args, **kwargs):
+    `fused_head_loss` scores the head's chunks with the compiled CPU kernel where it can
+    (radreport.llm.chunked_head_loss); False keeps PyTorch operations.
+    """
+
+    def __init__(self, *args, fused_head_loss: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
+        self.fused_head_loss = fused_head_loss
         # compute_loss divides by num_items_in_batch (all labelled tokens of the accumulated
         # batch), so the Trainer must not divide by the accumulation steps again.
         self.model_accepts_loss_kwargs = True
@@ -133,7 +138,9 @@ class ResponseOnlySFTTrainer(SFTTrainer):
         targets = next_labels[trained]
         denominator = trained.sum() if num_items_in_batch is None else num_items_in_batch
         if type(lm_head) is torch.nn.Linear and lm_head.bias is None:
-            scored = chunked_head_loss(hidden, lm_head.weight, targets, compute_dtype)
+            scored = chunked_head_loss(
+                hidden, lm_head.weight, targets, compute_dtype, fused=self.fused_head_loss
+            )
         else:
             # A head that is wrapped (an adapter on it) or quantized runs through its module.
             with self.accelerator.autocast():
@@ -153,3 +160,8 @@ class ResponseOnlySFTTrainer(SFTTrainer):
 
 def trainer_class() -> type[SFTTrainer]:
     return ResponseOnlySFTTrainer
+
+
+def trainer_options(settings: LLMSettings) -> dict:
+    """Keyword arguments of trainer_class() that come from the settings."""
+    return {"fused_head_loss": settings.fused_elementwise}

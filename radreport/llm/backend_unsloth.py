@@ -40,3 +40,8 @@ def trainer_class() -> type:
     from trl import SFTTrainer
 
     return SFTTrainer
+
+
+def trainer_options(settings: LLMSettings) -> dict:
+    """Keyword arguments of trainer_class() that come from the settings: none."""
+    return {}

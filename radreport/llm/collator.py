@@ -1,7 +1,8 @@
 """Batches pre-tokenized Alpaca examples whose labels already carry the response-only mask.
 
 Two layouts:
-- padded: right-padded rows with an attention mask (labels -100 on padding);
+- padded: right-padded rows with an attention mask (labels -100 on padding), as long as the
+  longest row rounded up to `pad_to_multiple_of`;
 - padding-free: all examples of the batch concatenated into one row, `position_ids`
   restarting at 0 for each, which transformers turns into a block-diagonal causal mask
   (only when the forward gets no KV cache, use_cache=False as in training), so no compute
@@ -23,6 +24,13 @@ from radreport.data.alpaca import IGNORE_INDEX
 class ResponseOnlyCollator:
     pad_token_id: int
     padding_free: bool = False
+    pad_to_multiple_of: int = 1
+
+    def __post_init__(self):
+        if self.pad_to_multiple_of < 1:
+            raise ValueError(
+                f"pad_to_multiple_of must be at least 1, got {self.pad_to_multiple_of}"
+            )
 
     def __call__(self, features: Sequence[Mapping]) -> dict[str, torch.Tensor]:
         if self.padding_free:
@@ -30,7 +38,8 @@ class ResponseOnlyCollator:
         return self._padded(features)
 
     def _padded(self, features: Sequence[Mapping]) -> dict[str, torch.Tensor]:
-        width = max(len(feature["input_ids"]) for feature in features)
+        longest = max(len(feature["input_ids"]) for feature in features)
+        width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
         input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(features), width), dtype=torch.long)

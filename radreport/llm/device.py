@@ -25,6 +25,12 @@ CPU_ATTENTION = "grouped_eager_or_sdpa"
 # unsloth and hf tie on CPU in tokens/s (both are stock transformers + PEFT there); hf scores
 # only the labelled positions, and keeps unsloth's process-wide patches out of CPU pipelines.
 CPU_FASTEST_BACKEND = "hf"
+# oneDNN, behind PyTorch's bf16 and fp32 products on CPU, generates a kernel for every new
+# product shape (3-55 ms each); with every batch a new length, 31 shapes per step cost 125-166
+# ms of a 1.2 s step (BENCHMARKS.md, "Twentieth session"). Lengths rounded up to 16 leave 16
+# lengths up to 256 tokens, each generated once per process, for about 6 % more padding;
+# over 40 steps 16 trained 3-4 % faster than 32 (less padding) and 8 was no faster.
+CPU_PAD_TO_MULTIPLE_OF = 16
 _CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
 
@@ -55,9 +61,15 @@ def _attention(requested: str, on_cuda: bool) -> str:
     return "sdpa" if on_cuda else CPU_ATTENTION
 
 
+def _pad_to_multiple_of(requested: int | str, on_cuda: bool) -> int:
+    if requested != "auto":
+        return requested
+    return 1 if on_cuda else CPU_PAD_TO_MULTIPLE_OF
+
+
 def resolve_for_device(settings: LLMSettings) -> LLMSettings:
     """A copy of `settings` with no "auto" left: backend, dtype, 4-bit, checkpointing,
-    attention."""
+    attention, padding multiple."""
     on_cuda = cuda_available()
     backend = settings.backend
     if backend == "auto":
@@ -76,5 +88,6 @@ def resolve_for_device(settings: LLMSettings) -> LLMSettings:
             "gradient_checkpointing": checkpointing,
             "compute_dtype": _compute_dtype(settings.compute_dtype, on_cuda),
             "attention": _attention(settings.attention, on_cuda),
+            "pad_to_multiple_of": _pad_to_multiple_of(settings.pad_to_multiple_of, on_cuda),
         }
     )

@@ -95,8 +95,10 @@ def prepare_training(
         data_collator=ResponseOnlyCollator(
             pad_token_id=tokenizer.pad_token_id,
             padding_free=settings.batching == "padding_free",
+            pad_to_multiple_of=settings.pad_to_multiple_of,
         ),
         callbacks=[*_early_stopping(settings), *callbacks],
+        **backend.trainer_options(settings),
     )
     return PreparedTraining(trainer, tokenizer, settings, train_data, val_data, resume_from)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 ALL_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -38,9 +38,10 @@ class LLMSettings(BaseModel):
     # function with the scaling and both sums folded into its products
     # (radreport.llm.fused_lora); False keeps PEFT's own forward. unsloth has its own.
     fused_lora: bool = True
-    # The hf backend runs RMSNorm and the MLP's SiLU-gated product as one compiled CPU kernel
-    # each, forward and backward (radreport.llm.fused_rms_norm, radreport.llm.fused_swiglu);
-    # False keeps transformers' modules. Other devices and dtypes always keep them.
+    # The hf backend runs RMSNorm, the MLP's SiLU-gated product and the LM head's softmax
+    # cross-entropy as compiled CPU kernels (radreport.llm.fused_rms_norm, fused_swiglu,
+    # chunked_head_loss); False keeps transformers' modules and PyTorch operations. Other
+    # devices and dtypes always keep them.
     fused_elementwise: bool = True
 
     # Optimisation (AdamW)
@@ -54,6 +55,10 @@ class LLMSettings(BaseModel):
     gradient_accumulation_steps: int = Field(1, gt=0)
     gradient_checkpointing: bool | Literal["auto"] = "auto"
     batching: Literal["padded", "length_grouped", "padding_free"] = "length_grouped"
+    # Padded batches are as long as their longest row rounded up to this multiple, so batch
+    # shapes repeat and the CPU's matrix library reuses the kernels it generated for them
+    # ("auto": 16 on CPU, 1 on CUDA; radreport.llm.device). Padding-free batches ignore it.
+    pad_to_multiple_of: PositiveInt | Literal["auto"] = "auto"
     seed: int = 42
     # None = all cores; 1 is faster on a CPU shared with other busy processes (benchmark).
     num_threads: int | None = Field(None, gt=0)

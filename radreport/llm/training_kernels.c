@@ -1,6 +1,8 @@
-/* Fused elementwise steps of a Llama layer for training on CPU: RMSNorm and the SiLU-gated
- * product of the MLP, forward and backward, in bfloat16 or fp32 with fp32 arithmetic.
- * The kernels behind radreport.llm.fused_rms_norm and radreport.llm.fused_swiglu.
+/* Fused elementwise steps of a Llama for training on CPU: RMSNorm and the SiLU-gated
+ * product of the MLP, forward and backward, and the LM head's cross-entropy over a chunk of
+ * logits, in bfloat16 or fp32 with fp32 arithmetic. The kernels behind
+ * radreport.llm.fused_rms_norm, radreport.llm.fused_swiglu and
+ * radreport.llm.chunked_head_loss.
  *
  * Why hand-written: in PyTorch each of these is a chain of separate passes over the
  * activations (RMSNorm: a cast up, square, mean, reciprocal root, product, cast down, the
@@ -143,7 +145,62 @@ static inline float sigmoid(float v) { return 1.0f / (1.0f + exp_approx(-v)); }
         }                                                                                    \
     }
 
+/* Cross-entropy of each row of logits against its target, with what TRL logs and the
+ * gradient, in three passes over the row while it is in cache (a 49,152-word vocabulary is
+ * 96 KB of bf16): the maximum and its first index; the sum of exp(z) and of exp(z) z with
+ * z = logit - max; then, when grad is given, softmax - one-hot in the logits' dtype, which may
+ * be the logits' own buffer. Per row: stats[3r] = log-sum-exp - target logit (the loss),
+ * stats[3r + 1] = the entropy log(S) - sum(exp(z) z) / S, stats[3r + 2] = 1 when the first
+ * maximum is the target. A NaN logit makes the row's maximum NaN (so its loss, entropy and
+ * gradient are NaN, as PyTorch's) and its index the first NaN's, as torch.max's. The
+ * target's gradient is (exp(z_t) - S) / S in fp32: p - 1 rounded from a bf16 p would lose
+ * most of its digits. */
+#define CROSS_ENTROPY(SUFFIX, T, LOAD, STORE)                                                  \
+    void cross_entropy_rows_##SUFFIX(const T *logits, const int64_t *targets, T *grad,        \
+                                     float *stats, int64_t rows, int64_t cols, int threads) { \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                    \
+        for (int64_t r = 0; r < rows; r++) {                                                 \
+            const T *lr = logits + r * cols;                                                 \
+            float m = -INFINITY;                                                             \
+            int nan = 0;                                                                     \
+            _Pragma("omp simd reduction(max : m) reduction(| : nan)")                        \
+            for (int64_t c = 0; c < cols; c++) {                                             \
+                float v = LOAD(lr[c]);                                                       \
+                nan |= v != v;                                                               \
+                m = v > m ? v : m;                                                           \
+            }                                                                                \
+            int64_t first = 0;                                                               \
+            if (nan) {                                                                       \
+                m = NAN;                                                                     \
+                while (LOAD(lr[first]) == LOAD(lr[first])) first++;                          \
+            } else {                                                                         \
+                while (LOAD(lr[first]) != m) first++;                                        \
+            }                                                                                \
+            float total = 0.0f, weighted = 0.0f;                                             \
+            _Pragma("omp simd reduction(+ : total, weighted)")                               \
+            for (int64_t c = 0; c < cols; c++) {                                             \
+                float z = LOAD(lr[c]) - m, e = exp_approx(z);                                \
+                total += e;                                                                  \
+                weighted += e * z;                                                           \
+            }                                                                                \
+            int64_t t = targets[r];                                                          \
+            float log_total = logf(total);                                                   \
+            stats[3 * r] = log_total - (LOAD(lr[t]) - m);                                    \
+            stats[3 * r + 1] = log_total - weighted / total;                                 \
+            stats[3 * r + 2] = first == t ? 1.0f : 0.0f;                                     \
+            if (!grad) continue;                                                             \
+            T *gr = grad + r * cols;                                                         \
+            float target_exp = exp_approx(LOAD(lr[t]) - m), inverse = 1.0f / total;          \
+            _Pragma("omp simd")                                                              \
+            for (int64_t c = 0; c < cols; c++)                                               \
+                gr[c] = STORE(exp_approx(LOAD(lr[c]) - m) * inverse);                        \
+            gr[t] = STORE((target_exp - total) * inverse);                                   \
+        }                                                                                    \
+    }
+
 RMS_NORM(bf16, uint16_t, bf16_load, bf16_store, bf16_round)
 RMS_NORM(f32, float, f32_load, f32_store, f32_round)
 SWIGLU(bf16, uint16_t, bf16_load, bf16_store, bf16_round)
 SWIGLU(f32, float, f32_load, f32_store, f32_round)
+CROSS_ENTROPY(bf16, uint16_t, bf16_load, bf16_store)
+CROSS_ENTROPY(f32, float, f32_load, f32_store)

@@ -1,4 +1,5 @@
-"""The compiled training kernels (training_kernels.c): fused RMSNorm and SwiGLU on CPU tensors.
+"""The compiled training kernels (training_kernels.c): fused RMSNorm, SwiGLU and the LM head's
+cross-entropy on CPU tensors.
 
 Built like the native decoder's kernel (radreport.llm.native_kernel): with the machine's C
 compiler at first use, cached by source, compiler and CPU. Where no build is possible the
@@ -31,6 +32,7 @@ _SIGNATURES = {
     "rms_norm_backward": [_P, _P, _P, _P, _P, _N, _N, _T],
     "swiglu_forward": [_P, _P, _P, _N, _T],
     "swiglu_backward": [_P, _P, _P, _P, _P, _N, _T],
+    "cross_entropy_rows": [_P, _P, _P, _P, _N, _N, _T],
 }
 
 
@@ -42,11 +44,11 @@ def load_training_kernels() -> ctypes.CDLL | None:
             SOURCE,
             FLAGS,
             _LIBRARY_NAME,
-            "fused RMSNorm and SwiGLU (llm.fused_elementwise)",
+            "fused RMSNorm, SwiGLU and head loss (llm.fused_elementwise)",
             "or set llm.fused_elementwise: false to silence this",
         )
     except (NativeKernelError, OSError) as error:
-        logger.warning("transformers' RMSNorm and MLP run instead: %s", error)
+        logger.warning("PyTorch's RMSNorm, MLP and head loss run instead: %s", error)
         return None
     for name, arguments in _SIGNATURES.items():
         for suffix in SUFFIXES.values():

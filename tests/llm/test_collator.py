@@ -20,6 +20,15 @@ def test_padded_batch_masks_padding():
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
 
 
+def test_padded_batch_rounds_its_length_up_to_the_multiple():
+    batch = ResponseOnlyCollator(pad_token_id=2, pad_to_multiple_of=4)(FEATURES)
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 2, 2, 2], [10, 11, 12, 2, 2, 2, 2, 2]]
+    assert (batch["labels"][:, 5:] == IGNORE_INDEX).all()
+    assert batch["attention_mask"].sum(dim=1).tolist() == [5, 3]
+    # already a multiple: nothing added
+    assert ResponseOnlyCollator(2, pad_to_multiple_of=5)(FEATURES)["input_ids"].shape == (2, 5)
+
+
 def test_padding_free_batch_is_one_row_with_restarting_positions():
     batch = ResponseOnlyCollator(pad_token_id=2, padding_free=True)(FEATURES)
     assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9, 10, 11, 12]]
@@ -38,5 +47,9 @@ def test_padding_free_loss_equals_padded_loss(tiny_llama_dir):
         # Without a cache, as in training: transformers only reads packing from position_ids
         # when no past key values are passed.
         packed_loss = model(**packed, use_cache=False).loss
+        rounded = ResponseOnlyCollator(pad_token_id=2, pad_to_multiple_of=8)(FEATURES)
+        rounded_loss = model(**rounded, use_cache=False).loss
     # Equal only if the packed examples cannot attend to each other.
     torch.testing.assert_close(packed_loss, padded_loss)
+    # More padding changes nothing that is scored.
+    torch.testing.assert_close(rounded_loss, padded_loss)

@@ -118,7 +118,7 @@ def test_without_a_compiler_training_keeps_the_modules_and_says_why(monkeypatch,
         with caplog.at_level("WARNING", logger=training_kernels.__name__):
             assert training_kernels.load_training_kernels() is None
         [record] = caplog.records
-        assert "transformers' RMSNorm and MLP run instead" in record.getMessage()
+        assert "PyTorch's RMSNorm, MLP and head loss run instead" in record.getMessage()
         assert "'no-such-compiler' was not found" in record.getMessage()
         module, x = norm(), activations(2, 3, 96)
         install_fused_rms_norm(module)

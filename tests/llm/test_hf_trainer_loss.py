@@ -68,3 +68,10 @@ def test_only_a_right_padding_mask_is_dropped():
     )
     packed = {"input_ids": ids, "attention_mask": right, "position_ids": ids}
     assert "attention_mask" in _without_right_padding_mask(packed)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fused_elementwise_setting_reaches_the_head_loss(tiny_llama_dir, tmp_path, fused):
+    settings = LLMSettings(**tiny_settings(tiny_llama_dir, fused_elementwise=fused))
+    run = prepare_training(ROWS, ROWS[:4], settings, tmp_path / "run")
+    assert run.trainer.fused_head_loss is fused

@@ -61,8 +61,19 @@ def test_explicit_choices_are_kept(monkeypatch):
         gradient_checkpointing=True,
         compute_dtype="float16",
         attention="sdpa",
+        pad_to_multiple_of=8,
     )
     assert resolve_for_device(explicit) == explicit
+
+
+def test_auto_padding_multiple_is_16_on_cpu_and_none_on_cuda(monkeypatch):
+    monkeypatch.setattr(device, "cuda_available", lambda: False)
+    assert resolve_for_device(LLMSettings()).pad_to_multiple_of == 16
+    monkeypatch.setattr(device, "cuda_available", lambda: True)
+    monkeypatch.setattr(device.torch.cuda, "is_bf16_supported", lambda: True)
+    assert resolve_for_device(LLMSettings()).pad_to_multiple_of == 1
+    with pytest.raises(ValueError, match="pad_to_multiple_of"):
+        LLMSettings(pad_to_multiple_of=0)
 
 
 @pytest.mark.parametrize("attention", ["eager", "sdpa", "grouped_eager_or_sdpa"])
