@@ -28,8 +28,9 @@ CPU_FASTEST_BACKEND = "hf"
 # oneDNN, behind PyTorch's bf16 and fp32 products on CPU, generates a kernel for every new
 # product shape (3-55 ms each); with every batch a new length, 31 shapes per step cost 125-166
 # ms of a 1.2 s step (BENCHMARKS.md, "Twentieth session"). Lengths rounded up to 16 leave 16
-# lengths up to 256 tokens, each generated once per process, for about 6 % more padding;
-# over 40 steps 16 trained 3-4 % faster than 32 (less padding) and 8 was no faster.
+# lengths up to 256 tokens, each generated once per process, for about 6 % more padding.
+# Over 40 steps 16 trained 3-5 % faster than 32 (less padding); over 24, 8 was no faster
+# than not rounding at all.
 CPU_PAD_TO_MULTIPLE_OF = 16
 _CPU_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 
