@@ -114,6 +114,13 @@ def bf16_peak() -> float:
     return matmul_peak(torch.bfloat16, size=1024)
 
 
+def bundled_tokenizer_dir() -> Path:
+    """The bundled SmolLM2 model's folder: its tokenizer's ids fit Llama 3's vocabulary."""
+    from radreport.llm.base_model import resolve_base_model
+
+    return Path(resolve_base_model("bundled:smollm2-135m-instruct"))
+
+
 def write_random_model(model_dir: Path, shape: str, tokenizer_dir: Path, seed: int) -> dict:
     """A Llama checkpoint of random bf16 weights (std 0.02, as transformers initialises)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -381,10 +388,7 @@ def main() -> None:
 
     if args.shape == "llama3-8b" and not torch.cuda.is_available():
         parser.error("the llama3-8b shape needs a CUDA GPU; --shape tiny checks the script on CPU")
-    if args.tokenizer is None:
-        from radreport.llm.base_model import resolve_base_model
-
-        args.tokenizer = Path(resolve_base_model("bundled:smollm2-135m-instruct"))
+    args.tokenizer = args.tokenizer or bundled_tokenizer_dir()
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="gpu_train_throughput_"))
     args.model_dir = args.model_dir or scratch / "model"

@@ -36,7 +36,14 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from gpu_train_throughput import SHAPES, device_name, talk_settings, versions, write_random_model
+from gpu_train_throughput import (
+    SHAPES,
+    bundled_tokenizer_dir,
+    device_name,
+    talk_settings,
+    versions,
+    write_random_model,
+)
 from train_throughput import DEFAULT_DATA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -249,10 +256,7 @@ def main() -> None:
 
     if args.shape == "llama3-8b" and not torch.cuda.is_available():
         parser.error("the llama3-8b shape needs a CUDA GPU; the tiny shape runs anywhere")
-    if args.tokenizer is None:
-        from radreport.llm.base_model import resolve_base_model
-
-        args.tokenizer = Path(resolve_base_model("bundled:smollm2-135m-instruct"))
+    args.tokenizer = args.tokenizer or bundled_tokenizer_dir()
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="gradient_accumulation_") as scratch:
         scratch = Path(scratch)

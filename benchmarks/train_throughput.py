@@ -352,6 +352,7 @@ def epoch_padding(data: Path, batch: int, retrieval_k: int) -> dict[str, float]:
 
     from radreport.data.alpaca import build_alpaca_dataset
     from radreport.llm.base_model import resolve_base_model
+    from radreport.llm.collator import padded_width
     from radreport.llm.device import CPU_PAD_TO_MULTIPLE_OF
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model("bundled:smollm2-135m-instruct"))
@@ -368,9 +369,11 @@ def epoch_padding(data: Path, batch: int, retrieval_k: int) -> dict[str, float]:
     }
     shares = {}
     for name, order in orders.items():
-        multiple = CPU_PAD_TO_MULTIPLE_OF
         padded = sum(
-            batch * -(-max(lengths[i] for i in order[start : start + batch]) // multiple) * multiple
+            batch
+            * padded_width(
+                max(lengths[i] for i in order[start : start + batch]), CPU_PAD_TO_MULTIPLE_OF
+            )
             for start in range(0, len(order), batch)
         )
         shares[name] = 1 - sum(lengths) / padded

@@ -86,12 +86,12 @@ class _ChunkedHeadCrossEntropy(torch.autograd.Function):
         with torch.autocast(hidden.device.type, enabled=False):
             for start in range(0, count, chunk):
                 rows = slice(start, start + chunk)
+                chunk_targets = targets[rows]
                 inputs = scorer.padded(hidden[rows].to(compute_dtype))
-                grad_logits = scorer.score(inputs, targets[rows], totals, wants_gradient)
+                grad_logits = scorer.score(inputs, chunk_targets, totals, wants_gradient)
                 # padding rows carry a zero gradient: they add nothing and are cut off
-                real = targets[rows].shape[0]
                 if grad_hidden is not None:
-                    grad_hidden[rows] = (grad_logits @ head)[:real]
+                    grad_hidden[rows] = (grad_logits @ head)[: len(chunk_targets)]
                 if grad_weight is not None:
                     grad_weight += (grad_logits.T @ inputs).float()
         ctx.save_for_backward(grad_hidden, grad_weight)

@@ -20,6 +20,11 @@ import torch
 from radreport.data.alpaca import IGNORE_INDEX
 
 
+def padded_width(longest: int, multiple: int) -> int:
+    """The length of a padded batch whose longest row has `longest` tokens."""
+    return -(-longest // multiple) * multiple
+
+
 @dataclass(frozen=True)
 class ResponseOnlyCollator:
     pad_token_id: int
@@ -39,7 +44,7 @@ class ResponseOnlyCollator:
 
     def _padded(self, features: Sequence[Mapping]) -> dict[str, torch.Tensor]:
         longest = max(len(feature["input_ids"]) for feature in features)
-        width = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        width = padded_width(longest, self.pad_to_multiple_of)
         input_ids = torch.full((len(features), width), self.pad_token_id, dtype=torch.long)
         labels = torch.full((len(features), width), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(features), width), dtype=torch.long)
