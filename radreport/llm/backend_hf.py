@@ -23,6 +23,7 @@ from radreport.llm.fused_lora import install_fused_lora
 from radreport.llm.fused_rms_norm import install_fused_rms_norm
 from radreport.llm.fused_swiglu import install_fused_swiglu
 from radreport.llm.grouped_attention import ATTENTION_NAME, register_grouped_eager_or_sdpa
+from radreport.llm.quantized_cpu_training import keep_4bit_layers_differentiable
 from radreport.llm.settings import LLMSettings
 
 
@@ -48,6 +49,7 @@ def load_model(settings: LLMSettings):
         device_map=device,
         attn_implementation=settings.attention,
     )
+    keep_4bit_layers_differentiable(model)
     lora = LoraConfig(
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,

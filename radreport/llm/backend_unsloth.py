@@ -12,6 +12,7 @@ import unsloth  # noqa: F401  (first: patches transformers, peft and TRL)
 from unsloth import FastLanguageModel
 
 from radreport.llm.base_model import resolve_base_model
+from radreport.llm.quantized_cpu_training import keep_4bit_layers_differentiable
 from radreport.llm.settings import LLMSettings
 
 
@@ -23,6 +24,7 @@ def load_model(settings: LLMSettings):
         load_in_4bit=settings.load_in_4bit,
         dtype=getattr(torch, settings.compute_dtype),
     )
+    keep_4bit_layers_differentiable(model)
     model = FastLanguageModel.get_peft_model(
         model,
         r=settings.lora_r,
