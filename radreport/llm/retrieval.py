@@ -74,9 +74,12 @@ class ImpressionIndex:
         impressions: Sequence[str],
         k: int,
         study_ids: Sequence[str] | None = None,
+        distinct: bool = True,
     ) -> list[list[Example]]:
         """The k most similar (impression, report) pairs for each query, most similar first,
-        no two with the same report once normalised.
+        no two with the same report once normalised unless `distinct` is False (then a
+        report written for many similar studies comes as often as it was written, as a
+        sample of what radiologists write for such an impression).
 
         Give `study_ids` when the queries may be indexed studies themselves (prompts for the
         training set): a study is never its own example, or the model would learn to copy
@@ -90,11 +93,15 @@ class ImpressionIndex:
         for start in range(0, len(impressions), QUERY_CHUNK):
             chunk = slice(start, start + QUERY_CHUNK)
             chunk_ids = None if study_ids is None else study_ids[chunk]
-            neighbours.extend(self._nearest_chunk(impressions[chunk], k, chunk_ids))
+            neighbours.extend(self._nearest_chunk(impressions[chunk], k, chunk_ids, distinct))
         return neighbours
 
     def _nearest_chunk(
-        self, impressions: Sequence[str], k: int, study_ids: Sequence[str] | None
+        self,
+        impressions: Sequence[str],
+        k: int,
+        study_ids: Sequence[str] | None,
+        distinct: bool,
     ) -> list[list[Example]]:
         # Rows of the TF-IDF matrix are L2-normalised, so the dot product is the cosine.
         similarity = (self.vectorizer.transform(impressions) @ self.matrix.T).toarray()
@@ -107,22 +114,22 @@ class ImpressionIndex:
         typicality = np.broadcast_to(-self.typicality, similarity.shape)
         order = np.lexsort((typicality, -similarity), axis=1)
         return [
-            self._distinct_examples(ranked, similarity[query], k)
+            self._examples(ranked, similarity[query], k, distinct)
             for query, ranked in enumerate(order)
         ]
 
-    def _distinct_examples(
-        self, ranked: np.ndarray, similarity: np.ndarray, k: int
+    def _examples(
+        self, ranked: np.ndarray, similarity: np.ndarray, k: int, distinct: bool
     ) -> list[Example]:
-        """The first k pairs of `ranked` whose reports differ once normalised: a common
-        impression's typical report is often written many times, and a second copy of it
-        would spend prompt tokens showing the model nothing new."""
+        """The first k pairs of `ranked`; when `distinct`, only pairs whose reports differ
+        once normalised: a common impression's typical report is often written many times,
+        and a second copy of it would spend prompt tokens showing the model nothing new."""
         examples: list[Example] = []
         seen: set[str] = set()
         for index in ranked:
             if len(examples) == k or not np.isfinite(similarity[index]):
                 break
-            if self.normalized_reports[index] in seen:
+            if distinct and self.normalized_reports[index] in seen:
                 continue
             seen.add(self.normalized_reports[index])
             examples.append((self.impressions[index], self.reports[index]))

@@ -99,3 +99,10 @@ def test_among_identical_impressions_the_most_typical_report_comes_first():
     # Similarity still decides first: an exact impression beats a typical other one.
     [[nearest]] = index.nearest(["Left effusion."], k=1)
     assert nearest == ("Left effusion.", "Left pleural effusion.")
+    # Without `distinct`, a report comes as often as it was written, in the same order.
+    [repeats] = index.nearest(["No acute disease."], k=3, distinct=False)
+    assert [report for _, report in repeats] == [
+        "The lungs are clear.",
+        "The lungs are  clear .",
+        "Small calcified granuloma. Lungs otherwise clear.",
+    ]
