@@ -82,13 +82,26 @@ def test_each_native_step_gives_the_logits_of_the_pytorch_model(
         for prompt, _ in rows
     ]
     positions = [len(prompts[prompt]) for prompt, _ in rows]
+    exact = []
     for step in range(6):
         logits = native.step([tokens[step] for _, tokens in rows], positions, caches)
         positions = [position + 1 for position in positions]
         for row, (prompt, tokens) in enumerate(rows):
             sequence = prompts[prompt] + tokens[: step + 1]
             expected = model(torch.tensor([sequence])).logits[0, -1]
-            torch.testing.assert_close(logits[row], expected, rtol=1e-4, atol=1e-4)
+            if products == torch.float32:
+                torch.testing.assert_close(logits[row], expected, rtol=1e-4, atol=1e-4)
+                continue
+            # Sums in another order can leave an fp32 activation on the other side of a
+            # bfloat16 rounding boundary; the next product then reads the neighbouring
+            # bfloat16 value (2^-8 apart) and every later step of that row carries it. Seen
+            # on an AMD EPYC for one of the three rows from its fifth step (0.016 at most).
+            # Every step stays within such a flip, and most must match as in fp32: a
+            # rounding or cache fault moves them all.
+            torch.testing.assert_close(logits[row], expected, rtol=0.0, atol=0.05)
+            exact.append(torch.allclose(logits[row], expected, rtol=1e-4, atol=1e-4))
+    if exact:
+        assert sum(exact) >= 2 * len(exact) // 3, f"{exact.count(False)} of {len(exact)} steps off"
 
 
 @torch.inference_mode()
