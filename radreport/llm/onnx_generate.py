@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from radreport.llm.decode_rows import DecodeRows
 from radreport.llm.generate import ReportGenerator
-from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.section_stop import SectionStop
 
 
@@ -52,7 +52,9 @@ def onnx_greedy_decode(
     """New token ids of each prompt (its first stop id kept, nothing after it).
 
     `pad_id` must be the model's own pad id (genai_config.json): ONNX Runtime GenAI takes
-    the batch padded on the right and masks that id itself.
+    the batch padded on the right and masks that id itself. ONNX Runtime's greedy search
+    picks each token; the stop, bias and repeat rules are the PyTorch loops' own
+    (radreport.llm.decode_rows.DecodeRows), applied to the logits it picks from.
     """
     import onnxruntime_genai as og
 
@@ -67,37 +69,50 @@ def onnx_greedy_decode(
     params.set_search_options(max_length=max_length, do_sample=False, batch_size=len(prompts))
     generator = og.Generator(model, params)
     generator.append_tokens(batch)
-    blocker = None
-    if no_repeat_ngram_size:
-        blocker = RepeatedNgramBlocker(len(prompts), no_repeat_ngram_size)
-    stops = set(stop_ids)
-    output: list[list[int]] = [[] for _ in prompts]
-    going = [True] * len(prompts)
-    for _ in range(max_length - width):
+    # Greedy search takes the highest logit, so rules that only move logits (banned tokens at
+    # -inf, the stop bias) are applied by handing the changed logits back before it picks.
+    changes_logits = bool(no_repeat_ngram_size or stop_logit_bias)
+    every_row: dict[str, torch.Tensor] = {}
+
+    def choose(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        if changes_logits:
+            # Finished rows keep their own logits: ONNX Runtime decodes them on, unread.
+            every_row["logits"][rows] = logits
+            generator.set_logits(every_row["logits"].numpy().reshape(every_row["shape"]))
+        generator.generate_next_token()
+        return torch.from_numpy(np.asarray(generator.get_next_tokens()).astype(np.int64))[rows]
+
+    steps = max_length - width
+    decoding = DecodeRows(
+        len(prompts),
+        max(steps, 0),
+        stop_ids,
+        pad_id,
+        choose,
+        no_repeat_ngram_size,
+        section_stop,
+        stop_logit_bias,
+    )
+    lengths = [0] * len(prompts)
+    for step in range(steps):
         if generator.is_done():
             break
-        if blocker is not None or stop_logit_bias:
-            # Greedy search takes the highest logit: banned tokens at -inf are never chosen.
-            logits = torch.from_numpy(np.asarray(generator.get_logits()).copy())
-            rows = logits.reshape(len(prompts), -1)
-            if stop_logit_bias:
-                rows[:, list(stops)] += stop_logit_bias
-            if blocker is not None:
-                rows = blocker.block(rows)
-            generator.set_logits(rows.numpy().reshape(logits.shape))
-        generator.generate_next_token()
-        next_ids = [int(token) for token in np.asarray(generator.get_next_tokens())]
-        if blocker is not None:
-            blocker.append(next_ids)
-        for row, token in enumerate(next_ids):
-            if going[row]:
-                output[row].append(token)
-                going[row] = token not in stops
-                if going[row] and section_stop is not None:
-                    going[row] = not section_stop.ended(output[row])
-        if not any(going):
+        if changes_logits:
+            raw = np.asarray(generator.get_logits())
+            every_row["shape"] = raw.shape
+            every_row["logits"] = torch.from_numpy(raw.reshape(len(prompts), -1).copy())
+            logits = every_row["logits"][decoding.rows]
+        else:
+            # Nothing to change: ONNX Runtime picks from its own logits, unread here.
+            logits = torch.empty(len(decoding.rows), 0)
+        _, going = decoding.choose(logits)
+        for row in decoding.rows.tolist():
+            lengths[row] = step + 1
+        if not bool(going.any()):
             break
-    return output
+        if not bool(going.all()):
+            decoding.keep(going.nonzero().squeeze(-1))
+    return [row[:length] for row, length in zip(decoding.result().tolist(), lengths, strict=True)]
 
 
 class OnnxReportGenerator(ReportGenerator):
