@@ -1,9 +1,9 @@
 """The rows of a batch being decoded and the rules every token loop applies to them.
 
-The PyTorch loop (generate._decode_loop) and the native loop (native_generate.native_decode)
-differ only in how they compute a step's logits and keep their caches; choosing the next
-tokens, recording them and deciding which rows go on is this one piece of code, so both
-decoders stop, block and bias alike.
+The PyTorch loop (generate._decode_loop), the native loop (native_generate.native_decode)
+and the ONNX Runtime loop (onnx_generate.onnx_greedy_decode) differ only in how they compute
+a step's logits and keep their caches; choosing the next tokens, recording them and deciding
+which rows go on is this one piece of code, so every decoder stops, blocks and biases alike.
 """
 
 from __future__ import annotations
