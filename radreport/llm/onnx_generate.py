@@ -72,13 +72,13 @@ def onnx_greedy_decode(
     # Greedy search takes the highest logit, so rules that only move logits (banned tokens at
     # -inf, the stop bias) are applied by handing the changed logits back before it picks.
     changes_logits = bool(no_repeat_ngram_size or stop_logit_bias)
-    every_row: dict[str, torch.Tensor] = {}
+    step_logits = np.empty(0, dtype=np.float32)  # the step's logits of every row, when changed
 
     def choose(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         if changes_logits:
             # Finished rows keep their own logits: ONNX Runtime decodes them on, unread.
-            every_row["logits"][rows] = logits
-            generator.set_logits(every_row["logits"].numpy().reshape(every_row["shape"]))
+            torch.from_numpy(step_logits).view(len(prompts), -1)[rows] = logits
+            generator.set_logits(step_logits)
         generator.generate_next_token()
         return torch.from_numpy(np.asarray(generator.get_next_tokens()).astype(np.int64))[rows]
 
@@ -98,10 +98,8 @@ def onnx_greedy_decode(
         if generator.is_done():
             break
         if changes_logits:
-            raw = np.asarray(generator.get_logits())
-            every_row["shape"] = raw.shape
-            every_row["logits"] = torch.from_numpy(raw.reshape(len(prompts), -1).copy())
-            logits = every_row["logits"][decoding.rows]
+            step_logits = np.asarray(generator.get_logits()).copy()
+            logits = torch.from_numpy(step_logits).view(len(prompts), -1)[decoding.rows]
         else:
             # Nothing to change: ONNX Runtime picks from its own logits, unread here.
             logits = torch.empty(len(decoding.rows), 0)
