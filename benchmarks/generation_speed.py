@@ -43,6 +43,7 @@ import torch
 
 from radreport.data.alpaca import format_prompt
 from radreport.llm.bundled import bundled_model_dir
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import greedy_decode, load_generation_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -165,11 +166,11 @@ def decoder(model, tokenizer, prompts: list[str], new_tokens: int, lever: Lever)
     if lever.loop == "matmuls":
         return _matmuls_only(model, new_tokens, len(prompts))
     if lever.inference_mode:
-        return lambda: greedy_decode(model, ids, mask, new_tokens, [], pad)
+        return lambda: greedy_decode(model, ids, mask, new_tokens, DecodeRules([], pad))
 
     def under_no_grad():
         with torch.no_grad():
-            return greedy_decode.__wrapped__(model, ids, mask, new_tokens, [], pad)
+            return greedy_decode.__wrapped__(model, ids, mask, new_tokens, DecodeRules([], pad))
 
     return under_no_grad
 
@@ -298,7 +299,10 @@ def openvino_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
         return tokens
 
     reference = onnx_greedy_decode(
-        load_onnx_model(export, lever.threads), [prompt_ids], new_tokens, [], tokenizer.pad_token_id
+        load_onnx_model(export, lever.threads),
+        [prompt_ids],
+        new_tokens,
+        DecodeRules([], tokenizer.pad_token_id),
     )[0]
     # ONNX Runtime GenAI ends at the model's own end token; OpenVINO's loop does not.
     if decode()[: len(reference)] != reference:
@@ -341,11 +345,12 @@ def onnxruntime_decoder(tokenizer, prompt: str, new_tokens: int, lever: Lever):
     export, weights = _bundled_export()
     model = load_onnx_model(export, lever.threads)
     prompt_ids = [tokenizer(prompt)["input_ids"]]
+    no_stop = DecodeRules([], tokenizer.pad_token_id)
 
     def decode():
         # No stop ids: every trial decodes `new_tokens`, unless the model's own end token
         # ends it first (checked below).
-        return onnx_greedy_decode(model, prompt_ids, new_tokens, [], tokenizer.pad_token_id)
+        return onnx_greedy_decode(model, prompt_ids, new_tokens, no_stop)
 
     produced = len(decode()[0])
     if produced != new_tokens:
@@ -387,8 +392,7 @@ def _native_decoding(
             model,
             prompt_ids,
             new_tokens,
-            [],
-            tokenizer.pad_token_id,
+            DecodeRules([], tokenizer.pad_token_id),
             prefill_dtype=prefill_dtype,
         )
 

@@ -36,6 +36,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -149,7 +150,7 @@ def main() -> None:
         examples = [[tuple(p) for p in row] for row in val["examples"]]
         generated, generate_seconds = {}, {}
         for column, (num_beams, no_repeat_ngram, mbr_candidates) in decodings.items():
-            generator.no_repeat_ngram_size = no_repeat_ngram
+            generator.rules = replace(generator.rules, no_repeat_ngram_size=no_repeat_ngram)
             generator.mbr_candidates = mbr_candidates  # sampling seeded from settings.seed
             started = time.perf_counter()
             if mbr_candidates > 1:

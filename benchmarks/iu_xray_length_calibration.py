@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,8 @@ def main() -> None:
     impressions, examples, references = rows(dev)
     dev_scores = {}
     for bias in grid:
-        generator.stop_logit_bias, started = bias, time.perf_counter()
+        generator.rules = replace(generator.rules, stop_logit_bias=bias)
+        started = time.perf_counter()
         reports = generator.generate(impressions, examples)
         ratio, bleu4 = length_and_bleu(reports, references)
         dev_scores[bias] = {"length_ratio": ratio, "bleu4": bleu4}
@@ -111,7 +113,7 @@ def main() -> None:
     systems = {"exact_impression_lookup": lookup}
     generator.mbr_candidates = args.mbr
     for bias in sorted({0.0, chosen}, reverse=True):
-        generator.stop_logit_bias = bias
+        generator.rules = replace(generator.rules, stop_logit_bias=bias)
         groups = generator.candidate_groups(impressions, examples)
         systems[f"mbr{args.mbr}_example_refs_bias{bias:g}"] = select_reports(groups, examples)
     part = val.iloc[test]

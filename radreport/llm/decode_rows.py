@@ -8,48 +8,44 @@ which rows go on is this one piece of code, so every decoder stops, blocks and b
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
-from radreport.llm.section_stop import SectionStop
 
 Choose = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class DecodeRows:
-    """Output (batch, max_new_tokens), `pad_id` after each row's stop, and the output rows
-    still decoding (`rows`, in batch order).
+    """Output (batch, max_new_tokens), the rules' `pad_id` after each row's stop, and the
+    output rows still decoding (`rows`, in batch order).
 
-    Each step, `choose(logits, rows)` picks the next token of every unfinished row, after
-    `stop_logit_bias` is added to the stop ids' logits and, with `no_repeat_ngram_size`,
-    repeats of a row's own n-grams are banned. A row stops at its first stop id (kept in
-    the output) or, with `section_stop`, once it opens another template section.
+    Each step, `choose(logits, rows)` picks the next token of every unfinished row, after the
+    rules' stop bias and n-gram ban are applied to `logits`. A row stops at its first stop id
+    (kept in the output) or, with the rules' section stop, once it opens another section.
     """
 
     def __init__(
         self,
         batch: int,
         max_new_tokens: int,
-        stop_ids: Sequence[int],
-        pad_id: int,
+        rules: DecodeRules,
         choose: Choose,
-        no_repeat_ngram_size: int = 0,
-        section_stop: SectionStop | None = None,
-        stop_logit_bias: float = 0.0,
         device: torch.device | None = None,
     ):
-        self.stop_ids = torch.tensor(list(stop_ids), dtype=torch.long, device=device)
-        self.output = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        self.stop_ids = torch.tensor(rules.stop_ids, dtype=torch.long, device=device)
+        self.output = torch.full(
+            (batch, max_new_tokens), rules.pad_id, dtype=torch.long, device=device
+        )
         self.rows = torch.arange(batch, device=device)
         self.steps = 0
         self._choose = choose
-        self._section_stop = section_stop
-        self._stop_logit_bias = stop_logit_bias
-        self._blocker = (
-            RepeatedNgramBlocker(batch, no_repeat_ngram_size) if no_repeat_ngram_size else None
-        )
+        self._section_stop = rules.section_stop
+        self._stop_logit_bias = rules.stop_logit_bias
+        size = rules.no_repeat_ngram_size
+        self._blocker = RepeatedNgramBlocker(batch, size) if size else None
 
     def choose(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Record the next token of each unfinished row from its `logits` (one row of logits

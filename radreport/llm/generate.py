@@ -20,6 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, Stop
 
 from radreport.data.alpaca import format_prompt, response_text
 from radreport.llm.decode_rows import Choose, DecodeRows
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.device import cpu_has_bf16
 from radreport.llm.mbr import select_reports
 from radreport.llm.section_stop import SectionStop, SectionStopCriteria
@@ -106,24 +107,15 @@ def greedy_decode(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     max_new_tokens: int,
-    stop_ids: Sequence[int],
-    pad_id: int,
-    no_repeat_ngram_size: int = 0,
-    section_stop: SectionStop | None = None,
-    stop_logit_bias: float = 0.0,
+    rules: DecodeRules,
 ) -> torch.Tensor:
-    """New token ids (batch, <= max_new_tokens) of a left-padded batch, `pad_id` after a stop.
+    """New token ids (batch, <= max_new_tokens) of a left-padded batch, the rules' pad id
+    after a stop.
 
-    Each row stops independently at its first stop id (kept in the output), or, with
-    `section_stop`, once it opens another template section; decoding ends when every row has
-    stopped or the budget is spent. `no_repeat_ngram_size` > 0 keeps each row from repeating
-    an n-gram of its own generated text (see repeat_blocking); `stop_logit_bias` is added to
-    the stop ids' logits at every step.
+    Each row stops independently by the `rules` (decode_rules); decoding ends when every row
+    has stopped or the budget is spent.
     """
-    decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
-    return _decode_loop(
-        *decode_args, no_repeat_ngram_size, 1, most_probable, section_stop, stop_logit_bias
-    )
+    return _decode_loop(model, input_ids, attention_mask, max_new_tokens, rules, 1, most_probable)
 
 
 def most_probable(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -136,14 +128,10 @@ def sample_candidates(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     max_new_tokens: int,
-    stop_ids: Sequence[int],
-    pad_id: int,
+    rules: DecodeRules,
     num_candidates: int,
     epsilon: float,
     generator: torch.Generator,
-    no_repeat_ngram_size: int = 0,
-    section_stop: SectionStop | None = None,
-    stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
     """`num_candidates` continuations per prompt, (batch * num_candidates, <= max_new_tokens).
 
@@ -155,9 +143,8 @@ def sample_candidates(
     if num_candidates < 2:
         raise ValueError(f"sampling needs at least 2 candidates, got {num_candidates}")
     choose = epsilon_sampler(num_candidates, epsilon, generator)
-    decode_args = (model, input_ids, attention_mask, max_new_tokens, stop_ids, pad_id)
     return _decode_loop(
-        *decode_args, no_repeat_ngram_size, num_candidates, choose, section_stop, stop_logit_bias
+        model, input_ids, attention_mask, max_new_tokens, rules, num_candidates, choose
     )
 
 
@@ -181,13 +168,9 @@ def _decode_loop(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     max_new_tokens: int,
-    stop_ids: Sequence[int],
-    pad_id: int,
-    no_repeat_ngram_size: int,
+    rules: DecodeRules,
     copies: int,
     choose: Choose,
-    section_stop: SectionStop | None = None,
-    stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
     """The token loop behind greedy and sampled decoding: prefill each prompt once, give its
     cache to `copies` rows, then let `choose(logits, rows)` pick the next token of each
@@ -203,17 +186,7 @@ def _decode_loop(
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
     step_ids, step_positions = input_ids, positions
-    decoding = DecodeRows(
-        input_ids.shape[0] * copies,
-        max_new_tokens,
-        stop_ids,
-        pad_id,
-        choose,
-        no_repeat_ngram_size,
-        section_stop,
-        stop_logit_bias,
-        device,
-    )
+    decoding = DecodeRows(input_ids.shape[0] * copies, max_new_tokens, rules, choose, device)
     for step in range(max_new_tokens):
         # Without padding the mask is all ones: leaving it out lets attention take the plain
         # causal path instead of building a mask every step.
@@ -254,17 +227,16 @@ def beam_decode(
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
     max_new_tokens: int,
-    stop_ids: Sequence[int],
-    pad_id: int,
+    rules: DecodeRules,
     num_beams: int,
-    section_stop: SectionStop | None = None,
-    stop_logit_bias: float = 0.0,
 ) -> torch.Tensor:
-    """New token ids (batch, <= max_new_tokens) of the best beam per row."""
+    """New token ids (batch, <= max_new_tokens) of the best beam per row, by the `rules` but
+    for n-gram blocking (transformers' own would count the prompt's n-grams too)."""
     criteria = []
-    if section_stop is not None:
-        criteria.append(SectionStopCriteria(section_stop, input_ids.shape[1]))
-    bias = {(token,): stop_logit_bias for token in stop_ids} if stop_logit_bias else None
+    if rules.section_stop is not None:
+        criteria.append(SectionStopCriteria(rules.section_stop, input_ids.shape[1]))
+    bias = rules.stop_logit_bias
+    sequence_bias = {(token,): bias for token in rules.stop_ids} if bias else None
     output = model.generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -272,10 +244,10 @@ def beam_decode(
         num_beams=num_beams,
         do_sample=False,
         early_stopping=True,
-        eos_token_id=list(stop_ids),
-        pad_token_id=pad_id,
+        eos_token_id=list(rules.stop_ids),
+        pad_token_id=rules.pad_id,
         stopping_criteria=StoppingCriteriaList(criteria),
-        sequence_bias=bias,
+        sequence_bias=sequence_bias,
     )
     return output[:, input_ids.shape[1] :]
 
@@ -341,6 +313,7 @@ class ReportGenerator:
         mbr_example_references: bool = False,
         seed: int = 0,
         stop_ids: list[int] | None = None,
+        pad_id: int | None = None,
         context_length: int | None = None,
         stop_logit_bias: float = 0.0,
     ) -> None:
@@ -351,17 +324,22 @@ class ReportGenerator:
         # Positions the model was trained for: a prompt must fit with room to write, and
         # decoding stops there (beyond it a RoPE model writes noise).
         self.context_length = context_length
-        self.stop_ids = stop_ids if stop_ids is not None else stop_token_ids(model, tokenizer)
-        self.section_stop = SectionStop(tokenizer)
+        # Every decoder stops, pads, blocks and biases by these; a study of one rule replaces
+        # them (dataclasses.replace), the decoders never see a rule left out.
+        self.rules = DecodeRules(
+            stop_ids if stop_ids is not None else stop_token_ids(model, tokenizer),
+            pad_id if pad_id is not None else tokenizer.pad_token_id,
+            no_repeat_ngram_size,
+            SectionStop(tokenizer),
+            stop_logit_bias,
+        )
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.batch_size = batch_size
-        self.no_repeat_ngram_size = no_repeat_ngram_size  # greedy and MBR decoding
         self.mbr_candidates = mbr_candidates  # > 1: MBR decoding (num_beams 1)
         self.mbr_epsilon = mbr_epsilon
         self.mbr_example_references = mbr_example_references
         self.seed = seed  # MBR's sampling
-        self.stop_logit_bias = stop_logit_bias  # greedy, beams and MBR's samples
 
     @classmethod
     def for_loaded_model(
@@ -547,8 +525,7 @@ class ReportGenerator:
             encoded["input_ids"],
             encoded["attention_mask"],
             self._room_to_write(encoded["input_ids"].shape[1], max_new_tokens),
-            self.stop_ids,
-            self.tokenizer.pad_token_id,
+            self.rules,
         )
 
     def _room_to_write(self, longest_prompt: int, max_new_tokens: int) -> int:
@@ -561,11 +538,9 @@ class ReportGenerator:
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
         decode_args = self._decode_args(prompts, max_new_tokens)
         if num_beams > 1:
-            new_ids = beam_decode(*decode_args, num_beams, self.section_stop, self.stop_logit_bias)
+            new_ids = beam_decode(*decode_args, num_beams)
         else:
-            new_ids = greedy_decode(
-                *decode_args, self.no_repeat_ngram_size, self.section_stop, self.stop_logit_bias
-            )
+            new_ids = greedy_decode(*decode_args)
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
     def _candidate_batch(
@@ -573,19 +548,13 @@ class ReportGenerator:
     ) -> list[list[str]]:
         n = self.mbr_candidates
         new_ids = sample_candidates(
-            *self._decode_args(prompts, max_new_tokens),
-            n,
-            self.mbr_epsilon,
-            sampler,
-            self.no_repeat_ngram_size,
-            self.section_stop,
-            self.stop_logit_bias,
+            *self._decode_args(prompts, max_new_tokens), n, self.mbr_epsilon, sampler
         )
         texts = [self._text_before_stop(row) for row in new_ids.tolist()]
         return [texts[start : start + n] for start in range(0, len(texts), n)]
 
     def _text_before_stop(self, token_ids: list[int]) -> str:
-        stop = next((i for i, token in enumerate(token_ids) if token in self.stop_ids), None)
+        stop = next((i for i, token in enumerate(token_ids) if token in self.rules.stop_ids), None)
         # No "clean-up" of spaces: it is meant for WordPiece and deletes real spaces in BPE text.
         text = self.tokenizer.decode(
             token_ids[:stop], skip_special_tokens=True, clean_up_tokenization_spaces=False

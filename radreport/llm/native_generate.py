@@ -31,6 +31,7 @@ import torch
 from transformers import DynamicCache
 
 from radreport.llm.decode_rows import Choose, DecodeRows
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import (
     ReportGenerator,
     default_dtype,
@@ -39,7 +40,6 @@ from radreport.llm.generate import (
 )
 from radreport.llm.native_kernel import NativeDecoderUnavailable, build_dir, load_kernel
 from radreport.llm.native_prefetch import RECORD_NAME, fastest_prefetch, remembered_prefetch
-from radreport.llm.section_stop import SectionStop
 
 # Order of each layer's tensors in the kernel's table (llama_decode_step.c, TENSORS_PER_LAYER).
 _LAYER_TENSORS = (
@@ -379,17 +379,13 @@ def native_decode(
     model,
     prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
-    stop_ids: Sequence[int],
-    pad_id: int,
-    no_repeat_ngram_size: int = 0,
+    rules: DecodeRules,
     copies: int = 1,
     choose: Choose = most_probable,
-    section_stop: SectionStop | None = None,
-    stop_logit_bias: float = 0.0,
     prefill_dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """New token ids (len(prompts) * copies, <= max_new_tokens), `pad_id` after a stop: the
-    native counterpart of generate._decode_loop, with the same stopping rules.
+    """New token ids (len(prompts) * copies, <= max_new_tokens), the rules' pad id after a
+    stop: the native counterpart of generate._decode_loop, by the same `rules`.
 
     Each prompt is encoded once by the PyTorch `model` and its cache given to `copies` rows
     (MBR's candidates); `choose(logits, rows)` picks the next token of each unfinished row.
@@ -411,16 +407,7 @@ def native_decode(
             caches.append(RowCache(prompt_keys, prompt_values, *own))
             positions.append(len(ids))
     logits = torch.stack(first_logits)
-    decoding = DecodeRows(
-        len(caches),
-        max_new_tokens,
-        stop_ids,
-        pad_id,
-        choose,
-        no_repeat_ngram_size,
-        section_stop,
-        stop_logit_bias,
-    )
+    decoding = DecodeRows(len(caches), max_new_tokens, rules, choose)
     step_logits = torch.empty(len(caches), native.vocab)  # reused by every step
     for step in range(max_new_tokens):
         next_ids, going = decoding.choose(logits)
@@ -489,19 +476,14 @@ class NativeReportGenerator(ReportGenerator):
             self.model,
             prompt_ids,
             self._room_to_write(longest, max_new_tokens),
-            self.stop_ids,
-            self.tokenizer.pad_token_id,
-            self.no_repeat_ngram_size,
+            self.rules,
         )
 
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
         if num_beams > 1:
             return super()._generate_batch(prompts, num_beams, max_new_tokens)
         new_ids = native_decode(
-            *self._native_args(prompts, max_new_tokens),
-            section_stop=self.section_stop,
-            stop_logit_bias=self.stop_logit_bias,
-            prefill_dtype=self.compute_dtype,
+            *self._native_args(prompts, max_new_tokens), prefill_dtype=self.compute_dtype
         )
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
@@ -513,8 +495,6 @@ class NativeReportGenerator(ReportGenerator):
             *self._native_args(prompts, max_new_tokens),
             copies=n,
             choose=epsilon_sampler(n, self.mbr_epsilon, sampler),
-            section_stop=self.section_stop,
-            stop_logit_bias=self.stop_logit_bias,
             prefill_dtype=self.compute_dtype,
         )
         texts = [self._text_before_stop(row) for row in new_ids.tolist()]

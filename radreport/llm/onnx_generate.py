@@ -17,8 +17,8 @@ import torch
 from transformers import AutoTokenizer
 
 from radreport.llm.decode_rows import DecodeRows
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import ReportGenerator
-from radreport.llm.section_stop import SectionStop
 
 
 def load_onnx_model(onnx_dir: str | Path, num_threads: int | None = None):
@@ -42,24 +42,20 @@ def onnx_greedy_decode(
     model,
     prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
-    stop_ids: Sequence[int],
-    pad_id: int,
-    no_repeat_ngram_size: int = 0,
+    rules: DecodeRules,
     context_length: int | None = None,
-    section_stop: SectionStop | None = None,
-    stop_logit_bias: float = 0.0,
 ) -> list[list[int]]:
     """New token ids of each prompt (its first stop id kept, nothing after it).
 
-    `pad_id` must be the model's own pad id (genai_config.json): ONNX Runtime GenAI takes
-    the batch padded on the right and masks that id itself. ONNX Runtime's greedy search
-    picks each token; the stop, bias and repeat rules are the PyTorch loops' own
-    (radreport.llm.decode_rows.DecodeRows), applied to the logits it picks from.
+    The rules' `pad_id` must be the model's own pad id (genai_config.json): ONNX Runtime
+    GenAI takes the batch padded on the right and masks that id itself. ONNX Runtime's greedy
+    search picks each token; the `rules` are applied by the PyTorch loops' own
+    radreport.llm.decode_rows.DecodeRows, to the logits it picks from.
     """
     import onnxruntime_genai as og
 
     width = max(len(ids) for ids in prompts)
-    batch = np.full((len(prompts), width), pad_id, dtype=np.int32)
+    batch = np.full((len(prompts), width), rules.pad_id, dtype=np.int32)
     for row, ids in enumerate(prompts):
         batch[row, : len(ids)] = ids
     max_length = width + max_new_tokens
@@ -71,7 +67,7 @@ def onnx_greedy_decode(
     generator.append_tokens(batch)
     # Greedy search takes the highest logit, so rules that only move logits (banned tokens at
     # -inf, the stop bias) are applied by handing the changed logits back before it picks.
-    changes_logits = bool(no_repeat_ngram_size or stop_logit_bias)
+    changes_logits = bool(rules.no_repeat_ngram_size or rules.stop_logit_bias)
     step_logits = np.empty(0, dtype=np.float32)  # the step's logits of every row, when changed
 
     def choose(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -83,16 +79,7 @@ def onnx_greedy_decode(
         return torch.from_numpy(np.asarray(generator.get_next_tokens()).astype(np.int64))[rows]
 
     steps = max_length - width
-    decoding = DecodeRows(
-        len(prompts),
-        max(steps, 0),
-        stop_ids,
-        pad_id,
-        choose,
-        no_repeat_ngram_size,
-        section_stop,
-        stop_logit_bias,
-    )
+    decoding = DecodeRows(len(prompts), max(steps, 0), rules, choose)
     lengths = [0] * len(prompts)
     for step in range(steps):
         if generator.is_done():
@@ -132,7 +119,6 @@ class OnnxReportGenerator(ReportGenerator):
         self.context_length = genai_config.get("context_length")
         tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
         pad_ids = _as_ids(genai_config.get("pad_token_id"))
-        self.pad_id = pad_ids[0] if pad_ids else tokenizer.eos_token_id
         stop_ids = {tokenizer.eos_token_id, *_as_ids(genai_config.get("eos_token_id"))}
         # No PyTorch model (None): beam search and MBR need decoder "torch".
         self._bind(
@@ -143,6 +129,7 @@ class OnnxReportGenerator(ReportGenerator):
             batch_size,
             no_repeat_ngram_size,
             stop_ids=sorted(stop_ids - {None}),
+            pad_id=pad_ids[0] if pad_ids else tokenizer.eos_token_id,
             context_length=self.context_length,
             stop_logit_bias=stop_logit_bias,
         )
@@ -154,11 +141,7 @@ class OnnxReportGenerator(ReportGenerator):
             self.onnx_model,
             self.tokenizer(prompts)["input_ids"],
             max_new_tokens,
-            self.stop_ids,
-            self.pad_id,
-            self.no_repeat_ngram_size,
+            self.rules,
             self.context_length,
-            self.section_stop,
-            self.stop_logit_bias,
         )
         return [self._text_before_stop(row) for row in new_ids]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import pytest
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from radreport.data.alpaca import format_prompt
 from radreport.llm.bundled import bundled_model_dir
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import (
     PromptTooLong,
     ReportGenerator,
@@ -56,9 +58,11 @@ def _encode(generator, impressions):
 def test_each_row_stops_at_its_own_stop_token(generator):
     input_ids, attention_mask = _encode(generator, IMPRESSIONS[:2])
     pad = generator.tokenizer.pad_token_id
-    free_run = greedy_decode(generator.model, input_ids, attention_mask, 8, [], pad)
+    free_run = greedy_decode(generator.model, input_ids, attention_mask, 8, DecodeRules([], pad))
     stop_token = int(free_run[0, 2])  # make the first row's third token a stop token
-    stopped = greedy_decode(generator.model, input_ids, attention_mask, 8, [stop_token], pad)
+    stopped = greedy_decode(
+        generator.model, input_ids, attention_mask, 8, DecodeRules([stop_token], pad)
+    )
 
     first_row = stopped[0].tolist()
     assert first_row[:3] == free_run[0, :3].tolist()
@@ -72,20 +76,27 @@ def test_each_row_stops_at_its_own_stop_token(generator):
 def test_decoding_ends_when_every_row_stopped(generator):
     input_ids, attention_mask = _encode(generator, IMPRESSIONS[:1])
     pad = generator.tokenizer.pad_token_id
-    first_token = int(greedy_decode(generator.model, input_ids, attention_mask, 1, [], pad)[0, 0])
-    stopped = greedy_decode(generator.model, input_ids, attention_mask, 8, [first_token], pad)
+    first_token = int(
+        greedy_decode(generator.model, input_ids, attention_mask, 1, DecodeRules([], pad))[0, 0]
+    )
+    stopped = greedy_decode(
+        generator.model, input_ids, attention_mask, 8, DecodeRules([first_token], pad)
+    )
     assert stopped.shape == (1, 1)
 
 
 def test_stop_token_and_what_follows_are_not_in_the_report(generator):
     input_ids, attention_mask = _encode(generator, IMPRESSIONS[:1])
     pad = generator.tokenizer.pad_token_id
-    free_run = greedy_decode(generator.model, input_ids, attention_mask, 10, [], pad)[0].tolist()
-    original_stop_ids, generator.stop_ids = generator.stop_ids, [free_run[3]]
+    free_run = greedy_decode(generator.model, input_ids, attention_mask, 10, DecodeRules([], pad))[
+        0
+    ].tolist()
+    original_rules = generator.rules
+    generator.rules = replace(original_rules, stop_ids=(free_run[3],))
     try:
         report = generator.generate(IMPRESSIONS[:1], progress=False)[0]
     finally:
-        generator.stop_ids = original_stop_ids
+        generator.rules = original_rules
     expected = generator.tokenizer.decode(
         free_run[: free_run.index(free_run[3])],
         skip_special_tokens=True,
@@ -122,14 +133,15 @@ def test_greedy_decoding_with_blocking_never_repeats_an_ngram():
     # The bundled SmolLM2 (untuned) loops on this prompt: a real case for the blocking.
     model, tokenizer = load_generation_model(bundled_model_dir(), device="cpu")
     encoded = tokenizer([format_prompt("Stable chronic lung changes.")], return_tensors="pt")
-    args = (model, encoded["input_ids"], encoded["attention_mask"], 48, [], tokenizer.pad_token_id)
+    args = (model, encoded["input_ids"], encoded["attention_mask"], 48)
+    pad = tokenizer.pad_token_id
 
     def repeated_4grams(row: list[int]) -> int:
         grams = [tuple(row[i : i + 4]) for i in range(len(row) - 3)]
         return len(grams) - len(set(grams))
 
-    assert repeated_4grams(greedy_decode(*args)[0].tolist()) > 0
-    blocked = greedy_decode(*args, no_repeat_ngram_size=4)[0].tolist()
+    assert repeated_4grams(greedy_decode(*args, DecodeRules([], pad))[0].tolist()) > 0
+    blocked = greedy_decode(*args, DecodeRules([], pad, no_repeat_ngram_size=4))[0].tolist()
     assert repeated_4grams(blocked) == 0 and len(blocked) == 48
 
 
@@ -145,11 +157,17 @@ def test_a_row_that_stops_leaves_the_batch_without_changing_the_others(generator
     # n-gram state); row 1 must decode exactly as it does alone.
     input_ids, attention_mask = _encode(generator, IMPRESSIONS[:2])
     pad = generator.tokenizer.pad_token_id
-    free_run = greedy_decode(generator.model, input_ids, attention_mask, 12, [], pad, 2)
+    free_run = greedy_decode(
+        generator.model, input_ids, attention_mask, 12, DecodeRules([], pad, 2)
+    )
     stop_token = int(free_run[0, 2])
-    batched = greedy_decode(generator.model, input_ids, attention_mask, 12, [stop_token], pad, 2)
+    batched = greedy_decode(
+        generator.model, input_ids, attention_mask, 12, DecodeRules([stop_token], pad, 2)
+    )
     alone_ids, alone_mask = _encode(generator, IMPRESSIONS[1:2])
-    alone = greedy_decode(generator.model, alone_ids, alone_mask, 12, [stop_token], pad, 2)
+    alone = greedy_decode(
+        generator.model, alone_ids, alone_mask, 12, DecodeRules([stop_token], pad, 2)
+    )
     assert batched[0, :3].tolist() == free_run[0, :3].tolist()
     assert set(batched[0, 3:].tolist()) <= {pad}
     assert batched[1, : alone.shape[1]].tolist() == alone[0].tolist()
@@ -158,7 +176,7 @@ def test_a_row_that_stops_leaves_the_batch_without_changing_the_others(generator
 def test_sampled_candidates_start_with_the_greedy_decode_and_repeat_with_the_seed(generator):
     input_ids, attention_mask = _encode(generator, IMPRESSIONS[:2])
     pad = generator.tokenizer.pad_token_id
-    args = (generator.model, input_ids, attention_mask, 8, [], pad)
+    args = (generator.model, input_ids, attention_mask, 8, DecodeRules([], pad))
     greedy = greedy_decode(*args)
 
     def sample(seed: int, epsilon: float = 1e-6) -> torch.Tensor:
@@ -264,22 +282,23 @@ def test_decoding_stops_at_the_end_of_the_context(tiny_llama_dir):
 def test_a_stop_logit_bias_ends_rows_sooner_or_later(generator):
     input_ids, attention_mask = _encode(generator, IMPRESSIONS[:2])
     pad = generator.tokenizer.pad_token_id
-    free_run = greedy_decode(generator.model, input_ids, attention_mask, 8, [], pad)
+    free_run = greedy_decode(generator.model, input_ids, attention_mask, 8, DecodeRules([], pad))
     stop_token = int(free_run[0, 2])  # row 0 would stop at its third token
-    decode = partial(greedy_decode, generator.model, input_ids, attention_mask, 8, [stop_token])
-    later = decode(pad, stop_logit_bias=-1e4)
+    decode = partial(greedy_decode, generator.model, input_ids, attention_mask, 8)
+    later = decode(DecodeRules([stop_token], pad, stop_logit_bias=-1e4))
     assert later.shape == (2, 8) and stop_token not in later.tolist()[0]
-    sooner = decode(pad, stop_logit_bias=1e4)
+    sooner = decode(DecodeRules([stop_token], pad, stop_logit_bias=1e4))
     assert sooner.tolist() == [[stop_token], [stop_token]]
     # The bias moves only the stop token: before it would be chosen, nothing changes.
-    assert decode(pad, stop_logit_bias=-1e4)[0, :2].tolist() == free_run[0, :2].tolist()
+    assert later[0, :2].tolist() == free_run[0, :2].tolist()
 
 
 def test_the_stop_logit_bias_reaches_beams_and_mbr_from_the_settings(tiny_llama_dir):
     settings = LLMSettings(compute_dtype="float32", stop_logit_bias=10.0)
     generator = ReportGenerator.from_settings(settings, tiny_llama_dir)
-    assert generator.stop_logit_bias == 10.0
-    generator.stop_logit_bias = 1e4  # every row's first choice is then a stop token
+    assert generator.rules.stop_logit_bias == 10.0
+    # Every row's first choice is then a stop token.
+    generator.rules = replace(generator.rules, stop_logit_bias=1e4)
     assert generator.generate(IMPRESSIONS[:2], num_beams=2, progress=False) == ["", ""]
     generator.mbr_candidates = 3
     assert generator.generate(IMPRESSIONS[:2], progress=False) == ["", ""]

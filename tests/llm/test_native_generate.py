@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from radreport.llm import generate, native_generate, native_kernel
 from radreport.llm.bundled import bundled_model_dir
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.native_generate import (
     NativeLlama,
@@ -190,10 +191,11 @@ def test_bfloat16_matrices_halve_the_bytes_and_write_the_reports_of_the_rounded_
 def test_a_row_keeps_its_stop_token_and_leaves_the_batch(tiny_llama_dir):
     native = NativeReportGenerator(tiny_llama_dir, max_new_tokens=12)
     prompts = native.tokenizer([f"### Instruction:\n{text}" for text in IMPRESSIONS])["input_ids"]
-    free = native_decode(native.native, native.model, prompts, 12, [], 0).tolist()
+    free = native_decode(native.native, native.model, prompts, 12, DecodeRules([], 0)).tolist()
     # The second row's fourth token becomes a stop id: each row ends at its first one.
     stop = free[1][3]
-    stopped = native_decode(native.native, native.model, prompts, 12, [stop], 0).tolist()
+    stopped = native_decode(native.native, native.model, prompts, 12, DecodeRules([stop], 0))
+    stopped = stopped.tolist()
     ends = [row.index(stop) + 1 if stop in row else len(row) for row in free]
     assert ends[1] <= 4 and max(ends) > ends[1]  # another row runs on after it stops
     for row, end in enumerate(ends):

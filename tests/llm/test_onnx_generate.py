@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from radreport.llm import onnx_export
 from radreport.llm.bundled import bundled_model_dir
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.onnx_export import OnnxExportError, export_key, onnx_model_dir
 from radreport.llm.onnx_generate import OnnxReportGenerator, onnx_greedy_decode
@@ -63,12 +64,13 @@ def test_onnx_decoder_blocks_repeats_like_the_torch_decoder(tmp_path):
 def test_onnx_decoding_keeps_a_rows_stop_token_and_nothing_after_it(onnx_dir):
     generator = OnnxReportGenerator(onnx_dir, max_new_tokens=16, num_threads=1)
     prompts = generator.tokenizer(IMPRESSIONS)["input_ids"]
-    free = onnx_greedy_decode(generator.onnx_model, prompts, 16, [], generator.pad_id)
+    pad = generator.rules.pad_id
+    free = onnx_greedy_decode(generator.onnx_model, prompts, 16, DecodeRules([], pad))
     assert [len(row) for row in free] == [16] * len(IMPRESSIONS)
     # The third token of the first row becomes a stop token: that row ends there; rows that
     # never produce it run to the budget.
     stop = free[0][2]
-    stopped = onnx_greedy_decode(generator.onnx_model, prompts, 16, [stop], generator.pad_id)
+    stopped = onnx_greedy_decode(generator.onnx_model, prompts, 16, DecodeRules([stop], pad))
     for row, tokens in zip(free, stopped, strict=True):
         expected = row[: row.index(stop) + 1] if stop in row else row
         assert tokens == expected
@@ -117,7 +119,7 @@ def test_settings_route_to_the_onnx_decoder(tiny_llama_dir, tmp_path, monkeypatc
     settings = LLMSettings(decoder="onnxruntime", max_new_tokens=5, no_repeat_ngram_size=3)
     generator = ReportGenerator.from_settings(settings, tiny_llama_dir)
     assert isinstance(generator, OnnxReportGenerator)
-    assert generator.no_repeat_ngram_size == 3 and generator.max_new_tokens == 5
+    assert generator.rules.no_repeat_ngram_size == 3 and generator.max_new_tokens == 5
     assert (tmp_path / "onnx" / export_key(tiny_llama_dir, None) / "model.onnx").is_file()
 
 
@@ -130,11 +132,12 @@ def test_onnx_decoder_with_beams_or_mbr_is_rejected(other):
 def test_onnx_decoding_applies_the_stop_logit_bias(onnx_dir):
     generator = OnnxReportGenerator(onnx_dir, max_new_tokens=8, num_threads=1)
     prompts = generator.tokenizer(IMPRESSIONS[:2])["input_ids"]
-    free = onnx_greedy_decode(generator.onnx_model, prompts, 8, [], generator.pad_id)
+    pad = generator.rules.pad_id
+    free = onnx_greedy_decode(generator.onnx_model, prompts, 8, DecodeRules([], pad))
     stop = free[0][2]
-    decode = partial(onnx_greedy_decode, generator.onnx_model, prompts, 8, [stop], generator.pad_id)
-    later = decode(stop_logit_bias=-1e4)
+    decode = partial(onnx_greedy_decode, generator.onnx_model, prompts, 8)
+    later = decode(DecodeRules([stop], pad, stop_logit_bias=-1e4))
     assert [len(row) for row in later] == [8, 8] and stop not in later[0]
     assert later[0][:2] == free[0][:2]
-    assert decode(stop_logit_bias=1e4) == [[stop], [stop]]
-    assert OnnxReportGenerator(onnx_dir, stop_logit_bias=-2.0).stop_logit_bias == -2.0
+    assert decode(DecodeRules([stop], pad, stop_logit_bias=1e4)) == [[stop], [stop]]
+    assert OnnxReportGenerator(onnx_dir, stop_logit_bias=-2.0).rules.stop_logit_bias == -2.0

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from radreport.data.alpaca import RESPONSE_HEADER, format_prompt, response_text
+from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import _decode_loop
 from radreport.llm.section_stop import TAIL_TOKENS, SectionStop
 
@@ -85,8 +86,8 @@ def test_decoding_stops_a_row_at_its_header_and_the_others_run_on(tiny_llama_dir
         return chosen
 
     output = _decode_loop(
-        model, encoded["input_ids"], encoded["attention_mask"], 48, [], pad, 0, 1, choose,
-        section_stop=stop,
+        model, encoded["input_ids"], encoded["attention_mask"], 48,
+        DecodeRules([], pad, section_stop=stop), 1, choose,
     )  # fmt: skip
     k = first_stop(stop, header_row)
     assert k < 48
