@@ -6,9 +6,10 @@ evaluation can decode through it (`LLMSettings.decoder: onnxruntime`). The expor
 onnxruntime-genai's own model builder, run as its command-line tool: fused QKV and
 gate/up projections, grouped-query attention with a KV buffer shared across steps.
 
-The exported folder is keyed by the bytes of the model and adapter files and the builder's
+The exported folder is keyed by the content of the model and adapter files and the builder's
 version, so the same model is exported once and a changed adapter never reuses a stale
-export.
+export. The files' digests are remembered by their status (radreport.llm.file_digests), so
+a start with unchanged files reads none of their bytes.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 
 from radreport.llm.bundled import cache_dir
+from radreport.llm.file_digests import FileDigests
 from radreport.llm.merge import export_merged
 
 # fp32 weights: the exported model then decodes the same tokens as the fp32 PyTorch model
@@ -33,6 +35,7 @@ PRECISION = "fp32"
 _BUILDER_MODULE = "onnxruntime_genai.models.builder"
 _HASHED_SUFFIXES = (".json", ".safetensors", ".model", ".txt", ".jinja")
 _COMPLETE_MARKER = "genai_config.json"
+_DIGESTS_FILE = "file_digests.sqlite3"  # in the exports' root
 
 
 class OnnxExportError(RuntimeError):
@@ -49,8 +52,8 @@ def onnx_model_dir(
     `model_dir` is a local model folder or a hub id (downloaded by the builder, for users
     with network). Exports live under `<cache>/onnx/<content key>`.
     """
-    root = Path(cache_root) if cache_root is not None else cache_dir() / "onnx"
-    target = root / export_key(model_dir, adapter_dir)
+    root = Path(cache_root) if cache_root is not None else _default_root()
+    target = root / export_key(model_dir, adapter_dir, FileDigests(root / _DIGESTS_FILE))
     if (target / _COMPLETE_MARKER).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -72,18 +75,26 @@ def onnx_model_dir(
     return target
 
 
-def export_key(model_dir: str | Path, adapter_dir: str | Path | None) -> str:
-    """Hex digest of the builder version, precision and the model and adapter files."""
+def _default_root() -> Path:
+    return cache_dir() / "onnx"
+
+
+def export_key(
+    model_dir: str | Path, adapter_dir: str | Path | None, digests: FileDigests | None = None
+) -> str:
+    """Hex digest of the builder version, precision and the model and adapter files' names
+    and contents (their SHA-256, from `digests`; default: the default exports' record)."""
+    digests = digests or FileDigests(_default_root() / _DIGESTS_FILE)
     digest = hashlib.sha256()
     digest.update(f"onnxruntime-genai {version('onnxruntime-genai')} {PRECISION}".encode())
-    _hash_source(digest, model_dir)
+    _hash_source(digest, model_dir, digests)
     if adapter_dir is not None:
         digest.update(b"adapter")
-        _hash_source(digest, adapter_dir)
+        _hash_source(digest, adapter_dir, digests)
     return digest.hexdigest()[:24]
 
 
-def _hash_source(digest, source: str | Path) -> None:
+def _hash_source(digest, source: str | Path, digests: FileDigests) -> None:
     folder = Path(source)
     if not folder.is_dir():
         digest.update(f"hub:{source}".encode())  # a hub id: its name is all we know offline
@@ -95,9 +106,7 @@ def _hash_source(digest, source: str | Path) -> None:
         raise FileNotFoundError(f"No model files (config, safetensors) in {folder}")
     for path in files:
         digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        digest.update(digests.sha256(path).encode())
 
 
 def _run_builder(source: str | Path, output: Path, hf_cache: Path) -> None:
