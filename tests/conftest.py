@@ -8,6 +8,7 @@ tests never touch the user's runs.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,24 @@ os.environ["ZENML_LOGGING_VERBOSITY"] = "WARN"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The checkout's ZenML repository config records the active project and stack by id. The
+# tests' store activates its own, which the developer's store does not have: left there, the
+# next command in the developer's store would warn that they are gone and fall back to the
+# default stack. So the config is put back as it was when the tests end.
+REPOSITORY_DIR = REPO_ROOT / ".zen"
+REPOSITORY_CONFIG = REPOSITORY_DIR / "config.yaml"
+_REPOSITORY_DIR_EXISTED = REPOSITORY_DIR.is_dir()
+_REPOSITORY_CONFIG_BEFORE = REPOSITORY_CONFIG.read_bytes() if REPOSITORY_CONFIG.is_file() else None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _REPOSITORY_CONFIG_BEFORE is not None:
+        REPOSITORY_CONFIG.write_bytes(_REPOSITORY_CONFIG_BEFORE)
+    elif not _REPOSITORY_DIR_EXISTED:
+        shutil.rmtree(REPOSITORY_DIR, ignore_errors=True)
+    else:
+        REPOSITORY_CONFIG.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
