@@ -37,7 +37,10 @@ class SectionStop:
         return torch.tensor(flags, dtype=torch.bool, device=generated.device)
 
     def _tail_ends(self, tail_ids: list[int], from_start: bool) -> bool:
-        text = self.tokenizer.decode(tail_ids, skip_special_tokens=True)
+        # No "clean-up" of spaces, as in the reports themselves (it is meant for WordPiece).
+        text = self.tokenizer.decode(
+            tail_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         if not from_start:
             # The tail may begin inside a line: only what follows its first newline is known
             # to start a line.
