@@ -1,0 +1,152 @@
+"""MBR over candidates from several prompts: the retrieved examples reordered or fewer, one
+greedy report each, added to the IU config's 8 candidates; chosen on one half of IU X-Ray
+val and scored on the other.
+
+The IU config's MBR candidates all come from one prompt (the greedy decode and 7
+epsilon-sampled reports), so they share whatever that prompt leads the model to. Another
+order of the same 3 examples, or fewer of them, gives the model another context, so its
+greedy report is a candidate the sampler rarely reaches. Each variant costs one greedy pass.
+
+Variants: `rotate1` and `rotate2` (the examples' order turned by one and two), `k2` and `k1`
+(the first two, the first one). Pools: the 8 saved candidates alone (`base`), with the
+rotations, with the smaller prompts, with all four. Selection is the IU config's (mean
+sentence BLEU against the other candidates and the 3 shown reports). The pool is chosen on
+the "dev" half by corpus BLEU-4 and the "test" half is scored (halves as in
+iu_xray_length_calibration.py); compare two columns of the test half's CSV with
+
+    .venv/bin/python benchmarks/iu_xray_paired_delta.py \
+        benchmarks/results/iu_xray_prompt_ensemble.csv <pool> [--against base]
+
+Run (the adapter and candidates of `iu_xray_finetune.py --retrieval-k 3 --mbr 8
+--no-repeat-ngram 6 --stop-bias -0.5 --adapter-out DIR --candidates-out FILE`):
+
+    nice .venv/bin/python benchmarks/iu_xray_prompt_ensemble.py --adapter DIR --candidates FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from iu_xray_finetune import load_studies
+from iu_xray_length_calibration import length_and_bleu, split_halves
+
+from radreport.llm.base_model import resolve_base_model
+from radreport.llm.generate import ReportGenerator
+from radreport.llm.mbr import select_reports
+from radreport.llm.prompt_table import build_prompt_table
+from radreport.llm.settings import LLMSettings
+from radreport.metrics.baselines import baseline_reports
+from radreport.metrics.scoring import score_systems
+from radreport.metrics.settings import EvaluationSettings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+VARIANTS = {
+    "rotate1": lambda shown: shown[1:] + shown[:1],
+    "rotate2": lambda shown: shown[2:] + shown[:2],
+    "k2": lambda shown: shown[:2],
+    "k1": lambda shown: shown[:1],
+}
+POOLS = {
+    "base": (),
+    "rotations": ("rotate1", "rotate2"),
+    "fewer": ("k2", "k1"),
+    "all": ("rotate1", "rotate2", "k2", "k1"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--adapter", type=Path, required=True)
+    parser.add_argument("--candidates", type=Path, required=True, help="JSON, one list per val row")
+    parser.add_argument("--decoder", default="native", choices=["torch", "native", "onnxruntime"])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dev/test split")
+    parser.add_argument("--out", type=Path, default=RESULTS / "iu_xray_prompt_ensemble")
+    parser.add_argument("--variants-out", type=Path, help="keep each variant's reports (JSON)")
+    args = parser.parse_args()
+
+    table = build_prompt_table(load_studies(), 3)
+    train = table[table["split"] == "train"]
+    val = table[table["split"] == "val"].reset_index(drop=True)
+    groups = json.loads(args.candidates.read_text())
+    if len(groups) != len(val):
+        raise SystemExit(f"{args.candidates}: {len(groups)} candidate lists for {len(val)} rows")
+    shown = [[tuple(pair) for pair in row] for row in val["examples"]]
+    impressions = val["impression"].tolist()
+    # The IU config's greedy decoding (configs/iu_xray.yaml), MBR off: one report per prompt.
+    settings = LLMSettings(
+        retrieval_k=3,
+        max_new_tokens=128,
+        no_repeat_ngram_size=6,
+        stop_logit_bias=-0.5,
+        decoder=args.decoder,
+    )
+    generator = ReportGenerator.from_settings(
+        settings, resolve_base_model(settings.base_model), args.adapter
+    )
+    variant_reports, seconds = {}, {}
+    for name, reorder in VARIANTS.items():
+        started = time.perf_counter()
+        variant_reports[name] = generator.generate(impressions, [reorder(s) for s in shown])
+        seconds[name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {seconds[name]} s", flush=True)
+    if args.variants_out:
+        args.variants_out.write_text(json.dumps(variant_reports))
+
+    chosen = {
+        pool: select_reports(
+            [
+                list(group) + [variant_reports[v][i] for v in names]
+                for i, group in enumerate(groups)
+            ],
+            shown,
+        )
+        for pool, names in POOLS.items()
+    }
+    references = val["report"].tolist()
+    dev, test = split_halves(val["study_id"].tolist(), args.seed)
+    dev_scores = {}
+    for name, reports in chosen.items():
+        ratio, bleu4 = length_and_bleu([reports[i] for i in dev], [references[i] for i in dev])
+        dev_scores[name] = {"length_ratio": ratio, "bleu4": bleu4}
+        print(f"dev, {name}: length ratio {ratio:.3f}, BLEU-4 {bleu4:.4f}", flush=True)
+    # Ties go to the smaller pool.
+    best = max(POOLS, key=lambda pool: (dev_scores[pool]["bleu4"], -len(POOLS[pool])))
+    print(f"chosen on dev: {best}", flush=True)
+
+    part = val.iloc[test]
+    test_references = part["report"].tolist()
+    lookup = baseline_reports(
+        train.rename(columns={"report": "reference"}), part["impression"].tolist()
+    )["exact_impression_lookup"]
+    systems = {"exact_impression_lookup": lookup} | {
+        pool: [chosen[pool][i] for i in test] for pool in dict.fromkeys(["base", best])
+    }
+    predictions = part[["study_id", "impression"]].assign(reference=test_references, **systems)
+    predictions.to_csv(args.out.with_suffix(".csv"), index=False)
+    scores = score_systems(test_references, systems, EvaluationSettings())
+    summary = {
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "generate_seconds": seconds,
+        "dev_studies": len(dev),
+        "test_studies": len(test),
+        "dev": dev_scores,
+        "chosen": best,
+        "changed_choices_dev": sum(chosen[best][i] != chosen["base"][i] for i in dev),
+        "test": {
+            name: {
+                "length_ratio": length_and_bleu(texts, test_references)[0],
+                **{k: scores[name].metrics[k] for k in ("bleu1", "bleu4", "rouge_l")},
+                "finding_f1_micro": scores[name].metrics["finding_f1_micro"],
+            }
+            for name, texts in systems.items()
+        },
+    }
+    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary["test"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
