@@ -239,8 +239,13 @@ def generate(impression: str, model_spec: str | None, decoder: str | None) -> No
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @DECODER_OPTION
 def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str | None) -> None:
-    """Generate for every row of a CSV; write predictions.csv and, with references, metrics.json."""
-    from radreport.llm.predictions import predict_impressions
+    """Generate for every row of a CSV; write predictions.csv and, with references, metrics.json.
+
+    A row whose prompt does not fit the model's context is rejected: its prediction is left
+    empty, DIR/rejected.csv says why, the other rows are written and scored, and the command
+    then exits with status 2 naming the first rejected row.
+    """
+    from radreport.llm.predictions import predict_fitting_impressions
     from radreport.metrics.evaluate import evaluate_reports
     from radreport.metrics.report_tables import read_prompt_table
 
@@ -248,31 +253,47 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         table = read_prompt_table(reports_csv)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc), 2)
-    from radreport.llm.generate import PromptTooLong
-
     model = load_model_or_exit(model_spec)
-    try:
-        generated = predict_impressions(
-            report_generator(model, decoder),
-            table["impression"].tolist(),
-            model.train_pairs,
-            model.settings.retrieval_k,
-        )
-    except PromptTooLong as exc:
-        study = table["study_id"].iloc[exc.index]
-        fail(f"{reports_csv}: row {exc.index + 1} (study_id {study}): {exc}", 2)
+    generated, too_long = predict_fitting_impressions(
+        report_generator(model, decoder),
+        table["impression"].tolist(),
+        model.train_pairs,
+        model.settings.retrieval_k,
+    )
     out.mkdir(parents=True, exist_ok=True)
-    table["generated"] = generated
+    written = [report is not None for report in generated]
+    table["generated"] = [report or "" for report in generated]
     table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(
         out / "predictions.csv", index=False
     )
     click.echo(f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows)")
-    if "reference" in table.columns:
-        result = evaluate_reports(table, model.train_pairs, output_dir=out)
+    if "reference" in table.columns and any(written):
+        scored = table[written].reset_index(drop=True)
+        result = evaluate_reports(scored, model.train_pairs, output_dir=out)
         (out / "metrics.json").write_text(result.to_json())
-        click.echo(f"wrote {out / 'metrics.json'} and {result.html_path}")
+        click.echo(f"wrote {out / 'metrics.json'} and {result.html_path} ({len(scored)} rows)")
         for key in ("bleu1", "bleu4", "rouge_l", "finding_f1_micro"):
             click.echo(f"  {key}: {result.metrics[key]:.3f}")
+    rejected_csv = out / "rejected.csv"
+    rejected_csv.unlink(missing_ok=True)  # a previous run's record would name other rows
+    if too_long:
+        import pandas as pd
+
+        rejected = pd.DataFrame(
+            {
+                "row": [error.index + 1 for error in too_long],
+                "study_id": [table["study_id"].iloc[error.index] for error in too_long],
+                "reason": [str(error) for error in too_long],
+            }
+        )
+        rejected.to_csv(rejected_csv, index=False)
+        first = too_long[0]
+        fail(
+            f"{reports_csv}: {len(too_long)} of {len(table)} rows rejected (see "
+            f"{rejected_csv}); row {first.index + 1} (study_id "
+            f"{table['study_id'].iloc[first.index]}): {first}",
+            2,
+        )
 
 
 if __name__ == "__main__":

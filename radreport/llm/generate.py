@@ -503,13 +503,33 @@ class ReportGenerator:
                 bar.update(len(batch))
         return outputs
 
+    def prompts_too_long(
+        self,
+        impressions: Sequence[str],
+        examples: Sequence[Sequence[Example]] | None = None,
+    ) -> list[PromptTooLong]:
+        """One PromptTooLong per impression whose prompt leaves no room to write, in input
+        order: what `generate` would refuse, found without decoding anything."""
+        lengths = self._token_counts(self._prompts(impressions, examples))
+        return self._too_long(lengths)
+
+    def _token_counts(self, prompts: list[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
+
+    def _too_long(self, lengths: list[int]) -> list[PromptTooLong]:
+        if self.context_length is None:
+            return []
+        return [
+            PromptTooLong(index, length, self.context_length)
+            for index, length in enumerate(lengths)
+            if length >= self.context_length
+        ]
+
     def _prompt_lengths(self, prompts: list[str]) -> list[int]:
         """Token count of each prompt; PromptTooLong for the first that fills the context."""
-        lengths = [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
-        if self.context_length is not None:
-            for index, length in enumerate(lengths):
-                if length >= self.context_length:
-                    raise PromptTooLong(index, length, self.context_length)
+        lengths = self._token_counts(prompts)
+        if too_long := self._too_long(lengths):
+            raise too_long[0]
         return lengths
 
     @staticmethod

@@ -20,6 +20,7 @@ from radreport.llm.generate import (
     sample_candidates,
 )
 from radreport.llm.mbr import select_by_mbr
+from radreport.llm.predictions import predict_fitting_impressions
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
 
@@ -266,6 +267,18 @@ def test_a_prompt_that_fills_the_context_is_refused_naming_its_row(generator):
     with pytest.raises(PromptTooLong, match=expected) as error:
         generator.generate(["Clear lungs.", too_long])
     assert error.value.index == 1
+
+
+def test_only_the_impressions_that_do_not_fit_are_left_without_a_report(generator):
+    context = generator.model.config.max_position_embeddings
+    fits = _impression_of_prompt_length(generator, context - 1)
+    too_long = _impression_of_prompt_length(generator, context)
+    impressions = [too_long, "Clear lungs.", fits, too_long]
+    assert [error.index for error in generator.prompts_too_long(impressions)] == [0, 3]
+    reports, errors = predict_fitting_impressions(generator, impressions)
+    assert [error.index for error in errors] == [0, 3]
+    assert reports[0] is None and reports[3] is None
+    assert reports[1:3] == generator.generate(impressions[1:3], progress=False)
 
 
 def test_decoding_stops_at_the_end_of_the_context(tiny_llama_dir):

@@ -3,12 +3,14 @@ ZenML local orchestrator, MLflow tracker, artifact store and model versions."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pydicom
 import pytest
 import torch
@@ -220,16 +222,33 @@ def test_a_missing_model_or_version_is_named_with_what_exists(trained):
             load_trained_model(malformed)
 
 
-def test_evaluate_names_the_row_whose_prompt_overflows_the_context(trained, tmp_path):
+def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(trained, tmp_path):
     reports = tmp_path / "reports.csv"
     too_long = " ".join(["effusion"] * 2000)  # far beyond the tiny model's 1,024 positions
-    reports.write_text(f"study_id,impression\nok-1,Clear lungs.\nlong-2,{too_long}\n")
+    reports.write_text(
+        "study_id,impression,findings\n"
+        "ok-1,Clear lungs.,The lungs are clear.\n"
+        f"long-2,{too_long},No effusion.\n"
+        "ok-3,Mild cardiomegaly.,The heart is mildly enlarged.\n"
+    )
+    out = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "run.py"), "evaluate", "--reports", str(reports),
-         "--model", trained.model, "--out", str(tmp_path / "out")],
+         "--model", trained.model, "--out", str(out)],
         capture_output=True, text=True, cwd=REPO_ROOT,
     )  # fmt: skip
     assert result.returncode == 2
     last_line = result.stderr.strip().splitlines()[-1]
-    assert "row 2 (study_id long-2)" in last_line and "context is 1024" in last_line
-    assert not (tmp_path / "out" / "predictions.csv").exists()
+    assert "1 of 3 rows rejected" in last_line and "row 2 (study_id long-2)" in last_line
+    assert "context is 1024" in last_line
+    # The valid rows are written and scored; the rejected one is kept, empty, and recorded.
+    predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert predictions["study_id"].tolist() == ["ok-1", "long-2", "ok-3"]
+    written = dict(zip(predictions["study_id"], predictions["prediction"], strict=True))
+    assert written["ok-1"] and written["ok-3"] and written["long-2"] == ""
+    rejected = pd.read_csv(out / "rejected.csv")
+    assert rejected[["row", "study_id"]].values.tolist() == [[2, "long-2"]]
+    assert "context is 1024" in rejected["reason"].iloc[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["metrics"]["n_reports"] == 2
+    assert {sample["study_id"] for sample in metrics["samples"]} == {"ok-1", "ok-3"}
