@@ -31,35 +31,15 @@ from pathlib import Path
 
 import numpy as np
 from iu_xray_finetune import load_studies
+from iu_xray_halves import dev_scores, score_half, split_halves
 
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.mbr import select_reports
 from radreport.llm.prompt_table import build_prompt_table
 from radreport.llm.settings import LLMSettings
-from radreport.metrics.baselines import baseline_reports
-from radreport.metrics.bleu_statistics import bleu_from_statistics, corpus_statistics
-from radreport.metrics.normalize import normalize_report
-from radreport.metrics.scoring import score_systems
-from radreport.metrics.settings import EvaluationSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def split_halves(study_ids: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the dev and test halves: a seeded permutation of the sorted ids."""
-    order = np.argsort(study_ids, kind="stable")
-    shuffled = order[np.random.default_rng(seed).permutation(len(order))]
-    half = len(shuffled) // 2
-    return np.sort(shuffled[:half]), np.sort(shuffled[half:])
-
-
-def length_and_bleu(texts: list[str], references: list[str]) -> tuple[float, float]:
-    """(hypothesis / reference length, corpus BLEU-4), on normalised text as the metrics."""
-    statistics = corpus_statistics(
-        [normalize_report(t) for t in texts], [normalize_report(r) for r in references]
-    ).sum(axis=0)
-    return statistics[0] / statistics[1], float(bleu_from_statistics(statistics, 4))
 
 
 def main() -> None:
@@ -93,48 +73,33 @@ def main() -> None:
         return part["impression"].tolist(), examples, part["report"].tolist()
 
     impressions, examples, references = rows(dev)
-    dev_scores = {}
+    scores = {}
     for bias in grid:
         generator.rules = replace(generator.rules, stop_logit_bias=bias)
         started = time.perf_counter()
         reports = generator.generate(impressions, examples)
-        ratio, bleu4 = length_and_bleu(reports, references)
-        dev_scores[bias] = {"length_ratio": ratio, "bleu4": bleu4}
-        print(f"dev, bias {bias:+g}: length ratio {ratio:.3f}, BLEU-4 {bleu4:.4f} "
-              f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
+        # The dev half's own reports: every row of them is a dev row.
+        scores |= dev_scores({f"{bias:g}": reports}, references, np.arange(len(references)))
+        print(f"({time.perf_counter() - started:.0f} s)", flush=True)
     # Ties go to the smaller change.
-    chosen = max(grid, key=lambda bias: (dev_scores[bias]["bleu4"], -abs(bias)))
+    chosen = max(grid, key=lambda bias: (scores[f"{bias:g}"]["bleu4"], -abs(bias)))
     print(f"chosen on dev: {chosen:+g}", flush=True)
 
     impressions, examples, references = rows(test)
-    lookup = baseline_reports(train.rename(columns={"report": "reference"}), impressions)[
-        "exact_impression_lookup"
-    ]
-    systems = {"exact_impression_lookup": lookup}
+    systems = {}
     generator.mbr_candidates = args.mbr
     for bias in sorted({0.0, chosen}, reverse=True):
         generator.rules = replace(generator.rules, stop_logit_bias=bias)
         groups = generator.candidate_groups(impressions, examples)
         systems[f"mbr{args.mbr}_example_refs_bias{bias:g}"] = select_reports(groups, examples)
-    part = val.iloc[test]
-    predictions = part[["study_id", "impression"]].assign(reference=references, **systems)
     output = RESULTS / f"iu_xray_length_calibration{'_check' if args.limit else ''}"
-    predictions.to_csv(output.with_suffix(".csv"), index=False)
-    scores = score_systems(references, systems, EvaluationSettings())
     summary = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "dev_studies": len(dev),
         "test_studies": len(test),
-        "dev": {f"{bias:g}": values for bias, values in dev_scores.items()},
+        "dev": scores,
         "chosen_bias": chosen,
-        "test": {
-            name: {
-                "length_ratio": length_and_bleu(texts, references)[0],
-                **{k: scores[name].metrics[k] for k in ("bleu1", "bleu4", "rouge_l")},
-                "finding_f1_micro": scores[name].metrics["finding_f1_micro"],
-            }
-            for name, texts in systems.items()
-        },
+        "test": score_half(val.iloc[test], train, systems, output.with_suffix(".csv")),
     }
     output.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["test"], indent=2))

@@ -12,7 +12,7 @@ a sample of what was written for it.
 
 Only selection changes, so one set of candidates (`iu_xray_finetune.py --mbr 8
 --candidates-out FILE`) is scored every way. N is chosen on the "dev" half by corpus BLEU-4
-and the "test" half is scored (halves as in iu_xray_length_calibration.py). The test half's
+and the "test" half is scored (iu_xray_halves.py). The test half's
 reports go to benchmarks/results/iu_xray_mbr_references.csv; compare two columns with
 
     .venv/bin/python benchmarks/iu_xray_paired_delta.py \
@@ -28,14 +28,11 @@ import json
 from pathlib import Path
 
 from iu_xray_finetune import load_studies
-from iu_xray_length_calibration import length_and_bleu, split_halves
+from iu_xray_halves import dev_scores, score_half, split_halves
 
 from radreport.llm.mbr import select_reports
 from radreport.llm.prompt_table import build_prompt_table
 from radreport.llm.retrieval import ImpressionIndex
-from radreport.metrics.baselines import baseline_reports
-from radreport.metrics.scoring import score_systems
-from radreport.metrics.settings import EvaluationSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -69,45 +66,22 @@ def main() -> None:
     references = val["report"].tolist()
 
     dev, test = split_halves(val["study_id"].tolist(), args.seed)
-    dev_scores = {}
-    for name, reports in chosen.items():
-        ratio, bleu4 = length_and_bleu([reports[i] for i in dev], [references[i] for i in dev])
-        dev_scores[name] = {"length_ratio": ratio, "bleu4": bleu4}
-        print(f"dev, {name}: length ratio {ratio:.3f}, BLEU-4 {bleu4:.4f}", flush=True)
+    scores = dev_scores(chosen, references, dev)
     # Ties go to the fewer references.
-    best = max(counts, key=lambda n: (dev_scores[f"nearest{n}"]["bleu4"], -n))
+    best = max(counts, key=lambda n: (scores[f"nearest{n}"]["bleu4"], -n))
     print(f"chosen on dev: nearest{best}", flush=True)
 
-    part = val.iloc[test]
-    test_references = part["report"].tolist()
-    lookup = baseline_reports(
-        train.rename(columns={"report": "reference"}), part["impression"].tolist()
-    )["exact_impression_lookup"]
-    systems = {
-        "exact_impression_lookup": lookup,
-        "example_refs": [chosen["example_refs"][i] for i in test],
-        f"nearest{best}": [chosen[f"nearest{best}"][i] for i in test],
-    }
-    predictions = part[["study_id", "impression"]].assign(reference=test_references, **systems)
-    predictions.to_csv(args.out.with_suffix(".csv"), index=False)
-    scores = score_systems(test_references, systems, EvaluationSettings())
+    systems = {name: [chosen[name][i] for i in test] for name in ("example_refs", f"nearest{best}")}
     summary = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "dev_studies": len(dev),
         "test_studies": len(test),
-        "dev": dev_scores,
+        "dev": scores,
         "chosen": f"nearest{best}",
         "changed_choices_dev": sum(
             chosen[f"nearest{best}"][i] != chosen["example_refs"][i] for i in dev
         ),
-        "test": {
-            name: {
-                "length_ratio": length_and_bleu(texts, test_references)[0],
-                **{k: scores[name].metrics[k] for k in ("bleu1", "bleu4", "rouge_l")},
-                "finding_f1_micro": scores[name].metrics["finding_f1_micro"],
-            }
-            for name, texts in systems.items()
-        },
+        "test": score_half(val.iloc[test], train, systems, args.out.with_suffix(".csv")),
     }
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["test"], indent=2))

@@ -11,8 +11,8 @@ Variants: `rotate1` and `rotate2` (the examples' order turned by one and two), `
 (the first two, the first one). Pools: the 8 saved candidates alone (`base`), with the
 rotations, with the smaller prompts, with all four. Selection is the IU config's (mean
 sentence BLEU against the other candidates and the 3 shown reports). The pool is chosen on
-the "dev" half by corpus BLEU-4 and the "test" half is scored (halves as in
-iu_xray_length_calibration.py); compare two columns of the test half's CSV with
+the "dev" half by corpus BLEU-4 and the "test" half is scored (iu_xray_halves.py); compare
+two columns of the test half's CSV with
 
     .venv/bin/python benchmarks/iu_xray_paired_delta.py \
         benchmarks/results/iu_xray_prompt_ensemble.csv <pool> [--against base]
@@ -21,6 +21,9 @@ Run (the adapter and candidates of `iu_xray_finetune.py --retrieval-k 3 --mbr 8
 --no-repeat-ngram 6 --stop-bias -0.5 --adapter-out DIR --candidates-out FILE`):
 
     nice .venv/bin/python benchmarks/iu_xray_prompt_ensemble.py --adapter DIR --candidates FILE
+
+(--variants-out FILE keeps the 4 greedy passes' reports; --variants-in FILE, in place of
+--adapter, rescores them without decoding.)
 """
 
 from __future__ import annotations
@@ -31,16 +34,13 @@ import time
 from pathlib import Path
 
 from iu_xray_finetune import load_studies
-from iu_xray_length_calibration import length_and_bleu, split_halves
+from iu_xray_halves import dev_scores, score_half, split_halves
 
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.mbr import select_reports
 from radreport.llm.prompt_table import build_prompt_table
 from radreport.llm.settings import LLMSettings
-from radreport.metrics.baselines import baseline_reports
-from radreport.metrics.scoring import score_systems
-from radreport.metrics.settings import EvaluationSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = {
@@ -59,13 +59,18 @@ POOLS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--adapter", type=Path, required=True)
+    parser.add_argument("--adapter", type=Path, help="the adapter to decode with")
     parser.add_argument("--candidates", type=Path, required=True, help="JSON, one list per val row")
     parser.add_argument("--decoder", default="native", choices=["torch", "native", "onnxruntime"])
     parser.add_argument("--seed", type=int, default=0, help="seed of the dev/test split")
     parser.add_argument("--out", type=Path, default=RESULTS / "iu_xray_prompt_ensemble")
     parser.add_argument("--variants-out", type=Path, help="keep each variant's reports (JSON)")
+    parser.add_argument(
+        "--variants-in", type=Path, help="reports of an earlier --variants-out: no decoding"
+    )
     args = parser.parse_args()
+    if not (args.adapter or args.variants_in):
+        parser.error("--adapter or --variants-in is needed")
 
     table = build_prompt_table(load_studies(), 3)
     train = table[table["split"] == "train"]
@@ -75,23 +80,10 @@ def main() -> None:
         raise SystemExit(f"{args.candidates}: {len(groups)} candidate lists for {len(val)} rows")
     shown = [[tuple(pair) for pair in row] for row in val["examples"]]
     impressions = val["impression"].tolist()
-    # The IU config's greedy decoding (configs/iu_xray.yaml), MBR off: one report per prompt.
-    settings = LLMSettings(
-        retrieval_k=3,
-        max_new_tokens=128,
-        no_repeat_ngram_size=6,
-        stop_logit_bias=-0.5,
-        decoder=args.decoder,
-    )
-    generator = ReportGenerator.from_settings(
-        settings, resolve_base_model(settings.base_model), args.adapter
-    )
-    variant_reports, seconds = {}, {}
-    for name, reorder in VARIANTS.items():
-        started = time.perf_counter()
-        variant_reports[name] = generator.generate(impressions, [reorder(s) for s in shown])
-        seconds[name] = round(time.perf_counter() - started, 1)
-        print(f"{name}: {seconds[name]} s", flush=True)
+    if args.variants_in:
+        variant_reports, seconds = json.loads(args.variants_in.read_text()), {}
+    else:
+        variant_reports, seconds = _decode_variants(args, impressions, shown)
     if args.variants_out:
         args.variants_out.write_text(json.dumps(variant_reports))
 
@@ -105,47 +97,47 @@ def main() -> None:
         )
         for pool, names in POOLS.items()
     }
-    references = val["report"].tolist()
     dev, test = split_halves(val["study_id"].tolist(), args.seed)
-    dev_scores = {}
-    for name, reports in chosen.items():
-        ratio, bleu4 = length_and_bleu([reports[i] for i in dev], [references[i] for i in dev])
-        dev_scores[name] = {"length_ratio": ratio, "bleu4": bleu4}
-        print(f"dev, {name}: length ratio {ratio:.3f}, BLEU-4 {bleu4:.4f}", flush=True)
+    scores = dev_scores(chosen, val["report"].tolist(), dev)
     # Ties go to the smaller pool.
-    best = max(POOLS, key=lambda pool: (dev_scores[pool]["bleu4"], -len(POOLS[pool])))
+    best = max(POOLS, key=lambda pool: (scores[pool]["bleu4"], -len(POOLS[pool])))
     print(f"chosen on dev: {best}", flush=True)
 
-    part = val.iloc[test]
-    test_references = part["report"].tolist()
-    lookup = baseline_reports(
-        train.rename(columns={"report": "reference"}), part["impression"].tolist()
-    )["exact_impression_lookup"]
-    systems = {"exact_impression_lookup": lookup} | {
-        pool: [chosen[pool][i] for i in test] for pool in dict.fromkeys(["base", best])
-    }
-    predictions = part[["study_id", "impression"]].assign(reference=test_references, **systems)
-    predictions.to_csv(args.out.with_suffix(".csv"), index=False)
-    scores = score_systems(test_references, systems, EvaluationSettings())
+    systems = {pool: [chosen[pool][i] for i in test] for pool in dict.fromkeys(["base", best])}
     summary = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "generate_seconds": seconds,
         "dev_studies": len(dev),
         "test_studies": len(test),
-        "dev": dev_scores,
+        "dev": scores,
         "chosen": best,
         "changed_choices_dev": sum(chosen[best][i] != chosen["base"][i] for i in dev),
-        "test": {
-            name: {
-                "length_ratio": length_and_bleu(texts, test_references)[0],
-                **{k: scores[name].metrics[k] for k in ("bleu1", "bleu4", "rouge_l")},
-                "finding_f1_micro": scores[name].metrics["finding_f1_micro"],
-            }
-            for name, texts in systems.items()
-        },
+        "test": score_half(val.iloc[test], train, systems, args.out.with_suffix(".csv")),
     }
     args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2))
     print(json.dumps(summary["test"], indent=2))
+
+
+def _decode_variants(args, impressions, shown) -> tuple[dict[str, list[str]], dict[str, float]]:
+    """Each variant's greedy reports with the IU config's decoding (configs/iu_xray.yaml),
+    MBR off: one report per prompt; and the seconds each pass took."""
+    settings = LLMSettings(
+        retrieval_k=3,
+        max_new_tokens=128,
+        no_repeat_ngram_size=6,
+        stop_logit_bias=-0.5,
+        decoder=args.decoder,
+    )
+    generator = ReportGenerator.from_settings(
+        settings, resolve_base_model(settings.base_model), args.adapter
+    )
+    reports, seconds = {}, {}
+    for name, reorder in VARIANTS.items():
+        started = time.perf_counter()
+        reports[name] = generator.generate(impressions, [reorder(s) for s in shown])
+        seconds[name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {seconds[name]} s", flush=True)
+    return reports, seconds
 
 
 if __name__ == "__main__":

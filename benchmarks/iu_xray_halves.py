@@ -1,0 +1,72 @@
+"""IU X-Ray val in two halves: a decoding choice is made on "dev" and scored on "test".
+
+A decoding knob (a stop bias, a selection rule, a candidate pool) chosen on the studies it
+is scored on flatters itself, so the benchmarks that choose one split val by a seeded
+permutation of the study ids, choose by corpus BLEU-4 on one half and score the other half
+beside the exact-impression lookup with the evaluation's own code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from radreport.metrics.baselines import baseline_reports
+from radreport.metrics.bleu_statistics import bleu_from_statistics, corpus_statistics
+from radreport.metrics.normalize import normalize_report
+from radreport.metrics.scoring import score_systems
+from radreport.metrics.settings import EvaluationSettings
+
+
+def split_halves(study_ids: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the dev and test halves: a seeded permutation of the sorted ids."""
+    order = np.argsort(study_ids, kind="stable")
+    shuffled = order[np.random.default_rng(seed).permutation(len(order))]
+    half = len(shuffled) // 2
+    return np.sort(shuffled[:half]), np.sort(shuffled[half:])
+
+
+def length_and_bleu(texts: list[str], references: list[str]) -> tuple[float, float]:
+    """(hypothesis / reference length, corpus BLEU-4), on normalised text as the metrics."""
+    statistics = corpus_statistics(
+        [normalize_report(t) for t in texts], [normalize_report(r) for r in references]
+    ).sum(axis=0)
+    return statistics[0] / statistics[1], float(bleu_from_statistics(statistics, 4))
+
+
+def dev_scores(
+    systems: dict[str, list[str]], references: list[str], dev: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """Length ratio and corpus BLEU-4 of each system (reports of all val rows) on `dev`."""
+    scores = {}
+    for name, reports in systems.items():
+        ratio, bleu4 = length_and_bleu([reports[i] for i in dev], [references[i] for i in dev])
+        scores[name] = {"length_ratio": ratio, "bleu4": bleu4}
+        print(f"dev, {name}: length ratio {ratio:.3f}, BLEU-4 {bleu4:.4f}", flush=True)
+    return scores
+
+
+def score_half(
+    part: pd.DataFrame, train: pd.DataFrame, systems: dict[str, list[str]], csv_path: Path
+) -> dict[str, dict[str, float]]:
+    """Score `systems` (one report per row of `part`, the test half's val rows) beside the
+    exact-impression lookup; write every report to `csv_path`; return each one's length
+    ratio, BLEU-1/4, ROUGE-L and finding F1 (micro)."""
+    references = part["report"].tolist()
+    lookup = baseline_reports(
+        train.rename(columns={"report": "reference"}), part["impression"].tolist()
+    )["exact_impression_lookup"]
+    systems = {"exact_impression_lookup": lookup} | systems
+    predictions = part[["study_id", "impression"]].assign(reference=references, **systems)
+    predictions.to_csv(csv_path, index=False)
+    scores = score_systems(references, systems, EvaluationSettings())
+    return {
+        name: {
+            "length_ratio": length_and_bleu(texts, references)[0],
+            **{k: scores[name].metrics[k] for k in ("bleu1", "bleu4", "rouge_l")},
+            "finding_f1_micro": scores[name].metrics["finding_f1_micro"],
+        }
+        for name, texts in systems.items()
+    }
