@@ -267,6 +267,7 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         out / "predictions.csv", index=False
     )
     click.echo(f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows)")
+    (out / "metrics.json").unlink(missing_ok=True)  # never a previous run's scores
     if "reference" in table.columns and any(written):
         scored = table[written].reset_index(drop=True)
         result = evaluate_reports(scored, model.train_pairs, output_dir=out)
