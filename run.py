@@ -227,6 +227,21 @@ def generate(impression: str, model_spec: str | None, decoder: str | None) -> No
     click.echo(report)
 
 
+def warn_empty_impressions(reports_csv: Path, table) -> None:
+    """Training never sees a study without an impression (ingestion quarantines them), so a
+    report written for one comes from the prompt's template and examples alone: said, not
+    refused, so that the file's other rows and its scores are kept."""
+    empty = [index for index, text in enumerate(table["impression"]) if not text.strip()]
+    if empty:
+        first = empty[0]
+        click.echo(
+            f"warning: {reports_csv}: {len(empty)} of {len(table)} rows have an empty "
+            f"impression (first: row {first + 1}, study_id {table['study_id'].iloc[first]}); "
+            "their reports are written without one",
+            err=True,
+        )
+
+
 @cli.command()
 @click.option(
     "--reports",
@@ -253,6 +268,7 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         table = read_prompt_table(reports_csv)
     except (ValueError, FileNotFoundError) as exc:
         fail(str(exc), 2)
+    warn_empty_impressions(reports_csv, table)
     model = load_model_or_exit(model_spec)
     generated, too_long = predict_fitting_impressions(
         report_generator(model, decoder),
