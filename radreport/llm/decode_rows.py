@@ -19,8 +19,9 @@ Choose = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class DecodeRows:
-    """Output (batch, max_new_tokens), the rules' `pad_id` after each row's stop, and the
-    output rows still decoding (`rows`, in batch order).
+    """Output (batch, max_new_tokens), the rules' `pad_id` after each row's stop, the
+    output rows still decoding (`rows`, in batch order) and how many tokens each row has
+    written (`lengths`, its stop included).
 
     Each step, `choose(logits, rows)` picks the next token of every unfinished row, after the
     rules' stop bias and n-gram ban are applied to `logits`. A row stops at its first stop id
@@ -40,6 +41,7 @@ class DecodeRows:
             (batch, max_new_tokens), rules.pad_id, dtype=torch.long, device=device
         )
         self.rows = torch.arange(batch, device=device)
+        self.lengths = torch.zeros(batch, dtype=torch.long, device=device)
         self.steps = 0
         self._choose = choose
         self._section_stop = rules.section_stop
@@ -60,6 +62,7 @@ class DecodeRows:
             self._blocker.append(next_ids.tolist())
         self.output[self.rows, self.steps] = next_ids
         self.steps += 1
+        self.lengths[self.rows] = self.steps
         going = ~torch.isin(next_ids, self.stop_ids)
         if self._section_stop is not None:
             going &= ~self._section_stop.ended_rows(self.output[self.rows, : self.steps])

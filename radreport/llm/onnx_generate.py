@@ -80,8 +80,7 @@ def onnx_greedy_decode(
 
     steps = max_length - width
     decoding = DecodeRows(len(prompts), max(steps, 0), rules, choose)
-    lengths = [0] * len(prompts)
-    for step in range(steps):
+    for _ in range(steps):
         if generator.is_done():
             break
         if changes_logits:
@@ -91,12 +90,11 @@ def onnx_greedy_decode(
             # Nothing to change: ONNX Runtime picks from its own logits, unread here.
             logits = torch.empty(len(decoding.rows), 0)
         _, going = decoding.choose(logits)
-        for row in decoding.rows.tolist():
-            lengths[row] = step + 1
         if not bool(going.any()):
             break
         if not bool(going.all()):
             decoding.keep(going.nonzero().squeeze(-1))
+    lengths = decoding.lengths.tolist()
     return [row[:length] for row, length in zip(decoding.result().tolist(), lengths, strict=True)]
 
 
