@@ -126,12 +126,20 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
             f"Val loss:       {training['eval_loss_before_training']:.3f} before training"
             f" -> {training['eval_loss']:.3f} after"
         )
-    val = metadata.get("evaluation", {}).get("val")
-    if val:
+    evaluation = metadata.get("evaluation", {})
+    val = evaluation.get("val", {})
+    if "model" in val:
         model, lookup = val["model"], val["baselines"]["exact_impression_lookup"]
         lines.append(
             f"Val metrics:    BLEU-4 {model['bleu4']:.3f} (exact-impression lookup "
             f"{lookup['bleu4']:.3f}), finding F1 {model['finding_f1_micro']:.3f} "
             f"(lookup {lookup['finding_f1_micro']:.3f})"
+        )
+    rejected = {split: scores.get("rejected_prompts", 0) for split, scores in evaluation.items()}
+    if any(rejected.values()):
+        counts = ", ".join(f"{count} {split}" for split, count in rejected.items() if count)
+        lines.append(
+            f"Not written:    {counts} studies, their prompts longer than the model's context "
+            "(artifact rejected_prompts; not scored)"
         )
     return tuple(lines)

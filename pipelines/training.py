@@ -30,5 +30,5 @@ def training_pipeline(
         manifest_path, input_fingerprint, deid_key_id, data_settings, llm_settings
     )
     adapter, _ = finetune_llm(alpaca_table, llm_settings, checkpoint_dir)
-    predictions = generate_reports(adapter, alpaca_table, llm_settings)
-    evaluate_reports(predictions, alpaca_table, evaluation_settings)
+    predictions, rejected_prompts = generate_reports(adapter, alpaca_table, llm_settings)
+    evaluate_reports(predictions, rejected_prompts, alpaca_table, evaluation_settings)

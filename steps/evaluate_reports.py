@@ -19,20 +19,37 @@ from radreport.metrics.settings import EvaluationSettings
 
 @step(experiment_tracker=TRACKER_NAME)
 def evaluate_reports(
-    predictions: pd.DataFrame, alpaca_table: pd.DataFrame, settings: EvaluationSettings
+    predictions: pd.DataFrame,
+    rejected_prompts: pd.DataFrame,
+    alpaca_table: pd.DataFrame,
+    settings: EvaluationSettings,
 ) -> tuple[Annotated[dict, "evaluation"], Annotated[HTMLString, "evaluation_report"]]:
     """Baselines retrieve from the train split of the same table, so model and baselines
-    are scored on the very same studies."""
+    are scored on the very same studies; each split also counts its studies left unwritten
+    (their prompts did not fit the model's context), since its scores leave them out."""
     train = alpaca_table[alpaca_table["split"] == "train"]
-    evaluation, html = {}, ""
+    rejected_by_split = {
+        split: int(count) for split, count in rejected_prompts.groupby("split").size().items()
+    }
+    evaluation = {split: {"rejected_prompts": count} for split, count in rejected_by_split.items()}
+    html = ""
     with tempfile.TemporaryDirectory() as out:
         for split, samples in predictions.groupby("split", sort=False):
             result = score_generated_reports(samples, train, settings, Path(out) / split)
             mlflow.log_metrics({f"{split}_{k}": v for k, v in result.flat_metrics().items()})
             mlflow.log_artifacts(str(Path(out) / split), f"evaluation/{split}")
             mlflow.log_table(result.samples, f"evaluation/{split}_samples.json")
-            evaluation[split] = {"model": result.metrics, "baselines": result.baselines}
+            evaluation[split] = {
+                "model": result.metrics,
+                "baselines": result.baselines,
+                "scored_reports": len(samples),
+                "rejected_prompts": rejected_by_split.get(split, 0),
+            }
             if split == "val" or not html:
                 html = result.html_path.read_text()
+    for split, scores in evaluation.items():
+        mlflow.log_metric(f"{split}_rejected_prompts", scores["rejected_prompts"])
+    if not rejected_prompts.empty:
+        mlflow.log_table(rejected_prompts, "evaluation/rejected_prompts.json")
     log_metadata(metadata={"evaluation": evaluation}, infer_model=True)
     return evaluation, HTMLString(html)

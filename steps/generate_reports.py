@@ -1,4 +1,5 @@
-"""A trained adapter -> generated reports for the validation and test studies."""
+"""A trained adapter -> generated reports for the validation and test studies, and the record
+of the studies whose prompts do not fit the model's context."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from radreport.llm.settings import LLMSettings
 @step(settings={"resources": ResourceSettings(gpu_count=1)})
 def generate_reports(
     adapter: Path, alpaca_table: pd.DataFrame, settings: LLMSettings
-) -> Annotated[pd.DataFrame, "predictions"]:
+) -> tuple[Annotated[pd.DataFrame, "predictions"], Annotated[pd.DataFrame, "rejected_prompts"]]:
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), adapter
     )
-    predictions = predict_splits(generator, alpaca_table)
+    predictions, rejected = predict_splits(generator, alpaca_table)
     del generator
     cleanup_gpu_memory(force=True)
-    return predictions
+    return predictions, rejected

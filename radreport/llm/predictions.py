@@ -9,19 +9,38 @@ from radreport.llm.retrieval import ImpressionIndex
 
 EVALUATION_SPLITS = ("val", "test")
 PREDICTION_COLUMNS = ("study_id", "split", "impression", "reference", "generated")
+REJECTED_COLUMNS = ("study_id", "split", "reason")
 
 
 def predict_splits(
     generator: ReportGenerator, alpaca_table: pd.DataFrame, splits=EVALUATION_SPLITS
-) -> pd.DataFrame:
-    """One row per study of `splits`, prompted exactly as in training (same examples)."""
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per study of `splits` whose prompt fits the model's context, prompted exactly
+    as in training (same examples), and the record of the studies left out and why
+    (REJECTED_COLUMNS). ValueError when no study at all can be written."""
     rows = alpaca_table[alpaca_table["split"].isin(splits)].reset_index(drop=True)
     examples = [[tuple(pair) for pair in row] for row in rows["examples"]]
-    generated = generator.generate(rows["impression"].tolist(), examples)
-    predictions = rows[["study_id", "split", "impression"]].copy()
-    predictions["reference"] = rows["report"]
-    predictions["generated"] = generated
-    return predictions[list(PREDICTION_COLUMNS)]
+    generated, too_long = _generate_fitting(generator, rows["impression"].tolist(), examples)
+    rejected = pd.DataFrame(
+        {
+            "study_id": [rows["study_id"].iloc[error.index] for error in too_long],
+            "split": [rows["split"].iloc[error.index] for error in too_long],
+            "reason": [str(error) for error in too_long],
+        },
+        columns=list(REJECTED_COLUMNS),
+    )
+    if too_long and len(too_long) == len(rows):
+        first = rejected.iloc[0]
+        raise ValueError(
+            f"no {' or '.join(splits)} study can be written: all {len(rows)} prompts fill "
+            f"the model's context; study {first['study_id']} ({first['split']}): "
+            f"{first['reason']}"
+        )
+    written = [report is not None for report in generated]
+    predictions = rows.loc[written, ["study_id", "split", "impression"]].copy()
+    predictions["reference"] = rows.loc[written, "report"]
+    predictions["generated"] = [report for report in generated if report is not None]
+    return predictions.reset_index(drop=True)[list(PREDICTION_COLUMNS)], rejected
 
 
 def predict_impressions(
@@ -45,6 +64,14 @@ def predict_fitting_impressions(
     """predict_impressions for every impression whose prompt fits the model's context; the
     others get None in place of a report, and their PromptTooLong (in input order)."""
     examples = _retrieved_examples(impressions, train, retrieval_k)
+    return _generate_fitting(generator, impressions, examples)
+
+
+def _generate_fitting(
+    generator: ReportGenerator,
+    impressions: list[str],
+    examples: list[list[tuple[str, str]]] | None,
+) -> tuple[list[str | None], list[PromptTooLong]]:
     too_long = generator.prompts_too_long(impressions, examples)
     skipped = {error.index for error in too_long}
     kept = [index for index in range(len(impressions)) if index not in skipped]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 
+import pandas as pd
 import pytest
 import torch
 from pydantic import ValidationError
@@ -20,7 +21,7 @@ from radreport.llm.generate import (
     sample_candidates,
 )
 from radreport.llm.mbr import select_by_mbr
-from radreport.llm.predictions import predict_fitting_impressions
+from radreport.llm.predictions import predict_fitting_impressions, predict_splits
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
 
@@ -279,6 +280,29 @@ def test_only_the_impressions_that_do_not_fit_are_left_without_a_report(generato
     assert [error.index for error in errors] == [0, 3]
     assert reports[0] is None and reports[3] is None
     assert reports[1:3] == generator.generate(impressions[1:3], progress=False)
+
+
+def test_the_pipeline_writes_the_studies_that_fit_and_records_the_others(generator):
+    context = generator.model.config.max_position_embeddings
+    too_long = _impression_of_prompt_length(generator, context)
+    table = pd.DataFrame(
+        {
+            "study_id": ["t1", "v1", "v2", "s1"],
+            "split": ["train", "val", "val", "test"],
+            "impression": ["Clear lungs.", too_long, "Small effusion.", "Clear lungs."],
+            "report": ["Lungs are clear.", "Long.", "Effusion.", "Clear."],
+            "examples": [[], [], [], []],
+        }
+    )
+    predictions, rejected = predict_splits(generator, table)
+    assert predictions["study_id"].tolist() == ["v2", "s1"]
+    assert predictions["reference"].tolist() == ["Effusion.", "Clear."]
+    written = generator.generate(["Small effusion.", "Clear lungs."], progress=False)
+    assert predictions["generated"].tolist() == written
+    assert rejected[["study_id", "split"]].values.tolist() == [["v1", "val"]]
+    assert f"is {context} tokens" in rejected["reason"].iloc[0]
+    with pytest.raises(ValueError, match="no val or test study can be written: all 1 .* v1"):
+        predict_splits(generator, table[table["study_id"].isin(["t1", "v1"])])
 
 
 def test_decoding_stops_at_the_end_of_the_context(tiny_llama_dir):

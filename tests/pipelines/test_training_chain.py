@@ -100,6 +100,13 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert set(evaluation) == {"val", "test"}
     assert 0.0 <= evaluation["val"]["model"]["bleu4"] <= 1.0
     assert "exact_impression_lookup" in evaluation["val"]["baselines"]
+    # Every val and test prompt of the tiny data fits: all written, an empty record kept.
+    assert evaluation["val"]["rejected_prompts"] == evaluation["test"]["rejected_prompts"] == 0
+    run = Client().get_pipeline_run(trained.pipeline_run)
+    rejected = run.steps["generate_reports"].outputs["rejected_prompts"][0].load()
+    assert rejected.empty and list(rejected.columns) == ["study_id", "split", "reason"]
+    predictions = run.steps["generate_reports"].outputs["predictions"][0].load()
+    assert set(predictions["split"]) == {"val", "test"}
     training = model_version.run_metadata["training"]
     assert training["train_steps"] == 2 and training["eval_loss"] > 0
 
@@ -109,6 +116,7 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained):
     runs = mlflow.search_runs(experiment_names=["training_pipeline"], output_format="list")
     run = next(r for r in runs if r.info.run_name == trained.pipeline_run)
     assert "val_bleu4" in run.data.metrics and "eval_loss" in run.data.metrics
+    assert run.data.metrics["val_rejected_prompts"] == 0
     assert run.data.metrics["data_studies_accepted"] > 0
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "training")}
     assert {"training/loss_curves.png", "training/learning_rate.png"} <= artifacts

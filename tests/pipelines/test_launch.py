@@ -1,0 +1,37 @@
+"""What `run.py train` prints about a model version it created."""
+
+from __future__ import annotations
+
+from pipelines.launch import highlights_of
+
+SCORES = {"bleu4": 0.25, "finding_f1_micro": 0.7}
+
+
+def test_highlights_name_the_studies_left_unwritten_by_split():
+    metadata = {
+        "evaluation": {
+            "val": {
+                "model": SCORES,
+                "baselines": {"exact_impression_lookup": SCORES},
+                "rejected_prompts": 2,
+            },
+            "test": {"rejected_prompts": 1},  # every test prompt too long: nothing scored
+        }
+    }
+    lines = highlights_of(metadata)
+    assert lines[0].startswith("Val metrics:    BLEU-4 0.250 (exact-impression lookup 0.250)")
+    assert lines[1].startswith("Not written:    2 val, 1 test studies")
+
+
+def test_highlights_say_nothing_of_rejections_when_every_study_was_written():
+    metadata = {
+        "evaluation": {
+            split: {
+                "model": SCORES,
+                "baselines": {"exact_impression_lookup": SCORES},
+                "rejected_prompts": 0,
+            }
+            for split in ("val", "test")
+        }
+    }
+    assert [line.split(":")[0] for line in highlights_of(metadata)] == ["Val metrics"]
