@@ -72,12 +72,14 @@ def train_with(config_path: Path) -> None:
 
 @contextmanager
 def data_errors_exit_1():
-    """Input that yields no usable study is a user error: one line, exit 1."""
+    """Input that yields no usable study is a user error, and a run that fails at a step says
+    where and why: one line, exit 1 (ZenML has logged the step's traceback above it)."""
+    from pipelines.run_failure import PipelineRunFailed
     from radreport.data.errors import DatasetError
 
     try:
         yield
-    except DatasetError as exc:
+    except (DatasetError, PipelineRunFailed) as exc:
         fail(str(exc), 1)
 
 

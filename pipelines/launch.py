@@ -13,6 +13,7 @@ from zenml import Model
 from zenml.client import Client
 
 from pipelines.cached_metadata import carry_cached_step_metadata
+from pipelines.run_failure import raise_if_a_step_failed
 from radreport.config import RunConfig
 from radreport.data.pseudonyms import resolve_deid_keys
 from radreport.data.run_inputs import RunInputs, resolve_run_inputs
@@ -85,7 +86,12 @@ def common_parameters(config: RunConfig) -> dict:
 def run_data(config: RunConfig) -> RunReport:
     from pipelines.data import data_pipeline
 
-    run = data_pipeline(**common_parameters(config))
+    parameters = common_parameters(config)
+    try:
+        run = data_pipeline(**parameters)
+    except RuntimeError as error:
+        raise_if_a_step_failed(data_pipeline.name, error)
+        raise
     return report_of(run)
 
 
@@ -93,11 +99,16 @@ def run_training(config: RunConfig) -> RunReport:
     from pipelines.training import training_pipeline
 
     model = Model(name=config.model_name, description=config.description or None)
-    run = training_pipeline.with_options(model=model)(
-        **common_parameters(config),
-        evaluation_settings=config.evaluation,
-        checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
-    )
+    parameters = common_parameters(config)
+    try:
+        run = training_pipeline.with_options(model=model)(
+            **parameters,
+            evaluation_settings=config.evaluation,
+            checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
+        )
+    except RuntimeError as error:
+        raise_if_a_step_failed(training_pipeline.name, error)
+        raise
     carry_cached_step_metadata(run)
     return report_of(Client().get_pipeline_run(run.id))
 

@@ -89,8 +89,8 @@ def prepare_training(
     trainer = trainer_class(
         model=model,
         args=build_sft_config(settings, output_dir, report_to, eval_on_start=resume_from is None),
-        train_dataset=_as_hf_dataset(train_data),
-        eval_dataset=_as_hf_dataset(val_data),
+        train_dataset=_as_hf_dataset(train_data, "train", settings.max_seq_length),
+        eval_dataset=_as_hf_dataset(val_data, "val", settings.max_seq_length),
         processing_class=tokenizer,
         data_collator=ResponseOnlyCollator(
             pad_token_id=tokenizer.pad_token_id,
@@ -159,11 +159,19 @@ def _early_stopping(settings: LLMSettings) -> list:
     return [EarlyStoppingCallback(early_stopping_patience=settings.early_stopping_patience)]
 
 
-def _as_hf_dataset(data: AlpacaDataset):
+def _as_hf_dataset(data: AlpacaDataset, split: str, max_seq_length: int):
     from datasets import Dataset
 
     if not data.examples:
-        raise ValueError("No example fits max_seq_length: nothing to train or evaluate on")
+        if not data.dropped:
+            raise ValueError(
+                f"the {split} split has no study: add studies or raise data.split.{split}"
+            )
+        raise ValueError(
+            f"no {split} example fits max_seq_length {max_seq_length}: all {data.dropped} "
+            "were dropped (a prompt that fills it alone, or overlength: drop); raise "
+            "max_seq_length or shorten the prompts (retrieval_k)"
+        )
     return Dataset.from_dict(
         {
             "input_ids": [example.input_ids for example in data.examples],
