@@ -148,14 +148,63 @@ def summary_lines(summary: dict) -> list[str]:
 @click.option("--reports", "reports_csv", type=click.Path(path_type=Path), required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def baselines(train_csv: Path, reports_csv: Path, as_json: bool) -> None:
-    """Score the retrieval and constant baselines on a split: the bar to beat."""
-    from radreport.metrics import baseline_table_json, baseline_table_text, score_baselines_from_csv
+    """Score the retrieval and constant baselines on a split: the bar to beat.
+
+    Rows without a reference (empty findings or report) are left out of both tables, with a
+    warning: a training row has nothing to retrieve, a scored row nothing to compare with.
+    """
+    from radreport.metrics import baseline_table_json, baseline_table_text, score_baselines
+
+    train = rows_with_reference("--train", train_csv, read_reports_or_exit("--train", train_csv))
+    reports = read_reports_or_exit("--reports", reports_csv)
+    table = score_baselines(train, rows_with_reference("--reports", reports_csv, reports))
+    click.echo(baseline_table_json(table) if as_json else baseline_table_text(table))
+
+
+def read_reports_or_exit(option: str, path: Path):
+    from radreport.metrics.report_tables import read_report_table
 
     try:
-        table = score_baselines_from_csv(train_csv, reports_csv)
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc), 2)
-    click.echo(baseline_table_json(table) if as_json else baseline_table_text(table))
+        return read_report_table(path)
+    except ValueError as exc:
+        fail(f"{option} {exc}", 2)
+
+
+def rows_with_reference(option: str, path: Path, table):
+    """The rows that have a reference; the others are counted in a warning. Exit 2 when no
+    row has one."""
+    from radreport.metrics.report_tables import rows_without_reference
+
+    missing = rows_without_reference(table)
+    if len(missing) == len(table):
+        fail(f"{option} {path}: no row has a reference (findings or report) to score against", 2)
+    warn_rows(path, table, missing, "have an empty reference (findings or report)", "left out")
+    return table.drop(index=missing).reset_index(drop=True)
+
+
+def warn_rows(path: Path, table, rows: list[int], problem: str, consequence: str) -> None:
+    """One stderr line: how many rows of the file have `problem`, the first one named."""
+    if rows:
+        first = rows[0]
+        click.echo(
+            f"warning: {path}: {len(rows)} of {len(table)} rows {problem} (first: row "
+            f"{first + 1}, study_id {table['study_id'].iloc[first]}); {consequence}",
+            err=True,
+        )
+
+
+def prepare_output_dir(out: Path) -> None:
+    """--out made (or reused) before a model loads, so an unusable one costs no generation."""
+    import os
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        fail(f"--out {out}: exists and is not a directory", 2)
+    except OSError as exc:
+        fail(f"--out {out}: cannot be created ({exc.strerror or exc})", 2)
+    if not os.access(out, os.W_OK | os.X_OK):
+        fail(f"--out {out}: not writable", 2)
 
 
 def load_model_or_exit(spec: str | None):
@@ -226,6 +275,8 @@ def generate(impression: str, model_spec: str | None, decoder: str | None) -> No
         fail(f"--impression is too long: {exc}", 2)
     # The report alone on stdout (`> report.txt`); which model wrote it goes with the logs.
     click.echo(f"[{model.label}]", err=True)
+    if not report.strip():
+        click.echo("warning: the model wrote an empty report for this impression", err=True)
     click.echo(report)
 
 
@@ -234,14 +285,26 @@ def warn_empty_impressions(reports_csv: Path, table) -> None:
     report written for one comes from the prompt's template and examples alone: said, not
     refused, so that the file's other rows and its scores are kept."""
     empty = [index for index, text in enumerate(table["impression"]) if not text.strip()]
-    if empty:
-        first = empty[0]
-        click.echo(
-            f"warning: {reports_csv}: {len(empty)} of {len(table)} rows have an empty "
-            f"impression (first: row {first + 1}, study_id {table['study_id'].iloc[first]}); "
-            "their reports are written without one",
-            err=True,
-        )
+    warn_rows(
+        reports_csv,
+        table,
+        empty,
+        "have an empty impression",
+        "their reports are written without one",
+    )
+
+
+def rows_to_score(reports_csv: Path, table) -> list[bool]:
+    """The rows with a reference to score against (none in a table without references); the
+    rows with an empty one are counted in a warning."""
+    from radreport.metrics.report_tables import rows_without_reference
+
+    if "reference" not in table.columns:
+        return [False] * len(table)
+    missing = set(rows_without_reference(table))
+    problem = "have an empty reference (findings or report)"
+    warn_rows(reports_csv, table, sorted(missing), problem, "they are written, not scored")
+    return [index not in missing for index in range(len(table))]
 
 
 @cli.command()
@@ -268,9 +331,11 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
 
     try:
         table = read_prompt_table(reports_csv)
-    except (ValueError, FileNotFoundError) as exc:
-        fail(str(exc), 2)
+    except ValueError as exc:
+        fail(f"--reports {exc}", 2)
     warn_empty_impressions(reports_csv, table)
+    scorable = rows_to_score(reports_csv, table)
+    prepare_output_dir(out)
     model = load_model_or_exit(model_spec)
     generated, too_long = predict_fitting_impressions(
         report_generator(model, decoder),
@@ -278,7 +343,6 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         model.train_pairs,
         model.settings.retrieval_k,
     )
-    out.mkdir(parents=True, exist_ok=True)
     written = [report is not None for report in generated]
     table["generated"] = [report or "" for report in generated]
     table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(
@@ -286,8 +350,11 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
     )
     click.echo(f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows)")
     (out / "metrics.json").unlink(missing_ok=True)  # never a previous run's scores
-    if "reference" in table.columns and any(written):
-        scored = table[written].reset_index(drop=True)
+    scored_rows = [
+        fits and has_reference for fits, has_reference in zip(written, scorable, strict=True)
+    ]
+    if any(scored_rows):
+        scored = table[scored_rows].reset_index(drop=True)
         result = evaluate_reports(scored, model.train_pairs, output_dir=out)
         (out / "metrics.json").write_text(result.to_json())
         click.echo(f"wrote {out / 'metrics.json'} and {result.html_path} ({len(scored)} rows)")

@@ -9,6 +9,7 @@ Column names are matched without regard to case or surrounding spaces ("Impressi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -22,6 +23,8 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
     line, naming the file) for what is not a readable UTF-8 CSV."""
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
     except UnicodeDecodeError as exc:
         # exc.start counts from pandas' read buffer, not the file, so only the byte is named.
         byte = exc.object[exc.start]
@@ -33,12 +36,28 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         reason = str(exc).strip().splitlines()[-1]
         raise ValueError(f"{path}: not a readable CSV ({reason})") from None
-    renames = {}
-    for column in table.columns:
-        key = str(column).strip().lower()
-        if key in KNOWN_COLUMNS and key != column:
+    return table.rename(columns=_known_column_names(table.columns, path))
+
+
+def _known_column_names(columns, path) -> dict[str, str]:
+    """Header -> our name for the known columns; ValueError when two headers name the same
+    one, which would leave it unclear which column holds the text."""
+    renames, seen = {}, {}
+    for column in map(str, columns):
+        key = column.strip().lower()
+        repeat = re.fullmatch(r"(.+)\.\d+", key)
+        if repeat and repeat.group(1) in seen:  # pandas numbers a repeated header: ".1"
+            key = repeat.group(1)
+        if key not in KNOWN_COLUMNS:
+            continue
+        if key in seen:
+            raise ValueError(
+                f"{path}: column '{key}' appears twice (headers {seen[key]!r} and {column!r})"
+            )
+        seen[key] = column
+        if key != column:
             renames[column] = key
-    return table.rename(columns=renames)
+    return renames
 
 
 def standardize_report_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -59,7 +78,15 @@ def standardize_report_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
 
 def read_report_table(path: str | Path) -> pd.DataFrame:
     """A CSV in either layout as study_id, impression, reference (all text)."""
-    return standardize_report_table(read_csv_text(path), str(path))
+    table = standardize_report_table(read_csv_text(path), str(path))
+    if table.empty:
+        raise ValueError(f"{path}: no rows")
+    return table
+
+
+def rows_without_reference(table: pd.DataFrame) -> list[int]:
+    """Positions of the rows whose reference is empty: nothing to score them against."""
+    return [index for index, text in enumerate(table["reference"]) if not text.strip()]
 
 
 def read_prompt_table(path: str | Path) -> pd.DataFrame:

@@ -239,6 +239,7 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
         f"long-2,{too_long},No effusion.\n"
         "ok-3,Mild cardiomegaly.,The heart is mildly enlarged.\n"
         "empty-4,,The lungs are clear.\n"
+        "noref-5,Small effusion.,\n"
     )
     out = tmp_path / "out"
     result = subprocess.run(
@@ -248,16 +249,21 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
     )  # fmt: skip
     assert result.returncode == 2
     last_line = result.stderr.strip().splitlines()[-1]
-    assert "1 of 4 rows rejected" in last_line and "row 2 (study_id long-2)" in last_line
+    assert "1 of 5 rows rejected" in last_line and "row 2 (study_id long-2)" in last_line
     assert "context is 1024" in last_line
     # The valid rows are written and scored; the rejected one is kept, empty, and recorded.
     predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
-    assert predictions["study_id"].tolist() == ["ok-1", "long-2", "ok-3", "empty-4"]
+    assert predictions["study_id"].tolist() == ["ok-1", "long-2", "ok-3", "empty-4", "noref-5"]
     written = dict(zip(predictions["study_id"], predictions["prediction"], strict=True))
     assert written["ok-1"] and written["ok-3"] and written["long-2"] == ""
     # An empty impression is said, not refused: its report is written and scored.
     assert written["empty-4"]
-    assert "1 of 4 rows have an empty impression (first: row 4, study_id empty-4)" in (
+    assert "1 of 5 rows have an empty impression (first: row 4, study_id empty-4)" in (
+        result.stderr
+    )
+    # A row without a reference is written, not scored.
+    assert written["noref-5"]
+    assert "1 of 5 rows have an empty reference (findings or report) (first: row 5, " in (
         result.stderr
     )
     rejected = pd.read_csv(out / "rejected.csv")
