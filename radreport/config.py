@@ -11,10 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from radreport.config_loading import load_yaml_model
+from radreport.config_loading import ConfigError, ConfigSection, load_yaml_model
 from radreport.data.settings import DataSettings
+from radreport.llm.base_model import check_base_model
 from radreport.llm.settings import LLMSettings
 from radreport.metrics.settings import EvaluationSettings
 
@@ -25,9 +26,7 @@ class DataSourceSettings(DataSettings):
     source: Literal["synthetic", "manifest"] = "synthetic"
 
 
-class RunConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class RunConfig(ConfigSection):
     model_name: str = Field(description="ZenML model whose versions this run creates")
     description: str = ""
     data: DataSourceSettings = Field(default_factory=DataSourceSettings)
@@ -37,4 +36,11 @@ class RunConfig(BaseModel):
 
 def load_run_config(path: str | Path) -> RunConfig:
     """Load and validate; raises ConfigError with a one-line message."""
-    return load_yaml_model(path, RunConfig)
+    config = load_yaml_model(path, RunConfig)
+    # The folder is checked here, not in LLMSettings: settings stored with a model version
+    # stay readable after the folder they were trained from is gone.
+    try:
+        check_base_model(config.llm.base_model)
+    except (ValueError, FileNotFoundError) as exc:
+        raise ConfigError(f"{path}: llm.base_model: {exc}") from None
+    return config

@@ -7,17 +7,102 @@ becomes a `ConfigError` whose message is that single line.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
+from types import UnionType
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message is one line naming file, key and problem."""
+
+
+class ConfigSection(BaseModel):
+    """A section of a config file: an unknown key is an error, and so is true/false for a number.
+
+    Pydantic's lax mode reads `epochs: true` as 1: a slip, never a count. Its strict mode
+    would refuse it too, but also the plain strings YAML gives for paths, so only booleans
+    given to number fields are refused here.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and wants_number_not_bool(
+            cls.model_fields[info.field_name].annotation
+        ):
+            raise PydanticCustomError("bool_for_number", "Input should be a number, not true/false")
+        return value
+
+
+def wants_number_not_bool(annotation: Any) -> bool:
+    accepted = list(accepted_types_and_values(annotation))
+    takes_bool = any(item is bool or isinstance(item, bool) for item in accepted)
+    takes_number = any(item in (int, float) or type(item) in (int, float) for item in accepted)
+    return takes_number and not takes_bool
+
+
+def accepted_types_and_values(annotation: Any) -> Iterator[Any]:
+    """The plain types and Literal values a field annotation accepts, through unions,
+    Optional and Annotated constraints (PositiveInt is Annotated[int, ...])."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        yield from get_args(annotation)
+    elif origin is Annotated:
+        yield from accepted_types_and_values(get_args(annotation)[0])
+    elif origin in (Union, UnionType):
+        for arm in get_args(annotation):
+            yield from accepted_types_and_values(arm)
+    else:
+        yield annotation
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names a key twice; PyYAML alone would keep the last value silently."""
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load's loader, refusing duplicate keys: a user who reads the first `epochs:` in
+    a file would otherwise train with a value written further down."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        refuse_duplicate_keys(node, where=(), visited=set())
+        return super().construct_document(node)
+
+
+def refuse_duplicate_keys(node: yaml.Node, where: tuple[str, ...], visited: set[int]) -> None:
+    # Aliases reuse a node, and may nest it in itself: each node is checked once.
+    if id(node) in visited:
+        return
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            refuse_duplicate_keys(item, (*where, str(index)), visited)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    first_lines: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        # Keys brought in by a `<<: *anchor` merge may be overridden; written ones may not.
+        if key_node.tag == YAML_MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key, line = key_node.value, key_node.start_mark.line + 1
+        if key in first_lines:
+            section = ".".join(where) or "the top level"
+            raise DuplicateKeyError(
+                problem=f"duplicate key '{key}' (in {section}; first on line {first_lines[key]})",
+                problem_mark=key_node.start_mark,
+            )
+        first_lines[key] = line
+        refuse_duplicate_keys(value_node, (*where, key), visited)
 
 
 def load_yaml_model(path: str | Path, model: type[ModelT]) -> ModelT:
@@ -25,12 +110,9 @@ def load_yaml_model(path: str | Path, model: type[ModelT]) -> ModelT:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(read_utf8_text(path), Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", exc)
-        raise ConfigError(f"{path}:{where} not valid YAML ({problem})") from None
+        raise ConfigError(f"{path}: {describe_yaml_error(exc)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -39,6 +121,32 @@ def load_yaml_model(path: str | Path, model: type[ModelT]) -> ModelT:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {describe_first_error(exc)}") from None
+
+
+def read_utf8_text(path: Path) -> str:
+    """The file's text; raises ConfigError naming the first byte that is not UTF-8 (a
+    config saved as latin-1 by an editor) rather than the decoder's traceback."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+
+
+def describe_yaml_error(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}: " if mark else ""
+    problem = getattr(exc, "problem", exc)
+    if isinstance(exc, DuplicateKeyError):
+        return f"{where}{problem}"
+    return f"{where}not valid YAML ({problem})"
 
 
 def describe_first_error(exc: ValidationError) -> str:

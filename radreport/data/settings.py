@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from radreport.config_loading import ConfigSection
 
 MANIFEST_FIELDS = ("study_id", "patient_id", "impression", "report", "dicom_dir", "labels")
 REQUIRED_MANIFEST_FIELDS = ("study_id", "patient_id", "impression", "report")
@@ -14,10 +16,8 @@ REQUIRED_MANIFEST_FIELDS = ("study_id", "patient_id", "impression", "report")
 GeometryPolicy = Literal["quarantine", "resample"]
 
 
-class SyntheticSettings(BaseModel):
+class SyntheticSettings(ConfigSection):
     """The bundled demo studies: seeded thorax CT phantoms with findings and reports."""
-
-    model_config = ConfigDict(extra="forbid")
 
     out_dir: Path = Path("outputs/demo_studies")
     n_studies: int = Field(200, ge=1)
@@ -34,10 +34,8 @@ class SyntheticSettings(BaseModel):
         return self
 
 
-class ManifestSettings(BaseModel):
+class ManifestSettings(ConfigSection):
     """Where the bring-your-own-data manifest is and how its columns map onto ours."""
-
-    model_config = ConfigDict(extra="forbid")
 
     path: Path | None = None
     columns: dict[str, str] = Field(
@@ -54,10 +52,8 @@ class ManifestSettings(BaseModel):
         return columns
 
 
-class DicomSettings(BaseModel):
+class DicomSettings(ConfigSection):
     """CT ingestion: series selection, geometry checks, size guards, output tensor."""
-
-    model_config = ConfigDict(extra="forbid")
 
     depth: int = Field(32, ge=1, description="slices of the stored volume")
     height: int = Field(128, ge=8)
@@ -81,10 +77,8 @@ class DicomSettings(BaseModel):
     max_pixel_bytes: int = Field(2**31, ge=1, description="declared pixel bytes per file")
 
 
-class DeidSettings(BaseModel):
+class DeidSettings(ConfigSection):
     """Keyed pseudonymisation. The key comes from `key_env`, else `key`, else the demo key."""
-
-    model_config = ConfigDict(extra="forbid")
 
     key_env: str = "RADREPORT_DEID_KEY"
     key: SecretStr | None = None
@@ -92,10 +86,8 @@ class DeidSettings(BaseModel):
     max_date_shift_days: int = Field(730, ge=1)
 
 
-class SplitSettings(BaseModel):
+class SplitSettings(ConfigSection):
     """Patient-level split fractions and the salt of the hash that assigns them."""
-
-    model_config = ConfigDict(extra="forbid")
 
     train: float = Field(0.8, ge=0, le=1)
     val: float = Field(0.1, ge=0, le=1)
@@ -109,10 +101,8 @@ class SplitSettings(BaseModel):
         return self
 
 
-class DataSettings(BaseModel):
+class DataSettings(ConfigSection):
     """All data sections together, for callers that want one object."""
-
-    model_config = ConfigDict(extra="forbid")
 
     synthetic: SyntheticSettings = Field(default_factory=SyntheticSettings)
     manifest: ManifestSettings = Field(default_factory=ManifestSettings)

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
+
+from radreport.config_loading import ConfigSection
 
 ALL_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-class LLMSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class LLMSettings(ConfigSection):
     # Model and backend
     backend: Literal["auto", "unsloth", "hf"] = "auto"
     base_model: str = "bundled:smollm2-135m-instruct"

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from radreport.config_loading import ConfigSection
 
 
-class EvaluationSettings(BaseModel):
+class EvaluationSettings(ConfigSection):
     """Settings of `evaluate_reports` and `score_baselines`; unknown keys are an error, so a
     misspelt option in a config file does not silently fall back to its default."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(frozen=True)
 
     bootstrap_resamples: int = Field(1000, ge=1, description="Resamples for confidence intervals.")
     seed: int = Field(0, description="Seed of the bootstrap; the same seed gives the same CIs.")

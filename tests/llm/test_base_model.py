@@ -30,3 +30,20 @@ def test_anything_else_is_a_hub_id():
 def test_a_missing_path_is_not_sent_to_the_hub(tmp_path):
     with pytest.raises(FileNotFoundError):
         resolve_base_model(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize("spec", ["/nonexistent/model", "./missing", "../missing", "~/missing"])
+def test_check_refuses_a_missing_folder_without_resolving(spec, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        base_model.check_base_model(spec)
+
+
+def test_check_accepts_hub_ids_and_the_bundled_model_without_touching_them(monkeypatch):
+    def no_conversion():
+        raise AssertionError("check_base_model must not convert the bundled model")
+
+    monkeypatch.setattr(base_model, "bundled_model_dir", no_conversion)
+    base_model.check_base_model("unsloth/llama-3-8b-Instruct-bnb-4bit")
+    base_model.check_base_model("bundled:smollm2-135m-instruct")

@@ -1,0 +1,68 @@
+"""The YAML loader under every config: duplicate keys, encodings, booleans for numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import pytest
+import yaml
+from pydantic import PositiveInt, ValidationError
+
+from radreport.config_loading import (
+    ConfigError,
+    ConfigSection,
+    UniqueKeyLoader,
+    load_yaml_model,
+    wants_number_not_bool,
+)
+
+
+def test_merged_keys_may_be_overridden_but_written_ones_not_repeated():
+    text = "base: &base {epochs: 1, lora_r: 8}\nllm:\n  <<: *base\n  epochs: 2\n"
+    assert yaml.load(text, Loader=UniqueKeyLoader)["llm"] == {"epochs": 2, "lora_r": 8}
+    with pytest.raises(yaml.YAMLError, match=r"duplicate key 'a' \(in runs\.1;"):
+        yaml.load("runs:\n  - {a: 1}\n  - {a: 1, a: 2}\n", Loader=UniqueKeyLoader)
+
+
+def test_a_self_referencing_alias_is_checked_once():
+    loaded = yaml.load("a: &a [1, *a]\n", Loader=UniqueKeyLoader)
+    assert loaded["a"][1] is loaded["a"]
+
+
+@pytest.mark.parametrize(
+    ("annotation", "refused"),
+    [
+        (int, True),
+        (float, True),
+        (int | None, True),
+        (PositiveInt | Literal["auto"], True),
+        (Literal[0, 1], True),
+        (bool, False),
+        (bool | Literal["auto"], False),
+        (str, False),
+        (Path | None, False),
+    ],
+)
+def test_booleans_are_refused_by_number_fields_only(annotation, refused):
+    assert wants_number_not_bool(annotation) is refused
+
+
+class Section(ConfigSection):
+    steps: int = 1
+    verbose: bool = False
+
+
+def test_a_section_refuses_booleans_for_numbers_and_unknown_keys():
+    assert Section.model_validate({"steps": 3, "verbose": True}) == Section(steps=3, verbose=True)
+    with pytest.raises(ValidationError, match="Input should be a number, not true/false"):
+        Section(steps=True)
+    with pytest.raises(ValidationError, match="extra"):
+        Section(stepz=3)
+
+
+def test_an_unreadable_yaml_error_keeps_its_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("steps: 1\nverbose: [\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: line 3: not valid YAML \("):
+        load_yaml_model(path, Section)
