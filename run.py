@@ -65,20 +65,23 @@ def train_with(config_path: Path) -> None:
 
     # Before the pipelines load transformers: unsloth has to patch it first.
     import_backend(config.llm)
-    with data_errors_exit_1():
+    with input_errors_exit():
         report = run_training(config)
     print_report(report)
 
 
 @contextmanager
-def data_errors_exit_1():
-    """Input that yields no usable study is a user error, and a run that fails at a step says
-    where and why: one line, exit 1 (ZenML has logged the step's traceback above it)."""
+def input_errors_exit():
+    """Data errors in one line each. A manifest that cannot be read is refused like the files
+    of `evaluate` and `baselines` (exit 2); input read fine that leaves no usable study, and a
+    run that fails at a step, exit 1 (ZenML has logged the step's traceback above it)."""
     from pipelines.run_failure import PipelineRunFailed
-    from radreport.data.errors import DatasetError
+    from radreport.data.errors import DatasetError, ManifestError
 
     try:
         yield
+    except ManifestError as exc:
+        fail(str(exc), 2)
     except (DatasetError, PipelineRunFailed) as exc:
         fail(str(exc), 1)
 
@@ -114,27 +117,31 @@ def train(config_path: Path) -> None:
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="With --manifest: write quarantine.csv and summary.json here.",
+    help="With --manifest: write quarantine.csv, summary.json, studies.parquet, volumes.npz here.",
 )
 def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> None:
     """Build a de-identified dataset: from a config (pipeline) or a manifest (ingest report)."""
     if (config_path is None) == (manifest is None):
         fail("give exactly one of --config or --manifest", 2)
+    if out is not None and config_path is not None:
+        fail("--out goes with --manifest: a --config run stores its outputs as artifacts", 2)
     if config_path is not None:
         from pipelines.launch import run_data
 
         config = load_config_or_exit(config_path)
-        with data_errors_exit_1():
+        with input_errors_exit():
             print_report(run_data(config))
         return
     from radreport.data.build import build_dataset
 
-    with data_errors_exit_1():
+    if out is not None:
+        prepare_output_dir(out)  # before ingesting: an unusable --out costs no work
+    with input_errors_exit():
         build = build_dataset(manifest, out_dir=out)
     for line in summary_lines(build.summary):
         click.echo(line)
     if out is not None:
-        click.echo(f"wrote {out / 'quarantine.csv'} and {out / 'summary.json'}")
+        click.echo(f"wrote quarantine.csv, summary.json, studies.parquet and volumes.npz to {out}")
 
 
 def summary_lines(summary: dict) -> list[str]:

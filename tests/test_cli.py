@@ -1,3 +1,4 @@
+import csv
 import json
 import subprocess
 import sys
@@ -50,6 +51,24 @@ def test_shipped_configs_validate(name):
         ("model_name: x\nllm:\n  lora_r: eight\n", "llm.lora_r:"),
         ("model_name: x\ndata:\n  dicom:\n    workers: -1\n", "data.dicom.workers:"),
         ("llm: {}\n", "model_name: required key is missing"),
+        ("model_name: x\nllm:\n  epochs: true\n", "llm.epochs: Input should be a number"),
+        ("model_name: x\nevaluation:\n  uncertain_as: true\n", "evaluation.uncertain_as:"),
+        (
+            "model_name: x\nllm:\n  epochs: 1\n  lora_r: 8\n  epochs: 2\n",
+            "line 5: duplicate key 'epochs' (in llm; first on line 3)",
+        ),
+        (
+            "model_name: x\ndata:\n  split: {train: 0.8, val: 0.1, train: 0.1}\n",
+            "duplicate key 'train' (in data.split;",
+        ),
+        (
+            "model_name: x\nllm:\n  base_model: /nonexistent/model\n",
+            "llm.base_model: Base model folder '/nonexistent/model' does not exist",
+        ),
+        (
+            "model_name: x\nllm:\n  base_model: bundled:llama-70b\n",
+            "llm.base_model: Unknown bundled model 'llama-70b'",
+        ),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, expected):
@@ -62,18 +81,60 @@ def test_bad_config_names_file_and_key(tmp_path, text, expected):
     assert "\n" not in message
 
 
+def test_config_numbers_may_be_written_as_integers_and_flags_as_booleans(tmp_path):
+    path = tmp_path / "good.yaml"
+    path.write_text(
+        "model_name: x\nllm:\n  epochs: 2\n  load_in_4bit: true\n  fused_lora: false\n"
+        "  pad_to_multiple_of: 8\ndata:\n  split: {train: 1, val: 0, test: 0}\n"
+    )
+    config = load_run_config(path)
+    assert (config.llm.epochs, config.llm.load_in_4bit, config.llm.fused_lora) == (2.0, True, False)
+    assert config.data.split.train == 1.0
+
+
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    "spec",
+    ["unsloth/llama-3-8b-Instruct-bnb-4bit", "bundled:smollm2-135m-instruct", "{tmp}", "./models"],
+)
+def test_base_models_that_resolve_are_accepted_without_network(tmp_path, monkeypatch, spec):
+    # Relative folders are read from the current directory, as data.manifest.path is.
+    (tmp_path / "models").mkdir()
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "good.yaml"
+    path.write_text(f"model_name: x\nllm:\n  base_model: {spec.format(tmp=tmp_path)}\n")
+    assert load_run_config(path).llm.base_model == spec.format(tmp=tmp_path)
+
+
+def test_a_relative_base_model_folder_is_looked_for_in_the_current_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "bad.yaml"
+    path.write_text("model_name: x\nllm:\n  base_model: ./models\n")
+    with pytest.raises(ConfigError, match=f"'./models' \\({tmp_path / 'models'}\\) does not"):
+        load_run_config(path)
+
+
+def latin1_demo_config() -> bytes:
+    """configs/demo.yaml as an editor set to latin-1 saves it after a comment gets an é."""
+    text = (REPO / "configs" / "demo.yaml").read_text()
+    return text.replace("model_name:", "# Démo\nmodel_name:", 1).encode("latin-1")
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
     [
-        ("model_name: x\nunknown_section: 1\n", "unknown_section: unknown key"),
+        (b"model_name: x\nunknown_section: 1\n", "unknown_section: unknown key"),
         (None, "config file not found"),
+        (latin1_demo_config(), "line 2: not UTF-8 text (byte 0xe9 at position 93)"),
+        (b"model_name: x\nllm:\n  epochs: true\n", "llm.epochs: Input should be a number"),
+        (b"model_name: x\nllm:\n  epochs: 1\n  epochs: 2\n", "line 4: duplicate key 'epochs'"),
+        (b"model_name: x\nllm:\n  base_model: /nonexistent/model\n", "llm.base_model: "),
     ],
 )
-def test_cli_exits_2_with_one_line_on_bad_config(tmp_path, text, expected):
+def test_cli_exits_2_with_one_line_on_bad_config(tmp_path, content, expected):
     path = tmp_path / "bad.yaml"
-    if text is not None:
-        path.write_text(text)
-    result = run_cli("data", "--config", str(path))
+    if content is not None:
+        path.write_bytes(content)
+    result = run_cli("train", "--config", str(path))
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert expected in result.stderr and "Traceback" not in result.stderr
@@ -112,6 +173,143 @@ def test_data_manifest_with_nothing_usable_exits_1_with_one_line(tmp_path):
     result = run_cli("data", "--manifest", str(manifest))
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: ") and result.stderr.strip().count("\n") == 0
+
+
+def json_row(study_id: str) -> str:
+    return json.dumps(
+        {"study_id": study_id, "patient_id": f"p-{study_id}", "impression": "Normal.",
+         "report": "Clear lungs."}
+    )  # fmt: skip
+
+
+BAD_LINES = {
+    "manifest.jsonl": (
+        f'{json_row("s1")}\n{{"study_id": "S9", broken\n[1,2,3]\n{json_row("s2")}\n',
+        [
+            "line 2: not valid JSON (Expecting property name enclosed in double quotes at "
+            "column 20)",
+            "line 3: not a JSON object",
+        ],
+    ),
+    "manifest.csv": (
+        "study_id,patient_id,impression,report\ns1,p1,Normal.,Clear.\nx,y,z,w,v,extra\n"
+        "x,y,z,w,v,extra,more\ns2,p2,Normal.,Clear.\n",
+        ["line 3: 6 fields, the header has 4", "line 4: 7 fields, the header has 4"],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_LINES))
+def test_data_manifest_quarantines_bad_lines_and_keeps_the_other_rows(tmp_path, name):
+    text, messages = BAD_LINES[name]
+    manifest = tmp_path / name
+    manifest.write_text(text)
+    out = tmp_path / "report"
+    result = run_cli("data", "--manifest", str(manifest), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "studies in: 4, accepted: 2",
+        "  quarantined manifest_bad_line: 2",
+        f"wrote quarantine.csv, summary.json, studies.parquet and volumes.npz to {out}",
+    ]
+    with (out / "quarantine.csv").open(newline="") as file:
+        quarantine = list(csv.DictReader(file))
+    assert [(r["path"], r["reason_code"], r["message"]) for r in quarantine] == [
+        (str(manifest), "manifest_bad_line", message) for message in messages
+    ]
+    files = sorted(path.name for path in out.iterdir())
+    assert files == ["quarantine.csv", "studies.parquet", "summary.json", "volumes.npz"]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        (
+            "m.csv",
+            b"study_id,patient_id,impression,report\ns1,p1,\xc9panchement.,Clear.\n",
+            ": not UTF-8 text (byte 0xc9 at position 44, line 2); save it as UTF-8",
+        ),
+        ("m.csv", b"", ": empty file"),
+        ("m.jsonl", b"", ": empty file"),
+        ("m.csv", b"study_id,impression,report\ns1,Normal.,Clear.\n", " has no column "
+         "'patient_id' (field patient_id)"),
+        ("folder.csv", None, " is a directory, not a manifest file"),
+        ("missing.csv", None, " does not exist"),
+    ],
+)  # fmt: skip
+def test_data_manifest_that_cannot_be_read_exits_2_with_one_line(tmp_path, name, content, problem):
+    manifest = tmp_path / name
+    if content is not None:
+        manifest.write_bytes(content)
+    elif name == "folder.csv":
+        manifest.mkdir()
+    result = run_cli("data", "--manifest", str(manifest), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr == f"error: manifest {manifest}{problem}\n"
+
+
+def test_data_refuses_an_unusable_out_before_ingesting(tmp_path):
+    manifest = write_manifest(tmp_path, ["s1,p1,Normal.,Clear lungs.,"])
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    for out, problem in [
+        (taken, "exists and is not a directory"),
+        (taken / "report", "cannot be created (Not a directory)"),
+    ]:
+        result = run_cli("data", "--manifest", str(manifest), "--out", str(out))
+        assert result.returncode == 2
+        assert (result.stdout, result.stderr) == ("", f"error: --out {out}: {problem}\n")
+    assert taken.read_text() == "keep me"
+    result = run_cli(
+        "data", "--config", str(REPO / "configs" / "demo.yaml"), "--out", str(tmp_path / "out")
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --out goes with --manifest: a --config run stores its outputs as artifacts\n"
+    )
+
+
+def manifest_config(tmp_path: Path, manifest: Path, base_model: str) -> Path:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "model_name": "radreport-manifest-lines",
+                "data": {"source": "manifest", "manifest": {"path": str(manifest)}},
+                "llm": {"base_model": base_model},
+            }
+        )
+    )  # JSON is YAML
+    return config
+
+
+def test_data_config_with_an_unreadable_manifest_exits_2_before_the_pipeline(
+    radreport_stack, tmp_path
+):
+    manifest = tmp_path / "missing.csv"
+    config = manifest_config(tmp_path, manifest, "bundled:smollm2-135m-instruct")
+    result = run_cli("data", "--config", str(config))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: manifest {manifest} does not exist"
+    assert "Traceback" not in result.stderr
+
+
+def test_data_config_puts_bad_lines_in_the_quarantine_artifact(
+    radreport_stack, tiny_llama_dir, tmp_path
+):
+    from zenml.client import Client
+
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text(BAD_LINES["manifest.jsonl"][0])
+    config = manifest_config(tmp_path, manifest, str(tiny_llama_dir))
+    result = run_cli("data", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    run = Client().get_pipeline("data_pipeline").last_run
+    quarantine = run.steps["ingest_studies"].outputs["quarantine"][0].load()
+    assert quarantine[["path", "study_id", "reason_code", "message"]].values.tolist() == [
+        [str(manifest), "", "manifest_bad_line", message]
+        for message in BAD_LINES["manifest.jsonl"][1]
+    ]
 
 
 @pytest.mark.parametrize(

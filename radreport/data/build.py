@@ -132,9 +132,9 @@ def build_dataset(
 ) -> DatasetBuild:
     """Load, ingest, de-identify and split a manifest's studies.
 
-    Raises ManifestError (unreadable manifest, missing column, no valid row) or
-    NoUsableStudiesError (every study rejected); both are DatasetError with a one-line
-    message. With `out_dir`, writes quarantine.csv, summary.json, studies.parquet and
+    Raises ManifestError (unreadable manifest, no rows, missing column) or
+    NoUsableStudiesError (no valid row, every study rejected); both are DatasetError with a
+    one-line message. With `out_dir`, writes quarantine.csv, summary.json, studies.parquet and
     volumes.npz there.
     """
     settings = settings or DataSettings()

@@ -1,5 +1,6 @@
 """Errors that mean the input as a whole is unusable. Their messages are one line, fit for
-a command line that prints them and exits 1; everything smaller is quarantined instead."""
+a command line to print: a manifest that cannot be read is a usage error (exit 2), input
+read fine that leaves no study is exit 1. Everything smaller is quarantined instead."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ class DatasetError(Exception):
 
 
 class ManifestError(DatasetError):
-    """The manifest cannot be read, lacks a required column, or has no valid row."""
+    """The manifest cannot be read, has no rows, or lacks a required column."""
 
 
 class NoUsableStudiesError(DatasetError):
-    """Every study was rejected: there is nothing to train on."""
+    """Every row or study was rejected: there is nothing to train on."""

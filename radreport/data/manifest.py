@@ -1,22 +1,26 @@
-"""The bring-your-own-data manifest: one row per study, CSV or JSON Lines.
+"""The bring-your-own-data manifest: one row per study, CSV or JSON Lines, UTF-8.
 
 Fields: study_id, patient_id, impression, report (required) and dicom_dir, labels
 (optional). A column mapping lets other layouts load as they are, e.g. IU X-Ray's
-{report: findings, patient_id: study_id}. A missing column fails the whole file; a bad row
-is rejected into the quarantine table with a reason, and the rest load. Studies without a
-dicom_dir train the text path only.
+{report: findings, patient_id: study_id}. A file that cannot be read as a whole (missing, not
+UTF-8, empty, no rows, a missing column) fails with ManifestError. A line that is no row
+(malformed JSON, a CSV row with more fields than the header) and a row with a bad value are
+rejected into the quarantine table with a reason and their line number, and the rest load;
+when none is left, NoUsableStudiesError. Studies without a dicom_dir train the text path only.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from radreport.data.errors import ManifestError
+from radreport.data.errors import ManifestError, NoUsableStudiesError
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.quarantine_table import count_by_reason, quarantine_table
 from radreport.data.settings import MANIFEST_FIELDS, REQUIRED_MANIFEST_FIELDS
@@ -28,31 +32,121 @@ JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 class Manifest:
     studies: pd.DataFrame  # MANIFEST_FIELDS as strings; dicom_dir absolute or ""
     rejected: list[QuarantineEntry]
-    rows_in: int
+    rows_in: int  # every row and every line that was meant as one
 
     @property
     def quarantine(self) -> pd.DataFrame:
         return quarantine_table(self.rejected)
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
+@dataclass(frozen=True)
+class _ParsedRows:
+    table: pd.DataFrame  # the file's columns as text, one row per record
+    lines: list[int]  # the file line each record starts on
+    bad_lines: list[QuarantineEntry]  # lines that are no record at all
+
+
+def _manifest_text(path: Path) -> str:
+    if not path.exists():
         raise ManifestError(f"manifest {path} does not exist")
+    if path.is_dir():
+        raise ManifestError(f"manifest {path} is a directory, not a manifest file")
+    if path.suffix.lower() not in (".csv", *JSON_LINES_SUFFIXES):
+        raise ManifestError(f"manifest {path}: use .csv or .jsonl, not '{path.suffix}'")
     try:
-        if path.suffix.lower() == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if path.suffix.lower() in JSON_LINES_SUFFIXES:
-            table = pd.read_json(path, lines=True, dtype=False)
-            return table.fillna("").astype(str)
-    except (ValueError, pd.errors.ParserError) as error:
-        raise ManifestError(f"manifest {path} cannot be parsed: {type(error).__name__}") from error
-    raise ManifestError(f"manifest {path}: use .csv or .jsonl, not '{path.suffix}'")
+        data = path.read_bytes()
+    except OSError as error:
+        raise ManifestError(f"manifest {path} cannot be read: {error.strerror}") from None
+    try:
+        # Decoded whole, so that the error's position is the byte's offset in the file.
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ManifestError(
+            f"manifest {path}: not UTF-8 text (byte 0x{data[error.start]:02x} at position "
+            f"{error.start}, line {line}); save it as UTF-8"
+        ) from None
+    if not text.strip():
+        raise ManifestError(f"manifest {path}: empty file")
+    return text.removeprefix("\ufeff")  # the byte-order mark spreadsheet programs write
+
+
+def _bad_line(path: Path, line: int, problem: str) -> QuarantineEntry:
+    return QuarantineEntry(str(path), Reason.MANIFEST_BAD_LINE, f"line {line}: {problem}")
+
+
+def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
+    """Each non-blank record and the file line it starts on (a quoted field may span lines)."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    try:
+        for fields in reader:
+            if fields:
+                yield start, fields
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise ManifestError(
+            f"manifest {path}: not a readable CSV (line {reader.line_num}: {error})"
+        ) from None
+
+
+def _csv_rows(path: Path, text: str) -> _ParsedRows:
+    """The csv module rather than pandas: pandas fails the whole file at the first row with
+    too many fields, and its bad-line hook is not told the line number."""
+    records = _csv_records(path, text)
+    _, header = next(records)  # the text is not blank, so it has a first record
+    rows, lines, bad_lines = [], [], []
+    for line, fields in records:
+        if len(fields) > len(header):
+            problem = f"{len(fields)} fields, the header has {len(header)}"
+            bad_lines.append(_bad_line(path, line, problem))
+            continue
+        # Missing trailing fields are empty, as pandas reads them.
+        rows.append(fields + [""] * (len(header) - len(fields)))
+        lines.append(line)
+    return _ParsedRows(pd.DataFrame(rows, columns=header, dtype=str), lines, bad_lines)
+
+
+def _json_object(line: str) -> dict:
+    """The line's JSON object; ValueError saying why it is not one."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return record
+
+
+def _json_lines_rows(path: Path, text: str) -> _ParsedRows:
+    records, lines, bad_lines = [], [], []
+    # "\n" only: str.splitlines would also split at U+2028, which a JSON string may hold.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(_json_object(line))
+        except ValueError as problem:
+            bad_lines.append(_bad_line(path, number, str(problem)))
+            continue
+        lines.append(number)
+    table = pd.DataFrame(records, dtype=object).fillna("").astype(str)
+    return _ParsedRows(table, lines, bad_lines)
+
+
+def _read_rows(path: Path) -> _ParsedRows:
+    text = _manifest_text(path)
+    if path.suffix.lower() == ".csv":
+        return _csv_rows(path, text)
+    return _json_lines_rows(path, text)
 
 
 def _our_fields(table: pd.DataFrame, columns: Mapping[str, str], path: Path) -> pd.DataFrame:
     fields = {}
     for name in MANIFEST_FIELDS:
         source = columns.get(name, name)
+        if (table.columns == source).sum() > 1:
+            raise ManifestError(f"manifest {path}: column '{source}' appears twice in the header")
         if source in table.columns:
             fields[name] = table[source].astype(str).str.strip()
         elif name in REQUIRED_MANIFEST_FIELDS:
@@ -93,27 +187,38 @@ def _row_problem(row: dict[str, str], duplicated: bool) -> tuple[Reason, str] | 
     return None
 
 
+def _nothing_usable(
+    path: Path, rejected: list[QuarantineEntry], rows_in: int
+) -> NoUsableStudiesError:
+    by_reason = count_by_reason(quarantine_table(rejected))
+    counts = ", ".join(f"{code} {n}" for code, n in by_reason.items())
+    return NoUsableStudiesError(f"manifest {path}: none of its {rows_in} rows is usable ({counts})")
+
+
 def load_manifest(path: Path, columns: Mapping[str, str] | None = None) -> Manifest:
     """Valid rows and the rejected ones. Raises ManifestError when the file cannot be read,
-    lacks a required column, or has no valid row at all."""
+    has no rows or lacks a required column, NoUsableStudiesError when no row is valid."""
     path = Path(path)
-    studies = _our_fields(_read_table(path), columns or {}, path)
+    parsed = _read_rows(path)
+    rejected = list(parsed.bad_lines)
+    rows_in = len(parsed.table) + len(parsed.bad_lines)
+    if len(parsed.table) == 0:
+        if not rejected:
+            raise ManifestError(f"manifest {path}: no rows, only a header")
+        raise _nothing_usable(path, rejected, rows_in)
+    studies = _our_fields(parsed.table, columns or {}, path)
     studies["dicom_dir"] = [_resolved_dir(d, path.parent) for d in studies["dicom_dir"]]
     duplicated = studies["study_id"].duplicated(keep=False) & (studies["study_id"] != "")
-    rejected, keep = [], []
+    keep = []
     rows = studies.to_dict("records")
-    for number, (row, is_duplicate) in enumerate(zip(rows, duplicated, strict=True), start=1):
+    for line, row, is_duplicate in zip(parsed.lines, rows, duplicated, strict=True):
         problem = _row_problem(row, bool(is_duplicate))
         keep.append(problem is None)
         if problem:
             reason, message = problem
-            message = f"row {number}: {message}"
+            message = f"line {line}: {message}"
             rejected.append(QuarantineEntry(str(path), reason, message, row["study_id"]))
     valid = studies[keep].reset_index(drop=True)
     if valid.empty:
-        by_reason = count_by_reason(quarantine_table(rejected))
-        counts = ", ".join(f"{code} {n}" for code, n in by_reason.items())
-        raise ManifestError(
-            f"manifest {path}: none of its {len(studies)} rows is usable ({counts or 'no rows'})"
-        )
-    return Manifest(studies=valid, rejected=rejected, rows_in=len(studies))
+        raise _nothing_usable(path, rejected, rows_in)
+    return Manifest(studies=valid, rejected=rejected, rows_in=rows_in)

@@ -12,7 +12,8 @@ from enum import Enum
 
 
 class Reason(str, Enum):
-    # Manifest rows
+    # Manifest lines and rows
+    MANIFEST_BAD_LINE = "manifest_bad_line"  # not a row at all: bad JSON, too many fields
     MANIFEST_MISSING_ID = "manifest_missing_id"
     MANIFEST_DUPLICATE_STUDY_ID = "manifest_duplicate_study_id"
     MANIFEST_EMPTY_IMPRESSION = "manifest_empty_impression"

@@ -51,10 +51,11 @@ def ensure_demo_studies(settings: SyntheticSettings) -> Path:
 
 def fingerprint_inputs(manifest_path: Path, columns: Mapping[str, str]) -> str:
     """BLAKE2b over the manifest and every file in the DICOM folders it names."""
+    # Loaded first: a manifest that cannot be read fails with its one-line ManifestError.
+    manifest = load_manifest(manifest_path, columns)
     digest = hashlib.blake2b(digest_size=16)
     digest.update(json.dumps(dict(sorted(columns.items()))).encode())
     digest.update(manifest_path.read_bytes())
-    manifest = load_manifest(manifest_path, columns)
     for folder in sorted({d for d in manifest.studies["dicom_dir"] if d}):
         for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
             digest.update(str(file.relative_to(folder)).encode())

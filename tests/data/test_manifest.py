@@ -1,4 +1,5 @@
-"""The bring-your-own-data manifest: bad rows are rejected with reasons, bad files fail."""
+"""The bring-your-own-data manifest: bad lines and rows are rejected with reasons, files that
+cannot be read fail with one line."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from radreport.data.errors import ManifestError
+from radreport.data.build import build_dataset
+from radreport.data.errors import ManifestError, NoUsableStudiesError
 from radreport.data.manifest import load_manifest
 from radreport.data.quarantine import Reason
+from radreport.data.run_inputs import fingerprint_inputs
 
 IU_XRAY = Path(__file__).resolve().parents[3] / "shared" / "data" / "iu_xray" / "train.csv"
 
@@ -83,11 +86,131 @@ def test_a_missing_column_fails_the_file_naming_it(tmp_path):
 
 
 def test_nothing_valid_is_one_clear_line(tmp_path):
-    with pytest.raises(ManifestError) as raised:
+    with pytest.raises(NoUsableStudiesError) as raised:
         load_manifest(_write(tmp_path, [_row("x", report=""), _row("y", impression="")]))
     message = str(raised.value)
     assert "\n" not in message and "none of its 2 rows" in message
     assert "manifest_empty_report 1" in message
+
+
+JSON_ROW_1 = json.dumps(_row("a"))
+JSON_ROW_4 = json.dumps(_row("b"))
+
+
+def _rejections(manifest) -> list[tuple[str, str, str]]:
+    return [(entry.reason.value, entry.study_id, entry.message) for entry in manifest.rejected]
+
+
+def test_a_malformed_json_line_is_quarantined_and_the_other_rows_load(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(f'{JSON_ROW_1}\n{{"study_id": "S9", broken\n\n{JSON_ROW_4}\n')
+    manifest = load_manifest(path)
+    assert list(manifest.studies["study_id"]) == ["a", "b"]
+    assert manifest.rows_in == 3  # the blank line 3 is no row
+    problem = "not valid JSON (Expecting property name enclosed in double quotes at column 20)"
+    assert _rejections(manifest) == [("manifest_bad_line", "", f"line 2: {problem}")]
+    assert manifest.rejected[0].path == str(path)
+
+
+def test_json_lines_that_are_not_objects_are_quarantined_one_by_one(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(f'{JSON_ROW_1}\n[1,2,3]\n"str"\n{JSON_ROW_4}\n')
+    manifest = load_manifest(path)
+    assert list(manifest.studies["study_id"]) == ["a", "b"] and manifest.rows_in == 4
+    assert _rejections(manifest) == [
+        ("manifest_bad_line", "", "line 2: not a JSON object"),
+        ("manifest_bad_line", "", "line 3: not a JSON object"),
+    ]
+
+
+def test_a_csv_row_with_too_many_fields_is_quarantined_and_row_lines_stay_true(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "study_id,patient_id,impression,report,dicom_dir\n"
+        'a,p1,Normal.,"Two-line\nreport.",\n'  # lines 2-3: a quoted field spans a line
+        "x,y,z,w,v,extra,more\n"
+        "b,p2,Normal.,Clear.\n"  # one field short: dicom_dir is empty, as pandas reads it
+        "c,p3,,Clear.,\n"
+    )
+    manifest = load_manifest(path)
+    assert list(manifest.studies["study_id"]) == ["a", "b"]
+    assert manifest.studies["report"][0] == "Two-line\nreport." and manifest.rows_in == 4
+    assert manifest.studies["dicom_dir"][1] == ""
+    assert _rejections(manifest) == [
+        ("manifest_bad_line", "", "line 4: 7 fields, the header has 5"),
+        ("manifest_empty_impression", "c", "line 6: empty impression"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "problem"),
+    [
+        (
+            "m.csv",
+            "study_id,patient_id,impression,report\ns1,p1,Épanchement.,Clear.\n".encode("latin-1"),
+            ": not UTF-8 text (byte 0xc9 at position 44, line 2); save it as UTF-8",
+        ),
+        ("m.csv", b"", ": empty file"),
+        ("m.jsonl", b"\n  \n", ": empty file"),
+        ("m.csv", b"study_id,patient_id,impression,report\n", ": no rows, only a header"),
+        (
+            "m.csv",
+            b"study_id,patient_id,report,impression,report\ns,p,i,r,r\n",
+            ": column 'report' appears twice in the header",
+        ),
+    ],
+)
+def test_a_file_that_cannot_be_read_fails_in_one_line(tmp_path, name, content, problem):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(path)
+    assert str(raised.value) == f"manifest {path}{problem}"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(b"\xef\xbb\xbfstudy_id,patient_id,impression,report\ns1,p1,Normal.,Clear.\n")
+    assert list(load_manifest(path).studies["study_id"]) == ["s1"]
+
+
+def test_a_directory_is_not_a_manifest(tmp_path):
+    with pytest.raises(ManifestError) as raised:
+        load_manifest(tmp_path)
+    assert str(raised.value) == f"manifest {tmp_path} is a directory, not a manifest file"
+
+
+def test_only_bad_lines_is_nothing_usable_counted_by_reason(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text("[1]\nnot json\n")
+    with pytest.raises(NoUsableStudiesError) as raised:
+        load_manifest(path)
+    assert str(raised.value) == (
+        f"manifest {path}: none of its 2 rows is usable (manifest_bad_line 2)"
+    )
+
+
+def test_a_bad_line_reaches_the_quarantine_artifact_and_the_fingerprint_reads_past_it(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(f"{JSON_ROW_1}\n[1,2,3]\n{JSON_ROW_4}\n")
+    fingerprint = fingerprint_inputs(path, {})
+    build = build_dataset(path, out_dir=tmp_path / "out")
+    bad = build.quarantine[build.quarantine["reason_code"] == "manifest_bad_line"]
+    assert bad.to_dict("records") == [
+        {
+            "path": str(path),
+            "study_id": "",
+            "series_uid": "",
+            "reason_code": "manifest_bad_line",
+            "message": "line 2: not a JSON object",
+        }
+    ]
+    assert build.summary["studies_in"] == 3 and build.summary["studies_accepted"] == 2
+    assert build.summary["quarantined_by_reason"] == {"manifest_bad_line": 1}
+    written = pd.read_csv(tmp_path / "out" / "quarantine.csv", keep_default_na=False)
+    assert written["message"].tolist() == ["line 2: not a JSON object"]
+    path.write_text(f"{JSON_ROW_1}\n[1,2]\n{JSON_ROW_4}\n")
+    assert fingerprint_inputs(path, {}) != fingerprint  # the rejected line's bytes count too
 
 
 def test_unknown_format_and_missing_file(tmp_path):
