@@ -251,11 +251,12 @@ def report_generator(model, decoder: str | None = None):
 
 DECODER_OPTION = click.option(
     "--decoder",
-    type=click.Choice(["torch", "onnxruntime", "native"]),
+    type=click.Choice(["auto", "torch", "onnxruntime", "native"]),
     default=None,
     help=(
         "Decoding engine; default: the model's config. onnxruntime: greedy only, CPU. "
-        "native: our C decode kernel, Llama models on the CPU (needs a C compiler)."
+        "native: our C decode kernel, Llama models on the CPU (needs a C compiler). "
+        "auto: native where it can run, else torch."
     ),
 )
 

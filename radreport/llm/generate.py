@@ -11,6 +11,7 @@ sampled rows beside the greedy one and keeps the candidate the others agree with
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from radreport.llm.device import cpu_has_bf16
 from radreport.llm.mbr import select_reports
 from radreport.llm.section_stop import SectionStop, SectionStopCriteria
 from radreport.llm.settings import LLMSettings
+
+logger = logging.getLogger(__name__)
 
 Example = tuple[str, str]
 
@@ -372,8 +375,11 @@ class ReportGenerator:
 
         With `decoder: onnxruntime` the generator decodes on an ONNX Runtime GenAI export of
         the model (radreport.llm.onnx_generate); with `decoder: native` its greedy and MBR
-        decode steps run in our C kernel (radreport.llm.native_generate).
+        decode steps run in our C kernel (radreport.llm.native_generate); `decoder: auto` is
+        native where it can run, else torch.
         """
+        if settings.decoder == "auto":
+            return cls._from_auto_decoder(settings, model_dir, adapter_dir, batch_size)
         if settings.decoder == "onnxruntime":
             from radreport.llm.onnx_export import onnx_model_dir
             from radreport.llm.onnx_generate import OnnxReportGenerator
@@ -418,6 +424,29 @@ class ReportGenerator:
             )
         dtype = _DTYPES.get(settings.compute_dtype)  # None for "auto"
         return cls(model_dir, adapter_dir, dtype=dtype, **options)
+
+    @classmethod
+    def _from_auto_decoder(
+        cls,
+        settings: LLMSettings,
+        model_dir: str | Path,
+        adapter_dir: str | Path | None,
+        batch_size: int,
+    ) -> ReportGenerator:
+        """The native decoder on the CPU, where it wrote IU X-Ray reports 3.9x faster than
+        torch with BLEU-4 and finding F1 within noise (BENCHMARKS.md); torch on a GPU, for a
+        model the kernel does not run (a quantized or non-Llama model), or without a C
+        compiler."""
+        from radreport.llm.native_kernel import NativeDecoderUnavailable
+
+        if default_device().type == "cpu" and settings.compute_dtype != "float16":
+            native = settings.model_copy(update={"decoder": "native"})
+            try:
+                return cls.from_settings(native, model_dir, adapter_dir, batch_size)
+            except NativeDecoderUnavailable as exc:
+                logger.warning("decoder auto: torch, since the native decoder cannot: %s", exc)
+        torch_settings = settings.model_copy(update={"decoder": "torch"})
+        return cls.from_settings(torch_settings, model_dir, adapter_dir, batch_size)
 
     def generate(
         self,

@@ -104,7 +104,10 @@ class LLMSettings(ConfigSection):
     # compute_dtype bfloat16), summed in fp32. A
     # single report decodes at about the memory copy rate of its weights
     # (benchmarks/results/generation.md).
-    decoder: Literal["torch", "onnxruntime", "native"] = "torch"
+    # "auto": "native" where it can run (a Llama model on the CPU, a C compiler), else
+    # "torch" (a GPU; a quantized or other model, with a warning that says why). On IU X-Ray
+    # with MBR over 8, native wrote reports 3.9x faster than torch (BENCHMARKS.md).
+    decoder: Literal["auto", "torch", "onnxruntime", "native"] = "auto"
 
     @model_validator(mode="after")
     def _checkpoints_fall_on_evaluations(self) -> LLMSettings:

@@ -310,3 +310,23 @@ def test_the_products_are_bfloat16_only_on_cpus_that_compute_them(tiny_llama_dir
     assert products("auto", cpu_bf16=False) == torch.float32
     assert products("bfloat16", cpu_bf16=False) == torch.bfloat16  # asked for
     assert products("float32", cpu_bf16=True) == torch.float32
+
+
+def test_the_auto_decoder_is_native_on_the_cpu_and_torch_where_native_cannot_run(
+    tiny_llama_dir, monkeypatch, caplog
+):
+    settings = LLMSettings(decoder="auto", max_new_tokens=4)
+    chosen = ReportGenerator.from_settings(settings, tiny_llama_dir)
+    assert isinstance(chosen, NativeReportGenerator)
+    monkeypatch.setenv("CC", "no-such-compiler")
+    with caplog.at_level("WARNING", logger="radreport.llm.generate"):
+        fallback = ReportGenerator.from_settings(settings, tiny_llama_dir)
+    assert type(fallback) is ReportGenerator
+    assert "decoder auto: torch, since the native decoder cannot" in caplog.text
+    assert "'no-such-compiler' was not found" in caplog.text
+    impressions = ["Clear lungs.", "Small effusion."]
+    torch_settings = settings.model_copy(update={"decoder": "torch"})
+    expected = ReportGenerator.from_settings(torch_settings, tiny_llama_dir)
+    assert fallback.generate(impressions, progress=False) == expected.generate(
+        impressions, progress=False
+    )
