@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from radreport.config import load_run_config
@@ -173,6 +174,14 @@ def test_data_manifest_with_nothing_usable_exits_1_with_one_line(tmp_path):
     result = run_cli("data", "--manifest", str(manifest))
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: ") and result.stderr.strip().count("\n") == 0
+    out = tmp_path / "out"
+    result = run_cli("data", "--manifest", str(manifest), "--out", str(out))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    # The record of why is written all the same, de-identified.
+    quarantine = pd.read_csv(out / "quarantine.csv", keep_default_na=False)
+    assert quarantine["reason_code"].tolist() == ["manifest_duplicate_study_id"] * 2
+    assert "s1" not in set(quarantine["study_id"]) and all(quarantine["study_id"])
 
 
 def json_row(study_id: str) -> str:

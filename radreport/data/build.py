@@ -141,7 +141,13 @@ def build_dataset(
     path = manifest_path or settings.manifest.path
     if path is None:
         raise ManifestError("no manifest given: pass a path or set manifest.path")
-    manifest = load_manifest(Path(path), settings.manifest.columns)
+    try:
+        manifest = load_manifest(Path(path), settings.manifest.columns)
+    except NoUsableStudiesError as error:
+        if out_dir is not None:
+            keys = resolve_deid_keys(settings.deid)
+            _write_quarantine_of_nothing_usable(error.rejected, keys, out_dir)
+        raise
     keys = resolve_deid_keys(settings.deid)
     images = _ingest_images(manifest, settings, keys)
     entries = list(manifest.rejected)
@@ -157,8 +163,12 @@ def build_dataset(
         if row_out["has_images"]:
             volumes[row_out["study_id"]] = study_images.volume
     if not rows:
+        _write_quarantine_of_nothing_usable(entries, keys, out_dir)
+        counts = ", ".join(
+            f"{code} {n}" for code, n in count_by_reason(quarantine_table(entries)).items()
+        )
         raise NoUsableStudiesError(
-            f"no usable study in {path}: all {manifest.rows_in} were rejected (see quarantine)"
+            f"no usable study in {path}: all {manifest.rows_in} were rejected ({counts})", entries
         )
     studies = pd.DataFrame(rows)
     studies["split"] = assign_splits(studies, settings.split)
@@ -175,6 +185,18 @@ def build_dataset(
     if out_dir is not None:
         write_outputs(result, Path(out_dir))
     return result
+
+
+def _write_quarantine_of_nothing_usable(
+    entries: list[QuarantineEntry], keys: DeidKeys, out_dir: Path | None
+) -> None:
+    """A run that ends with no study still leaves its record of why, de-identified as always."""
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _pseudonymous_quarantine(entries, keys).to_csv(
+            out_dir / "quarantine.csv", index=False, columns=QUARANTINE_COLUMNS
+        )
 
 
 def write_outputs(result: DatasetBuild, out_dir: Path) -> None:

@@ -14,4 +14,9 @@ class ManifestError(DatasetError):
 
 
 class NoUsableStudiesError(DatasetError):
-    """Every row or study was rejected: there is nothing to train on."""
+    """Every row or study was rejected: there is nothing to train on. `rejected` holds the
+    quarantine entries that say why, so the record can still be written."""
+
+    def __init__(self, message: str, rejected: list | None = None):
+        super().__init__(message)
+        self.rejected = list(rejected or [])

@@ -192,7 +192,9 @@ def _nothing_usable(
 ) -> NoUsableStudiesError:
     by_reason = count_by_reason(quarantine_table(rejected))
     counts = ", ".join(f"{code} {n}" for code, n in by_reason.items())
-    return NoUsableStudiesError(f"manifest {path}: none of its {rows_in} rows is usable ({counts})")
+    return NoUsableStudiesError(
+        f"manifest {path}: none of its {rows_in} rows is usable ({counts})", rejected
+    )
 
 
 def load_manifest(path: Path, columns: Mapping[str, str] | None = None) -> Manifest:
