@@ -5,9 +5,10 @@ DICOM headers become their pseudonyms (patient, accession) or placeholders (name
 institution, addresses); then patterns catch what no header lists: dates, titled names
 ("Dr. ..."), names in the places reports put them (after "signed by", "dictated by",
 "discussed with" and the like, before a credential such as ", MD", after a "Patient:" or
-"Radiologist:" label), long identifiers, phone numbers and e-mail addresses. A name with
-none of these cues that no header of the study carries is not found: that is the known gap
-(named-entity models would close part of it, at the cost of a model download).
+"Radiologist:" label, two to four capitalised words after a bare "Patient"), long
+identifiers, phone numbers and e-mail addresses. A name with none of these cues that no
+header of the study carries is not found: that is the known gap (named-entity models would
+close part of it, at the cost of a model download).
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ _TITLES = r"Dr|Doctor|Mr|Mrs|Ms|Miss|Prof"
 # title: titled names have their own pattern).
 _NAME_WORD = rf"(?!(?:{_TITLES})\b)(?:[A-Z][a-z'-]+(?:-[A-Z][a-z'-]+)?|[A-Z]\.)"
 _PERSON = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,3}}"
+# Two to four of them: after a bare "Patient" a single capitalised word is more often a
+# heading ("Patient History") than a name.
+_FULL_NAME = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{1,3}}"
 _CREDENTIAL = r"(?:M\.D\.|MD|D\.O\.|DO|MBBS|FRCR|FRCPC|PhD|RN|NP|PA-C|RT\(R\))(?![\w])"
 
 
@@ -59,6 +63,8 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         r"fellow|requested\s+by|ordering)(?:\s+(?:name|physician|provider))?[ \t]*:[ \t]*",
         rf"(?:,[ \t]+{_NAME_WORD})?",
     ),
+    # A full name after a bare "Patient" or "Pt": "Patient John Smith MRN ...".
+    (re.compile(rf"(?i:\b(patient|pt\.?)[ \t]+){_FULL_NAME}"), rf"\1 {NAME}"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), REDACTED),
     (re.compile(r"\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b"), REDACTED),
     (re.compile(r"\b[A-Za-z]{0,4}\d{5,}\b"), IDENTIFIER),

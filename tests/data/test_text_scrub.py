@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from radreport.data.text_scrub import DATE, IDENTIFIER, NAME, scrub_report
 
 REPORT = (
@@ -62,3 +64,17 @@ def test_name_cues_leave_clinical_sentences_alone():
         "Nodule seen by CT and MRI measures 4 mm. Heart size normal, MD ratio unchanged."
     )
     assert scrub_report(clinical) == clinical
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Patient John Smith MRN 1234567 seen.", "Patient [NAME] MRN [ID] seen."),
+        ("Pt. Mary Jane Watson was seen.", "Pt. [NAME] was seen."),
+        # One capitalised word after a bare "Patient" is a heading, not a name.
+        ("Patient History: cough.", "Patient History: cough."),
+        ("The patient is a 45 year old male.", "The patient is a 45 year old male."),
+    ],
+)
+def test_a_full_name_after_a_bare_patient_is_scrubbed(text, expected):
+    assert scrub_report(text) == expected
