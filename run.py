@@ -342,6 +342,13 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
     except ValueError as exc:
         fail(f"--reports {exc}", 2)
     warn_empty_impressions(reports_csv, table)
+    repeated = [
+        index for index, seen in enumerate(table["study_id"].duplicated(keep=False)) if seen
+    ]
+    warn_rows(
+        reports_csv, table, repeated, "share their study_id with another row",
+        "predictions.csv keeps the input's row order",
+    )  # fmt: skip
     scorable = rows_to_score(reports_csv, table)
     prepare_output_dir(out)
     model = load_model_or_exit(model_spec)

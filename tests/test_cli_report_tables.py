@@ -87,3 +87,9 @@ def test_baselines_leave_out_the_rows_without_a_reference_and_say_so(tmp_path):
         f"warning: {with_gap}: 1 of 3 rows have an empty reference (findings or report) "
         "(first: row 3, study_id r3); left out"
     ) in result.stderr
+
+
+def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
+    reports = write(tmp_path, "reports.csv", "study_id;impression;findings\na;b;c\n")
+    result = run_cli("evaluate", "--reports", str(reports), "--out", str(tmp_path / "out"))
+    assert_one_line_error(result, "separated by semicolons: save it comma-separated")

@@ -60,11 +60,25 @@ def _known_column_names(columns, path) -> dict[str, str]:
     return renames
 
 
-def standardize_report_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
-    """study_id, impression, reference from either layout; `source` names the table in errors."""
+def _require_columns(table: pd.DataFrame, source: str) -> None:
     for column in ("study_id", "impression"):
         if column not in table.columns:
-            raise ValueError(f"{source}: missing column '{column}'")
+            raise ValueError(f"{source}: missing column '{column}'{_separator_hint(table)}")
+
+
+def _separator_hint(table: pd.DataFrame) -> str:
+    """A header read as one column that holds semicolons or tabs: another separator."""
+    if len(table.columns) == 1:
+        header = str(table.columns[0])
+        for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+            if separator in header:
+                return f" (the header is one column separated by {name}: save it comma-separated)"
+    return ""
+
+
+def standardize_report_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
+    """study_id, impression, reference from either layout; `source` names the table in errors."""
+    _require_columns(table, source)
     report_column = next((c for c in REPORT_COLUMNS if c in table.columns), None)
     if report_column is None:
         raise ValueError(
@@ -96,9 +110,7 @@ def read_prompt_table(path: str | Path) -> pd.DataFrame:
     if any(column in table.columns for column in REPORT_COLUMNS):
         table = standardize_report_table(table, str(path))
     else:
-        for column in ("study_id", "impression"):
-            if column not in table.columns:
-                raise ValueError(f"{path}: missing column '{column}'")
+        _require_columns(table, str(path))
         table = table[["study_id", "impression"]].reset_index(drop=True)
     if table.empty:
         raise ValueError(f"{path}: no rows")

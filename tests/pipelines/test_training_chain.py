@@ -240,6 +240,7 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
         "ok-3,Mild cardiomegaly.,The heart is mildly enlarged.\n"
         "empty-4,,The lungs are clear.\n"
         "noref-5,Small effusion.,\n"
+        "ok-1,Clear lungs.,The lungs are clear.\n"
     )
     out = tmp_path / "out"
     result = subprocess.run(
@@ -249,26 +250,32 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
     )  # fmt: skip
     assert result.returncode == 2
     last_line = result.stderr.strip().splitlines()[-1]
-    assert "1 of 5 rows rejected" in last_line and "row 2 (study_id long-2)" in last_line
+    assert "1 of 6 rows rejected" in last_line and "row 2 (study_id long-2)" in last_line
     assert "context is 1024" in last_line
     # The valid rows are written and scored; the rejected one is kept, empty, and recorded.
     predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
-    assert predictions["study_id"].tolist() == ["ok-1", "long-2", "ok-3", "empty-4", "noref-5"]
-    written = dict(zip(predictions["study_id"], predictions["prediction"], strict=True))
+    assert predictions["study_id"].tolist() == [
+        "ok-1", "long-2", "ok-3", "empty-4", "noref-5", "ok-1"
+    ]  # fmt: skip
+    written = dict(zip(predictions["study_id"][:5], predictions["prediction"][:5], strict=True))
     assert written["ok-1"] and written["ok-3"] and written["long-2"] == ""
     # An empty impression is said, not refused: its report is written and scored.
     assert written["empty-4"]
-    assert "1 of 5 rows have an empty impression (first: row 4, study_id empty-4)" in (
+    assert "1 of 6 rows have an empty impression (first: row 4, study_id empty-4)" in (
         result.stderr
     )
     # A row without a reference is written, not scored.
     assert written["noref-5"]
-    assert "1 of 5 rows have an empty reference (findings or report) (first: row 5, " in (
+    assert "1 of 6 rows have an empty reference (findings or report) (first: row 5, " in (
         result.stderr
     )
     rejected = pd.read_csv(out / "rejected.csv")
     assert rejected[["row", "study_id"]].values.tolist() == [[2, "long-2"]]
     assert "context is 1024" in rejected["reason"].iloc[0]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["metrics"]["n_reports"] == 3
+    assert metrics["metrics"]["n_reports"] == 4
     assert {sample["study_id"] for sample in metrics["samples"]} == {"ok-1", "ok-3", "empty-4"}
+    # A repeated study id is said; the rows stay in input order.
+    assert "2 of 6 rows share their study_id with another row (first: row 1, study_id ok-1)" in (
+        result.stderr
+    )
