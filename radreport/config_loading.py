@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from radreport.utf8_text import NotUtf8Text, decode_utf8
+
 ModelT = TypeVar("ModelT", bound=BaseModel)
 YAML_MERGE_TAG = "tag:yaml.org,2002:merge"
 
@@ -131,13 +133,9 @@ def read_utf8_text(path: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            f"{path}: line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at position "
-            f"{exc.start}); save it as UTF-8"
-        ) from None
+        return decode_utf8(data)
+    except NotUtf8Text as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def describe_yaml_error(exc: yaml.YAMLError) -> str:

@@ -236,7 +236,7 @@ def test_data_manifest_quarantines_bad_lines_and_keeps_the_other_rows(tmp_path, 
         (
             "m.csv",
             b"study_id,patient_id,impression,report\ns1,p1,\xc9panchement.,Clear.\n",
-            ": not UTF-8 text (byte 0xc9 at position 44, line 2); save it as UTF-8",
+            ": line 2: not UTF-8 text (byte 0xc9 at position 44); save it as UTF-8",
         ),
         ("m.csv", b"", ": empty file"),
         ("m.jsonl", b"", ": empty file"),

@@ -24,6 +24,7 @@ from radreport.data.errors import ManifestError, NoUsableStudiesError
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.quarantine_table import count_by_reason, quarantine_table
 from radreport.data.settings import MANIFEST_FIELDS, REQUIRED_MANIFEST_FIELDS
+from radreport.utf8_text import NotUtf8Text, decode_utf8
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
@@ -58,14 +59,9 @@ def _manifest_text(path: Path) -> str:
     except OSError as error:
         raise ManifestError(f"manifest {path} cannot be read: {error.strerror}") from None
     try:
-        # Decoded whole, so that the error's position is the byte's offset in the file.
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise ManifestError(
-            f"manifest {path}: not UTF-8 text (byte 0x{data[error.start]:02x} at position "
-            f"{error.start}, line {line}); save it as UTF-8"
-        ) from None
+        text = decode_utf8(data)
+    except NotUtf8Text as error:
+        raise ManifestError(f"manifest {path}: {error}") from None
     if not text.strip():
         raise ManifestError(f"manifest {path}: empty file")
     return text.removeprefix("\ufeff")  # the byte-order mark spreadsheet programs write

@@ -9,10 +9,13 @@ Column names are matched without regard to case or surrounding spaces ("Impressi
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
 import pandas as pd
+
+from radreport.utf8_text import NotUtf8Text, decode_utf8
 
 REPORT_COLUMNS = ("findings", "report")
 KNOWN_COLUMNS = ("study_id", "impression", *REPORT_COLUMNS)
@@ -22,15 +25,15 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
     """Every cell as text ("" where empty), known column names normalised; ValueError (one
     line, naming the file) for what is not a readable UTF-8 CSV."""
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+        text = decode_utf8(Path(path).read_bytes()).removeprefix("\ufeff")  # a spreadsheet's BOM
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        # exc.start counts from pandas' read buffer, not the file, so only the byte is named.
-        byte = exc.object[exc.start]
-        raise ValueError(f"{path}: not UTF-8 text (byte 0x{byte:02x}); save it as UTF-8") from None
     except IsADirectoryError:
         raise ValueError(f"{path}: is a directory, not a CSV file") from None
+    except NotUtf8Text as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
         raise ValueError(f"{path}: empty file, no header") from None
     except pd.errors.ParserError as exc:

@@ -148,7 +148,7 @@ def test_a_csv_row_with_too_many_fields_is_quarantined_and_row_lines_stay_true(t
         (
             "m.csv",
             "study_id,patient_id,impression,report\ns1,p1,Épanchement.,Clear.\n".encode("latin-1"),
-            ": not UTF-8 text (byte 0xc9 at position 44, line 2); save it as UTF-8",
+            ": line 2: not UTF-8 text (byte 0xc9 at position 44); save it as UTF-8",
         ),
         ("m.csv", b"", ": empty file"),
         ("m.jsonl", b"\n  \n", ": empty file"),

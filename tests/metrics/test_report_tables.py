@@ -43,7 +43,10 @@ def test_column_names_match_without_case_or_spaces(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"study_id,impression\na,caf\xe9\n", "not UTF-8 text \\(byte 0xe9\\)"),
+        (
+            b"study_id,impression\na,caf\xe9\n",
+            "line 2: not UTF-8 text \\(byte 0xe9 at position 25\\)",
+        ),
         (b"", "empty file"),
         (b"study_id,impression,findings\n", "no rows"),
         (b'study_id,impression\na,"never closed\n', "not a readable CSV"),
