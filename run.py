@@ -184,7 +184,7 @@ def rows_with_reference(option: str, path: Path, table):
 
     missing = rows_without_reference(table)
     if len(missing) == len(table):
-        fail(f"{option} {path}: no row has a reference (findings or report) to score against", 2)
+        fail(f"{option} {path}: no row has a reference (findings or report)", 2)
     warn_rows(path, table, missing, "have an empty reference (findings or report)", "left out")
     return table.drop(index=missing).reset_index(drop=True)
 
