@@ -38,7 +38,10 @@ def main() -> None:
     spec.loader.exec_module(old)
     table = build_prompt_table(load_studies(), 3)
     val = table[table["split"] == "val"].reset_index(drop=True).iloc[: args.studies]
-    settings = LLMSettings(max_new_tokens=128, no_repeat_ngram_size=6, retrieval_k=3)
+    # PyTorch's loop against the older generate.py's: the torch decoder on both sides.
+    settings = LLMSettings(
+        max_new_tokens=128, no_repeat_ngram_size=6, retrieval_k=3, decoder="torch"
+    )
     base = resolve_base_model(settings.base_model)
     after = ReportGenerator.from_settings(settings, base, args.adapter)
     before = old.ReportGenerator.for_loaded_model(

@@ -62,6 +62,7 @@ def main() -> None:
         retrieval_k=args.retrieval_k,
         max_new_tokens=128,
         no_repeat_ngram_size=args.no_repeat_ngram,
+        decoder="torch",  # the engine its recorded figures were measured on
     )
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), args.adapter
