@@ -180,9 +180,9 @@ def read_reports_or_exit(option: str, path: Path):
 def rows_with_reference(option: str, path: Path, table):
     """The rows that have a reference; the others are counted in a warning. Exit 2 when no
     row has one."""
-    from radreport.metrics.report_tables import rows_without_reference
+    from radreport.metrics.report_tables import empty_rows
 
-    missing = rows_without_reference(table)
+    missing = empty_rows(table, "reference")
     if len(missing) == len(table):
         fail(f"{option} {path}: no row has a reference (findings or report)", 2)
     warn_rows(path, table, missing, "have an empty reference (findings or report)", "left out")
@@ -292,7 +292,9 @@ def warn_empty_impressions(reports_csv: Path, table) -> None:
     """Training never sees a study without an impression (ingestion quarantines them), so a
     report written for one comes from the prompt's template and examples alone: said, not
     refused, so that the file's other rows and its scores are kept."""
-    empty = [index for index, text in enumerate(table["impression"]) if not text.strip()]
+    from radreport.metrics.report_tables import empty_rows
+
+    empty = empty_rows(table, "impression")
     warn_rows(
         reports_csv,
         table,
@@ -305,11 +307,11 @@ def warn_empty_impressions(reports_csv: Path, table) -> None:
 def rows_to_score(reports_csv: Path, table) -> list[bool]:
     """The rows with a reference to score against (none in a table without references); the
     rows with an empty one are counted in a warning."""
-    from radreport.metrics.report_tables import rows_without_reference
+    from radreport.metrics.report_tables import empty_rows
 
     if "reference" not in table.columns:
         return [False] * len(table)
-    missing = set(rows_without_reference(table))
+    missing = set(empty_rows(table, "reference"))
     problem = "have an empty reference (findings or report)"
     warn_rows(reports_csv, table, sorted(missing), problem, "they are written, not scored")
     return [index not in missing for index in range(len(table))]

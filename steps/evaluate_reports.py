@@ -13,6 +13,7 @@ from zenml import log_metadata, step
 from zenml.types import HTMLString
 
 from pipelines.stack import TRACKER_NAME
+from radreport.llm.predictions import rejections_by_split
 from radreport.metrics.evaluate import evaluate_reports as score_generated_reports
 from radreport.metrics.settings import EvaluationSettings
 
@@ -28,9 +29,7 @@ def evaluate_reports(
     are scored on the very same studies; each split also counts its studies left unwritten
     (their prompts did not fit the model's context), since its scores leave them out."""
     train = alpaca_table[alpaca_table["split"] == "train"]
-    rejected_by_split = {
-        split: int(count) for split, count in rejected_prompts.groupby("split").size().items()
-    }
+    rejected_by_split = rejections_by_split(rejected_prompts)
     evaluation = {split: {"rejected_prompts": count} for split, count in rejected_by_split.items()}
     html = ""
     with tempfile.TemporaryDirectory() as out:

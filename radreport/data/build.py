@@ -16,7 +16,12 @@ from radreport.data.errors import ManifestError, NoUsableStudiesError
 from radreport.data.manifest import Manifest, load_manifest
 from radreport.data.pseudonyms import DeidKeys, resolve_deid_keys
 from radreport.data.quarantine import QuarantineEntry
-from radreport.data.quarantine_table import QUARANTINE_COLUMNS, count_by_reason, quarantine_table
+from radreport.data.quarantine_table import (
+    QUARANTINE_COLUMNS,
+    count_by_reason,
+    quarantine_table,
+    reason_counts_text,
+)
 from radreport.data.settings import DataSettings
 from radreport.data.splits import SPLITS, assign_splits
 from radreport.data.study_volumes import StudyVolumes
@@ -144,9 +149,9 @@ def build_dataset(
     try:
         manifest = load_manifest(Path(path), settings.manifest.columns)
     except NoUsableStudiesError as error:
-        if out_dir is not None:
+        if out_dir is not None:  # the record of why, de-identified as always
             keys = resolve_deid_keys(settings.deid)
-            _write_quarantine_of_nothing_usable(error.rejected, keys, out_dir)
+            _write_quarantine(_pseudonymous_quarantine(error.rejected, keys), Path(out_dir))
         raise
     keys = resolve_deid_keys(settings.deid)
     images = _ingest_images(manifest, settings, keys)
@@ -163,12 +168,12 @@ def build_dataset(
         if row_out["has_images"]:
             volumes[row_out["study_id"]] = study_images.volume
     if not rows:
-        _write_quarantine_of_nothing_usable(entries, keys, out_dir)
-        counts = ", ".join(
-            f"{code} {n}" for code, n in count_by_reason(quarantine_table(entries)).items()
-        )
+        if out_dir is not None:
+            _write_quarantine(_pseudonymous_quarantine(entries, keys), Path(out_dir))
         raise NoUsableStudiesError(
-            f"no usable study in {path}: all {manifest.rows_in} were rejected ({counts})", entries
+            f"no usable study in {path}: all {manifest.rows_in} were rejected "
+            f"({reason_counts_text(entries)})",
+            entries,
         )
     studies = pd.DataFrame(rows)
     studies["split"] = assign_splits(studies, settings.split)
@@ -187,21 +192,13 @@ def build_dataset(
     return result
 
 
-def _write_quarantine_of_nothing_usable(
-    entries: list[QuarantineEntry], keys: DeidKeys, out_dir: Path | None
-) -> None:
-    """A run that ends with no study still leaves its record of why, de-identified as always."""
-    if out_dir is not None:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _pseudonymous_quarantine(entries, keys).to_csv(
-            out_dir / "quarantine.csv", index=False, columns=QUARANTINE_COLUMNS
-        )
+def _write_quarantine(quarantine: pd.DataFrame, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    quarantine.to_csv(out_dir / "quarantine.csv", index=False, columns=QUARANTINE_COLUMNS)
 
 
 def write_outputs(result: DatasetBuild, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result.quarantine.to_csv(out_dir / "quarantine.csv", index=False, columns=QUARANTINE_COLUMNS)
+    _write_quarantine(result.quarantine, out_dir)
     (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
     result.studies.to_parquet(out_dir / "studies.parquet", index=False)
     result.volumes.save(out_dir / "volumes.npz")

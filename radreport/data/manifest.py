@@ -22,7 +22,7 @@ import pandas as pd
 
 from radreport.data.errors import ManifestError, NoUsableStudiesError
 from radreport.data.quarantine import QuarantineEntry, Reason
-from radreport.data.quarantine_table import count_by_reason, quarantine_table
+from radreport.data.quarantine_table import quarantine_table, reason_counts_text
 from radreport.data.settings import MANIFEST_FIELDS, REQUIRED_MANIFEST_FIELDS
 from radreport.utf8_text import NotUtf8Text, decode_utf8
 
@@ -186,10 +186,9 @@ def _row_problem(row: dict[str, str], duplicated: bool) -> tuple[Reason, str] | 
 def _nothing_usable(
     path: Path, rejected: list[QuarantineEntry], rows_in: int
 ) -> NoUsableStudiesError:
-    by_reason = count_by_reason(quarantine_table(rejected))
-    counts = ", ".join(f"{code} {n}" for code, n in by_reason.items())
     return NoUsableStudiesError(
-        f"manifest {path}: none of its {rows_in} rows is usable ({counts})", rejected
+        f"manifest {path}: none of its {rows_in} rows is usable ({reason_counts_text(rejected)})",
+        rejected,
     )
 
 

@@ -20,3 +20,9 @@ def quarantine_table(entries: Iterable[QuarantineEntry]) -> pd.DataFrame:
 
 def count_by_reason(table: pd.DataFrame) -> dict[str, int]:
     return dict(sorted(Counter(table["reason_code"]).items()))
+
+
+def reason_counts_text(entries: Iterable[QuarantineEntry]) -> str:
+    """'code n, code n' for a one-line message that says why entries were rejected."""
+    counts = count_by_reason(quarantine_table(entries))
+    return ", ".join(f"{code} {n}" for code, n in counts.items())

@@ -43,6 +43,11 @@ def predict_splits(
     return predictions.reset_index(drop=True)[list(PREDICTION_COLUMNS)], rejected
 
 
+def rejections_by_split(rejected: pd.DataFrame) -> dict[str, int]:
+    """How many studies of each split `predict_splits` left unwritten."""
+    return {split: int(count) for split, count in rejected.groupby("split").size().items()}
+
+
 def predict_impressions(
     generator: ReportGenerator,
     impressions: list[str],

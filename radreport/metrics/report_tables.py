@@ -101,9 +101,10 @@ def read_report_table(path: str | Path) -> pd.DataFrame:
     return table
 
 
-def rows_without_reference(table: pd.DataFrame) -> list[int]:
-    """Positions of the rows whose reference is empty: nothing to score them against."""
-    return [index for index, text in enumerate(table["reference"]) if not text.strip()]
+def empty_rows(table: pd.DataFrame, column: str) -> list[int]:
+    """Positions of the rows whose `column` is empty or blank (an empty reference: nothing
+    to score against; an empty impression: nothing to write from)."""
+    return [index for index, text in enumerate(table[column]) if not text.strip()]
 
 
 def read_prompt_table(path: str | Path) -> pd.DataFrame:
