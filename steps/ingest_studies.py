@@ -6,11 +6,12 @@ from typing import Annotated
 
 import mlflow
 import pandas as pd
-from zenml import step
+from zenml import save_artifact, step
 
 from materializers.study_volumes import StudyVolumesMaterializer
 from pipelines.stack import TRACKER_NAME
 from radreport.data.build import build_dataset
+from radreport.data.errors import NoUsableStudiesError
 from radreport.data.settings import DataSettings
 from radreport.data.study_volumes import StudyVolumes
 from steps.tracking import log_flat_metrics
@@ -32,8 +33,21 @@ def ingest_studies(
 ]:
     """`input_fingerprint` and `deid_key_id` are unused here but key the cache: same bytes
     and same pseudonym key -> same dataset version."""
-    build = build_dataset(manifest_path, settings)
+    try:
+        build = build_dataset(manifest_path, settings)
+    except NoUsableStudiesError as error:
+        raise _with_kept_quarantine(error) from error
     mlflow.log_params({"input_fingerprint": input_fingerprint, "deid_key_id": deid_key_id})
     log_flat_metrics(build.summary, prefix="data")
     mlflow.log_dict(build.summary, "data/summary.json")
     return build.studies, build.volumes, build.quarantine
+
+
+def _with_kept_quarantine(error: NoUsableStudiesError) -> NoUsableStudiesError:
+    """A failed step returns no outputs, so the record of why every study was rejected is
+    saved as the next version of the `quarantine` artifact, which the error names."""
+    kept = save_artifact(error.quarantine, name="quarantine")
+    return NoUsableStudiesError(
+        f"{error}; the rejections are kept as artifact quarantine version {kept.version}",
+        error.rejected,
+    )

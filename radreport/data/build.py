@@ -149,9 +149,7 @@ def build_dataset(
     try:
         manifest = load_manifest(Path(path), settings.manifest.columns)
     except NoUsableStudiesError as error:
-        if out_dir is not None:  # the record of why, de-identified as always
-            keys = resolve_deid_keys(settings.deid)
-            _write_quarantine(_pseudonymous_quarantine(error.rejected, keys), Path(out_dir))
+        _keep_quarantine(error, error.rejected, resolve_deid_keys(settings.deid), out_dir)
         raise
     keys = resolve_deid_keys(settings.deid)
     images = _ingest_images(manifest, settings, keys)
@@ -168,13 +166,13 @@ def build_dataset(
         if row_out["has_images"]:
             volumes[row_out["study_id"]] = study_images.volume
     if not rows:
-        if out_dir is not None:
-            _write_quarantine(_pseudonymous_quarantine(entries, keys), Path(out_dir))
-        raise NoUsableStudiesError(
+        error = NoUsableStudiesError(
             f"no usable study in {path}: all {manifest.rows_in} were rejected "
             f"({reason_counts_text(entries)})",
             entries,
         )
+        _keep_quarantine(error, entries, keys, out_dir)
+        raise error
     studies = pd.DataFrame(rows)
     studies["split"] = assign_splits(studies, settings.split)
     studies = studies[list(STUDY_COLUMNS)]
@@ -190,6 +188,19 @@ def build_dataset(
     if out_dir is not None:
         write_outputs(result, Path(out_dir))
     return result
+
+
+def _keep_quarantine(
+    error: NoUsableStudiesError,
+    entries: list[QuarantineEntry],
+    keys: DeidKeys,
+    out_dir: Path | None,
+) -> None:
+    """A build with nothing usable still leaves the record of why, de-identified as always:
+    on the error for the caller (a pipeline step stores it), and in `out_dir` when given."""
+    error.quarantine = _pseudonymous_quarantine(entries, keys)
+    if out_dir is not None:
+        _write_quarantine(error.quarantine, Path(out_dir))
 
 
 def _write_quarantine(quarantine: pd.DataFrame, out_dir: Path) -> None:

@@ -4,6 +4,11 @@ read fine that leaves no study is exit 1. Everything smaller is quarantined inst
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 class DatasetError(Exception):
     """Base of the data pipeline's whole-input failures."""
@@ -15,8 +20,10 @@ class ManifestError(DatasetError):
 
 class NoUsableStudiesError(DatasetError):
     """Every row or study was rejected: there is nothing to train on. `rejected` holds the
-    quarantine entries that say why, so the record can still be written."""
+    quarantine entries that say why, so the record can still be written; `build_dataset`
+    adds `quarantine`, the same record de-identified (QUARANTINE_COLUMNS), fit to be kept."""
 
     def __init__(self, message: str, rejected: list | None = None):
         super().__init__(message)
         self.rejected = list(rejected or [])
+        self.quarantine: pd.DataFrame | None = None

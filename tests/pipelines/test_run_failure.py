@@ -52,3 +52,50 @@ def test_train_names_the_failed_step_and_its_error_in_one_line(
         "has no study: add studies or raise data.split.val"
     )
     assert run.steps["ingest_studies"].status.value == "completed"
+
+
+def test_a_run_with_no_usable_study_keeps_its_quarantine_as_an_artifact(radreport_stack, tmp_path):
+    # Rows that are fine as text, but whose folders hold no DICOM, with image studies only
+    # wanted: nothing is left once ingestion has read the folders, inside the run.
+    rows = []
+    for study in ("s-one", "s-two"):
+        folder = tmp_path / study
+        folder.mkdir()
+        (folder / "notes.txt").write_text("not an image")
+        rows.append((study, f"p-{study}", "No acute disease.", "Lungs clear.", str(folder)))
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(
+        rows, columns=["study_id", "patient_id", "impression", "report", "dicom_dir"]
+    ).to_csv(manifest, index=False)
+    config = tmp_path / "nothing_usable.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model_name": "radreport-nothing",
+                "data": {
+                    "source": "manifest",
+                    "manifest": {"path": str(manifest)},
+                    "dicom": {"when_no_usable_series": "reject_study", "workers": 1},
+                },
+            }
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "train", "--config", str(config)],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    run = Client().get_pipeline("training_pipeline").last_run
+    kept = Client().get_artifact_version("quarantine")  # the latest version
+    assert last_line.startswith(f"error: ZenML run {run.name} failed at step ingest_studies: ")
+    assert last_line.endswith(
+        f"; the rejections are kept as artifact quarantine version {kept.version}"
+    )
+    quarantine = kept.load()
+    # Per study: the file that is not DICOM, and the study left without a usable series.
+    assert len(quarantine) == 4
+    assert (quarantine["reason_code"] == "not_dicom_text_file").sum() == 2
+    assert quarantine["study_id"].nunique() == 2
+    # De-identified like every quarantine: the manifest's study ids are not in it.
+    assert not set(quarantine["study_id"]) & {"s-one", "s-two"}
