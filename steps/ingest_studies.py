@@ -36,6 +36,8 @@ def ingest_studies(
     try:
         build = build_dataset(manifest_path, settings)
     except NoUsableStudiesError as error:
+        if error.quarantine is None:
+            raise
         raise _with_kept_quarantine(error) from error
     mlflow.log_params({"input_fingerprint": input_fingerprint, "deid_key_id": deid_key_id})
     log_flat_metrics(build.summary, prefix="data")

@@ -149,7 +149,10 @@ def build_dataset(
     try:
         manifest = load_manifest(Path(path), settings.manifest.columns)
     except NoUsableStudiesError as error:
-        _keep_quarantine(error, error.rejected, resolve_deid_keys(settings.deid), out_dir)
+        # Rows refused before any image is read: the commands check the manifest before a
+        # pipeline starts, so only `out_dir` wants their record (and the key's warning).
+        if out_dir is not None:
+            _keep_quarantine(error, error.rejected, resolve_deid_keys(settings.deid), out_dir)
         raise
     keys = resolve_deid_keys(settings.deid)
     images = _ingest_images(manifest, settings, keys)

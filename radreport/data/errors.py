@@ -21,7 +21,8 @@ class ManifestError(DatasetError):
 class NoUsableStudiesError(DatasetError):
     """Every row or study was rejected: there is nothing to train on. `rejected` holds the
     quarantine entries that say why, so the record can still be written; `build_dataset`
-    adds `quarantine`, the same record de-identified (QUARANTINE_COLUMNS), fit to be kept."""
+    adds `quarantine`, the same record de-identified (QUARANTINE_COLUMNS), fit to be kept,
+    once it has de-identified anything (None for a manifest refused before that)."""
 
     def __init__(self, message: str, rejected: list | None = None):
         super().__init__(message)
