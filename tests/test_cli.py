@@ -82,6 +82,19 @@ def test_bad_config_names_file_and_key(tmp_path, text, expected):
     assert "\n" not in message
 
 
+def test_a_check_across_keys_names_them_without_repeating_the_whole_section(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "model_name: x\nllm:\n  save_steps: 7\n  eval_steps: 5\n  early_stopping_patience: 2\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_run_config(path)
+    assert str(caught.value) == (
+        f"{path}: llm: save_steps (7) must be a multiple of eval_steps (5) when early "
+        "stopping is on"
+    )
+
+
 def test_config_numbers_may_be_written_as_integers_and_flags_as_booleans(tmp_path):
     path = tmp_path / "good.yaml"
     path.write_text(
