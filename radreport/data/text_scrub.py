@@ -72,13 +72,26 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 
 def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
-    """DICOM PN 'Family^Given^Middle' as written in prose, and its parts on their own."""
-    parts = [part.strip() for part in person_name.split("^") if part.strip()]
-    if not parts:
-        return set(), set()
-    family, given = parts[0], " ".join(parts[1:3])
-    phrases = {" ".join(parts), f"{given} {family}".strip(), f"{family}, {given}".strip(" ,")}
-    return phrases | {person_name}, {p for p in parts if len(p) >= MIN_IDENTIFIER_CHARS}
+    """DICOM PN as prose writes it, and its parts on their own. A PN holds up to three
+    '='-separated groups (alphabetic, ideographic, phonetic), each 'Family^Given^Middle^
+    Prefix^Suffix' by position, with empty components kept in place ('Doe^John^^Mr')."""
+    phrases, parts = {person_name}, set()
+    for group in person_name.split("="):
+        family, given, middle = ([c.strip() for c in group.split("^")] + ["", ""])[:3]
+        forenames = " ".join(w for w in (given, middle) if w)
+        written = {
+            " ".join(w for w in (given, family) if w),
+            " ".join(w for w in (forenames, family) if w),
+            " ".join(w for w in (family, forenames) if w),
+            " ".join(w for w in (family, given) if w),
+            ", ".join(w for w in (family, forenames) if w),
+            ", ".join(w for w in (family, given) if w),
+        } - {""}
+        # Ideographic and phonetic groups are written without spaces: 山田太郎.
+        written |= {w.replace(" ", "") for w in written if not w.isascii()}
+        phrases |= written
+        parts |= {c for c in (family, given, middle) if len(c) >= MIN_IDENTIFIER_CHARS}
+    return phrases, parts
 
 
 def _replace_whole(text: str, value: str, replacement: str, ignore_case: bool = True) -> str:

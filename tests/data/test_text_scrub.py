@@ -78,3 +78,25 @@ def test_name_cues_leave_clinical_sentences_alone():
 )
 def test_a_full_name_after_a_bare_patient_is_scrubbed(text, expected):
     assert scrub_report(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("person_name", "text", "expected"),
+    [
+        # An empty middle name before a prefix keeps the components in their places.
+        ("Doe^John^^Mr", "patient john doe", "patient [NAME]"),
+        (
+            "Doe^John^Secret",
+            "john doe; John Secret Doe; DOE, JOHN SECRET",
+            "[NAME]; [NAME]; [NAME]",
+        ),
+        # Alphabetic, ideographic and phonetic groups: each is the patient's name.
+        (
+            "Yamada^Tarou=山田^太郎=やまだ^たろう",
+            "Tarou Yamada was scanned today. 山田太郎. やまだ たろう.",
+            "[NAME] was scanned today. [NAME]. [NAME].",
+        ),
+    ],
+)
+def test_every_written_form_of_a_header_name_is_scrubbed(person_name, text, expected):
+    assert scrub_report(text, {person_name}) == expected
