@@ -14,8 +14,22 @@ QUARANTINE_COLUMNS = ("path", "study_id", "series_uid", "reason_code", "message"
 
 
 def quarantine_table(entries: Iterable[QuarantineEntry]) -> pd.DataFrame:
-    rows = [{**asdict(entry), "reason_code": entry.reason.value} for entry in entries]
+    rows = [
+        {
+            **asdict(entry),
+            "path": _printable_path(entry.path),
+            "message": " ".join(entry.message.split()),  # decoders' reports span lines
+            "reason_code": entry.reason.value,
+        }
+        for entry in entries
+    ]
     return pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS)).astype(str)
+
+
+def _printable_path(path: str) -> str:
+    """A file name that is not UTF-8 (kept by Python as lone surrogates) written with
+    backslash escapes, so that the table can be stored at all: `b'\\xff.dcm'` -> `\\xff.dcm`."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def count_by_reason(table: pd.DataFrame) -> dict[str, int]:
