@@ -132,16 +132,17 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
         with input_errors_exit():
             print_report(run_data(config))
         return
-    from radreport.data.build import build_dataset
+    from radreport.data.build import OUTPUT_FILES, build_dataset
 
     if out is not None:
-        prepare_output_dir(out)  # before ingesting: an unusable --out costs no work
+        prepare_output_dir(out, OUTPUT_FILES)
     with input_errors_exit():
         build = build_dataset(manifest, out_dir=out)
     for line in summary_lines(build.summary):
         click.echo(line)
     if out is not None:
-        click.echo(f"wrote quarantine.csv, summary.json, studies.parquet and volumes.npz to {out}")
+        names = f"{', '.join(OUTPUT_FILES[:-1])} and {OUTPUT_FILES[-1]}"
+        click.echo(f"wrote {names} to {out}")
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -200,8 +201,9 @@ def warn_rows(path: Path, table, rows: list[int], problem: str, consequence: str
         )
 
 
-def prepare_output_dir(out: Path) -> None:
-    """--out made (or reused) before a model loads, so an unusable one costs no generation."""
+def prepare_output_dir(out: Path, files: tuple[str, ...] = ()) -> None:
+    """--out made (or reused) before any work, so an unusable one costs no ingestion or
+    generation; `files` are the names the command writes there."""
     import os
 
     try:
@@ -212,6 +214,9 @@ def prepare_output_dir(out: Path) -> None:
         fail(f"--out {out}: cannot be created ({exc.strerror or exc})", 2)
     if not os.access(out, os.W_OK | os.X_OK):
         fail(f"--out {out}: not writable", 2)
+    for name in files:
+        if (out / name).is_dir():
+            fail(f"--out {out}: {name} is a directory there; the command writes a file", 2)
 
 
 def load_model_or_exit(spec: str | None):
@@ -258,6 +263,18 @@ DECODER_OPTION = click.option(
         "native: our C decode kernel, Llama models on the CPU (needs a C compiler). "
         "auto: native where it can run, else torch."
     ),
+)
+
+
+# What `evaluate` writes into --out: its own files and the evaluation report's.
+EVALUATE_FILES = (
+    "predictions.csv",
+    "metrics.json",
+    "rejected.csv",
+    "evaluation.html",
+    "samples.csv",
+    "metric_comparison.png",
+    "per_finding_f1.png",
 )
 
 
@@ -352,7 +369,7 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         "predictions.csv keeps the input's row order",
     )  # fmt: skip
     scorable = rows_to_score(reports_csv, table)
-    prepare_output_dir(out)
+    prepare_output_dir(out, EVALUATE_FILES)
     model = load_model_or_exit(model_spec)
     generated, too_long = predict_fitting_impressions(
         report_generator(model, decoder),

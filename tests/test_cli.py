@@ -274,9 +274,12 @@ def test_data_refuses_an_unusable_out_before_ingesting(tmp_path):
     manifest = write_manifest(tmp_path, ["s1,p1,Normal.,Clear lungs.,"])
     taken = tmp_path / "taken.txt"
     taken.write_text("keep me")
+    blocked = tmp_path / "blocked"
+    (blocked / "studies.parquet").mkdir(parents=True)
     for out, problem in [
         (taken, "exists and is not a directory"),
         (taken / "report", "cannot be created (Not a directory)"),
+        (blocked, "studies.parquet is a directory there; the command writes a file"),
     ]:
         result = run_cli("data", "--manifest", str(manifest), "--out", str(out))
         assert result.returncode == 2

@@ -45,6 +45,10 @@ def test_evaluate_refuses_an_out_that_is_a_file_before_loading_a_model(tmp_path)
     out = write(tmp_path, "taken", "")
     result = run_cli("evaluate", "--reports", str(reports), "--out", str(out))
     assert_one_line_error(result, f"--out {out}: exists and is not a directory")
+    blocked = tmp_path / "blocked"
+    (blocked / "metrics.json").mkdir(parents=True)
+    result = run_cli("evaluate", "--reports", str(reports), "--out", str(blocked))
+    assert_one_line_error(result, f"--out {blocked}: metrics.json is a directory there")
 
 
 def test_evaluate_names_the_option_of_a_missing_file(tmp_path):

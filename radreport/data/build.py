@@ -55,6 +55,10 @@ STUDY_COLUMNS = (
 )
 
 
+# What a build writes into its `out_dir`.
+OUTPUT_FILES = ("quarantine.csv", "summary.json", "studies.parquet", "volumes.npz")
+
+
 @dataclass(frozen=True)
 class DatasetBuild:
     studies: pd.DataFrame  # STUDY_COLUMNS, one row per accepted study, manifest order
@@ -212,6 +216,7 @@ def _write_quarantine(quarantine: pd.DataFrame, out_dir: Path) -> None:
 
 
 def write_outputs(result: DatasetBuild, out_dir: Path) -> None:
+    """The files of OUTPUT_FILES."""
     _write_quarantine(result.quarantine, out_dir)
     (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
     result.studies.to_parquet(out_dir / "studies.parquet", index=False)
