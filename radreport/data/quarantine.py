@@ -59,6 +59,7 @@ class Reason(str, Enum):
     SERIES_NOT_SELECTED = "series_not_selected"
     NO_USABLE_SERIES = "no_usable_series"
     INGESTION_ERROR = "ingestion_error"
+    WORKER_CRASHED = "worker_crashed"
 
 
 @dataclass(frozen=True)

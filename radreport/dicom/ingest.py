@@ -12,6 +12,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -59,12 +60,20 @@ def _ingest_safely(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> 
 
 
 def _ingest_handing_off(
-    task: StudyTask, settings: DicomSettings, keys: DeidKeys, handoff: str
+    task: StudyTask,
+    settings: DicomSettings,
+    keys: DeidKeys,
+    handoff: str,
+    started: str | None = None,
 ) -> tuple[StudyImages, str | None]:
     """ingest_study in a worker; the volume comes back as a .npy file in `handoff` (on
     tmpfs where there is one) rather than through the pool's pipe: pickling ~1.5 MB through
     the pipe cost ~6 ms of wall time per study, ~3 ms of it on the parent's CPU, against
-    ~2 ms through a file, while the whole study takes ~20-30 ms."""
+    ~2 ms through a file, while the whole study takes ~20-30 ms. The file `started` is
+    created first: if a decoder kills the process, the parent knows which studies were in
+    hand."""
+    if started is not None:
+        Path(started).touch()
     result = ingest_study(task, settings, keys)
     if result.volume is None:
         return result, None
@@ -109,24 +118,81 @@ def _worker_context() -> multiprocessing.context.BaseContext:
 def _ingest_in_processes(
     tasks: Sequence[StudyTask], settings: DicomSettings, keys: DeidKeys
 ) -> list[StudyImages]:
-    workers = min(settings.workers, len(tasks))
+    """A native decoder that aborts on a corrupt file (GDCM on some JPEG 2000 streams) kills
+    its worker, and the pool fails every study not finished. So the studies the dead
+    worker had in hand are then ingested again one at a time, each in its own process:
+    the one that kills it again is quarantined alone. The studies not yet started go to a
+    new pool."""
     results: list[StudyImages | None] = [None] * len(tasks)
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=_worker_context(), initializer=_single_threaded_blas
-    )
-    with _handoff_folder() as handoff, pool:
-        futures: dict[Future, int] = {
-            pool.submit(_ingest_handing_off, task, settings, keys, handoff): index
-            for index, task in enumerate(tasks)
-        }
-        for future in tqdm(as_completed(futures), total=len(tasks), desc="ingest", unit="study"):
-            index = futures[future]
-            error = future.exception()
-            if error is None:
-                results[index] = _taken_back(*future.result())
-            else:
-                results[index] = _failed(tasks[index], error)
+    context = _worker_context()
+    pending = list(range(len(tasks)))
+    with _handoff_folder() as handoff, tqdm(total=len(tasks), desc="ingest", unit="study") as bar:
+        run = _PoolRound(tasks, settings, keys, context, handoff, results, bar)
+        while pending:
+            died = run(pending, min(settings.workers, len(pending)))
+            in_hand = [index for index in died if run.started(index)]
+            for index in in_hand:
+                if run([index], 1):
+                    results[index] = _crashed(tasks[index])
+                    bar.update()
+            pending = [index for index in died if index not in in_hand]
     return results
+
+
+class _PoolRound:
+    """One process pool over some of the tasks; fills `results` and returns the indices
+    whose worker died before their study was done."""
+
+    def __init__(self, tasks, settings, keys, context, handoff, results, bar):
+        self.tasks, self.settings, self.keys = tasks, settings, keys
+        self.context, self.handoff, self.results, self.bar = context, handoff, results, bar
+
+    def started(self, index: int) -> bool:
+        return self._marker(index).exists()
+
+    def _marker(self, index: int) -> Path:
+        return Path(self.handoff) / f"started-{index}"
+
+    def __call__(self, indices: Sequence[int], workers: int) -> list[int]:
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=self.context, initializer=_single_threaded_blas
+        )
+        died = []
+        with pool:
+            futures: dict[Future, int] = {
+                pool.submit(
+                    _ingest_handing_off,
+                    self.tasks[index],
+                    self.settings,
+                    self.keys,
+                    self.handoff,
+                    str(self._marker(index)),
+                ): index
+                for index in indices
+            }
+            for future in as_completed(futures):
+                index = futures[future]
+                error = future.exception()
+                if isinstance(error, BrokenProcessPool):
+                    died.append(index)
+                    continue
+                if error is None:
+                    self.results[index] = _taken_back(*future.result())
+                else:
+                    self.results[index] = _failed(self.tasks[index], error)
+                self.bar.update()
+        return sorted(died)
+
+
+def _crashed(task: StudyTask) -> StudyImages:
+    entry = QuarantineEntry(
+        task.dicom_dir,
+        Reason.WORKER_CRASHED,
+        "the worker process died on this study, also when it ran alone: a decoder crashed "
+        "on one of its files",
+        task.study_id,
+    )
+    return StudyImages(study_id=task.study_id, quarantine=[entry])
 
 
 def ingest_studies(
@@ -136,7 +202,9 @@ def ingest_studies(
     needs the usual `if __name__ == "__main__":` guard, and each worker re-imports the
     caller's main module: keep its top-level imports light (run.py imports only click; a
     script importing torch at the top adds ~2.5 s per call, pandas ~0.4 s)."""
-    if settings.workers == 1 or len(tasks) <= 1:
+    # One study still goes to a worker when workers are allowed: a decoder that aborts
+    # would otherwise take the calling process, and every valid study, with it.
+    if settings.workers == 1 or not tasks:
         progress = tqdm(tasks, desc="ingest", unit="study")
         with threadpool_limits(limits=1, user_api="blas"):
             results = [_ingest_safely(task, settings, keys) for task in progress]
