@@ -22,6 +22,7 @@ class Reason(str, Enum):
     MANIFEST_INVALID_LABELS = "manifest_invalid_labels"
     # Files that are not readable DICOM
     UNREADABLE_FILE = "unreadable_file"
+    NOT_A_REGULAR_FILE = "not_a_regular_file"
     EMPTY_FILE = "empty_file"
     NOT_DICOM_IMAGE_FILE = "not_dicom_image_file"
     NOT_DICOM_TEXT_FILE = "not_dicom_text_file"

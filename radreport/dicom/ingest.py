@@ -36,14 +36,21 @@ def _failed(task: StudyTask, error: BaseException) -> StudyImages:
 
 
 def _log_failures(results: list[StudyImages]) -> None:
+    """Errors no check foresaw, counted: they point at a gap in the checks."""
+    unforeseen = (Reason.INGESTION_ERROR, Reason.WORKER_CRASHED)
     failures = Counter(
         entry.message
         for result in results
         for entry in result.quarantine
-        if entry.reason == Reason.INGESTION_ERROR
+        if entry.reason in unforeseen
     )
     if failures:
-        logger.warning("ingestion failed for %d studies: %s", sum(failures.values()), failures)
+        studies = sum(any(e.reason in unforeseen for e in r.quarantine) for r in results)
+        logger.warning(
+            "unforeseen errors in %d studies (their files quarantined): %s",
+            studies,
+            dict(failures),
+        )
 
 
 def _single_threaded_blas() -> None:

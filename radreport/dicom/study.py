@@ -8,6 +8,7 @@ travel back in memory only, to scrub this study's report.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -62,8 +63,31 @@ class StudyImages:
     files_seen: int = 0
 
 
-def _files(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.is_file())
+def _files(folder: Path) -> tuple[list[Path], list[QuarantineEntry]]:
+    """The regular files under `folder`, following linked folders (exports often link
+    series in) but entering each real folder once; an entry that is not a regular file
+    (a dangling or looping link, a pipe, a socket) is recorded, never read."""
+    files, others, seen = [], [], set()
+    for root, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        for name in names:
+            path = Path(root) / name
+            (files if path.is_file() else others).append(path)
+    entries = [
+        QuarantineEntry(str(path), Reason.NOT_A_REGULAR_FILE, _kind_of_entry(path))
+        for path in others
+    ]
+    return sorted(files), entries
+
+
+def _kind_of_entry(path: Path) -> str:
+    if path.is_symlink():
+        return "a link to nothing readable (missing target or a loop)"
+    return "not a regular file (a pipe, socket or device)"
 
 
 def _header_pass(
@@ -71,7 +95,12 @@ def _header_pass(
 ) -> tuple[list[FileHeader], list[QuarantineEntry]]:
     headers, rejected = [], []
     for path in files:
-        result = read_file_header(path, settings)
+        try:
+            result = read_file_header(path, settings)
+        except Exception as error:  # one odd file costs itself, not its study
+            # The exception text may quote header values: only its type is kept.
+            message = f"reading the header failed ({type(error).__name__})"
+            result = QuarantineEntry(str(path), Reason.UNREADABLE_HEADER, message)
         (rejected if isinstance(result, QuarantineEntry) else headers).append(result)
     return headers, rejected
 
@@ -113,6 +142,10 @@ def _first_buildable(
             message = "another file of this series failed to decode"
             rejected += _series_entries(geometry, Reason.INCOMPLETE_SERIES, message, error.path)
             continue
+        except Exception as error:  # values no check foresaw: this series is lost, not its study
+            message = f"building the volume failed ({type(error).__name__})"
+            rejected += _series_entries(geometry, Reason.INGESTION_ERROR, message)
+            continue
         for other in candidates[rank + 1 :]:
             message = "a series with more slices or thinner spacing was chosen"
             rejected += _series_entries(other, Reason.SERIES_NOT_SELECTED, message)
@@ -146,9 +179,10 @@ def ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> St
     """One study folder -> volume (or None) and a quarantine entry for every unused file."""
     folder = Path(task.dicom_dir)
     result = StudyImages(study_id=task.study_id)
-    files = _files(folder)
+    files, not_files = _files(folder)
     result.files_seen = len(files)
     headers, rejected = _header_pass(files, settings)
+    rejected = not_files + rejected
     candidates, dropped = _usable_series(headers, task, settings)
     by_path = {header.path: header for header in headers}
     geometry, result.volume, failed = _first_buildable(candidates, by_path, settings)

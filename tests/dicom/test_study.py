@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -104,3 +105,60 @@ def test_the_returned_header_facts_are_de_identified(tmp_path, series_files, cop
     assert CT5N_PATIENT in result.identifiers  # kept in memory to scrub the report
     assert result.pseudonyms[CT5N_PATIENT] == KEYS.patient(CT5N_PATIENT)
     assert np.issubdtype(result.volume.dtype, np.uint8)
+
+
+def test_linked_folders_are_followed_and_entries_that_are_not_files_recorded(
+    tmp_path, series_files, copy_into, permissive
+):
+    elsewhere = tmp_path / "elsewhere" / "series"
+    good = copy_into(elsewhere, *series_files("98892001/CT5N"))
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "series").symlink_to(elsewhere)  # exports often link series in
+    (folder / "again").symlink_to(folder)  # a loop: entered once
+    (folder / "gone.dcm").symlink_to(tmp_path / "missing.dcm")
+    (folder / "self.dcm").symlink_to(folder / "self.dcm")
+    os.mkfifo(folder / "pipe.dcm")
+
+    result = ingest_study(StudyTask("s", CT5N_PATIENT, str(folder)), permissive, KEYS)
+
+    assert result.volume is not None and result.header["source_slices"] == len(good)
+    assert _reasons(result) == dict.fromkeys(
+        ["gone.dcm", "self.dcm", "pipe.dcm"], Reason.NOT_A_REGULAR_FILE
+    )
+
+
+def test_an_unforeseen_error_costs_its_file_or_series_not_the_study(
+    tmp_path, series_files, copy_into, permissive
+):
+    folder = tmp_path / "study"
+    good = copy_into(folder / "good", *series_files("98892001/CT5N"))
+    # A second series of the same study, with more slices (so tried first), whose
+    # images are 0 x 0: no check refuses that, and building its volume fails.
+    heights = sorted(float(pydicom.dcmread(path).ImagePositionPatient[2]) for path in good)
+    spacing = heights[1] - heights[0]
+    for index in range(len(good) + 2):
+        dataset = pydicom.dcmread(good[0])
+        dataset.SeriesInstanceUID = f"{dataset.SeriesInstanceUID}.9"
+        dataset.SOPInstanceUID = f"{dataset.SOPInstanceUID}.9{index}"
+        dataset.ImagePositionPatient[2] = heights[0] + index * spacing
+        dataset.Rows = dataset.Columns = 0
+        dataset.save_as(folder / f"empty_{index}.dcm")
+    # A file whose sequences nest deeper than the header reader recurses.
+    nested = b"".join(
+        b"\x09\x00\x10\x10SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\xff\xff\xff\xff"
+        for _ in range(2000)
+    )
+    meta = b"\x02\x00\x10\x00UI\x14\x001.2.840.10008.1.2.1\x00"
+    group_length = b"\x02\x00\x00\x00UL\x04\x00" + len(meta).to_bytes(4, "little")
+    (folder / "nested.dcm").write_bytes(b"\0" * 128 + b"DICM" + group_length + meta + nested)
+
+    result = ingest_study(StudyTask("s", CT5N_PATIENT, str(folder)), permissive, KEYS)
+
+    assert result.volume is not None and result.header["source_slices"] == len(good)
+    reasons = _reasons(result)
+    nested_entry = next(e for e in result.quarantine if e.path.endswith("nested.dcm"))
+    assert nested_entry.message == "reading the header failed (RecursionError)"
+    assert reasons.pop("nested.dcm") == Reason.UNREADABLE_HEADER
+    assert set(reasons.values()) == {Reason.INGESTION_ERROR}
+    assert len(reasons) == len(good) + 2  # every file of the failed series, named
