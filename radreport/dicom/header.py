@@ -36,7 +36,7 @@ from pydicom.values import convert_value
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
 from radreport.dicom.quick_header import decimal_numbers, read_quick_header
-from radreport.dicom.slices import SliceHeader, classic_slice, enhanced_slices
+from radreport.dicom.slices import SliceHeader, classic_slice, enhanced_slices, unusable_value
 from radreport.dicom.sniff import SNIFF_BYTES, classify_non_dicom
 
 CT_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
@@ -265,8 +265,13 @@ def _check_sop_class(facts: HeaderFacts, settings: DicomSettings):
         return Reason.MISSING_REQUIRED_ATTRIBUTE, f"missing {missing}"
     sop_class = UID(str(facts.get("SOPClassUID")))
     if sop_class not in CT_SOP_CLASSES:
-        return Reason.UNSUPPORTED_SOP_CLASS, f"{sop_class.name} is not CT"
+        return Reason.UNSUPPORTED_SOP_CLASS, f"{uid_name(sop_class)} is not CT"
     return None
+
+
+def uid_name(uid: UID) -> str:
+    """A standard UID's name; any other value is not quoted (it could hold anything)."""
+    return uid.name if uid.name != str(uid) else "an unlisted UID"
 
 
 def _check_required_ct_attributes(facts: HeaderFacts, settings: DicomSettings):
@@ -280,11 +285,41 @@ def _check_required_ct_attributes(facts: HeaderFacts, settings: DicomSettings):
     return None
 
 
+# PS3.3 C.7.6.3.1.2's defined terms, current and retired.
+PHOTOMETRIC_TERMS = frozenset(
+    {
+        "MONOCHROME1",
+        "MONOCHROME2",
+        "PALETTE COLOR",
+        "RGB",
+        "HSV",
+        "ARGB",
+        "CMYK",
+        "YBR_FULL",
+        "YBR_FULL_422",
+        "YBR_PARTIAL_422",
+        "YBR_PARTIAL_420",
+        "YBR_ICT",
+        "YBR_RCT",
+    }
+)
+
+
 def _check_pixel_format(facts: HeaderFacts, settings: DicomSettings):
     photometric = str(facts.get("PhotometricInterpretation")).strip()
     samples = facts.integer("SamplesPerPixel")
     if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return Reason.UNSUPPORTED_PIXEL_FORMAT, f"{photometric} with {samples} samples"
+        # Only a defined term is quoted: the element could hold any text.
+        named = photometric if photometric in PHOTOMETRIC_TERMS else "an undefined term"
+        return (
+            Reason.UNSUPPORTED_PIXEL_FORMAT,
+            f"PhotometricInterpretation {named} with {samples} samples",
+        )
+    allocated = facts.integer("BitsAllocated")
+    if not 1 <= facts.integer("BitsStored", allocated) <= allocated:
+        return Reason.INVALID_ATTRIBUTE_VALUE, "BitsStored is not between 1 and BitsAllocated"
+    if facts.integer("PixelRepresentation", 0) not in (0, 1):
+        return Reason.INVALID_ATTRIBUTE_VALUE, "PixelRepresentation is neither 0 nor 1"
     return None
 
 
@@ -301,7 +336,7 @@ def _check_image_type(facts: HeaderFacts, settings: DicomSettings):
     if "PROJECTION IMAGE" in image_type:
         return Reason.PROJECTION_IMAGE, "ImageType marks a projection image"
     if settings.skip_derived and ("DERIVED" in image_type[:1] or "SECONDARY" in image_type[1:2]):
-        return Reason.DERIVED_IMAGE, f"ImageType {'/'.join(image_type[:2])}"
+        return Reason.DERIVED_IMAGE, "ImageType marks a derived or secondary image"
     if str(facts.get("BurnedInAnnotation") or "").strip().upper() == "YES":
         return Reason.BURNED_IN_ANNOTATION, "BurnedInAnnotation is YES"
     return None
@@ -316,9 +351,9 @@ def _check_decoder(facts: HeaderFacts, settings: DicomSettings):
     try:
         available = decoder_available(syntax)
     except NotImplementedError:
-        return Reason.UNSUPPORTED_TRANSFER_SYNTAX, f"no pixel decoder exists for {syntax.name}"
+        return Reason.UNSUPPORTED_TRANSFER_SYNTAX, f"no pixel decoder exists for {uid_name(syntax)}"
     if not available:
-        return Reason.NO_DECODER, f"no installed decoder plugin for {syntax.name}"
+        return Reason.NO_DECODER, f"no installed decoder plugin for {uid_name(syntax)}"
     return None
 
 
@@ -407,4 +442,11 @@ def _judged(
         return QuarantineEntry(
             str(path), Reason.INVALID_ATTRIBUTE_VALUE, message, series_uid=series_uid
         )
+    for slice_ in slices:
+        problem = unusable_value(slice_)
+        if problem:
+            where = f"frame {slice_.frame + 1}: " if len(slices) > 1 else ""
+            return QuarantineEntry(
+                str(path), Reason.INVALID_ATTRIBUTE_VALUE, where + problem, series_uid=series_uid
+            )
     return FileHeader(str(path), facts, slices, dataset)

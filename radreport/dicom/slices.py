@@ -7,6 +7,7 @@ apply_modality_lut, MONAI) silently return raw stored values for such files.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,39 @@ class SliceHeader:
     rescale_slope: float
     rescale_intercept: float
     gantry_tilt: float
+
+
+# Direction cosines are written with a few decimals; a tenth of a degree is far inside this.
+UNIT_TOLERANCE = 0.01
+
+
+def unusable_value(slice_: SliceHeader) -> str | None:
+    """Why a slice's geometry or rescale cannot place or scale its pixels, or None. Such
+    a value (NaN, a zero spacing, an orientation that is not two perpendicular unit
+    vectors) passes every type check and would give a blank or misplaced volume."""
+    numbers = {
+        "ImagePositionPatient": slice_.position,
+        "ImageOrientationPatient": slice_.orientation,
+        "PixelSpacing": slice_.pixel_spacing,
+        "RescaleSlope": (slice_.rescale_slope,),
+        "RescaleIntercept": (slice_.rescale_intercept,),
+        "GantryDetectorTilt": (slice_.gantry_tilt,),
+    }
+    for name, values in numbers.items():
+        if not all(math.isfinite(value) for value in values):
+            return f"{name} is not a finite number"
+    if slice_.rows < 1 or slice_.columns < 1:
+        return "Rows or Columns is 0"
+    if min(slice_.pixel_spacing) <= 0:
+        return "PixelSpacing is not positive"
+    if slice_.rescale_slope == 0:
+        return "RescaleSlope is 0"
+    row, column = slice_.orientation[:3], slice_.orientation[3:]
+    lengths = (math.hypot(*row), math.hypot(*column))
+    cosine = sum(r * c for r, c in zip(row, column, strict=True))
+    if max(abs(length - 1) for length in lengths) > UNIT_TOLERANCE or abs(cosine) > UNIT_TOLERANCE:
+        return "ImageOrientationPatient is not two perpendicular unit vectors"
+    return None
 
 
 def _floats(value: object, count: int, name: str) -> tuple[float, ...]:

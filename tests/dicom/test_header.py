@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
@@ -92,3 +94,75 @@ def test_a_missing_decoder_is_a_quarantine_reason_not_a_crash(testdata, monkeypa
 def test_size_guards_apply_before_decoding(testdata, limit, value):
     entry = read_file_header(testdata("CT_small.dcm"), DicomSettings(**{limit: value}))
     assert entry.reason == Reason.SIZE_LIMIT_EXCEEDED
+
+
+def _edited_ct_small(testdata, tmp_path, edit) -> Path:
+    dataset = pydicom.dcmread(testdata("CT_small.dcm"))
+    edit(dataset)
+    path = tmp_path / "edited.dcm"
+    dataset.save_as(path)
+    return path
+
+
+def _set(**values):
+    def edit(dataset):
+        for keyword, value in values.items():
+            setattr(dataset, keyword, value)
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            _set(ImagePositionPatient=["0", "0", "nan"]),
+            "ImagePositionPatient is not a finite number",
+        ),
+        (_set(RescaleSlope="inf"), "RescaleSlope is not a finite number"),
+        (_set(RescaleIntercept="nan"), "RescaleIntercept is not a finite number"),
+        (_set(GantryDetectorTilt="nan"), "GantryDetectorTilt is not a finite number"),
+        (_set(PixelSpacing=[0, 0]), "PixelSpacing is not positive"),
+        (_set(RescaleSlope=0), "RescaleSlope is 0"),
+        (
+            _set(ImageOrientationPatient=[1, 0, 0, 1, 0, 0]),
+            "ImageOrientationPatient is not two perpendicular unit vectors",
+        ),
+        (_set(Rows=0), "Rows or Columns is 0"),
+        (_set(BitsStored=20), "BitsStored is not between 1 and BitsAllocated"),
+        (_set(PixelRepresentation=2), "PixelRepresentation is neither 0 nor 1"),
+    ],
+)
+def test_values_that_would_give_a_blank_or_misplaced_volume_are_refused(
+    testdata, tmp_path, edit, message
+):
+    entry = read_file_header(_edited_ct_small(testdata, tmp_path, edit), DicomSettings())
+    assert isinstance(entry, QuarantineEntry)
+    assert (entry.reason, entry.message) == (Reason.INVALID_ATTRIBUTE_VALUE, message)
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason", "message"),
+    [
+        (
+            _set(ImageType=["DERIVED", "DOE JOHN 19450704"]),
+            Reason.DERIVED_IMAGE,
+            "ImageType marks a derived or secondary image",
+        ),
+        (
+            _set(PhotometricInterpretation="DOE JOHN"),
+            Reason.UNSUPPORTED_PIXEL_FORMAT,
+            "PhotometricInterpretation an undefined term with 1 samples",
+        ),
+        (
+            _set(SOPClassUID="1.2.3.19450704"),
+            Reason.UNSUPPORTED_SOP_CLASS,
+            "an unlisted UID is not CT",
+        ),
+    ],
+)
+def test_messages_quote_only_defined_terms_never_free_text(
+    testdata, tmp_path, edit, reason, message
+):
+    entry = read_file_header(_edited_ct_small(testdata, tmp_path, edit), DicomSettings())
+    assert (entry.reason, entry.message) == (reason, message)

@@ -133,8 +133,9 @@ def test_an_unforeseen_error_costs_its_file_or_series_not_the_study(
 ):
     folder = tmp_path / "study"
     good = copy_into(folder / "good", *series_files("98892001/CT5N"))
-    # A second series of the same study, with more slices (so tried first), whose
-    # images are 0 x 0: no check refuses that, and building its volume fails.
+    # A second series of the same study, with more slices (so tried first), where one
+    # classic slice says NumberOfFrames 0: no check looks for that, and building its
+    # volume fails.
     heights = sorted(float(pydicom.dcmread(path).ImagePositionPatient[2]) for path in good)
     spacing = heights[1] - heights[0]
     for index in range(len(good) + 2):
@@ -142,8 +143,9 @@ def test_an_unforeseen_error_costs_its_file_or_series_not_the_study(
         dataset.SeriesInstanceUID = f"{dataset.SeriesInstanceUID}.9"
         dataset.SOPInstanceUID = f"{dataset.SOPInstanceUID}.9{index}"
         dataset.ImagePositionPatient[2] = heights[0] + index * spacing
-        dataset.Rows = dataset.Columns = 0
-        dataset.save_as(folder / f"empty_{index}.dcm")
+        if index == 3:
+            dataset.NumberOfFrames = 0
+        dataset.save_as(folder / f"frames_{index}.dcm")
     # A file whose sequences nest deeper than the header reader recurses.
     nested = b"".join(
         b"\x09\x00\x10\x10SQ\x00\x00\xff\xff\xff\xff\xfe\xff\x00\xe0\xff\xff\xff\xff"
