@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,9 +90,13 @@ def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
 def _csv_rows(path: Path, text: str) -> _ParsedRows:
     """The csv module rather than pandas: pandas fails the whole file at the first row with
     too many fields, and its bad-line hook is not told the line number."""
-    records = _csv_records(path, text)
-    _, header = next(records)  # the text is not blank, so it has a first record
+    records = list(_csv_records(path, text))
+    _, header = records.pop(0)  # the text is not blank, so it has a first record
     rows, lines, bad_lines = [], [], []
+    if records and _opens_a_quote_never_closed(text, *records[-1]):
+        line, _ = records.pop()
+        problem = "a quote opened in this row is never closed, so the rest of the file is one field"
+        bad_lines.append(_bad_line(path, line, problem))
     for line, fields in records:
         if len(fields) > len(header):
             problem = f"{len(fields)} fields, the header has {len(header)}"
@@ -101,6 +106,21 @@ def _csv_rows(path: Path, text: str) -> _ParsedRows:
         rows.append(fields + [""] * (len(header) - len(fields)))
         lines.append(line)
     return _ParsedRows(pd.DataFrame(rows, columns=header, dtype=str), lines, bad_lines)
+
+
+def _opens_a_quote_never_closed(text: str, line: int, fields: list[str]) -> bool:
+    """Whether the last record, starting on `line`, holds an unclosed quote: the lenient
+    reader then runs its field to the end of the file, swallowing the rows after it, and
+    a strict reader of the same lines finds the end of data inside the quote."""
+    if not any("\n" in field or "\r" in field for field in fields):
+        return False
+    rest = "".join(re.findall(r"[^\r\n]*(?:\r\n|\n|\r|$)", text)[line - 1 :])
+    try:
+        for _ in csv.reader(io.StringIO(rest, newline=""), strict=True):
+            pass
+    except csv.Error as error:
+        return "unexpected end of data" in str(error)
+    return False
 
 
 def _json_object(line: str) -> dict:

@@ -142,6 +142,26 @@ def test_a_csv_row_with_too_many_fields_is_quarantined_and_row_lines_stay_true(t
     ]
 
 
+def test_a_quote_never_closed_is_named_on_its_line_not_as_a_missing_id(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "study_id,patient_id,impression,report\n"
+        'a,p1,Normal.,"Two-line\nreport."\n'  # a quote that closes on the next line
+        'b,p2,"Effusion.,Small effusion.\n'  # line 4: the quote never closes
+        "c,p3,Normal.,Clear.\n"
+    )
+    manifest = load_manifest(path)
+    assert list(manifest.studies["study_id"]) == ["a"]
+    assert _rejections(manifest) == [
+        (
+            "manifest_bad_line",
+            "",
+            "line 4: a quote opened in this row is never closed, so the rest of the file is "
+            "one field",
+        )
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "content", "problem"),
     [
