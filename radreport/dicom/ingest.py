@@ -138,6 +138,11 @@ def _ingest_in_processes(
         while pending:
             died = run(pending, min(settings.workers, len(pending)))
             in_hand = [index for index in died if run.started(index)]
+            if died and not in_hand:  # the pool broke before any study began: no retry
+                for index in died:
+                    results[index] = _failed(tasks[index], BrokenProcessPool())
+                    bar.update()
+                break
             for index in in_hand:
                 if run([index], 1):
                     results[index] = _crashed(tasks[index])
