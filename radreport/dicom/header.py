@@ -381,12 +381,23 @@ def _read_dataset(path: Path) -> tuple[Dataset, int] | QuarantineEntry:
                 fp.seek(0)
                 reason, message = classify_non_dicom(fp.read(SNIFF_BYTES))
                 return QuarantineEntry(str(path), reason, message)
+            if dataset.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
+                return dataset, _deflated_pixel_offset(path)
             # stop_before_pixels leaves the file positioned at the pixel data tag.
             return dataset, fp.tell()
     except OSError as error:
         return QuarantineEntry(str(path), Reason.UNREADABLE_FILE, type(error).__name__)
     except Exception as error:  # any parser failure is a property of the file, not a bug
         return QuarantineEntry(str(path), Reason.UNREADABLE_HEADER, type(error).__name__)
+
+
+def _deflated_pixel_offset(path: Path) -> int:
+    """A deflated file is read through an inflating stream, so the file's position says
+    nothing about its pixel data: 0 when the inflated dataset holds pixel data, else the
+    file's size (none). Pixels are read from the inflated stream too (pixels.py)."""
+    with path.open("rb") as fp:
+        whole = dcmread(fp, defer_size="1 KB")
+    return 0 if "PixelData" in whole else path.stat().st_size
 
 
 def read_file_header(path: Path, settings: DicomSettings) -> FileHeader | QuarantineEntry:

@@ -164,3 +164,24 @@ def test_an_unforeseen_error_costs_its_file_or_series_not_the_study(
     assert reasons.pop("nested.dcm") == Reason.UNREADABLE_HEADER
     assert set(reasons.values()) == {Reason.INGESTION_ERROR}
     assert len(reasons) == len(good) + 2  # every file of the failed series, named
+
+
+def test_a_deflated_series_gives_the_volume_of_the_same_series_uncompressed(
+    tmp_path, series_files, copy_into, permissive
+):
+    plain = tmp_path / "plain"
+    sources = copy_into(plain, *series_files("98892001/CT5N"))
+    deflated = tmp_path / "deflated"
+    deflated.mkdir()
+    for source in sources:
+        dataset = pydicom.dcmread(source)
+        dataset.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+        dataset.save_as(deflated / source.name, enforce_file_format=True)
+
+    results = [
+        ingest_study(StudyTask("s", CT5N_PATIENT, str(folder)), permissive, KEYS)
+        for folder in (plain, deflated)
+    ]
+
+    assert not results[1].quarantine
+    assert np.array_equal(results[0].volume, results[1].volume)
