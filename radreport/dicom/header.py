@@ -36,7 +36,13 @@ from pydicom.values import convert_value
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
 from radreport.dicom.quick_header import decimal_numbers, read_quick_header
-from radreport.dicom.slices import SliceHeader, classic_slice, enhanced_slices, unusable_value
+from radreport.dicom.slices import (
+    MissingFunctionalGroup,
+    SliceHeader,
+    classic_slice,
+    enhanced_slices,
+    unusable_value,
+)
 from radreport.dicom.sniff import SNIFF_BYTES, classify_non_dicom
 
 CT_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
@@ -448,6 +454,10 @@ def _judged(
             slices = [classic_slice(facts.values, str(path))]
         else:  # Enhanced CT: never read quickly, so its dataset is here
             slices = enhanced_slices(dataset, str(path))
+    except MissingFunctionalGroup as error:
+        return QuarantineEntry(
+            str(path), Reason.MISSING_REQUIRED_ATTRIBUTE, str(error), series_uid=series_uid
+        )
     except Exception as error:  # a value no check foresaw: the file is unusable, not the run
         message = f"unusable attribute value ({type(error).__name__})"
         return QuarantineEntry(

@@ -112,11 +112,18 @@ def classic_slice(values: Mapping[str, object], path: str) -> SliceHeader:
     )
 
 
+class MissingFunctionalGroup(ValueError):
+    """An Enhanced CT frame without a value its functional groups must carry."""
+
+
 def _enhanced_slice(ds: Dataset, path: str, frame: int) -> SliceHeader:
     def value(field: str, default: object = None) -> object:
         found = _enhanced_value(ds, frame, field)
         if found is None and default is None:
-            raise ValueError(f"frame {frame} has no {ENHANCED_MACROS[field][1]}")
+            sequence, keyword = ENHANCED_MACROS[field]
+            raise MissingFunctionalGroup(
+                f"frame {frame + 1} has no {keyword} in a {sequence} of its functional groups"
+            )
         return default if found is None else found
 
     return SliceHeader(
@@ -129,8 +136,10 @@ def _enhanced_slice(ds: Dataset, path: str, frame: int) -> SliceHeader:
         pixel_spacing=_floats(value("spacing"), 2, "PixelSpacing"),
         rows=int(ds.Rows),
         columns=int(ds.Columns),
-        rescale_slope=float(value("slope", 1.0)),
-        rescale_intercept=float(value("intercept", 0.0)),
+        # The CT Pixel Value Transformation macro is mandatory in Enhanced CT: without it,
+        # a reader that assumed slope 1 and intercept 0 would store raw values as HU.
+        rescale_slope=float(value("slope")),
+        rescale_intercept=float(value("intercept")),
         gantry_tilt=float(value("tilt", 0.0)),
     )
 

@@ -54,6 +54,21 @@ def test_enhanced_ct_frames_take_geometry_and_rescale_from_functional_groups(tes
     np.testing.assert_array_equal(hounsfield, np.clip(expected, HU_MIN, HU_MAX).astype(np.float32))
 
 
+def test_enhanced_ct_without_its_rescale_group_is_refused_not_read_as_raw_hu(testdata, tmp_path):
+    dataset = pydicom.dcmread(testdata(NAME))
+    del dataset.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence
+    dataset.RescaleSlope, dataset.RescaleIntercept = 1, -1024  # where Enhanced CT has none
+    path = tmp_path / "no_rescale_group.dcm"
+    dataset.save_as(path)
+    entry = read_file_header(path, ACCEPT_DERIVED)
+    assert isinstance(entry, QuarantineEntry)
+    assert (entry.reason, entry.message) == (
+        Reason.MISSING_REQUIRED_ATTRIBUTE,
+        "frame 1 has no RescaleSlope in a PixelValueTransformationSequence of its functional "
+        "groups",
+    )
+
+
 def test_enhanced_ct_study_becomes_a_volume(testdata, tmp_path):
     folder = tmp_path / "study"
     folder.mkdir()
