@@ -35,7 +35,7 @@ from pydicom.values import convert_value
 
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
-from radreport.dicom.quick_header import decimal_numbers, read_quick_header
+from radreport.dicom.quick_header import AMBIGUOUS_VRS, decimal_numbers, read_quick_header
 from radreport.dicom.slices import (
     MissingFunctionalGroup,
     SliceHeader,
@@ -54,6 +54,8 @@ INTEGER_ATTRIBUTES = (
     "SamplesPerPixel",
     "PixelRepresentation",
     "NumberOfFrames",
+    "PixelPaddingValue",
+    "PixelPaddingRangeLimit",
 )
 REQUIRED_ATTRIBUTES = (
     "SOPClassUID",
@@ -86,6 +88,8 @@ VALUE_ATTRIBUTES = tuple(
             "ImageType",
             "BurnedInAnnotation",
             "GantryDetectorTilt",
+            "PixelPaddingValue",
+            "PixelPaddingRangeLimit",
         )
     )
 )
@@ -173,6 +177,7 @@ def _converted(dataset: Dataset, keyword: str) -> object:
         if isinstance(element, RawDataElement):
             # Implicit VR files carry no VR, and some writers mark known tags UN.
             vr = element.VR if element.VR not in (None, "UN") else dictionary_VR(tag)
+            vr = AMBIGUOUS_VRS.get(vr, (vr,))[0]  # US or SS: read as US, signed by padding_range
             number = NUMBER_STRINGS.get(vr)
             value = decimal_numbers(element.value, number) if number else convert_value(vr, element)
         else:
@@ -192,6 +197,23 @@ def _header_values(dataset: Dataset) -> dict[str, object]:
         # A DICOMDIR or a stripped dataset names its class only in the file meta.
         values["SOPClassUID"] = meta.get("MediaStorageSOPClassUID") or None
     return {keyword: value for keyword, value in values.items() if value is not None}
+
+
+def padding_range(facts: HeaderFacts) -> tuple[int, int] | None:
+    """The stored values that mark padding outside the field of view (PixelPaddingValue, up
+    to PixelPaddingRangeLimit when given), or None. Both have VR US or SS: a reader without
+    the VR gets the unsigned 16 bits, signed here when PixelRepresentation says so."""
+    if not facts.present("PixelPaddingValue"):
+        return None
+    signed = facts.integer("PixelRepresentation") == 1
+
+    def value(keyword: str) -> int:
+        number = int(facts.get(keyword))
+        return number - 65536 if signed and number >= 32768 else number
+
+    first = value("PixelPaddingValue")
+    last = value("PixelPaddingRangeLimit") if facts.present("PixelPaddingRangeLimit") else first
+    return min(first, last), max(first, last)
 
 
 def _transfer_syntax(dataset: Dataset) -> UID | None:

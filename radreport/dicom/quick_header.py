@@ -98,8 +98,16 @@ def _uid(raw: bytes) -> str:
     return value
 
 
+def _signed_shorts(raw: bytes) -> object:
+    if len(raw) % 2:
+        raise _NeedsPydicom("odd SS length")
+    items = list(struct.unpack(f"<{len(raw) // 2}h", raw))
+    return None if not items else items[0] if len(items) == 1 else items
+
+
 CONVERTERS = {
     "UI": _uid,
+    "SS": _signed_shorts,
     "CS": lambda raw: _strings(raw, strip_each=False),
     "LO": lambda raw: _strings(raw, strip_each=True),
     "US": _unsigned_shorts,
@@ -170,11 +178,23 @@ class _Walker:
                 pos = self.skip(pos, implicit)
 
 
+# A dictionary VR that depends on the data (PixelPaddingValue: US or SS by
+# PixelRepresentation): the VRs an explicit file may write, the first for implicit files
+# (whose reader then fixes the sign, as pydicom does).
+AMBIGUOUS_VRS = {"US or SS": ("US", "SS")}
+
+
+def _allowed_vrs(dictionary_vr: str) -> tuple[str, ...]:
+    return AMBIGUOUS_VRS.get(dictionary_vr, (dictionary_vr,))
+
+
 @functools.cache
 def _wanted(keywords: tuple[str, ...]) -> dict[int, tuple[str, str]]:
     """tag -> (keyword, dictionary VR) of the values to convert."""
     wanted = {tag_for_keyword(k): (k, dictionary_VR(tag_for_keyword(k))) for k in keywords}
-    unsupported = sorted(k for k, vr in wanted.values() if vr not in CONVERTERS)
+    unsupported = sorted(
+        k for k, vr in wanted.values() if not set(_allowed_vrs(vr)) <= set(CONVERTERS)
+    )
     if unsupported:
         raise ValueError(f"no quick conversion for {unsupported}")
     return wanted
@@ -219,11 +239,12 @@ def _parse(data: bytes, complete: bool, wanted: dict[int, tuple[str, str]]) -> Q
         end = walker.end(vr, start, length, implicit)
         if tag in wanted:
             keyword, dictionary_vr = wanted[tag]
-            if vr is not None and vr.decode() != dictionary_vr:
+            allowed = _allowed_vrs(dictionary_vr)
+            if vr is not None and vr.decode() not in allowed:
                 raise _NeedsPydicom(f"{keyword} has VR {vr!r}")
             if length == UNDEFINED_LENGTH:
                 raise _NeedsPydicom(f"{keyword} has undefined length")
-            raw[keyword] = (dictionary_vr, data[start:end])
+            raw[keyword] = (vr.decode() if vr is not None else allowed[0], data[start:end])
         pos = end
     values = {}
     for keyword, (vr, value) in raw.items():

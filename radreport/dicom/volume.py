@@ -12,10 +12,10 @@ import numpy as np
 
 from radreport.data.settings import DicomSettings
 from radreport.dicom.geometry import StackGeometry
-from radreport.dicom.header import FileHeader
+from radreport.dicom.header import FileHeader, padding_range
 from radreport.dicom.pixels import clip_stored_to_ct_range, stored_frames, to_hounsfield
 from radreport.dicom.resample import resample_slices, resize_in_plane, shift_slices
-from radreport.dicom.windows import to_storage
+from radreport.dicom.windows import HU_MIN, to_storage
 
 
 def series_stored(geometry: StackGeometry, headers: dict[str, FileHeader]) -> np.ndarray:
@@ -28,6 +28,13 @@ def series_stored(geometry: StackGeometry, headers: dict[str, FileHeader]) -> np
     stored = np.empty((len(geometry.slices), *first.shape[1:]), dtype=np.float32)
     for index, slice_ in enumerate(geometry.slices):  # converts while copying: one pass
         stored[index] = decoded[slice_.path][slice_.frame]
+        padding = padding_range(headers[slice_.path].facts)
+        if padding is not None:
+            # Outside the field of view is air, whatever HU the padding value would map to
+            # (an unsigned 63536 with intercept -1024 would be bone-white).
+            frame = stored[index]
+            air = (HU_MIN - slice_.rescale_intercept) / slice_.rescale_slope
+            frame[(frame >= padding[0]) & (frame <= padding[1])] = air
     return clip_stored_to_ct_range(stored, *_rescale(geometry))
 
 

@@ -12,7 +12,7 @@ from pydicom.uid import UID
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
 from radreport.dicom import header as header_module
-from radreport.dicom.header import FileHeader, read_file_header
+from radreport.dicom.header import FileHeader, padding_range, read_file_header
 from radreport.dicom.pixels import stored_frames
 
 MALFORMED = {
@@ -166,3 +166,16 @@ def test_messages_quote_only_defined_terms_never_free_text(
 ):
     entry = read_file_header(_edited_ct_small(testdata, tmp_path, edit), DicomSettings())
     assert (entry.reason, entry.message) == (reason, message)
+
+
+@pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.1", "1.2.840.10008.1.2"])
+def test_a_signed_padding_value_reads_the_same_with_or_without_its_vr(testdata, tmp_path, syntax):
+    # PixelPaddingValue is US or SS by PixelRepresentation; an implicit VR file names neither.
+    def edit(dataset):
+        dataset.add_new(0x00280120, "SS", -2000)  # PixelPaddingValue
+        dataset.add_new(0x00280121, "SS", -1500)  # PixelPaddingRangeLimit
+        dataset.file_meta.TransferSyntaxUID = syntax
+
+    header = read_file_header(_edited_ct_small(testdata, tmp_path, edit), DicomSettings())
+    assert isinstance(header, FileHeader)
+    assert padding_range(header.facts) == (-2000, -1500)

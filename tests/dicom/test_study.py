@@ -185,3 +185,39 @@ def test_a_deflated_series_gives_the_volume_of_the_same_series_uncompressed(
 
     assert not results[1].quarantine
     assert np.array_equal(results[0].volume, results[1].volume)
+
+
+def test_pixel_padding_is_air_whatever_hu_its_value_would_map_to(
+    tmp_path, series_files, copy_into, permissive
+):
+    sources = copy_into(tmp_path / "sources", *series_files("98892001/CT5N"))
+
+    def write(folder, padding: bool) -> None:
+        folder.mkdir()
+        for source in sources:
+            dataset = pydicom.dcmread(source)
+            hounsfield = dataset.pixel_array * float(dataset.RescaleSlope) + float(
+                dataset.RescaleIntercept
+            )
+            stored = np.clip(hounsfield + 1024, 0, 4095).astype("<u2")  # unsigned, -1024 HU = 0
+            half = stored.shape[0] // 2
+            # The lower half lies outside the field of view: marked as padding with a value
+            # that would be 62512 HU, or written as air.
+            stored[half:] = 63536 if padding else 0
+            dataset.PixelRepresentation, dataset.BitsStored, dataset.HighBit = 0, 16, 15
+            dataset.RescaleSlope, dataset.RescaleIntercept = 1, -1024
+            dataset.PixelData = stored.tobytes()
+            if "PixelPaddingValue" in dataset:
+                del dataset.PixelPaddingValue
+            if padding:
+                dataset.add_new(0x00280120, "US", 63536)  # PixelPaddingValue
+            dataset.save_as(folder / source.name)
+
+    write(tmp_path / "padded", padding=True)
+    write(tmp_path / "air", padding=False)
+    padded, air = (
+        ingest_study(StudyTask("s", CT5N_PATIENT, str(tmp_path / name)), permissive, KEYS)
+        for name in ("padded", "air")
+    )
+    assert not padded.quarantine and padded.volume is not None
+    assert np.array_equal(padded.volume, air.volume)
