@@ -45,6 +45,10 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b", re.I), DATE),
     (re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{4}}\b", re.I), DATE),
     (re.compile(rf"\b{_MONTH}\s+\d{{4}}\b", re.I), DATE),
+    # 04-Jul-1945, 4-JUL-45, 04JUL1945 (DICOM and lab systems), Jul 4 '45.
+    (re.compile(rf"\b\d{{1,2}}-{_MONTH}-(?:\d{{4}}|\d{{2}})\b", re.I), DATE),
+    (re.compile(rf"\b\d{{2}}{_MONTH}\d{{4}}\b", re.I), DATE),
+    (re.compile(rf"\b{_MONTH}\s+\d{{1,2}},?\s+'\d{{2}}\b", re.I), DATE),
     (
         re.compile(rf"\b({_TITLES})\.?[ \t]+[A-Z][\w'-]+(?:[ \t]+[A-Z][\w'-]+){{0,2}}"),
         rf"\1. {NAME}",
@@ -94,8 +98,18 @@ def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
     return phrases, parts
 
 
+# Between the words of a name or an institution, prose may drop or add a full stop, a
+# comma or an apostrophe: "St Elsewhere" is "ST. ELSEWHERE", "O'Brien" is "O’Brien".
+_WORD_BREAK = r"[\s.,'’]+"
+
+
 def _replace_whole(text: str, value: str, replacement: str, ignore_case: bool = True) -> str:
-    pattern = rf"(?<!\w){re.escape(value)}(?!\w)"
+    words = [word for word in re.split(_WORD_BREAK, value) if word]
+    if len(words) > 1 and any(c.isalpha() for c in value):
+        body = r"[\s.,'’]*".join(re.escape(word) for word in words)
+    else:
+        body = re.escape(value)
+    pattern = rf"(?<!\w){body}(?!\w)"
     flags = re.IGNORECASE if ignore_case else 0
     return re.sub(pattern, lambda _: replacement, text, flags=flags)
 
@@ -121,13 +135,24 @@ def _replace_identifiers(text: str, identifiers: Iterable[str]) -> str:
     return text
 
 
+def _with_unpadded_numbers(pseudonyms: Mapping[str, str]) -> dict[str, str]:
+    """Also a zero-padded numeric id as prose writes it ("MRN 4711" for 0004711), when at
+    least 4 digits remain: shorter numbers are too common in findings to replace."""
+    extended = dict(pseudonyms)
+    for raw, pseudonym in pseudonyms.items():
+        unpadded = raw.lstrip("0")
+        if raw.isdigit() and unpadded != raw and len(unpadded) >= 4:
+            extended.setdefault(unpadded, pseudonym)
+    return extended
+
+
 def scrub_report(
     text: str, identifiers: Iterable[str] = (), pseudonyms: Mapping[str, str] | None = None
 ) -> str:
     """`pseudonyms` maps known raw ids (patient, study, accession) to their pseudonyms;
     `identifiers` are other raw identifying values (DICOM PN values hold '^')."""
     held = {}  # pseudonyms are parked behind tokens so the patterns cannot touch them
-    for number, (raw, pseudonym) in enumerate((pseudonyms or {}).items()):
+    for number, (raw, pseudonym) in enumerate(_with_unpadded_numbers(pseudonyms or {}).items()):
         if len(raw) >= MIN_IDENTIFIER_CHARS:
             token = f"\x00{number}\x00"
             held[token] = pseudonym

@@ -167,14 +167,40 @@ IDENTIFYING_KEYWORDS = (
 )
 
 
+PERSON_NAME_KEYWORDS = frozenset(
+    {
+        "PatientName",
+        "ReferringPhysicianName",
+        "PerformingPhysicianName",
+        "NameOfPhysiciansReadingStudy",
+        "OperatorsName",
+    }
+)
+
+
 def identifying_values(dataset: Dataset) -> set[str]:
     """Raw identifying header values, for scrubbing the study's report text only."""
     values = set()
     for keyword in IDENTIFYING_KEYWORDS:
         value = dataset.get(keyword)
         items = list(value) if isinstance(value, MultiValue) else [value]
-        values.update(str(item).strip() for item in items if item not in (None, ""))
+        texts = [str(item).strip() for item in items if item not in (None, "")]
+        if keyword in PERSON_NAME_KEYWORDS:
+            texts = [as_person_name(text) for text in texts]
+        values.update(text for text in texts if text)
     return values
+
+
+def as_person_name(text: str) -> str:
+    """A person name value in DICOM's 'Family^Given^Middle' form, which the report scrub
+    reads as a name. Some writers put a free-text 'John Q Doe' without carets: its last
+    word is taken as the family name, so that its prose forms are all built."""
+    if "^" in text or "=" in text:
+        return text
+    words = text.split()
+    if len(words) < 2:
+        return f"{text}^" if words else ""  # the family name alone
+    return f"{words[-1]}^{words[0]}^{' '.join(words[1:-1])}".rstrip("^")
 
 
 def header_pseudonyms(dataset: Dataset, keys: DeidKeys) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from radreport.data.text_scrub import DATE, IDENTIFIER, NAME, scrub_report
+from radreport.dicom.deidentify import as_person_name
 
 REPORT = (
     "EXAM: CT chest, accession ACC75315076. COMPARISON: CT chest dated March 4, 2019, "
@@ -100,3 +101,17 @@ def test_a_full_name_after_a_bare_patient_is_scrubbed(text, expected):
 )
 def test_every_written_form_of_a_header_name_is_scrubbed(person_name, text, expected):
     assert scrub_report(text, {person_name}) == expected
+
+
+def test_identifiers_are_found_as_prose_writes_them():
+    identifiers = {as_person_name("John Doe"), "O'Brien^Mary", "St Elsewhere General"}
+    text = (
+        "Seen with Doe, John. DOE tolerated it. Mary O’Brien called. MRN 4711. "
+        "At ST. ELSEWHERE GENERAL. DOB 04-Jul-1945, 4-JUL-45, 04JUL1945, Jul 4 '45."
+    )
+    assert scrub_report(text, identifiers, {"0004711": "P0123456789abcde"}) == (
+        f"Seen with {NAME}. {NAME} tolerated it. {NAME} called. MRN P0123456789abcde. "
+        f"At [REDACTED]. DOB {DATE}, {DATE}, {DATE}, {DATE}."
+    )
+    # A padded number keeps its zeros unless 4 digits remain: 3-digit numbers are findings.
+    assert scrub_report("Accession 456, 456 HU.", (), {"000456": "A1"}) == "Accession 456, 456 HU."
