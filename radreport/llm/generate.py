@@ -11,6 +11,7 @@ sampled rows beside the greedy one and keeps the candidate the others agree with
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -134,36 +135,61 @@ def sample_candidates(
     rules: DecodeRules,
     num_candidates: int,
     epsilon: float,
-    generator: torch.Generator,
+    generators: Sequence[torch.Generator],
 ) -> torch.Tensor:
     """`num_candidates` continuations per prompt, (batch * num_candidates, <= max_new_tokens).
 
     Rows come grouped by prompt. The first of each group is the greedy decode, the others
     are epsilon-sampled (tokens below probability `epsilon` are never drawn), the candidate
-    source that suits MBR selection best (Freitag et al. 2023). Each prompt is encoded once
-    and its KV cache copied to its candidates, so a long retrieval prompt costs one prefill.
+    source that suits MBR selection best (Freitag et al. 2023); prompt i's draws come from
+    `generators[i]`. Each prompt is encoded once and its KV cache copied to its candidates,
+    so a long retrieval prompt costs one prefill.
     """
     if num_candidates < 2:
         raise ValueError(f"sampling needs at least 2 candidates, got {num_candidates}")
-    choose = epsilon_sampler(num_candidates, epsilon, generator)
+    choose = epsilon_sampler(num_candidates, epsilon, generators)
     return _decode_loop(
         model, input_ids, attention_mask, max_new_tokens, rules, num_candidates, choose
     )
 
 
-def epsilon_sampler(num_candidates: int, epsilon: float, generator: torch.Generator) -> Choose:
+def epsilon_sampler(
+    num_candidates: int, epsilon: float, generators: Sequence[torch.Generator]
+) -> Choose:
     """MBR's `choose`: the first row of each group of `num_candidates` takes the most probable
-    token, the others draw one of probability at least `epsilon`."""
+    token, the others draw one of probability at least `epsilon` from their prompt's own
+    generator (group i draws from `generators[i]`), so that what a prompt's candidates draw
+    does not depend on the other prompts of the batch, nor on when their rows finish."""
 
     def choose(logits: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         probabilities = logits.float().softmax(-1)
         # The most probable token always stays drawable: a flat distribution still yields one.
         highest = probabilities.max(-1, keepdim=True).values
-        keep = (probabilities >= epsilon) | (probabilities == highest)
-        drawn = torch.multinomial(probabilities * keep, 1, generator=generator).squeeze(-1)
-        return torch.where(rows % num_candidates == 0, most_probable(logits, rows), drawn)
+        weights = probabilities * ((probabilities >= epsilon) | (probabilities == highest))
+        chosen = most_probable(logits, rows)
+        for position, row in enumerate(rows.tolist()):
+            if row % num_candidates:  # a sampled row; the group's first is greedy
+                generator = generators[row // num_candidates]
+                chosen[position] = torch.multinomial(weights[position], 1, generator=generator)[0]
+        return chosen
 
     return choose
+
+
+def study_generators(
+    impressions: Sequence[str], seed: int, device: torch.device
+) -> list[torch.Generator]:
+    """One random generator per study, seeded from `seed` and its impression: a study's MBR
+    candidates are the same alone, in any batch and in any file, and two decodings of it
+    (another engine, other retrieved examples) draw the same random numbers, so that
+    their comparison is not blurred by the draw."""
+    generators = []
+    for impression in impressions:
+        digest = hashlib.blake2b(f"{seed}\0{impression}".encode(), digest_size=8).digest()
+        generators.append(
+            torch.Generator(device).manual_seed(int.from_bytes(digest, "little") >> 1)
+        )
+    return generators
 
 
 def _decode_loop(
@@ -462,9 +488,10 @@ class ReportGenerator:
         `examples[i]` are retrieved (impression, report) pairs shown in the i-th prompt.
         Prompts are batched by token length, so a batch carries little padding. With MBR
         decoding a batch of `batch_size` prompts decodes `batch_size * mbr_candidates` rows;
-        its sampling restarts from `seed` on every call, so the same inputs give the same
-        reports. With `mbr_example_references` the reports of `examples[i]` also count as
-        pseudo-references in the i-th selection (they are never returned themselves).
+        each study samples from its own generator, seeded by `seed` and its impression, so
+        it gets the same report alone or among any others. With `mbr_example_references`
+        the reports of `examples[i]` also count as pseudo-references in the i-th selection
+        (they are never returned themselves).
         """
         num_beams = num_beams or self.num_beams
         if self.mbr_candidates > 1 and num_beams == 1:
@@ -491,16 +518,21 @@ class ReportGenerator:
     ) -> list[list[str]]:
         """MBR's `mbr_candidates` reports per impression, in input order, each group led by
         its greedy decode; what `generate` selects from, for studying other selection rules.
-        Sampling restarts from `seed` on every call."""
+        Each study samples from its own generator (`study_generators`)."""
         if self.mbr_candidates < 2:
             raise ValueError(f"MBR needs at least 2 candidates, got {self.mbr_candidates}")
-        sampler = torch.Generator(self.model.device).manual_seed(self.seed)
         budget = max_new_tokens or self.max_new_tokens
+        prompts = self._prompts(impressions, examples)
+        impression_of = dict(zip(prompts, impressions, strict=True))  # a prompt holds one
         return self._decode_in_batches(
-            self._prompts(impressions, examples),
+            prompts,
             batch_size,
             progress,
-            lambda prompts: self._candidate_batch(prompts, budget, sampler),
+            lambda batch: self._candidate_batch(
+                batch,
+                budget,
+                study_generators([impression_of[p] for p in batch], self.seed, self.model.device),
+            ),
         )
 
     def _prompts(
@@ -593,11 +625,11 @@ class ReportGenerator:
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
     def _candidate_batch(
-        self, prompts: list[str], max_new_tokens: int, sampler: torch.Generator
+        self, prompts: list[str], max_new_tokens: int, generators: list[torch.Generator]
     ) -> list[list[str]]:
         n = self.mbr_candidates
         new_ids = sample_candidates(
-            *self._decode_args(prompts, max_new_tokens), n, self.mbr_epsilon, sampler
+            *self._decode_args(prompts, max_new_tokens), n, self.mbr_epsilon, generators
         )
         texts = [self._text_before_stop(row) for row in new_ids.tolist()]
         return [texts[start : start + n] for start in range(0, len(texts), n)]

@@ -488,13 +488,13 @@ class NativeReportGenerator(ReportGenerator):
         return [self._text_before_stop(row) for row in new_ids.tolist()]
 
     def _candidate_batch(
-        self, prompts: list[str], max_new_tokens: int, sampler: torch.Generator
+        self, prompts: list[str], max_new_tokens: int, generators: list[torch.Generator]
     ) -> list[list[str]]:
         n = self.mbr_candidates
         new_ids = native_decode(
             *self._native_args(prompts, max_new_tokens),
             copies=n,
-            choose=epsilon_sampler(n, self.mbr_epsilon, sampler),
+            choose=epsilon_sampler(n, self.mbr_epsilon, generators),
             prefill_dtype=self.compute_dtype,
         )
         texts = [self._text_before_stop(row) for row in new_ids.tolist()]

@@ -214,6 +214,9 @@ def test_native_mbr_groups_start_with_the_greedy_report_and_repeat_with_the_seed
     assert [group[0] for group in groups] == greedy
     assert any(len(set(group)) > 1 for group in groups)  # the others are sampled
     assert native.candidate_groups(IMPRESSIONS, progress=False) == groups
+    # Each study samples from its own generator: alone, it gets the same candidates.
+    for impression, group in zip(IMPRESSIONS, groups, strict=True):
+        assert native.candidate_groups([impression], progress=False) == [group]
 
 
 def test_beams_on_the_native_generator_run_on_the_fp32_model(tiny_llama_dir):
