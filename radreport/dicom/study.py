@@ -147,7 +147,7 @@ def _first_buildable(
             rejected += _series_entries(geometry, Reason.INGESTION_ERROR, message)
             continue
         for other in candidates[rank + 1 :]:
-            message = "a series with more slices or thinner spacing was chosen"
+            message = "another series was chosen (more slices, then thinner spacing, then UID)"
             rejected += _series_entries(other, Reason.SERIES_NOT_SELECTED, message)
         return geometry, volume, rejected
     return None, None, rejected
