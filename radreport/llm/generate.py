@@ -460,9 +460,9 @@ class ReportGenerator:
         batch_size: int,
     ) -> ReportGenerator:
         """The native decoder on the CPU, where it wrote IU X-Ray reports 3.2-3.9x faster
-        than torch, BLEU-4 -0.014 to +0.002 from torch's on three sets of studies
-        (BENCHMARKS.md); torch on a GPU, for a model the kernel does not run (a quantized or
-        non-Llama model), or without a C compiler."""
+        than torch, with the same scores within MBR's seed-to-seed spread (three seeds on
+        189 studies, BENCHMARKS.md); torch on a GPU, for a model the kernel does not run
+        (a quantized or non-Llama model), or without a C compiler."""
         from radreport.llm.native_kernel import NativeDecoderUnavailable
 
         if default_device().type == "cpu" and settings.compute_dtype != "float16":
