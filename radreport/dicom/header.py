@@ -35,7 +35,7 @@ from pydicom.values import convert_value
 
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
-from radreport.dicom.quick_header import AMBIGUOUS_VRS, decimal_numbers, read_quick_header
+from radreport.dicom.quick_header import allowed_vrs, decimal_numbers, read_quick_header
 from radreport.dicom.slices import (
     MissingFunctionalGroup,
     SliceHeader,
@@ -177,7 +177,7 @@ def _converted(dataset: Dataset, keyword: str) -> object:
         if isinstance(element, RawDataElement):
             # Implicit VR files carry no VR, and some writers mark known tags UN.
             vr = element.VR if element.VR not in (None, "UN") else dictionary_VR(tag)
-            vr = AMBIGUOUS_VRS.get(vr, (vr,))[0]  # US or SS: read as US, signed by padding_range
+            vr = allowed_vrs(vr)[0]  # US or SS: read as US, signed by padding_range
             number = NUMBER_STRINGS.get(vr)
             value = decimal_numbers(element.value, number) if number else convert_value(vr, element)
         else:

@@ -84,11 +84,16 @@ def _strings(raw: bytes, strip_each: bool) -> object:
     return items[0] if len(items) == 1 else items
 
 
-def _unsigned_shorts(raw: bytes) -> object:
-    if len(raw) % 2:
-        raise _NeedsPydicom("odd US length")
-    items = list(struct.unpack(f"<{len(raw) // 2}H", raw))
-    return None if not items else items[0] if len(items) == 1 else items
+def _shorts(code: str, vr: str):
+    """The converter of 16-bit integers: `code` H (US) or h (SS)."""
+
+    def convert(raw: bytes) -> object:
+        if len(raw) % 2:
+            raise _NeedsPydicom(f"odd {vr} length")
+        items = list(struct.unpack(f"<{len(raw) // 2}{code}", raw))
+        return None if not items else items[0] if len(items) == 1 else items
+
+    return convert
 
 
 def _uid(raw: bytes) -> str:
@@ -98,19 +103,12 @@ def _uid(raw: bytes) -> str:
     return value
 
 
-def _signed_shorts(raw: bytes) -> object:
-    if len(raw) % 2:
-        raise _NeedsPydicom("odd SS length")
-    items = list(struct.unpack(f"<{len(raw) // 2}h", raw))
-    return None if not items else items[0] if len(items) == 1 else items
-
-
 CONVERTERS = {
     "UI": _uid,
-    "SS": _signed_shorts,
+    "SS": _shorts("h", "SS"),
     "CS": lambda raw: _strings(raw, strip_each=False),
     "LO": lambda raw: _strings(raw, strip_each=True),
-    "US": _unsigned_shorts,
+    "US": _shorts("H", "US"),
     "DS": lambda raw: decimal_numbers(raw, float),
     "IS": lambda raw: decimal_numbers(raw, int),
 }
@@ -184,7 +182,7 @@ class _Walker:
 AMBIGUOUS_VRS = {"US or SS": ("US", "SS")}
 
 
-def _allowed_vrs(dictionary_vr: str) -> tuple[str, ...]:
+def allowed_vrs(dictionary_vr: str) -> tuple[str, ...]:
     return AMBIGUOUS_VRS.get(dictionary_vr, (dictionary_vr,))
 
 
@@ -193,7 +191,7 @@ def _wanted(keywords: tuple[str, ...]) -> dict[int, tuple[str, str]]:
     """tag -> (keyword, dictionary VR) of the values to convert."""
     wanted = {tag_for_keyword(k): (k, dictionary_VR(tag_for_keyword(k))) for k in keywords}
     unsupported = sorted(
-        k for k, vr in wanted.values() if not set(_allowed_vrs(vr)) <= set(CONVERTERS)
+        k for k, vr in wanted.values() if not set(allowed_vrs(vr)) <= set(CONVERTERS)
     )
     if unsupported:
         raise ValueError(f"no quick conversion for {unsupported}")
@@ -239,7 +237,7 @@ def _parse(data: bytes, complete: bool, wanted: dict[int, tuple[str, str]]) -> Q
         end = walker.end(vr, start, length, implicit)
         if tag in wanted:
             keyword, dictionary_vr = wanted[tag]
-            allowed = _allowed_vrs(dictionary_vr)
+            allowed = allowed_vrs(dictionary_vr)
             if vr is not None and vr.decode() not in allowed:
                 raise _NeedsPydicom(f"{keyword} has VR {vr!r}")
             if length == UNDEFINED_LENGTH:

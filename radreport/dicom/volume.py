@@ -24,11 +24,12 @@ def series_stored(geometry: StackGeometry, headers: dict[str, FileHeader]) -> np
     PixelDecodeError naming the first file that fails."""
     paths = dict.fromkeys(s.path for s in geometry.slices)
     decoded = {path: stored_frames(headers[path]) for path in paths}
+    paddings = {path: padding_range(headers[path].facts) for path in paths}
     first = decoded[geometry.slices[0].path]
     stored = np.empty((len(geometry.slices), *first.shape[1:]), dtype=np.float32)
     for index, slice_ in enumerate(geometry.slices):  # converts while copying: one pass
         stored[index] = decoded[slice_.path][slice_.frame]
-        padding = padding_range(headers[slice_.path].facts)
+        padding = paddings[slice_.path]
         if padding is not None:
             # Outside the field of view is air, whatever HU the padding value would map to
             # (an unsigned 63536 with intercept -1024 would be bone-white).
