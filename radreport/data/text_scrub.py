@@ -83,13 +83,13 @@ def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
     for group in person_name.split("="):
         family, given, middle = ([c.strip() for c in group.split("^")] + ["", ""])[:3]
         forenames = " ".join(w for w in (given, middle) if w)
+        # Both orders; "Doe, John" is "Doe John" to _replace_whole, which lets a comma or a
+        # full stop stand between the words.
         written = {
             " ".join(w for w in (given, family) if w),
             " ".join(w for w in (forenames, family) if w),
             " ".join(w for w in (family, forenames) if w),
             " ".join(w for w in (family, given) if w),
-            ", ".join(w for w in (family, forenames) if w),
-            ", ".join(w for w in (family, given) if w),
         } - {""}
         # Ideographic and phonetic groups are written without spaces: 山田太郎.
         written |= {w.replace(" ", "") for w in written if not w.isascii()}
@@ -100,13 +100,13 @@ def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
 
 # Between the words of a name or an institution, prose may drop or add a full stop, a
 # comma or an apostrophe: "St Elsewhere" is "ST. ELSEWHERE", "O'Brien" is "O’Brien".
-_WORD_BREAK = r"[\s.,'’]+"
+_WORD_BREAK = r"[\s.,'’]"
 
 
 def _replace_whole(text: str, value: str, replacement: str, ignore_case: bool = True) -> str:
-    words = [word for word in re.split(_WORD_BREAK, value) if word]
+    words = [word for word in re.split(f"{_WORD_BREAK}+", value) if word]
     if len(words) > 1 and any(c.isalpha() for c in value):
-        body = r"[\s.,'’]*".join(re.escape(word) for word in words)
+        body = f"{_WORD_BREAK}*".join(re.escape(word) for word in words)
     else:
         body = re.escape(value)
     pattern = rf"(?<!\w){body}(?!\w)"
