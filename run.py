@@ -266,18 +266,6 @@ DECODER_OPTION = click.option(
 )
 
 
-# What `evaluate` writes into --out: its own files and the evaluation report's.
-EVALUATE_FILES = (
-    "predictions.csv",
-    "metrics.json",
-    "rejected.csv",
-    "evaluation.html",
-    "samples.csv",
-    "metric_comparison.png",
-    "per_finding_f1.png",
-)
-
-
 @cli.command()
 @click.option("--impression", required=True, help="The radiologist's impression.")
 @click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
@@ -369,7 +357,10 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         "predictions.csv keeps the input's row order",
     )  # fmt: skip
     scorable = rows_to_score(reports_csv, table)
-    prepare_output_dir(out, EVALUATE_FILES)
+    from radreport.metrics.report_html import REPORT_FILES
+
+    # Its own files and the evaluation report's.
+    prepare_output_dir(out, ("predictions.csv", "metrics.json", "rejected.csv", *REPORT_FILES))
     model = load_model_or_exit(model_spec)
     generated, too_long = predict_fitting_impressions(
         report_generator(model, decoder),

@@ -75,18 +75,24 @@ def _embedded_png(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{encoded}">'
 
 
+# The files write_evaluation_report writes into its folder.
+REPORT_FILE, SAMPLES_FILE = "evaluation.html", "samples.csv"
+PLOT_FILES = ("metric_comparison.png", "per_finding_f1.png")
+REPORT_FILES = (REPORT_FILE, SAMPLES_FILE, *PLOT_FILES)
+
+
 def write_evaluation_report(result: EvaluationResult, output_dir: Path) -> tuple[Path, list[Path]]:
     """Write the report files; returns the HTML path and the PNG paths."""
     output_dir.mkdir(parents=True, exist_ok=True)
     plots = [
-        plot_metric_comparison(result.comparison_table(), output_dir / "metric_comparison.png"),
+        plot_metric_comparison(result.comparison_table(), output_dir / PLOT_FILES[0]),
         plot_per_finding_f1(
             result.per_finding_f1,
             result.per_finding.set_index("observation")["reference_positive"],
-            output_dir / "per_finding_f1.png",
+            output_dir / PLOT_FILES[1],
         ),
     ]
-    result.samples.to_csv(output_dir / "samples.csv", index=False)
+    result.samples.to_csv(output_dir / SAMPLES_FILE, index=False)
     settings = result.settings
     body = f"""
 <h1>Evaluation of generated reports</h1>
@@ -109,6 +115,6 @@ finding metrics and the baselines.</p>
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Evaluation</title>"
         f"<style>{_STYLE}</style></head><body>{body}</body></html>"
     )
-    html_path = output_dir / "evaluation.html"
+    html_path = output_dir / REPORT_FILE
     html_path.write_text(page, encoding="utf-8")
     return html_path, plots
