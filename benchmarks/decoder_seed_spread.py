@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipelines.model_versions import load_trained_model
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_splits
@@ -59,7 +60,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
-    settings, adapter_dir, table = _model_version(args.model)
+    model = load_trained_model(args.model)
+    settings, adapter_dir, table = model.settings, model.adapter_dir, model.alpaca_table
     if settings.mbr_candidates < 2:
         raise SystemExit(f"{args.model} decodes without MBR: the seed changes nothing")
     rows = table[table["split"] == args.split]
@@ -89,19 +91,6 @@ def main() -> None:
         json.dumps(summary, indent=2)
     )
     _print(summary)
-
-
-def _model_version(spec: str):
-    """The settings, adapter directory and Alpaca table (every split) of a model version."""
-    from zenml.client import Client
-
-    from radreport.llm.settings import LLMSettings
-
-    name, _, version = spec.partition(":")
-    model_version = Client().get_model_version(name, version)
-    settings = LLMSettings.model_validate(model_version.run_metadata["llm_settings"])
-    adapter = model_version.get_artifact("adapter").load()
-    return settings, adapter, model_version.get_artifact("alpaca_table").load()
 
 
 def _summary(runs: dict[tuple[str, int], pd.DataFrame], args) -> dict:

@@ -21,9 +21,9 @@ import argparse
 import time
 
 import radreport.llm.native_generate as native_generate
+from pipelines.model_versions import load_trained_model
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
-from radreport.llm.settings import LLMSettings
 
 
 def main() -> None:
@@ -34,19 +34,15 @@ def main() -> None:
     parser.add_argument("--prefill-tokens", type=int, nargs="+", default=[2048, 1])
     args = parser.parse_args()
 
-    from zenml.client import Client
-
-    name, _, version = args.model.partition(":")
-    model_version = Client().get_model_version(name, version)
-    settings = LLMSettings.model_validate(model_version.run_metadata["llm_settings"])
-    table = model_version.get_artifact("alpaca_table").load()
+    model = load_trained_model(args.model)
+    settings, table = model.settings, model.alpaca_table
     val = table[table["split"] == "val"].head(args.studies)
     examples = [[tuple(pair) for pair in row] for row in val["examples"]]
     impressions = val["impression"].tolist()
     generator = ReportGenerator.from_settings(
         settings.model_copy(update={"decoder": "native"}),
         resolve_base_model(settings.base_model),
-        model_version.get_artifact("adapter").load(),
+        model.adapter_dir,
     )
     generator.generate(impressions[:2], examples[:2], progress=False)  # warm-up
     runs = []

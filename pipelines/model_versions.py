@@ -1,5 +1,6 @@
 """Find a trained model version in ZenML's model control plane and fetch what generation
-needs from it: the adapter, the LLM settings it was trained with, its training pairs."""
+needs from it: the adapter, the LLM settings it was trained with, its Alpaca table (the
+training pairs retrieval searches, and the held-out splits benchmarks decode)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,13 @@ class TrainedModel:
     label: str  # name:version
     adapter_dir: Path
     settings: LLMSettings
-    train_pairs: pd.DataFrame  # study_id, impression, report of the train split
+    alpaca_table: pd.DataFrame  # every split, with each study's retrieved examples
+
+    @property
+    def train_pairs(self) -> pd.DataFrame:
+        """study_id, impression, report of the train split: what retrieval searches."""
+        train = self.alpaca_table[self.alpaca_table["split"] == "train"]
+        return train[["study_id", "impression", "report"]]
 
 
 def load_trained_model(spec: str | None) -> TrainedModel:
@@ -42,13 +49,11 @@ def load_trained_model(spec: str | None) -> TrainedModel:
     table = model_version.get_artifact("alpaca_table")
     if adapter is None or table is None:
         raise ModelVersionNotFound(f"model version {name}:{model_version.name} has no adapter")
-    alpaca_table = table.load()
-    train_pairs = alpaca_table[alpaca_table["split"] == "train"]
     return TrainedModel(
         label=f"{name}:{model_version.name}",
         adapter_dir=adapter.load(),
         settings=LLMSettings.model_validate(model_version.run_metadata["llm_settings"]),
-        train_pairs=train_pairs[["study_id", "impression", "report"]],
+        alpaca_table=table.load(),
     )
 
 
