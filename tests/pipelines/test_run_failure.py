@@ -14,6 +14,20 @@ from zenml.client import Client
 REPO = Path(__file__).resolve().parents[2]
 
 
+def train_failing(config: dict, tmp_path: Path) -> tuple[str, object]:
+    """`run.py train` on `config`, which must fail (exit 1): its last stderr line and the
+    pipeline's last run."""
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "train", "--config", str(path)],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    return last_line, Client().get_pipeline("training_pipeline").last_run
+
+
 def test_train_names_the_failed_step_and_its_error_in_one_line(
     radreport_stack, tiny_llama_dir, tmp_path
 ):
@@ -26,27 +40,16 @@ def test_train_names_the_failed_step_and_its_error_in_one_line(
             "report": ["Lungs clear.", "Small left effusion.", "The heart is enlarged."],
         }
     ).to_csv(manifest, index=False)
-    config = tmp_path / "no_val.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "model_name": "radreport-no-val",
-                "data": {
-                    "source": "manifest",
-                    "manifest": {"path": str(manifest)},
-                    "split": {"train": 1.0, "val": 0.0, "test": 0.0},
-                },
-                "llm": {"base_model": str(tiny_llama_dir), "max_steps": 1},
-            }
-        )
-    )
-    result = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "train", "--config", str(config)],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert result.returncode == 1
-    last_line = result.stderr.strip().splitlines()[-1]
-    run = Client().get_pipeline("training_pipeline").last_run
+    config = {
+        "model_name": "radreport-no-val",
+        "data": {
+            "source": "manifest",
+            "manifest": {"path": str(manifest)},
+            "split": {"train": 1.0, "val": 0.0, "test": 0.0},
+        },
+        "llm": {"base_model": str(tiny_llama_dir), "max_steps": 1},
+    }
+    last_line, run = train_failing(config, tmp_path)
     assert last_line == (
         f"error: ZenML run {run.name} failed at step finetune_llm: ValueError: the val split "
         "has no study: add studies or raise data.split.val"
@@ -67,26 +70,15 @@ def test_a_run_with_no_usable_study_keeps_its_quarantine_as_an_artifact(radrepor
     pd.DataFrame(
         rows, columns=["study_id", "patient_id", "impression", "report", "dicom_dir"]
     ).to_csv(manifest, index=False)
-    config = tmp_path / "nothing_usable.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "model_name": "radreport-nothing",
-                "data": {
-                    "source": "manifest",
-                    "manifest": {"path": str(manifest)},
-                    "dicom": {"when_no_usable_series": "reject_study", "workers": 1},
-                },
-            }
-        )
-    )
-    result = subprocess.run(
-        [sys.executable, str(REPO / "run.py"), "train", "--config", str(config)],
-        capture_output=True, text=True, cwd=REPO,
-    )  # fmt: skip
-    assert result.returncode == 1
-    last_line = result.stderr.strip().splitlines()[-1]
-    run = Client().get_pipeline("training_pipeline").last_run
+    config = {
+        "model_name": "radreport-nothing",
+        "data": {
+            "source": "manifest",
+            "manifest": {"path": str(manifest)},
+            "dicom": {"when_no_usable_series": "reject_study", "workers": 1},
+        },
+    }
+    last_line, run = train_failing(config, tmp_path)
     kept = Client().get_artifact_version("quarantine")  # the latest version
     assert last_line.startswith(f"error: ZenML run {run.name} failed at step ingest_studies: ")
     assert last_line.endswith(
