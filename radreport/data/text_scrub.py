@@ -83,13 +83,15 @@ def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
     for group in person_name.split("="):
         family, given, middle = ([c.strip() for c in group.split("^")] + ["", ""])[:3]
         forenames = " ".join(w for w in (given, middle) if w)
-        # Both orders; "Doe, John" is "Doe John" to _replace_whole, which lets a comma or a
-        # full stop stand between the words.
+        # Both orders, and "Doe, John": the same words as "Doe John" to _replace_whole, but
+        # longer, so it is tried first ("Doe, John. DOE" is not "Doe, [NAME]").
         written = {
             " ".join(w for w in (given, family) if w),
             " ".join(w for w in (forenames, family) if w),
             " ".join(w for w in (family, forenames) if w),
             " ".join(w for w in (family, given) if w),
+            ", ".join(w for w in (family, forenames) if w),
+            ", ".join(w for w in (family, given) if w),
         } - {""}
         # Ideographic and phonetic groups are written without spaces: 山田太郎.
         written |= {w.replace(" ", "") for w in written if not w.isascii()}
@@ -124,7 +126,9 @@ def _replace_identifiers(text: str, identifiers: Iterable[str]) -> str:
             name_parts |= parts
         else:
             phrases[value] = REDACTED
-    for value in sorted(phrases, key=len, reverse=True):  # longest first: full names win
+    # Longest first, so full names win; ties in a fixed order, since a set's order changes
+    # from one process to the next and overlapping phrases would scrub differently.
+    for value in sorted(phrases, key=lambda phrase: (-len(phrase), phrase)):
         if len(value) >= MIN_IDENTIFIER_CHARS:
             text = _replace_whole(text, value, phrases[value])
     # A lone name part only as a name is written (Title or UPPER case), so a patient
