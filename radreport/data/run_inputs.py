@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 from radreport.data.manifest import load_manifest
 from radreport.data.settings import SyntheticSettings
 from radreport.data.synthetic import generate_demo_studies
+from radreport.dicom.study import study_files
 
 GENERATOR_MARKER = "generator.json"
 MANIFEST_NAME = "manifest.csv"
@@ -57,10 +59,24 @@ def fingerprint_inputs(manifest_path: Path, columns: Mapping[str, str]) -> str:
     digest.update(json.dumps(dict(sorted(columns.items()))).encode())
     digest.update(manifest_path.read_bytes())
     for folder in sorted({d for d in manifest.studies["dicom_dir"] if d}):
-        for file in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
-            digest.update(str(file.relative_to(folder)).encode())
-            digest.update(file.read_bytes())
+        # Ingestion's own walk (linked folders followed), so that a changed file in a linked
+        # series is a new input; an entry it cannot read counts by name, as ingestion
+        # quarantines it.
+        files, not_files = study_files(Path(folder))
+        for file in files:
+            digest.update(os.fsencode(file.relative_to(folder)))  # names need not be UTF-8
+            digest.update(_content_digest(file))
+        for entry in not_files:
+            digest.update(os.fsencode(Path(entry.path).relative_to(folder)))
     return digest.hexdigest()
+
+
+def _content_digest(file: Path) -> bytes:
+    try:
+        with file.open("rb") as stream:
+            return hashlib.file_digest(stream, "blake2b").digest()
+    except OSError as error:
+        return f"unreadable: {error.errno}".encode()
 
 
 def resolve_run_inputs(

@@ -63,7 +63,7 @@ class StudyImages:
     files_seen: int = 0
 
 
-def _files(folder: Path) -> tuple[list[Path], list[QuarantineEntry]]:
+def study_files(folder: Path) -> tuple[list[Path], list[QuarantineEntry]]:
     """The regular files under `folder`, following linked folders (exports often link
     series in) but entering each real folder once; an entry that is not a regular file
     (a dangling or looping link, a pipe, a socket) is recorded, never read."""
@@ -179,7 +179,7 @@ def ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> St
     """One study folder -> volume (or None) and a quarantine entry for every unused file."""
     folder = Path(task.dicom_dir)
     result = StudyImages(study_id=task.study_id)
-    files, not_files = _files(folder)
+    files, not_files = study_files(folder)
     result.files_seen = len(files)
     headers, rejected = _header_pass(files, settings)
     rejected = not_files + rejected

@@ -1,0 +1,46 @@
+"""The input fingerprint sees every byte ingestion reads, so a cache hit means the same data."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from pydicom.data import get_testdata_file
+
+from radreport.data.run_inputs import fingerprint_inputs
+
+
+def _study_with_linked_series(tmp_path: Path) -> tuple[Path, Path]:
+    """A study folder whose series lives elsewhere and is linked in, as exports do."""
+    series = tmp_path / "archive" / "series1"
+    series.mkdir(parents=True)
+    shutil.copy(get_testdata_file("CT_small.dcm", download=False), series / "1.dcm")
+    study = tmp_path / "s1"
+    study.mkdir()
+    (study / "series1").symlink_to(series, target_is_directory=True)
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(
+        f"study_id,patient_id,impression,report,dicom_dir\ns1,p1,Clear.,Lungs clear.,{study}\n"
+    )
+    return manifest, series / "1.dcm"
+
+
+def test_a_changed_file_in_a_linked_series_is_a_new_input(tmp_path):
+    manifest, slice_file = _study_with_linked_series(tmp_path)
+    before = fingerprint_inputs(manifest, {})
+    assert fingerprint_inputs(manifest, {}) == before  # same bytes: the cache may hit
+    data = bytearray(slice_file.read_bytes())
+    data[-1] ^= 0xFF  # one pixel byte
+    slice_file.write_bytes(bytes(data))
+    assert fingerprint_inputs(manifest, {}) != before
+
+
+def test_file_names_that_are_not_utf8_and_dangling_links_are_fingerprinted(tmp_path):
+    manifest, slice_file = _study_with_linked_series(tmp_path)
+    study = tmp_path / "s1"
+    with open(os.fsencode(study) + b"/\xff.dcm", "wb") as file:
+        file.write(b"not DICOM")
+    with_odd_name = fingerprint_inputs(manifest, {})
+    (study / "gone.dcm").symlink_to(tmp_path / "nowhere.dcm")
+    assert fingerprint_inputs(manifest, {}) != with_odd_name  # ingestion quarantines it
