@@ -176,7 +176,7 @@ def test_data_manifest_quarantines_broken_files_and_writes_report(tmp_path):
     result = run_cli("data", "--manifest", str(manifest), "--out", str(out))
     assert result.returncode == 0, result.stderr
     quarantine = (out / "quarantine.csv").read_text().splitlines()
-    assert quarantine[0] == "path,study_id,series_uid,reason_code,message"
+    assert quarantine[0] == "manifest_line,path,study_id,series_uid,reason_code,message"
     assert len(quarantine) >= 3  # two broken files and the row without a report
     summary = json.loads((out / "summary.json").read_text())
     assert summary["studies_in"] == 2 and summary["studies_accepted"] == 1

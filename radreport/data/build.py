@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,6 +16,7 @@ from radreport.data.errors import ManifestError, NoUsableStudiesError
 from radreport.data.manifest import Manifest, load_manifest
 from radreport.data.pseudonyms import DeidKeys, resolve_deid_keys
 from radreport.data.quarantine import QuarantineEntry
+from radreport.data.quarantine_paths import path_in_study
 from radreport.data.quarantine_table import (
     QUARANTINE_COLUMNS,
     count_by_reason,
@@ -67,13 +68,18 @@ class DatasetBuild:
     summary: dict[str, object]
 
 
-def _study_row(row: dict[str, str], images: StudyImages | None, keys: DeidKeys) -> dict:
-    header = images.header if images else {}
-    pseudonyms = {
+def _pseudonyms(row: dict[str, str], images: StudyImages | None, keys: DeidKeys) -> dict:
+    """The study's raw ids, from the manifest and its headers, and their pseudonyms."""
+    return {
         row["patient_id"]: keys.patient(row["patient_id"]),
         row["study_id"]: keys.study(row["study_id"]),
         **(images.pseudonyms if images else {}),
     }
+
+
+def _study_row(row: dict[str, str], images: StudyImages | None, keys: DeidKeys) -> dict:
+    header = images.header if images else {}
+    pseudonyms = _pseudonyms(row, images, keys)
     identifiers = images.identifiers if images else set()
     return {
         "study_id": keys.study(row["study_id"]),
@@ -90,6 +96,23 @@ def _rejected(row: dict[str, str], study: dict, settings: DataSettings) -> bool:
     """A study whose images all failed, when the config wants image studies only."""
     images_failed = bool(row["dicom_dir"]) and not study["has_images"]
     return images_failed and settings.dicom.when_no_usable_series == "reject_study"
+
+
+def _located_in_study(
+    row: dict[str, str], images: StudyImages, keys: DeidKeys
+) -> list[QuarantineEntry]:
+    """The study's rejections with its manifest line and their de-identified place in its
+    dicom_dir, so that the owner of the data can find each file and no artifact holds a
+    path that names the patient."""
+    pseudonyms = _pseudonyms(row, images, keys)
+    return [
+        replace(
+            entry,
+            manifest_line=row["manifest_line"],
+            path=path_in_study(entry.path, row["dicom_dir"], keys, images.identifiers, pseudonyms),
+        )
+        for entry in images.quarantine
+    ]
 
 
 def _pseudonymous_quarantine(entries: list[QuarantineEntry], keys: DeidKeys) -> pd.DataFrame:
@@ -165,7 +188,7 @@ def build_dataset(
     for row in manifest.studies.to_dict("records"):
         study_images = images.get(row["study_id"])
         if study_images:
-            entries += study_images.quarantine
+            entries += _located_in_study(row, study_images, keys)
         row_out = _study_row(row, study_images, keys)
         if _rejected(row, row_out, settings):
             continue

@@ -32,7 +32,7 @@ JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
 
 @dataclass(frozen=True)
 class Manifest:
-    studies: pd.DataFrame  # MANIFEST_FIELDS as strings; dicom_dir absolute or ""
+    studies: pd.DataFrame  # MANIFEST_FIELDS as strings (dicom_dir absolute or ""), manifest_line
     rejected: list[QuarantineEntry]
     rows_in: int  # every row and every line that was meant as one
 
@@ -69,7 +69,9 @@ def _manifest_text(path: Path) -> str:
 
 
 def _bad_line(path: Path, line: int, problem: str) -> QuarantineEntry:
-    return QuarantineEntry(str(path), Reason.MANIFEST_BAD_LINE, f"line {line}: {problem}")
+    return QuarantineEntry(
+        str(path), Reason.MANIFEST_BAD_LINE, f"line {line}: {problem}", manifest_line=line
+    )
 
 
 def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
@@ -225,6 +227,7 @@ def load_manifest(path: Path, columns: Mapping[str, str] | None = None) -> Manif
         raise _nothing_usable(path, rejected, rows_in)
     studies = _our_fields(parsed.table, columns or {}, path)
     studies["dicom_dir"] = [_resolved_dir(d, path.parent) for d in studies["dicom_dir"]]
+    studies["manifest_line"] = parsed.lines
     duplicated = studies["study_id"].duplicated(keep=False) & (studies["study_id"] != "")
     keep = []
     rows = studies.to_dict("records")
@@ -234,7 +237,8 @@ def load_manifest(path: Path, columns: Mapping[str, str] | None = None) -> Manif
         if problem:
             reason, message = problem
             message = f"line {line}: {message}"
-            rejected.append(QuarantineEntry(str(path), reason, message, row["study_id"]))
+            entry = QuarantineEntry(str(path), reason, message, row["study_id"], manifest_line=line)
+            rejected.append(entry)
     valid = studies[keep].reset_index(drop=True)
     if valid.empty:
         raise _nothing_usable(path, rejected, rows_in)

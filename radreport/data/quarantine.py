@@ -70,3 +70,4 @@ class QuarantineEntry:
     message: str
     study_id: str = ""
     series_uid: str = ""
+    manifest_line: int = 0  # the manifest line of the row (or the bad line); 0: not known yet

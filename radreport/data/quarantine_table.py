@@ -1,4 +1,5 @@
-"""The quarantine table artifact: path, study_id, series_uid, reason_code, message."""
+"""The quarantine table artifact: manifest_line, path, study_id, series_uid, reason_code,
+message."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ import pandas as pd
 
 from radreport.data.quarantine import QuarantineEntry
 
-QUARANTINE_COLUMNS = ("path", "study_id", "series_uid", "reason_code", "message")
+QUARANTINE_COLUMNS = (
+    "manifest_line",
+    "path",
+    "study_id",
+    "series_uid",
+    "reason_code",
+    "message",
+)
 
 
 def quarantine_table(entries: Iterable[QuarantineEntry]) -> pd.DataFrame:
@@ -23,7 +31,8 @@ def quarantine_table(entries: Iterable[QuarantineEntry]) -> pd.DataFrame:
         }
         for entry in entries
     ]
-    return pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS)).astype(str)
+    table = pd.DataFrame(rows, columns=list(QUARANTINE_COLUMNS))
+    return table.astype({column: int if column == "manifest_line" else str for column in table})
 
 
 def _printable_path(path: str) -> str:

@@ -107,8 +107,25 @@ def test_a_folder_of_broken_files_is_quarantined_and_the_run_goes_on(tmp_path):
         "not_dicom_text_file": 1,
         "pixel_data_truncated": 1,
     }
-    quarantine = pd.read_csv(out / "quarantine.csv")
-    assert list(quarantine.columns) == ["path", "study_id", "series_uid", "reason_code", "message"]
+    quarantine = pd.read_csv(out / "quarantine.csv", keep_default_na=False)
+    assert list(quarantine.columns) == [
+        "manifest_line",
+        "path",
+        "study_id",
+        "series_uid",
+        "reason_code",
+        "message",
+    ]
+    # Each file is found by its study's manifest line and its place in that row's folder.
+    located = dict(zip(quarantine["reason_code"], quarantine["path"], strict=True))
+    assert located == {
+        "empty_file": "empty.dcm",
+        "not_dicom_image_file": "picture.dcm",
+        "not_dicom_text_file": "notes.dcm",
+        "pixel_data_truncated": "mr.dcm",
+        "no_usable_series": ".",
+    }
+    assert set(quarantine["manifest_line"]) == {2}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["studies_in"] == 2 and summary["quarantined"] == 5
 

@@ -55,19 +55,21 @@ def test_each_bad_row_is_rejected_with_its_reason(tmp_path):
     manifest = load_manifest(_write(tmp_path, rows))
     assert list(manifest.studies["study_id"]) == ["good", "text-only"]
     assert manifest.studies["dicom_dir"][0] == str(tmp_path / "images" / "a")
-    reasons = {(e.study_id, e.reason) for e in manifest.rejected}
+    assert list(manifest.studies["manifest_line"]) == [2, 3]
+    reasons = {(e.study_id, e.reason, e.manifest_line) for e in manifest.rejected}
     assert reasons == {
-        ("", Reason.MANIFEST_MISSING_ID),
-        ("twice", Reason.MANIFEST_DUPLICATE_STUDY_ID),
-        ("no-impression", Reason.MANIFEST_EMPTY_IMPRESSION),
-        ("no-report", Reason.MANIFEST_EMPTY_REPORT),
-        ("missing-folder", Reason.MANIFEST_DICOM_DIR_NOT_FOUND),
-        ("bad-labels", Reason.MANIFEST_INVALID_LABELS),
+        ("", Reason.MANIFEST_MISSING_ID, 4),
+        ("twice", Reason.MANIFEST_DUPLICATE_STUDY_ID, 5),
+        ("twice", Reason.MANIFEST_DUPLICATE_STUDY_ID, 6),
+        ("no-impression", Reason.MANIFEST_EMPTY_IMPRESSION, 7),
+        ("no-report", Reason.MANIFEST_EMPTY_REPORT, 8),
+        ("missing-folder", Reason.MANIFEST_DICOM_DIR_NOT_FOUND, 9),
+        ("bad-labels", Reason.MANIFEST_INVALID_LABELS, 10),
     }
     assert len(manifest.rejected) == 7  # both rows of the duplicate
     assert manifest.rows_in == len(rows)
     assert list(manifest.quarantine.columns) == [
-        "path", "study_id", "series_uid", "reason_code", "message"
+        "manifest_line", "path", "study_id", "series_uid", "reason_code", "message"
     ]  # fmt: skip
 
 
@@ -218,6 +220,7 @@ def test_a_bad_line_reaches_the_quarantine_artifact_and_the_fingerprint_reads_pa
     bad = build.quarantine[build.quarantine["reason_code"] == "manifest_bad_line"]
     assert bad.to_dict("records") == [
         {
+            "manifest_line": 2,
             "path": str(path),
             "study_id": "",
             "series_uid": "",
