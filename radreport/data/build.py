@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 
 from radreport.data.errors import ManifestError, NoUsableStudiesError
-from radreport.data.manifest import Manifest, load_manifest
+from radreport.data.manifest import Manifest, lines_text, load_manifest
 from radreport.data.pseudonyms import DeidKeys, resolve_deid_keys
-from radreport.data.quarantine import QuarantineEntry
+from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.quarantine_paths import path_in_study
 from radreport.data.quarantine_table import (
     QUARANTINE_COLUMNS,
@@ -130,6 +130,36 @@ def _ingest_images(manifest: Manifest, settings: DataSettings, keys: DeidKeys):
     return {images.study_id: images for images in ingest_studies(tasks, settings.dicom, keys)}
 
 
+def _lines_with_the_same_study(
+    manifest: Manifest, images: dict[str, StudyImages]
+) -> dict[str, list[int]]:
+    """For each row whose images are a DICOM study that another row's folder also holds,
+    the other rows' lines: one study under two ids could fall into two splits."""
+    lines_by_uid: dict[str, list[int]] = {}
+    study_uid = {}
+    for row in manifest.studies.itertuples():
+        found = images.get(row.study_id)
+        if found and found.volume is not None:
+            study_uid[row.study_id] = found.header["study_uid"]
+            lines_by_uid.setdefault(found.header["study_uid"], []).append(row.manifest_line)
+    lines = dict(zip(manifest.studies["study_id"], manifest.studies["manifest_line"], strict=True))
+    return {
+        study_id: [line for line in lines_by_uid[uid] if line != lines[study_id]]
+        for study_id, uid in study_uid.items()
+        if len(lines_by_uid[uid]) > 1
+    }
+
+
+def _study_in_two_rows(path: Path, row: dict, other_lines: list[int]) -> QuarantineEntry:
+    line = row["manifest_line"]
+    message = (
+        f"line {line}: its images are the same DICOM study as those of {lines_text(other_lines)}"
+    )
+    return QuarantineEntry(
+        str(path), Reason.STUDY_IN_TWO_ROWS, message, row["study_id"], manifest_line=line
+    )
+
+
 def _summary(
     manifest: Manifest,
     studies: pd.DataFrame,
@@ -183,12 +213,16 @@ def build_dataset(
         raise
     keys = resolve_deid_keys(settings.deid)
     images = _ingest_images(manifest, settings, keys)
+    same_study = _lines_with_the_same_study(manifest, images)
     entries = list(manifest.rejected)
     rows, volumes = [], {}
     for row in manifest.studies.to_dict("records"):
         study_images = images.get(row["study_id"])
         if study_images:
             entries += _located_in_study(row, study_images, keys)
+        if row["study_id"] in same_study:
+            entries.append(_study_in_two_rows(Path(path), row, same_study[row["study_id"]]))
+            continue
         row_out = _study_row(row, study_images, keys)
         if _rejected(row, row_out, settings):
             continue

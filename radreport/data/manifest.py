@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -189,7 +190,26 @@ def _resolved_dir(dicom_dir: str, base: Path) -> str:
     return str(folder if folder.is_absolute() else base / folder)
 
 
-def _row_problem(row: dict[str, str], duplicated: bool) -> tuple[Reason, str] | None:
+def _lines_sharing_a_folder(studies: pd.DataFrame) -> list[list[int]]:
+    """For each row, the other rows' lines whose dicom_dir is the same real folder."""
+    real = [os.path.realpath(d) if d else "" for d in studies["dicom_dir"]]
+    lines: dict[str, list[int]] = {}
+    for folder, line in zip(real, studies["manifest_line"], strict=True):
+        lines.setdefault(folder, []).append(line)
+    return [
+        [other for other in lines[folder] if other != line] if folder else []
+        for folder, line in zip(real, studies["manifest_line"], strict=True)
+    ]
+
+
+def lines_text(numbers: list[int]) -> str:
+    """'line 3' or 'lines 3, 7' for a message."""
+    return ("line " if len(numbers) == 1 else "lines ") + ", ".join(map(str, numbers))
+
+
+def _row_problem(
+    row: dict[str, str], duplicated: bool, lines_sharing_folder: list[int]
+) -> tuple[Reason, str] | None:
     if not row["study_id"] or not row["patient_id"]:
         return Reason.MANIFEST_MISSING_ID, "empty study_id or patient_id"
     if duplicated:
@@ -200,6 +220,13 @@ def _row_problem(row: dict[str, str], duplicated: bool) -> tuple[Reason, str] | 
         return Reason.MANIFEST_EMPTY_REPORT, "empty report"
     if row["dicom_dir"] and not Path(row["dicom_dir"]).is_dir():
         return Reason.MANIFEST_DICOM_DIR_NOT_FOUND, "dicom_dir is not an existing folder"
+    if lines_sharing_folder:
+        # Which row the images belong to cannot be told, and one study's images under two
+        # ids could fall into two splits.
+        return (
+            Reason.MANIFEST_SHARED_DICOM_DIR,
+            f"the same dicom_dir as {lines_text(lines_sharing_folder)}",
+        )
     if row["labels"] and not _valid_labels(row["labels"]):
         return Reason.MANIFEST_INVALID_LABELS, "labels is not a JSON object of true/false"
     return None
@@ -231,8 +258,11 @@ def load_manifest(path: Path, columns: Mapping[str, str] | None = None) -> Manif
     duplicated = studies["study_id"].duplicated(keep=False) & (studies["study_id"] != "")
     keep = []
     rows = studies.to_dict("records")
-    for line, row, is_duplicate in zip(parsed.lines, rows, duplicated, strict=True):
-        problem = _row_problem(row, bool(is_duplicate))
+    sharing = _lines_sharing_a_folder(studies)
+    for line, row, is_duplicate, others in zip(
+        parsed.lines, rows, duplicated, sharing, strict=True
+    ):
+        problem = _row_problem(row, bool(is_duplicate), others)
         keep.append(problem is None)
         if problem:
             reason, message = problem

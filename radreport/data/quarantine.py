@@ -19,6 +19,7 @@ class Reason(str, Enum):
     MANIFEST_EMPTY_IMPRESSION = "manifest_empty_impression"
     MANIFEST_EMPTY_REPORT = "manifest_empty_report"
     MANIFEST_DICOM_DIR_NOT_FOUND = "manifest_dicom_dir_not_found"
+    MANIFEST_SHARED_DICOM_DIR = "manifest_shared_dicom_dir"
     MANIFEST_INVALID_LABELS = "manifest_invalid_labels"
     # Files that are not readable DICOM
     UNREADABLE_FILE = "unreadable_file"
@@ -51,6 +52,7 @@ class Reason(str, Enum):
     DUPLICATE_SOP_INSTANCE = "duplicate_sop_instance"
     PATIENT_ID_MISMATCH = "patient_id_mismatch"
     MULTIPLE_STUDIES_IN_FOLDER = "multiple_studies_in_folder"
+    STUDY_IN_TWO_ROWS = "study_in_two_rows"  # one StudyInstanceUID in two rows' folders
     TOO_FEW_SLICES = "too_few_slices"
     INCONSISTENT_GEOMETRY = "inconsistent_geometry"
     DUPLICATE_SLICE_POSITION = "duplicate_slice_position"

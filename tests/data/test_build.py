@@ -57,8 +57,27 @@ def test_no_header_phi_reaches_any_artifact_or_log(demo, tmp_path, caplog):
     assert leaked == []
     manifest = pd.read_csv(demo, keep_default_na=False)
     raw_ids = set(manifest["study_id"]) | set(manifest["patient_id"])
-    without_paths = "\n".join([table.astype(str).to_csv(), written[1], written[3]])
-    assert [value for value in raw_ids if value in without_paths] == []
+    assert [value for value in raw_ids if value in everything] == []  # paths included
+
+
+def test_one_dicom_study_in_two_rows_folders_is_rejected_in_both(demo, tmp_path):
+    """A study exported twice, under two ids: which row owns it cannot be told, and the two
+    copies could land in two splits."""
+    manifest = pd.read_csv(demo, keep_default_na=False)
+    first = manifest.iloc[0]
+    copy = tmp_path / "export_again"
+    shutil.copytree(demo.parent / first["dicom_dir"], copy)
+    again = {**first.to_dict(), "study_id": "again", "dicom_dir": copy}
+    rows = pd.concat([manifest, pd.DataFrame([again])], ignore_index=True)
+    rows["dicom_dir"] = [demo.parent / d if d and d != copy else d for d in rows["dicom_dir"]]
+    result = build_dataset(_manifest(tmp_path, rows.to_dict("records")), DataSettings(dicom=SMALL))
+    assert result.summary["studies_accepted"] == len(manifest) - 1
+    rejected = result.quarantine[result.quarantine["reason_code"] == "study_in_two_rows"]
+    first_line, last_line = sorted(rejected["manifest_line"])
+    assert list(rejected["message"]) == [
+        f"line {first_line}: its images are the same DICOM study as those of line {last_line}",
+        f"line {last_line}: its images are the same DICOM study as those of line {first_line}",
+    ]
 
 
 def test_dataset_tables_and_volumes_line_up(demo, tmp_path):

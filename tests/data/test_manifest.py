@@ -73,6 +73,26 @@ def test_each_bad_row_is_rejected_with_its_reason(tmp_path):
     ]  # fmt: skip
 
 
+def test_rows_naming_one_folder_are_rejected_all_since_its_images_have_no_one_owner(tmp_path):
+    folder = tmp_path / "images" / "a"
+    folder.mkdir(parents=True)
+    (tmp_path / "linked").symlink_to(folder, target_is_directory=True)
+    rows = [
+        _row("a", dicom_dir="images/a"),
+        _row("b", dicom_dir="images/b-is-elsewhere"),
+        _row("c", dicom_dir=str(folder)),
+        _row("d", dicom_dir="linked"),
+    ]
+    (tmp_path / "images" / "b-is-elsewhere").mkdir()
+    manifest = load_manifest(_write(tmp_path, rows))
+    assert list(manifest.studies["study_id"]) == ["b"]
+    assert [(e.study_id, e.reason, e.message) for e in manifest.rejected] == [
+        ("a", Reason.MANIFEST_SHARED_DICOM_DIR, "line 2: the same dicom_dir as lines 4, 5"),
+        ("c", Reason.MANIFEST_SHARED_DICOM_DIR, "line 4: the same dicom_dir as lines 2, 5"),
+        ("d", Reason.MANIFEST_SHARED_DICOM_DIR, "line 5: the same dicom_dir as lines 2, 4"),
+    ]
+
+
 def test_jsonl_loads_like_csv_and_absolute_dirs_stay(tmp_path):
     folder = tmp_path / "absolute"
     folder.mkdir()
