@@ -147,7 +147,9 @@ class FileHeader:
         if self.loaded_dataset is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self.loaded_dataset = dcmread(self.path, stop_before_pixels=True)
+                # Deferred: values are read by keyword only, and a private element may
+                # be of any size.
+                self.loaded_dataset = dcmread(self.path, stop_before_pixels=True, defer_size="1 MB")
         return self.loaded_dataset
 
     @property

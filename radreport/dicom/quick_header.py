@@ -16,6 +16,7 @@ same values for every file of pydicom's test set and for written CT files.
 from __future__ import annotations
 
 import functools
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +118,7 @@ CONVERTERS = {
 class _Walker:
     """Steps over the data elements of a byte string, sequences included."""
 
-    def __init__(self, data: bytes, complete: bool):
+    def __init__(self, data: bytes | mmap.mmap, complete: bool):
         self.data = data
         self.complete = complete  # whether `data` is the whole file
 
@@ -198,12 +199,14 @@ def _wanted(keywords: tuple[str, ...]) -> dict[int, tuple[str, str]]:
     return wanted
 
 
-def _looks_explicit(data: bytes, pos: int) -> bool:
+def _looks_explicit(data: bytes | mmap.mmap, pos: int) -> bool:
     # pydicom's test for a file whose VR encoding differs from its transfer syntax.
     return len(data) >= pos + 6 and 0x40 < data[pos + 4] < 0x5B and 0x40 < data[pos + 5] < 0x5B
 
 
-def _parse(data: bytes, complete: bool, wanted: dict[int, tuple[str, str]]) -> QuickHeader:
+def _parse(
+    data: bytes | mmap.mmap, complete: bool, wanted: dict[int, tuple[str, str]]
+) -> QuickHeader:
     if data[PREAMBLE_BYTES : PREAMBLE_BYTES + 4] != MAGIC:
         raise _NeedsPydicom("no DICM prefix")
     walker = _Walker(data, complete)
@@ -266,6 +269,9 @@ def read_quick_header(path: Path, keywords: tuple[str, ...]) -> QuickHeader | No
             try:
                 return _parse(data, len(data) < FIRST_READ_BYTES, wanted)
             except _NeedsMoreBytes:
-                return _parse(data + fp.read(), True, wanted)
+                # Mapped, not read: a header can hold a private element of any size, and
+                # the walk only steps over it.
+                with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as whole:
+                    return _parse(whole, True, wanted)
     except (_NeedsPydicom, _NeedsMoreBytes, struct.error, UnicodeDecodeError, ValueError, OSError):
         return None

@@ -3,6 +3,8 @@ pydicom for everything it does not handle."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -163,3 +165,47 @@ def test_a_header_longer_than_the_first_read_is_read_to_its_end(tmp_path, testda
     assert quick.values == slow.facts.values and quick.pixel_offset == slow.facts.pixel_offset
     header = read_file_header(path, DicomSettings())
     assert np.array_equal(stored_frames(header), stored_frames(slow))
+
+
+def _with_huge_private_element(source: Path, path: Path, size: int) -> None:
+    """`source` with a private OB element of `size` zero bytes before the pixels, written as
+    a sparse file so that the test costs no disk."""
+    ds = dcmread(source)
+    ds.add_new(0x00091010, "LO", "vendor")
+    ds.add_new(0x00091011, "OB", b"\xab\xcd\xef\x01")
+    dcmwrite(path, ds, enforce_file_format=True)
+    data = path.read_bytes()
+    element = data.index(b"\x09\x00\x11\x10OB\x00\x00\x04\x00\x00\x00\xab\xcd\xef\x01")
+    value = element + 12
+    with path.open("wb") as file:
+        file.write(data[: element + 8] + size.to_bytes(4, "little"))
+        file.seek(value + size)  # a hole of `size` zero bytes
+        file.write(data[value + 4 :])
+
+
+PEAK_MEMORY = """
+import resource, sys
+from pathlib import Path
+from radreport.data.settings import DicomSettings
+from radreport.dicom.deidentify import identifying_values
+from radreport.dicom.header import VALUE_ATTRIBUTES, read_file_header
+from radreport.dicom.quick_header import read_quick_header
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+header = read_quick_header(Path(sys.argv[1]), VALUE_ATTRIBUTES)
+# The study's identifiers come from its whole header, loaded when first asked for.
+names = identifying_values(read_file_header(Path(sys.argv[1]), DicomSettings()).dataset)
+grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(header is not None, header.pixel_offset if header else 0, "1CT1" in names, grown_kib)
+"""
+
+
+def test_a_huge_private_element_is_stepped_over_not_read(tmp_path, testdata):
+    size = 1 << 30
+    path = tmp_path / "huge_private.dcm"
+    _with_huge_private_element(testdata("CT_small.dcm"), path, size)
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY, str(path)], capture_output=True, text=True, check=True
+    )
+    found, pixel_offset, has_patient_id, grown_kib = result.stdout.split()
+    assert found == has_patient_id == "True" and int(pixel_offset) > size
+    assert int(grown_kib) < 64 * 1024  # 3 GiB before: read whole, twice, then pydicom
