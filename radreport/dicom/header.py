@@ -12,7 +12,6 @@ reading the whole file in a plain loop.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from pydicom.values import convert_value
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
 from radreport.dicom.quick_header import allowed_vrs, decimal_numbers, read_quick_header
+from radreport.dicom.quiet import pydicom_silenced
 from radreport.dicom.slices import (
     MissingFunctionalGroup,
     SliceHeader,
@@ -145,8 +145,7 @@ class FileHeader:
     @property
     def dataset(self) -> Dataset:
         if self.loaded_dataset is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            with pydicom_silenced():
                 # Deferred: values are read by keyword only, and a private element may
                 # be of any size.
                 self.loaded_dataset = dcmread(self.path, stop_before_pixels=True, defer_size="1 MB")
@@ -433,8 +432,7 @@ def _deflated_pixel_offset(path: Path) -> int:
 def read_file_header(path: Path, settings: DicomSettings) -> FileHeader | QuarantineEntry:
     """The file's header and slices, or the first reason it cannot be ingested."""
     # pydicom warns and keeps going on invalid values; the checks below judge them instead.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with pydicom_silenced():
         return _checked_header(path, settings)
 
 

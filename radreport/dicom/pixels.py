@@ -19,6 +19,7 @@ from pydicom.filereader import read_dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from radreport.dicom.header import FileHeader, declared_pixel_bytes
+from radreport.dicom.quiet import decoder_message
 from radreport.dicom.windows import HU_MAX, HU_MIN
 
 IMAGE_PIXEL_GROUP = 0x0028
@@ -105,9 +106,10 @@ def stored_frames(header: FileHeader) -> np.ndarray:
     except ValueError as error:
         # pydicom says "number of bytes of pixel data is less than expected" for short data
         truncated = "less than expected" in str(error)
-        raise PixelDecodeError(header.path, str(error), truncated) from error
+        message = decoder_message(str(error), header.path)
+        raise PixelDecodeError(header.path, message, truncated) from error
     except Exception as error:  # corrupt codestream, failing plugin, odd element layout
-        message = f"{type(error).__name__}: {error}"
+        message = decoder_message(f"{type(error).__name__}: {error}", header.path)
         raise PixelDecodeError(header.path, message, truncated=False) from error
     return frames.reshape(-1, *frames.shape[-2:])
 

@@ -26,6 +26,7 @@ from radreport.dicom.deidentify import (
 from radreport.dicom.geometry import StackGeometry
 from radreport.dicom.header import FileHeader, read_file_header
 from radreport.dicom.pixels import PixelDecodeError
+from radreport.dicom.quiet import pydicom_silenced
 from radreport.dicom.series import (
     candidate_series,
     drop_ambiguous_studies,
@@ -177,6 +178,11 @@ def _deidentified_facts(
 
 def ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> StudyImages:
     """One study folder -> volume (or None) and a quarantine entry for every unused file."""
+    with pydicom_silenced():
+        return _ingest_study(task, settings, keys)
+
+
+def _ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> StudyImages:
     folder = Path(task.dicom_dir)
     result = StudyImages(study_id=task.study_id)
     files, not_files = study_files(folder)

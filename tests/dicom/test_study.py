@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import warnings
 
 import numpy as np
 import pydicom
@@ -221,3 +223,31 @@ def test_pixel_padding_is_air_whatever_hu_its_value_would_map_to(
     )
     assert not padded.quarantine and padded.volume is not None
     assert np.array_equal(padded.volume, air.volume)
+
+
+def test_pydicom_says_nothing_of_a_broken_file_that_would_quote_its_path(
+    tmp_path, series_files, copy_into, permissive, caplog, capfd
+):
+    """pydicom warns about a cut RLE stream naming the file, and export folders are named
+    after patients: ingestion records the reason and lets no such message out."""
+    folder = tmp_path / "DOE_JOHN_0012345"
+    sources = copy_into(folder, *series_files("98892001/CT5N"))
+    for source in sources:
+        dataset = pydicom.dcmread(source)
+        dataset.compress(pydicom.uid.RLELossless)
+        dataset.save_as(source, enforce_file_format=True)
+    cut = sources[1].read_bytes()
+    sources[1].write_bytes(cut[: len(cut) - 200])
+
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        result = ingest_study(StudyTask("s", CT5N_PATIENT, str(folder)), permissive, KEYS)
+
+    reasons = {entry.reason for entry in result.quarantine}
+    assert Reason.PIXEL_DATA_TRUNCATED in reasons or Reason.PIXEL_DECODE_FAILED in reasons
+    said = (
+        caplog.text + "".join(map(str, (w.message for w in warned))) + "".join(capfd.readouterr())
+    )
+    assert "DOE_JOHN" not in said
+    messages = " ".join(entry.message for entry in result.quarantine)
+    assert "DOE_JOHN" not in messages and str(tmp_path) not in messages
