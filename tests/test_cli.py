@@ -232,7 +232,8 @@ def test_data_manifest_quarantines_bad_lines_and_keeps_the_other_rows(tmp_path, 
     assert result.stdout.splitlines() == [
         "studies in: 4, accepted: 2",
         "  quarantined manifest_bad_line: 2",
-        f"wrote quarantine.csv, summary.json, studies.parquet and volumes.npz to {out}",
+        "wrote quarantine.csv, quarantine_sources.csv, summary.json, studies.parquet and "
+        f"volumes.npz to {out}",
     ]
     with (out / "quarantine.csv").open(newline="") as file:
         quarantine = list(csv.DictReader(file))
@@ -240,7 +241,13 @@ def test_data_manifest_quarantines_bad_lines_and_keeps_the_other_rows(tmp_path, 
         (str(manifest), "manifest_bad_line", message) for message in messages
     ]
     files = sorted(path.name for path in out.iterdir())
-    assert files == ["quarantine.csv", "studies.parquet", "summary.json", "volumes.npz"]
+    assert files == [
+        "quarantine.csv",
+        "quarantine_sources.csv",
+        "studies.parquet",
+        "summary.json",
+        "volumes.npz",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.quarantine_paths import path_in_study
 from radreport.data.quarantine_table import (
     QUARANTINE_COLUMNS,
+    SOURCE_COLUMNS,
     count_by_reason,
+    quarantine_sources_table,
     quarantine_table,
     reason_counts_text,
 )
@@ -57,14 +59,23 @@ STUDY_COLUMNS = (
 
 
 # What a build writes into its `out_dir`.
-OUTPUT_FILES = ("quarantine.csv", "summary.json", "studies.parquet", "volumes.npz")
+# quarantine_sources.csv holds raw paths: for the data's owner, beside the raw data.
+OUTPUT_FILES = (
+    "quarantine.csv",
+    "quarantine_sources.csv",
+    "summary.json",
+    "studies.parquet",
+    "volumes.npz",
+)
 
 
 @dataclass(frozen=True)
 class DatasetBuild:
     studies: pd.DataFrame  # STUDY_COLUMNS, one row per accepted study, manifest order
     volumes: StudyVolumes  # the studies with has_images, same pseudonymous ids
-    quarantine: pd.DataFrame  # QUARANTINE_COLUMNS, pseudonymous ids
+    quarantine: pd.DataFrame  # QUARANTINE_COLUMNS, pseudonymous ids and paths
+    # SOURCE_COLUMNS: each quarantined file's raw path, for `out_dir` only, never an artifact.
+    quarantine_sources: pd.DataFrame
     summary: dict[str, object]
 
 
@@ -100,16 +111,17 @@ def _rejected(row: dict[str, str], study: dict, settings: DataSettings) -> bool:
 
 def _located_in_study(
     row: dict[str, str], images: StudyImages, keys: DeidKeys
-) -> list[QuarantineEntry]:
-    """The study's rejections with its manifest line and their de-identified place in its
-    dicom_dir, so that the owner of the data can find each file and no artifact holds a
-    path that names the patient."""
-    pseudonyms = _pseudonyms(row, images, keys)
+) -> list[tuple[QuarantineEntry, str]]:
+    """The study's rejections with its manifest line and their pseudonymous place in its
+    dicom_dir, each beside its raw path (which only `out_dir` gets, for the data's owner)."""
     return [
-        replace(
-            entry,
-            manifest_line=row["manifest_line"],
-            path=path_in_study(entry.path, row["dicom_dir"], keys, images.identifiers, pseudonyms),
+        (
+            replace(
+                entry,
+                manifest_line=row["manifest_line"],
+                path=path_in_study(entry.path, row["dicom_dir"], keys),
+            ),
+            entry.path,
         )
         for entry in images.quarantine
     ]
@@ -215,11 +227,14 @@ def build_dataset(
     images = _ingest_images(manifest, settings, keys)
     same_study = _lines_with_the_same_study(manifest, images)
     entries = list(manifest.rejected)
+    sources: list[tuple[QuarantineEntry, str]] = []
     rows, volumes = [], {}
     for row in manifest.studies.to_dict("records"):
         study_images = images.get(row["study_id"])
         if study_images:
-            entries += _located_in_study(row, study_images, keys)
+            located = _located_in_study(row, study_images, keys)
+            entries += [entry for entry, _ in located]
+            sources += located
         if row["study_id"] in same_study:
             entries.append(_study_in_two_rows(Path(path), row, same_study[row["study_id"]]))
             continue
@@ -235,7 +250,7 @@ def build_dataset(
             f"({reason_counts_text(entries)})",
             entries,
         )
-        _keep_quarantine(error, entries, keys, out_dir)
+        _keep_quarantine(error, entries, keys, out_dir, quarantine_sources_table(sources))
         raise error
     studies = pd.DataFrame(rows)
     studies["split"] = assign_splits(studies, settings.split)
@@ -246,6 +261,7 @@ def build_dataset(
         studies=studies,
         volumes=StudyVolumes.stack(volumes, shape, settings.dicom.storage_dtype),
         quarantine=quarantine,
+        quarantine_sources=quarantine_sources_table(sources),
         summary=_summary(manifest, studies, quarantine, images, settings),
     )
     logger.info("dataset built: %s", json.dumps(result.summary))
@@ -259,22 +275,28 @@ def _keep_quarantine(
     entries: list[QuarantineEntry],
     keys: DeidKeys,
     out_dir: Path | None,
+    sources: pd.DataFrame | None = None,
 ) -> None:
     """A build with nothing usable still leaves the record of why, de-identified as always:
     on the error for the caller (a pipeline step stores it), and in `out_dir` when given."""
     error.quarantine = _pseudonymous_quarantine(entries, keys)
     if out_dir is not None:
-        _write_quarantine(error.quarantine, Path(out_dir))
+        _write_quarantine(error.quarantine, sources, Path(out_dir))
 
 
-def _write_quarantine(quarantine: pd.DataFrame, out_dir: Path) -> None:
+def _write_quarantine(
+    quarantine: pd.DataFrame, sources: pd.DataFrame | None, out_dir: Path
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     quarantine.to_csv(out_dir / "quarantine.csv", index=False, columns=QUARANTINE_COLUMNS)
+    if sources is None:
+        sources = quarantine_sources_table([])
+    sources.to_csv(out_dir / "quarantine_sources.csv", index=False, columns=SOURCE_COLUMNS)
 
 
 def write_outputs(result: DatasetBuild, out_dir: Path) -> None:
     """The files of OUTPUT_FILES."""
-    _write_quarantine(result.quarantine, out_dir)
+    _write_quarantine(result.quarantine, result.quarantine_sources, out_dir)
     (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
     result.studies.to_parquet(out_dir / "studies.parquet", index=False)
     result.volumes.save(out_dir / "volumes.npz")

@@ -1,56 +1,39 @@
 """Where a quarantined file lies, told without the identifiers its path may hold.
 
 Export tools name folders and files after what they hold: the patient's name or ID, the
-accession, the study date, a Study, Series or SOP Instance UID. The raw path would carry
-those into every artifact that keeps the quarantine. So a DICOM entry's path is its place
-inside the study's dicom_dir (the entry's manifest line says which folder that is), each UID
-in it replaced by its keyed pseudonym, as the series_uid column's is, and each name scrubbed
-as report text is, with the study's own identifiers.
+accession, the study date, a Study, Series or SOP Instance UID, in any spelling. No pattern
+finds them all, and a study whose files are all broken has no header to say what its
+patient is called. So a file's path in the quarantine is its place inside the study's
+dicom_dir (the entry's manifest line says which folder that is) with every folder and file
+name replaced by a keyed pseudonym: the same name gives the same pseudonym, so files of one
+folder still group, and nothing of the name is left. The owner of the data finds the files
+again in `quarantine_sources.csv`, which `run.py data --out` writes beside the raw data and
+no pipeline stores.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 
 from radreport.data.pseudonyms import DeidKeys
-from radreport.data.text_scrub import scrub_report
 
 STUDY_FOLDER = "."  # the entry is the study's dicom_dir itself
-
-# Four or more dot-separated numbers: a DICOM UID (1.2.840.113619.2...), not a version or a
-# slice thickness ("3.0", "1.25mm"); an extension after it (".dcm") stays.
-_UID = re.compile(r"(?<!\d)(?<!\d\.)\d+(?:\.\d+){3,}(?!\d)")
+NAME_KIND = "F"  # pseudonym prefix of a folder or file name
 
 
-def path_in_study(
-    path: str,
-    dicom_dir: str,
-    keys: DeidKeys,
-    identifiers: Iterable[str] = (),
-    pseudonyms: Mapping[str, str] | None = None,
-) -> str:
-    """`path` relative to `dicom_dir`, each part de-identified; a path outside it (none
-    should be) keeps only its de-identified name."""
+def path_in_study(path: str, dicom_dir: str, keys: DeidKeys) -> str:
+    """`path` relative to `dicom_dir`, each name a pseudonym; a path outside it (none should
+    be) keeps only its name's pseudonym."""
     try:
         parts = PurePath(path).relative_to(dicom_dir).parts
     except ValueError:
         parts = (PurePath(path).name,)
     if not parts:
         return STUDY_FOLDER
-    identifiers = tuple(identifiers)
-    return "/".join(_deidentified_name(part, keys, identifiers, pseudonyms or {}) for part in parts)
+    return "/".join(keys.pseudonym(NAME_KIND, printable_path(part)) for part in parts)
 
 
-def _deidentified_name(
-    name: str, keys: DeidKeys, identifiers: tuple[str, ...], pseudonyms: Mapping[str, str]
-) -> str:
-    uids = {uid: str(keys.uid(uid)) for uid in _UID.findall(name)}
-    # The scrub's word boundaries do not split at "_", which file names use for spaces
-    # ("DOE_JOHN_0012345"); it parks the given pseudonyms, so the UIDs' are not scrubbed.
-    spaced = name.replace("_", " ")
-    scrubbed = scrub_report(spaced, identifiers, {**pseudonyms, **uids})
-    if scrubbed == spaced:
-        return name
-    return scrubbed if " " in name else scrubbed.replace(" ", "_")
+def printable_path(path: str) -> str:
+    """A file name that is not UTF-8 (kept by Python as lone surrogates) written with
+    backslash escapes, so that a table can store it at all: `b'\\xff.dcm'` -> `\\xff.dcm`."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

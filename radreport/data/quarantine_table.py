@@ -10,6 +10,7 @@ from dataclasses import asdict
 import pandas as pd
 
 from radreport.data.quarantine import QuarantineEntry
+from radreport.data.quarantine_paths import printable_path
 
 QUARANTINE_COLUMNS = (
     "manifest_line",
@@ -25,7 +26,7 @@ def quarantine_table(entries: Iterable[QuarantineEntry]) -> pd.DataFrame:
     rows = [
         {
             **asdict(entry),
-            "path": _printable_path(entry.path),
+            "path": printable_path(entry.path),
             "message": " ".join(entry.message.split()),  # decoders' reports span lines
             "reason_code": entry.reason.value,
         }
@@ -35,10 +36,19 @@ def quarantine_table(entries: Iterable[QuarantineEntry]) -> pd.DataFrame:
     return table.astype({column: int if column == "manifest_line" else str for column in table})
 
 
-def _printable_path(path: str) -> str:
-    """A file name that is not UTF-8 (kept by Python as lone surrogates) written with
-    backslash escapes, so that the table can be stored at all: `b'\\xff.dcm'` -> `\\xff.dcm`."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+SOURCE_COLUMNS = ("manifest_line", "path", "source_path")
+
+
+def quarantine_sources_table(sources: Iterable[tuple[QuarantineEntry, str]]) -> pd.DataFrame:
+    """(located entry, its raw path) pairs -> the table that finds each quarantined file again:
+    raw paths, for the data's owner only, never an artifact."""
+    rows = [
+        (entry.manifest_line, printable_path(entry.path), printable_path(raw))
+        for entry, raw in sources
+    ]
+    return pd.DataFrame(rows, columns=list(SOURCE_COLUMNS)).astype(
+        {"manifest_line": int, "path": str, "source_path": str}
+    )
 
 
 def count_by_reason(table: pd.DataFrame) -> dict[str, int]:

@@ -135,16 +135,20 @@ def test_a_folder_of_broken_files_is_quarantined_and_the_run_goes_on(tmp_path):
         "reason_code",
         "message",
     ]
-    # Each file is found by its study's manifest line and its place in that row's folder.
-    located = dict(zip(quarantine["reason_code"], quarantine["path"], strict=True))
+    # The owner finds each file again from its manifest line and pseudonymous path.
+    sources = pd.read_csv(out / "quarantine_sources.csv", keep_default_na=False)
+    raw = dict(zip(sources["path"], sources["source_path"], strict=True))
+    pairs = zip(quarantine["reason_code"], quarantine["path"], strict=True)
+    located = {code: raw[path] for code, path in pairs}
+    broken = tmp_path / "broken"
     assert located == {
-        "empty_file": "empty.dcm",
-        "not_dicom_image_file": "picture.dcm",
-        "not_dicom_text_file": "notes.dcm",
-        "pixel_data_truncated": "mr.dcm",
-        "no_usable_series": ".",
+        "empty_file": str(broken / "empty.dcm"),
+        "not_dicom_image_file": str(broken / "picture.dcm"),
+        "not_dicom_text_file": str(broken / "notes.dcm"),
+        "pixel_data_truncated": str(broken / "mr.dcm"),
+        "no_usable_series": str(broken),
     }
-    assert set(quarantine["manifest_line"]) == {2}
+    assert set(quarantine["manifest_line"]) == set(sources["manifest_line"]) == {2}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["studies_in"] == 2 and summary["quarantined"] == 5
 

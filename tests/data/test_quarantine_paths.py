@@ -1,5 +1,5 @@
-"""A quarantined file's path names no patient: it is its de-identified place in the study's
-folder, found again through the manifest line."""
+"""A quarantined file's path names no patient: each name in it is a keyed pseudonym, and
+the raw path is only in the owner's quarantine_sources.csv."""
 
 from __future__ import annotations
 
@@ -14,57 +14,44 @@ from radreport.data.pseudonyms import DeidKeys
 from radreport.data.quarantine_paths import path_in_study
 
 KEYS = DeidKeys("test-key")
-UID = "1.2.840.113619.2.55.3.604688119.968.1317046012.161"
 
 
-def test_uids_become_their_pseudonyms_and_the_extension_stays():
-    path = f"/data/study/{UID}/CT.{UID}.1.dcm"
-    assert path_in_study(path, "/data/study", KEYS) == (
-        f"{KEYS.uid(UID)}/CT.{KEYS.uid(UID + '.1')}.dcm"
-    )
-
-
-def test_names_of_the_patient_and_raw_ids_are_scrubbed_from_folder_and_file_names():
-    located = path_in_study(
-        "/exports/s1/DOE_JOHN_0012345/Doe John 2023-04-15.dcm",
-        "/exports/s1",
-        KEYS,
-        identifiers={"DOE^JOHN"},
-        pseudonyms={"0012345": "P1234"},
-    )
-    assert located == "[NAME]_P1234/[NAME] [DATE].dcm"
-
-
-def test_ordinary_names_numbers_and_the_study_folder_itself_stay_as_they_are():
-    names = ["IM-0001-0003.dcm", "series_3.0mm", "1.25", "SE2/IM12"]
-    for name in names:
-        assert path_in_study(f"/d/s1/{name}", "/d/s1", KEYS, {"DOE^JOHN"}) == name
+def test_every_name_becomes_a_pseudonym_and_the_same_name_the_same_one():
+    located = path_in_study("/exports/s1/DOE_JOHN/jdoe 2019-07-23.dcm", "/exports/s1", KEYS)
+    folder, name = located.split("/")
+    assert folder == KEYS.pseudonym("F", "DOE_JOHN") and name.startswith("F")
+    assert "doe" not in located.lower() and "2019" not in located
+    again = path_in_study("/exports/s2/DOE_JOHN/other.dcm", "/exports/s2", KEYS)
+    assert again.split("/")[0] == folder  # files of one folder name still group
     assert path_in_study("/d/s1", "/d/s1", KEYS) == "."
 
 
-def test_the_quarantine_artifact_holds_no_path_that_names_the_patient(tmp_path):
+def test_the_quarantine_artifact_holds_no_name_and_the_owner_finds_each_file(tmp_path):
     """CT_small's patient is CompressedSamples^CT1: an export named its folder after them and
-    the file after its SOP Instance UID. One slice is too few, so the file is quarantined."""
+    the file after its SOP Instance UID. One slice is too few, so the file is quarantined;
+    so is a text file named after the patient."""
     source = get_testdata_file("CT_small.dcm", download=False)
     header = dcmread(source)
     study = tmp_path / "CompressedSamples^CT1 study"
-    series = study / "CompressedSamples_CT1"
+    series = study / "compressedsamples_ct1"
     series.mkdir(parents=True)
-    shutil.copy(source, series / f"{header.SOPInstanceUID}.dcm")
-    (series / "CompressedSamples CT1 notes.txt").write_text("not an image")
+    slice_file = series / f"{header.SOPInstanceUID}.dcm"
+    shutil.copy(source, slice_file)
+    notes = series / "CT1 notes.txt"
+    notes.write_text("not an image")
     manifest = tmp_path / "manifest.csv"
     manifest.write_text(
         "study_id,patient_id,impression,report,dicom_dir\n"
         "text,p0,Clear.,Lungs clear.,\n"
         f"s1,1CT1,Clear.,Lungs clear.,{study}\n"
     )
-    build = build_dataset(manifest, out_dir=tmp_path / "out")
-    quarantine = build.quarantine.set_index("reason_code")
-    assert quarantine.loc["not_dicom_text_file", "path"] == "[NAME]/[NAME] notes.txt"
-    too_few = quarantine.loc["too_few_slices", "path"]
-    assert too_few.startswith("[NAME]/") and too_few.endswith(".dcm")
-    assert header.SOPInstanceUID not in too_few
-    assert set(quarantine["manifest_line"]) == {3}
-    written = pd.read_csv(tmp_path / "out" / "quarantine.csv", dtype=str).to_csv()
-    for identifier in ("CompressedSamples", "CT1", str(tmp_path), header.SOPInstanceUID):
-        assert identifier not in written
+    out = tmp_path / "out"
+    build = build_dataset(manifest, out_dir=out)
+    assert set(build.quarantine["manifest_line"]) == {3}
+    written = (out / "quarantine.csv").read_text()
+    for identifier in ("compressedsamples", "ct1", str(tmp_path).lower(), header.SOPInstanceUID):
+        assert identifier not in written.lower()
+    sources = pd.read_csv(out / "quarantine_sources.csv", dtype={"manifest_line": int})
+    found = dict(zip(sources["source_path"], sources["path"], strict=True))
+    assert set(found) == {str(slice_file), str(notes), str(study)}  # and its study folder
+    assert set(found.values()) == set(build.quarantine["path"])
