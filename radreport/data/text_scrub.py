@@ -40,8 +40,10 @@ def _name_after(cue: str, tail: str = "") -> tuple[re.Pattern[str], str]:
 
 
 PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})\b"), DATE),
-    (re.compile(r"\b\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b"), DATE),
+    # A date may run into its time: 2019-07-23T10:15 (ISO 8601), 07/23/2019T10:15.
+    (re.compile(r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})(?![\d/.-]\d)(?=T\d|\b)"), DATE),
+    (re.compile(r"\b\d{4}[/.-]\d{1,2}[/.-]\d{1,2}(?![\d/.-]\d)(?=T\d|\b)"), DATE),
+    (re.compile(rf"\b{_MONTH}-\d{{1,2}}-(?:\d{{4}}|\d{{2}})\b", re.I), DATE),  # Jul-23-2019
     (re.compile(rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}\b", re.I), DATE),
     (re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH},?\s+\d{{4}}\b", re.I), DATE),
     (re.compile(rf"\b{_MONTH}\s+\d{{4}}\b", re.I), DATE),
@@ -70,6 +72,16 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A full name after a bare "Patient" or "Pt": "Patient John Smith MRN ...".
     (re.compile(rf"(?i:\b(patient|pt\.?)[ \t]+){_FULL_NAME}"), rf"\1 {NAME}"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), REDACTED),
+    (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), IDENTIFIER),  # a US social security number
+    # Any id after the label that introduces it, however short: "MRN 1234", "Acc# XK-4471".
+    (
+        re.compile(
+            r"(?i:\b((?:MRN|MR\s?#|medical\s+record(?:\s+(?:number|no\.?))?|patient\s+id|"
+            r"acc(?:ession)?(?:\s*(?:number|no\.?|#))?|SSN)(?!\w)\s*[:#]?\s*))"
+            r"[A-Za-z]{0,4}[-/]?\d[\w/-]*"
+        ),
+        rf"\1{IDENTIFIER}",
+    ),
     (re.compile(r"\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b"), REDACTED),
     (re.compile(r"\b[A-Za-z]{0,4}\d{5,}\b"), IDENTIFIER),
 )
@@ -101,8 +113,10 @@ def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
 
 
 # Between the words of a name or an institution, prose may drop or add a full stop, a
-# comma or an apostrophe: "St Elsewhere" is "ST. ELSEWHERE", "O'Brien" is "O’Brien".
-_WORD_BREAK = r"[\s.,'’]"
+# comma or an apostrophe: "St Elsewhere" is "ST. ELSEWHERE", "O'Brien" is "O’Brien". Not a
+# line break: "... John Doe.\ndoe tolerated ..." would match "Doe John" across the end of
+# the line and leave the first "John" and the last "doe" behind.
+_WORD_BREAK = r"[ \t.,'’]"
 
 
 def _replace_whole(text: str, value: str, replacement: str, ignore_case: bool = True) -> str:

@@ -113,5 +113,22 @@ def test_identifiers_are_found_as_prose_writes_them():
         f"Seen with {NAME}. {NAME} tolerated it. {NAME} called. MRN P0123456789abcde. "
         f"At [REDACTED]. DOB {DATE}, {DATE}, {DATE}, {DATE}."
     )
-    # A padded number keeps its zeros unless 4 digits remain: 3-digit numbers are findings.
-    assert scrub_report("Accession 456, 456 HU.", (), {"000456": "A1"}) == "Accession 456, 456 HU."
+    # A padded number keeps its zeros unless 4 digits remain: 3-digit numbers are findings;
+    # after its label, any number is the id it names.
+    assert scrub_report("Accession 456, 456 HU.", (), {"000456": "A1"}) == (
+        f"Accession {IDENTIFIER}, 456 HU."
+    )
+
+
+def test_ids_after_their_label_dates_with_times_and_names_across_lines():
+    text = (
+        "MRN 1234, mrn: XK-4471-22, MR# 4471, Acc# 55A1, SSN 123-45-6789.\n"
+        "Scanned 2019-07-23T10:15, seen Jul-23-2019. Accessory ossicle 3 mm, L4-5, 3-4 cm.\n"
+        "Reviewed for John Doe.\njohn doe went home."
+    )
+    assert scrub_report(text, {"Doe^John"}) == (
+        f"MRN {IDENTIFIER}, mrn: {IDENTIFIER}, MR# {IDENTIFIER}, Acc# {IDENTIFIER}, "
+        f"SSN {IDENTIFIER}.\n"
+        f"Scanned {DATE}T10:15, seen {DATE}. Accessory ossicle 3 mm, L4-5, 3-4 cm.\n"
+        f"Reviewed for {NAME}.\n{NAME} went home."
+    )
