@@ -51,8 +51,12 @@ def finetune_llm(
     with tempfile.TemporaryDirectory() as plots:
         for path in plot_training_curves(result.log_history, Path(plots)):
             mlflow.log_artifact(str(path), "training")
+    metadata = {"training": result.metrics, "llm_settings": settings.model_dump()}
+    if result.resumed_from_step is not None:  # a killed run started again
+        mlflow.set_tag("resumed_from_step", result.resumed_from_step)
+        metadata["resumed_from_step"] = result.resumed_from_step
     log_metadata(
-        metadata={"training": result.metrics, "llm_settings": settings.model_dump()},
+        metadata=metadata,
         infer_model=True,
     )
     cleanup_gpu_memory(force=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import logging
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +15,20 @@ import torch
 
 from radreport.data.alpaca import AlpacaDataset, build_alpaca_dataset
 from radreport.llm.device import resolve_for_device
-from radreport.llm.resume import checkpoint_step, prepare_output_dir, run_fingerprint
+from radreport.llm.resume import (
+    ADAPTER_DIR_NAME,
+    checkpoint_step,
+    prepare_output_dir,
+    run_fingerprint,
+    training_finished,
+)
 from radreport.llm.settings import LLMSettings
 
 if TYPE_CHECKING:
     # Not at run time: it imports transformers, which must load after the backend.
     from radreport.llm.sample_generations import SampleRows
 
-ADAPTER_DIR_NAME = "adapter"
+logger = logging.getLogger(__name__)
 _BACKEND_MODULES = {"unsloth": "radreport.llm.backend_unsloth", "hf": "radreport.llm.backend_hf"}
 
 
@@ -135,9 +143,14 @@ def finetune(
         callbacks = [*callbacks, sampler]
     run = prepare_training(train_rows, val_rows, settings, output_dir, report_to, callbacks)
     resume_from = run.resume_from
-    run.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    if resume_from and training_finished(resume_from):
+        _restore_finished_run(run, resume_from)
+    else:
+        run.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_eval = run.trainer.evaluate()
     adapter_dir = Path(output_dir) / ADAPTER_DIR_NAME
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)  # no file of an earlier save may join this adapter
     run.trainer.save_model(str(adapter_dir))
     run.tokenizer.save_pretrained(adapter_dir)
     # The Trainer pickles its arguments next to the adapter; model artifacts stay pickle-free.
@@ -148,6 +161,27 @@ def finetune(
         log_history=list(run.trainer.state.log_history),
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
         samples=sampler.samples if sampler else [],
+    )
+
+
+def _restore_finished_run(run: PreparedTraining, checkpoint: Path) -> None:
+    """The trainer as the run ended at `checkpoint`: its state (steps, logged losses) and
+    the adapter it ends with, the best checkpoint's when the best is kept."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+    from transformers import TrainerState
+
+    state = TrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+    weights = checkpoint
+    if run.trainer.args.load_best_model_at_end and state.best_model_checkpoint:
+        best = checkpoint.parent / Path(state.best_model_checkpoint).name
+        weights = best if (best / "adapter_model.safetensors").is_file() else checkpoint
+    set_peft_model_state_dict(run.trainer.model, load_file(weights / "adapter_model.safetensors"))
+    run.trainer.state = state
+    logger.info(
+        "The run in %s had finished at step %d: nothing to train",
+        checkpoint.parent,
+        state.global_step,
     )
 
 

@@ -15,6 +15,8 @@ import shutil
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from safetensors import safe_open
+
 from radreport.llm.settings import LLMSettings
 
 logger = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ _NOT_FINGERPRINTED = {
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes this last of a checkpoint's files; without it the save was cut short.
 _CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
+_OPTIMIZATION_STATE = ("optimizer.pt", "scheduler.pt")
+ADAPTER_DIR_NAME = "adapter"  # where the finished run's adapter is written
 
 
 def run_fingerprint(
@@ -51,6 +55,30 @@ def run_fingerprint(
         for row in rows:
             digest.update(json.dumps(row, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+def _checkpoint_problem(checkpoint: Path) -> str | None:
+    """Why the checkpoint cannot be resumed from, or None. A kill mid-save (its state file
+    written last, but not atomically), a copy or a hand that deleted files can each leave
+    one that the Trainer would fail on at every rerun, or, without its optimizer and
+    scheduler, resume on a restarted learning-rate schedule without a word."""
+    try:
+        json.loads((checkpoint / _CHECKPOINT_COMPLETE_MARKER).read_text())
+    except (OSError, ValueError):
+        return f"{_CHECKPOINT_COMPLETE_MARKER} is not readable JSON"
+    weights = sorted(checkpoint.glob("*.safetensors"))
+    if not weights:
+        return "no safetensors weights"
+    for path in weights:
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except Exception:  # safetensors raises its own error type for a bad header
+            return f"{path.name} is not readable safetensors"
+    for name in _OPTIMIZATION_STATE:
+        if not (checkpoint / name).is_file() or (checkpoint / name).stat().st_size == 0:
+            return f"{name} is missing or empty"
+    return None
 
 
 def checkpoint_dirs(output_dir: Path) -> list[Path]:
@@ -67,17 +95,55 @@ def checkpoint_step(checkpoint: Path) -> int:
     return int(_CHECKPOINT_DIR.match(checkpoint.name).group(1))
 
 
+def _stored_fingerprint(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text())["fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        logger.warning("%s is not readable: starting fresh", path)
+        return None
+
+
+def _newest_usable(checkpoints: list[Path]) -> Path | None:
+    """The newest checkpoint that can be resumed from; newer ones that cannot are removed,
+    so that the run saves them again instead of tripping on them."""
+    for checkpoint in reversed(checkpoints):
+        problem = _checkpoint_problem(checkpoint)
+        if problem is None:
+            return checkpoint
+        logger.warning("Removing %s, which cannot be resumed from: %s", checkpoint, problem)
+        shutil.rmtree(checkpoint)
+    return None
+
+
 def prepare_output_dir(output_dir: Path, fingerprint: str) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh start (old state cleared)."""
+    """The newest usable checkpoint to resume from, or None for a fresh start (old state
+    cleared: checkpoints and the last adapter)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     fingerprint_path = output_dir / FINGERPRINT_FILE
     if fingerprint_path.is_file():
-        stored = json.loads(fingerprint_path.read_text())["fingerprint"]
+        stored = _stored_fingerprint(fingerprint_path)
         if stored == fingerprint:
-            checkpoints = checkpoint_dirs(output_dir)
-            return checkpoints[-1] if checkpoints else None
-        logger.warning("Config or data changed since the run in %s: starting fresh", output_dir)
-    for stale in output_dir.glob("checkpoint-*"):
-        shutil.rmtree(stale)
+            checkpoint = _newest_usable(checkpoint_dirs(output_dir))
+            if checkpoint is not None:
+                logger.info(
+                    "Same config and data as the run in %s: resuming from %s",
+                    output_dir,
+                    checkpoint.name,
+                )
+            return checkpoint
+        if stored is not None:
+            logger.warning("Config or data changed since the run in %s: starting fresh", output_dir)
+    for stale in [*output_dir.glob("checkpoint-*"), output_dir / ADAPTER_DIR_NAME]:
+        if stale.is_dir():
+            shutil.rmtree(stale)
     fingerprint_path.write_text(json.dumps({"fingerprint": fingerprint}))
     return None
+
+
+def training_finished(checkpoint: Path) -> bool:
+    """Whether the run ended at this checkpoint: its last step, or an early stop. Resumed
+    from such a checkpoint, the Trainer would still take a step (and after an early stop
+    train on to max_steps), so the run is restored from it instead."""
+    state = json.loads((checkpoint / _CHECKPOINT_COMPLETE_MARKER).read_text())
+    control = state.get("stateful_callbacks", {}).get("TrainerControl", {}).get("args", {})
+    return state["global_step"] >= state["max_steps"] or bool(control.get("should_training_stop"))

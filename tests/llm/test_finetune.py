@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from radreport.llm.finetune import finetune
 from radreport.llm.settings import LLMSettings
 from tests.llm.tiny_training import ROWS, tiny_settings
@@ -74,6 +76,15 @@ def test_unsloth_backend_trains_and_lowers_validation_loss(tiny_llama_dir, tmp_p
     # The worker imports radreport.llm.finetune first, as the CLI does: unsloth must still
     # load before transformers, or it warns that training may be slower.
     assert "Unsloth should be imported before" not in completed.stderr
+    # Run again, the run is restored from its last checkpoint, not trained on.
+    weights = (Path(result["adapter_dir"]) / "adapter_model.safetensors").read_bytes()
+    again = subprocess.run(
+        [sys.executable, str(WORKER), str(job)], capture_output=True, text=True, check=True
+    )
+    rerun = json.loads(again.stdout.strip().splitlines()[-1])
+    assert rerun["metrics"]["train_steps"] == result["metrics"]["train_steps"]
+    assert rerun["metrics"]["eval_loss"] == pytest.approx(result["metrics"]["eval_loss"])
+    assert (Path(rerun["adapter_dir"]) / "adapter_model.safetensors").read_bytes() == weights
 
 
 def test_importing_finetune_leaves_transformers_unloaded():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback
 
 from radreport.llm.finetune import finetune
@@ -93,8 +96,12 @@ def test_fingerprint_follows_config_and_data_not_generation_knobs(settings):
 
 
 def fake_checkpoint(output_dir: Path, step: int, complete: bool = True) -> Path:
+    """A checkpoint's files as the Trainer writes them (the state file last)."""
     checkpoint = output_dir / f"checkpoint-{step}"
     checkpoint.mkdir(parents=True)
+    save_file({"lora_A": torch.zeros(2, 2)}, checkpoint / "adapter_model.safetensors")
+    for name in ("optimizer.pt", "scheduler.pt"):
+        (checkpoint / name).write_bytes(b"state")
     if complete:
         (checkpoint / "trainer_state.json").write_text("{}")
     return checkpoint
@@ -114,3 +121,69 @@ def test_different_fingerprint_starts_fresh(tmp_path):
     assert prepare_output_dir(tmp_path, "changed") is None
     assert list(tmp_path.glob("checkpoint-*")) == []
     assert json.loads((tmp_path / FINGERPRINT_FILE).read_text())["fingerprint"] == "changed"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda c: (c / "trainer_state.json").write_text(""),  # killed inside its write
+        lambda c: (c / "adapter_model.safetensors").write_bytes(b"\x10\x00"),  # cut short
+        lambda c: (c / "optimizer.pt").unlink(),  # would restart the schedule silently
+        lambda c: (c / "scheduler.pt").write_bytes(b""),
+    ],
+)
+def test_a_damaged_newest_checkpoint_is_removed_and_the_one_before_resumed(tmp_path, damage):
+    prepare_output_dir(tmp_path, "abc")
+    fake_checkpoint(tmp_path, 5)
+    damage(fake_checkpoint(tmp_path, 10))
+    assert prepare_output_dir(tmp_path, "abc") == tmp_path / "checkpoint-5"
+    assert checkpoint_dirs(tmp_path) == [tmp_path / "checkpoint-5"]
+
+
+def test_an_unreadable_fingerprint_starts_fresh_and_clears_the_last_adapter(tmp_path):
+    prepare_output_dir(tmp_path, "abc")
+    fake_checkpoint(tmp_path, 4)
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "stale.txt").write_text("from the run before")
+    (tmp_path / FINGERPRINT_FILE).write_text("garbage{")
+    assert prepare_output_dir(tmp_path, "abc") is None
+    assert list(tmp_path.glob("checkpoint-*")) == [] and not (tmp_path / "adapter").exists()
+
+
+class StopAt(TrainerCallback):
+    """Ends training at `step`, as early stopping does."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            control.should_training_stop = True
+
+
+def _adapter_weights(result) -> dict:
+    return load_file(result.adapter_dir / "adapter_model.safetensors")
+
+
+@pytest.mark.parametrize("stop_at", [None, 2])
+def test_a_finished_run_started_again_trains_no_further(tiny_llama_dir, tmp_path, stop_at):
+    """A rerun after the run ended (at max_steps or stopped early) comes when a later step
+    failed, the process died before the adapter was saved, or a generation setting changed
+    (not in the fingerprint): it must give the same adapter, not train on."""
+    fields = tiny_settings(tiny_llama_dir, max_steps=6, early_stopping_patience=None)
+    settings, output_dir = LLMSettings(**fields), tmp_path / "run"
+    first = finetune(
+        ROWS, ROWS[:4], settings, output_dir, callbacks=[StopAt(stop_at)] * bool(stop_at)
+    )
+    first_weights = _adapter_weights(first)
+    shutil.rmtree(first.adapter_dir)  # as if killed before the adapter was saved
+
+    recorder = StepRecorder()
+    again = finetune(ROWS, ROWS[:4], settings, output_dir, callbacks=[recorder])
+
+    assert recorder.steps == []
+    assert again.metrics["train_steps"] == first.metrics["train_steps"] == (stop_at or 6)
+    assert again.metrics["eval_loss"] == pytest.approx(first.metrics["eval_loss"])
+    again_weights = _adapter_weights(again)
+    assert again_weights.keys() == first_weights.keys()
+    assert all(torch.equal(again_weights[k], first_weights[k]) for k in first_weights)
