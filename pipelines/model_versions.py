@@ -4,6 +4,9 @@ training pairs retrieval searches, and the held-out splits benchmarks decode).""
 
 from __future__ import annotations
 
+import atexit
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from zenml.enums import ModelStages
 from radreport.llm.settings import LLMSettings
 
 DEFAULT_MODEL = "radreport-demo"
+logger = logging.getLogger(__name__)
 
 
 class ModelVersionNotFound(LookupError):
@@ -45,16 +49,44 @@ def load_trained_model(spec: str | None) -> TrainedModel:
         model_version = client.get_model_version(name, version or ModelStages.LATEST)
     except KeyError:
         raise ModelVersionNotFound(_not_found(client, name, version)) from None
-    adapter = model_version.get_artifact("adapter")
-    table = model_version.get_artifact("alpaca_table")
-    if adapter is None or table is None:
+    if not version and not _is_trained(model_version):
+        model_version = _newest_trained(client, name, model_version)
+    if not _is_trained(model_version):
         raise ModelVersionNotFound(f"model version {name}:{model_version.name} has no adapter")
+    label = f"{name}:{model_version.name}"
+    try:
+        adapter_dir = model_version.get_artifact("adapter").load()
+    except FileNotFoundError as error:
+        raise ModelVersionNotFound(f"model version {label}: {error}") from None
+    # Outside a step ZenML leaves the loaded copy behind; this process is its only user.
+    atexit.register(shutil.rmtree, adapter_dir, ignore_errors=True)
     return TrainedModel(
-        label=f"{name}:{model_version.name}",
-        adapter_dir=adapter.load(),
+        label=label,
+        adapter_dir=adapter_dir,
         settings=LLMSettings.model_validate(model_version.run_metadata["llm_settings"]),
-        alpaca_table=table.load(),
+        alpaca_table=model_version.get_artifact("alpaca_table").load(),
     )
+
+
+def _is_trained(model_version) -> bool:
+    return all(model_version.get_artifact(name) for name in ("adapter", "alpaca_table"))
+
+
+def _newest_trained(client: Client, name: str, latest):
+    """The newest version that holds an adapter, for a request without a version: the latest
+    one has none while its run is going, or after it failed or was killed."""
+    versions = client.list_model_versions(model_name_or_id=name, sort_by="desc:number", size=100)
+    for model_version in versions:
+        if _is_trained(model_version):
+            logger.warning(
+                "model %s: the latest version, %s, has no adapter (its run failed, was "
+                "stopped or is still going); using %s",
+                name,
+                latest.name,
+                model_version.name,
+            )
+            return model_version
+    return latest
 
 
 def _not_found(client: Client, name: str, version: str) -> str:

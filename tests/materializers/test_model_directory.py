@@ -1,3 +1,4 @@
+import shutil
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,11 @@ def test_folder_without_safetensors_is_refused(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(PickledWeightsError, match="no .safetensors"):
         model_files(tmp_path)
+
+
+def test_a_stored_folder_deleted_from_the_store_fails_to_load_by_name(radreport_stack, tmp_path):
+    run = model_folder_roundtrip(folder=str(write_model_folder(tmp_path / "model")))
+    artifact = run.steps["emit_model_folder"].outputs["output"][0]
+    shutil.rmtree(Path(Client().get_artifact_version(artifact.id).uri) / "files")
+    with pytest.raises(FileNotFoundError, match="files are missing from"):
+        artifact.load()

@@ -279,3 +279,23 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
     assert "2 of 6 rows share their study_id with another row (first: row 1, study_id ok-1)" in (
         result.stderr
     )
+
+
+def test_without_a_version_the_newest_version_with_an_adapter_is_used(trained, caplog):
+    """A run that failed or is still going leaves the latest version without an adapter;
+    asking for the model, not that version, still finds the one trained before it."""
+    from zenml.client import Client
+
+    from pipelines.model_versions import ModelVersionNotFound
+
+    name, _ = trained.model.split(":")
+    newest = load_trained_model(name).label
+    client = Client()
+    empty = client.create_model_version(model_name_or_id=name, name="a-run-that-failed")
+    try:
+        assert load_trained_model(name).label == newest
+        assert f"latest version, {empty.name}, has no adapter" in caplog.text
+        with pytest.raises(ModelVersionNotFound, match=f"{name}:{empty.name} has no adapter"):
+            load_trained_model(f"{name}:{empty.name}")
+    finally:
+        client.delete_model_version(empty.id)
