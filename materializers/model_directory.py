@@ -42,12 +42,7 @@ class ModelDirectoryMaterializer(BaseMaterializer):
 
     def load(self, data_type: type[Any]) -> Path:
         remote_root = os.path.join(self.uri, FILES_FOLDER)
-        if not fileio.exists(remote_root) or not any(
-            names for _, _, names in fileio.walk(remote_root)
-        ):
-            # Without this, a folder removed from the store loads as an empty directory and
-            # fails far away, in whatever reads the model next.
-            raise FileNotFoundError(f"the artifact's files are missing from {remote_root}")
+        copied = 0
         with self.get_temporary_directory(delete_at_exit=False) as local_root:
             for remote_dir, _, names in fileio.walk(remote_root):
                 relative_dir = os.path.relpath(str(remote_dir), remote_root)
@@ -57,6 +52,11 @@ class ModelDirectoryMaterializer(BaseMaterializer):
                         os.path.join(str(remote_dir), str(name)),
                         os.path.join(local_root, relative_dir, str(name)),
                     )
+                    copied += 1
+            if not copied:
+                # Without this, a folder removed from the store loads as an empty directory
+                # and fails far away, in whatever reads the model next.
+                raise FileNotFoundError(f"the artifact's files are missing from {remote_root}")
             return Path(local_root)
 
     def extract_metadata(self, data: Path) -> dict[str, Any]:

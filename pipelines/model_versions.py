@@ -49,10 +49,10 @@ def load_trained_model(spec: str | None) -> TrainedModel:
         model_version = client.get_model_version(name, version or ModelStages.LATEST)
     except KeyError:
         raise ModelVersionNotFound(_not_found(client, name, version)) from None
-    if not version and not _is_trained(model_version):
-        model_version = _newest_trained(client, name, model_version)
     if not _is_trained(model_version):
-        raise ModelVersionNotFound(f"model version {name}:{model_version.name} has no adapter")
+        if version:
+            raise ModelVersionNotFound(f"model version {name}:{model_version.name} has no adapter")
+        model_version = _newest_trained(client, name, model_version)
     label = f"{name}:{model_version.name}"
     try:
         adapter_dir = model_version.get_artifact("adapter").load()
@@ -86,7 +86,7 @@ def _newest_trained(client: Client, name: str, latest):
                 model_version.name,
             )
             return model_version
-    return latest
+    raise ModelVersionNotFound(f"model version {name}:{latest.name} has no adapter")
 
 
 def _not_found(client: Client, name: str, version: str) -> str:

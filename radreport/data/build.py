@@ -13,7 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from radreport.data.errors import ManifestError, NoUsableStudiesError
-from radreport.data.manifest import Manifest, lines_text, load_manifest
+from radreport.data.manifest import (
+    Manifest,
+    lines_text,
+    load_manifest,
+    other_lines_with_the_same,
+)
 from radreport.data.pseudonyms import DeidKeys, resolve_deid_keys
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.quarantine_paths import path_in_study
@@ -147,19 +152,13 @@ def _lines_with_the_same_study(
 ) -> dict[str, list[int]]:
     """For each row whose images are a DICOM study that another row's folder also holds,
     the other rows' lines: one study under two ids could fall into two splits."""
-    lines_by_uid: dict[str, list[int]] = {}
-    study_uid = {}
-    for row in manifest.studies.itertuples():
-        found = images.get(row.study_id)
-        if found and found.volume is not None:
-            study_uid[row.study_id] = found.header["study_uid"]
-            lines_by_uid.setdefault(found.header["study_uid"], []).append(row.manifest_line)
-    lines = dict(zip(manifest.studies["study_id"], manifest.studies["manifest_line"], strict=True))
-    return {
-        study_id: [line for line in lines_by_uid[uid] if line != lines[study_id]]
-        for study_id, uid in study_uid.items()
-        if len(lines_by_uid[uid]) > 1
-    }
+    study_ids = list(manifest.studies["study_id"])
+    uids = []
+    for study_id in study_ids:
+        found = images.get(study_id)
+        uids.append(found.header["study_uid"] if found and found.volume is not None else "")
+    others = other_lines_with_the_same(uids, list(manifest.studies["manifest_line"]))
+    return {study_id: lines for study_id, lines in zip(study_ids, others, strict=True) if lines}
 
 
 def _study_in_two_rows(path: Path, row: dict, other_lines: list[int]) -> QuarantineEntry:

@@ -190,15 +190,14 @@ def _resolved_dir(dicom_dir: str, base: Path) -> str:
     return str(folder if folder.is_absolute() else base / folder)
 
 
-def _lines_sharing_a_folder(studies: pd.DataFrame) -> list[list[int]]:
-    """For each row, the other rows' lines whose dicom_dir is the same real folder."""
-    real = [os.path.realpath(d) if d else "" for d in studies["dicom_dir"]]
-    lines: dict[str, list[int]] = {}
-    for folder, line in zip(real, studies["manifest_line"], strict=True):
-        lines.setdefault(folder, []).append(line)
+def other_lines_with_the_same(keys: list[str], lines: list[int]) -> list[list[int]]:
+    """For each row, the lines of the other rows with its key ("" matches nothing)."""
+    by_key: dict[str, list[int]] = {}
+    for key, line in zip(keys, lines, strict=True):
+        by_key.setdefault(key, []).append(line)
     return [
-        [other for other in lines[folder] if other != line] if folder else []
-        for folder, line in zip(real, studies["manifest_line"], strict=True)
+        [other for other in by_key[key] if other != line] if key else []
+        for key, line in zip(keys, lines, strict=True)
     ]
 
 
@@ -258,7 +257,8 @@ def load_manifest(path: Path, columns: Mapping[str, str] | None = None) -> Manif
     duplicated = studies["study_id"].duplicated(keep=False) & (studies["study_id"] != "")
     keep = []
     rows = studies.to_dict("records")
-    sharing = _lines_sharing_a_folder(studies)
+    real_folders = [os.path.realpath(d) if d else "" for d in studies["dicom_dir"]]
+    sharing = other_lines_with_the_same(real_folders, list(studies["manifest_line"]))
     for line, row, is_duplicate, others in zip(
         parsed.lines, rows, duplicated, sharing, strict=True
     ):
