@@ -23,6 +23,7 @@ from radreport.llm.fused_lora import install_fused_lora
 from radreport.llm.fused_rms_norm import install_fused_rms_norm
 from radreport.llm.fused_swiglu import install_fused_swiglu
 from radreport.llm.grouped_attention import ATTENTION_NAME, register_grouped_eager_or_sdpa
+from radreport.llm.length_grouped_order import SeededLengthGroupedOrder
 from radreport.llm.quantized_cpu_training import keep_4bit_layers_differentiable
 from radreport.llm.settings import LLMSettings
 
@@ -102,11 +103,12 @@ def _backbone_and_head(model):
     return causal_lm.get_decoder(), causal_lm.get_output_embeddings()
 
 
-class ResponseOnlySFTTrainer(SFTTrainer):
+class ResponseOnlySFTTrainer(SeededLengthGroupedOrder, SFTTrainer):
     """SFTTrainer whose loss runs on any device: cross-entropy over labelled tokens only.
 
     `fused_head_loss` scores the head's chunks with the compiled CPU kernel where it can
-    (radreport.llm.chunked_head_loss); False keeps PyTorch operations.
+    (radreport.llm.chunked_head_loss); False keeps PyTorch operations. Length-grouped
+    batches come in an order a resumed run repeats (radreport.llm.length_grouped_order).
     """
 
     def __init__(self, *args, fused_head_loss: bool = True, **kwargs):

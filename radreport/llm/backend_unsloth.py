@@ -38,10 +38,16 @@ def load_model(settings: LLMSettings):
 
 
 def trainer_class() -> type:
-    """TRL's SFTTrainer as unsloth patched it (its loss also runs on CPU)."""
+    """TRL's SFTTrainer as unsloth patched it (its loss also runs on CPU), with
+    length-grouped batches in an order a resumed run repeats."""
     from trl import SFTTrainer
 
-    return SFTTrainer
+    from radreport.llm.length_grouped_order import SeededLengthGroupedOrder
+
+    class UnslothSFTTrainer(SeededLengthGroupedOrder, SFTTrainer):
+        pass
+
+    return UnslothSFTTrainer
 
 
 def trainer_options(settings: LLMSettings) -> dict:

@@ -187,3 +187,47 @@ def test_a_finished_run_started_again_trains_no_further(tiny_llama_dir, tmp_path
     again_weights = _adapter_weights(again)
     assert again_weights.keys() == first_weights.keys()
     assert all(torch.equal(again_weights[k], first_weights[k]) for k in first_weights)
+
+
+class FailAfterSaving(TrainerCallback):
+    """Ends the run with an error right after the checkpoint of `step` is written."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError(f"failed after saving step {self.step}")
+
+
+def _train_losses(result) -> dict[int, float]:
+    return {entry["step"]: entry["loss"] for entry in result.log_history if "loss" in entry}
+
+
+@pytest.mark.parametrize("batching", ["length_grouped", "padded"])
+def test_a_run_resumed_mid_epoch_ends_with_the_uninterrupted_runs_adapter(
+    tiny_llama_dir, tmp_path, batching
+):
+    """Same config and data, same model: the steps after a resume see the batches, dropout
+    masks and learning rates the uninterrupted run saw. Length-grouped batches used to come
+    in another order after a resume inside an epoch."""
+    fields = tiny_settings(
+        tiny_llama_dir,
+        max_steps=MAX_STEPS,
+        eval_steps=100,
+        early_stopping_patience=None,
+        batching=batching,
+        lora_dropout=0.1,
+    )
+    settings = LLMSettings(**fields)
+    uninterrupted = finetune(ROWS, ROWS[:4], settings, tmp_path / "uninterrupted")
+    # 16 rows in batches of 4 make 4 steps an epoch: step 6 is inside the second epoch.
+    with pytest.raises(RuntimeError, match="after saving step 6"):
+        finetune(ROWS, ROWS[:4], settings, tmp_path / "resumed", callbacks=[FailAfterSaving(6)])
+    resumed = finetune(ROWS, ROWS[:4], settings, tmp_path / "resumed")
+
+    assert resumed.resumed_from_step == 6
+    assert _train_losses(resumed) == _train_losses(uninterrupted)
+    resumed_weights, whole_weights = _adapter_weights(resumed), _adapter_weights(uninterrupted)
+    assert resumed_weights.keys() == whole_weights.keys()
+    assert all(torch.equal(resumed_weights[k], whole_weights[k]) for k in whole_weights)
