@@ -463,11 +463,13 @@ class ReportGenerator:
         than torch, with the same scores within MBR's seed-to-seed spread (three seeds on
         189 studies, BENCHMARKS.md); torch on a GPU, for a model the kernel does not run
         (a quantized or non-Llama model), or without a C compiler."""
+        from radreport.llm.native_generate import check_native_decoder_can_load
         from radreport.llm.native_kernel import NativeDecoderUnavailable
 
         if default_device().type == "cpu" and settings.compute_dtype != "float16":
             native = settings.model_copy(update={"decoder": "native"})
             try:
+                check_native_decoder_can_load(model_dir)
                 return cls.from_settings(native, model_dir, adapter_dir, batch_size)
             except NativeDecoderUnavailable as exc:
                 logger.warning("decoder auto: torch, since the native decoder cannot: %s", exc)

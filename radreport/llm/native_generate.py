@@ -82,8 +82,7 @@ class _LlamaModel(ctypes.Structure):
     ]
 
 
-def _check_supported(model) -> None:
-    config = model.config
+def _architecture_problems(config) -> list[str]:
     problems = []
     if config.model_type != "llama":
         problems.append(f"model_type is {config.model_type!r}, not 'llama'")
@@ -91,6 +90,28 @@ def _check_supported(model) -> None:
         problems.append("its projections have biases")
     if getattr(config, "hidden_act", "silu") != "silu":
         problems.append(f"hidden_act is {config.hidden_act!r}, not 'silu'")
+    return problems
+
+
+def check_native_decoder_can_load(model_dir: str | Path) -> None:
+    """UnsupportedModel or NativeKernelError, before any weights are loaded, for a model
+    folder (or hub id) whose config the kernel cannot run or where the kernel cannot be
+    built: `decoder: auto` then loads the model once, for torch, instead of twice."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_dir)
+    problems = _architecture_problems(config)
+    if getattr(config, "quantization_config", None) is not None:
+        problems.append("its weights are quantized")
+    if problems:
+        raise UnsupportedModel("the native decoder cannot run this model: " + "; ".join(problems))
+    build_dir()  # the compiler names the build, even where the kernel was built before
+    load_kernel()
+
+
+def _check_supported(model) -> None:
+    config = model.config
+    problems = _architecture_problems(config)
     if getattr(model, "hf_quantizer", None) is not None:
         problems.append("its weights are quantized")
     dtypes = {parameter.dtype for parameter in model.parameters()}

@@ -322,9 +322,11 @@ def test_the_auto_decoder_is_native_on_the_cpu_and_torch_where_native_cannot_run
     chosen = ReportGenerator.from_settings(settings, tiny_llama_dir)
     assert isinstance(chosen, NativeReportGenerator)
     monkeypatch.setenv("CC", "no-such-compiler")
+    loads = _count_model_loads(monkeypatch)
     with caplog.at_level("WARNING", logger="radreport.llm.generate"):
         fallback = ReportGenerator.from_settings(settings, tiny_llama_dir)
     assert type(fallback) is ReportGenerator
+    assert loads == [tiny_llama_dir]  # the fallback is known before the weights load
     assert "decoder auto: torch, since the native decoder cannot" in caplog.text
     assert "'no-such-compiler' was not found" in caplog.text
     impressions = ["Clear lungs.", "Small effusion."]
@@ -333,3 +335,43 @@ def test_the_auto_decoder_is_native_on_the_cpu_and_torch_where_native_cannot_run
     assert fallback.generate(impressions, progress=False) == expected.generate(
         impressions, progress=False
     )
+
+
+def _count_model_loads(monkeypatch) -> list:
+    loads = []
+    load = generate.load_generation_model
+
+    def counted(model_dir, *args, **kwargs):
+        loads.append(model_dir)
+        return load(model_dir, *args, **kwargs)
+
+    monkeypatch.setattr(generate, "load_generation_model", counted)
+    return loads
+
+
+def test_the_auto_decoder_loads_a_model_the_kernel_cannot_run_once_for_torch(
+    tmp_path, monkeypatch, caplog
+):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        attention_bias=True,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    loads = _count_model_loads(monkeypatch)
+    with caplog.at_level("WARNING", logger="radreport.llm.generate"):
+        chosen = ReportGenerator.from_settings(
+            LLMSettings(decoder="auto", max_new_tokens=2), tmp_path
+        )
+    assert type(chosen) is ReportGenerator
+    assert loads == [tmp_path]
+    assert "its projections have biases" in caplog.text
