@@ -33,6 +33,9 @@ def load_config_or_exit(path: Path):
 @click.group()
 def cli() -> None:
     """Draft detailed radiology reports from CT studies and impressions, reproducibly."""
+    from pipelines.library_notices import drop_unactionable_notices
+
+    drop_unactionable_notices()
 
 
 @cli.command()

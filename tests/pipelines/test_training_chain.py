@@ -205,6 +205,7 @@ def test_generate_cli_on_onnxruntime_writes_the_fp32_torch_report(trained, tmp_p
     # `> report.txt` keeps only the report.
     report = result.stdout.removesuffix("\n")
     assert f"[{trained.model}]" in result.stderr
+    assert "kernels-community" not in result.stderr and "Enum subclass" not in result.stderr
     settings = model.settings
     torch_generator = ReportGenerator(
         settings.base_model, model.adapter_dir, dtype=torch.float32,
