@@ -25,6 +25,7 @@ from radreport.llm.native_generate import (
 from radreport.llm.native_kernel import NativeKernelError
 from radreport.llm.settings import LLMSettings
 from tests.llm.odd_llama import odd_llama
+from tests.llm.tiny_llama import save_tiny_llama
 
 IMPRESSIONS = [
     "Cardiomegaly with mild bibasilar infiltrates and small bilateral pleural effusions.",
@@ -352,21 +353,7 @@ def _count_model_loads(monkeypatch) -> list:
 def test_the_auto_decoder_loads_a_model_the_kernel_cannot_run_once_for_torch(
     tmp_path, monkeypatch, caplog
 ):
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(bundled_model_dir())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        attention_bias=True,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(tmp_path)
-    tokenizer.save_pretrained(tmp_path)
+    save_tiny_llama(tmp_path, attention_bias=True)
     loads = _count_model_loads(monkeypatch)
     with caplog.at_level("WARNING", logger="radreport.llm.generate"):
         chosen = ReportGenerator.from_settings(
