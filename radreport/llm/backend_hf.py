@@ -24,8 +24,10 @@ from radreport.llm.fused_rms_norm import install_fused_rms_norm
 from radreport.llm.fused_swiglu import install_fused_swiglu
 from radreport.llm.grouped_attention import ATTENTION_NAME, register_grouped_eager_or_sdpa
 from radreport.llm.length_grouped_order import SeededLengthGroupedOrder
+from radreport.llm.lora_targets import check_lora_targets
 from radreport.llm.quantized_cpu_training import keep_4bit_layers_differentiable
 from radreport.llm.settings import LLMSettings
+from radreport.llm.token_weighted_eval_loss import TokenWeightedEvalLoss
 
 
 def load_model(settings: LLMSettings):
@@ -51,6 +53,7 @@ def load_model(settings: LLMSettings):
         attn_implementation=settings.attention,
     )
     keep_4bit_layers_differentiable(model)
+    check_lora_targets(model, settings.target_modules)
     lora = LoraConfig(
         r=settings.lora_r,
         lora_alpha=settings.lora_alpha,
@@ -103,12 +106,13 @@ def _backbone_and_head(model):
     return causal_lm.get_decoder(), causal_lm.get_output_embeddings()
 
 
-class ResponseOnlySFTTrainer(SeededLengthGroupedOrder, SFTTrainer):
+class ResponseOnlySFTTrainer(TokenWeightedEvalLoss, SeededLengthGroupedOrder, SFTTrainer):
     """SFTTrainer whose loss runs on any device: cross-entropy over labelled tokens only.
 
     `fused_head_loss` scores the head's chunks with the compiled CPU kernel where it can
     (radreport.llm.chunked_head_loss); False keeps PyTorch operations. Length-grouped
-    batches come in an order a resumed run repeats (radreport.llm.length_grouped_order).
+    batches come in an order a resumed run repeats (radreport.llm.length_grouped_order);
+    the validation loss weighs every labelled token alike (token_weighted_eval_loss).
     """
 
     def __init__(self, *args, fused_head_loss: bool = True, **kwargs):

@@ -12,6 +12,7 @@ import unsloth  # noqa: F401  (first: patches transformers, peft and TRL)
 from unsloth import FastLanguageModel
 
 from radreport.llm.base_model import resolve_base_model
+from radreport.llm.lora_targets import check_lora_targets
 from radreport.llm.quantized_cpu_training import keep_4bit_layers_differentiable
 from radreport.llm.settings import LLMSettings
 
@@ -25,6 +26,7 @@ def load_model(settings: LLMSettings):
         dtype=getattr(torch, settings.compute_dtype),
     )
     keep_4bit_layers_differentiable(model)
+    check_lora_targets(model, settings.target_modules)
     model = FastLanguageModel.get_peft_model(
         model,
         r=settings.lora_r,
@@ -39,12 +41,14 @@ def load_model(settings: LLMSettings):
 
 def trainer_class() -> type:
     """TRL's SFTTrainer as unsloth patched it (its loss also runs on CPU), with
-    length-grouped batches in an order a resumed run repeats."""
+    length-grouped batches in an order a resumed run repeats and a validation loss that
+    weighs every labelled token alike."""
     from trl import SFTTrainer
 
     from radreport.llm.length_grouped_order import SeededLengthGroupedOrder
+    from radreport.llm.token_weighted_eval_loss import TokenWeightedEvalLoss
 
-    class UnslothSFTTrainer(SeededLengthGroupedOrder, SFTTrainer):
+    class UnslothSFTTrainer(TokenWeightedEvalLoss, SeededLengthGroupedOrder, SFTTrainer):
         pass
 
     return UnslothSFTTrainer

@@ -85,6 +85,7 @@ def prepare_training(
     from transformers import set_seed
 
     from radreport.llm.collator import ResponseOnlyCollator
+    from radreport.llm.last_step_logging import LogLastStep
     from radreport.llm.sft_config import build_sft_config
 
     trainer_class = backend.trainer_class()
@@ -105,7 +106,7 @@ def prepare_training(
             padding_free=settings.batching == "padding_free",
             pad_to_multiple_of=settings.pad_to_multiple_of,
         ),
-        callbacks=[*_early_stopping(settings), *callbacks],
+        callbacks=[LogLastStep(), *_early_stopping(settings), *callbacks],
         **backend.trainer_options(settings),
     )
     return PreparedTraining(trainer, tokenizer, settings, train_data, val_data, resume_from)

@@ -402,8 +402,11 @@ class ReportGenerator:
         With `decoder: onnxruntime` the generator decodes on an ONNX Runtime GenAI export of
         the model (radreport.llm.onnx_generate); with `decoder: native` its greedy and MBR
         decode steps run in our C kernel (radreport.llm.native_generate); `decoder: auto` is
-        native where it can run, else torch.
+        native where it can run, else torch. `num_threads`, where set, is PyTorch's thread
+        count from here on (prompt encoding, torch decoding), as it is in training.
         """
+        if settings.num_threads is not None:
+            torch.set_num_threads(settings.num_threads)
         if settings.decoder == "auto":
             return cls._from_auto_decoder(settings, model_dir, adapter_dir, batch_size)
         if settings.decoder == "onnxruntime":

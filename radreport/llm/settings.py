@@ -33,7 +33,9 @@ class LLMSettings(ConfigSection):
     lora_r: int = Field(16, gt=0)
     lora_alpha: int = Field(16, gt=0)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR_LAYERS))
+    # Names of the model's linear layers (the last part of their module path); each must
+    # match at least one, checked when the model loads (radreport.llm.lora_targets).
+    target_modules: list[str] = Field(default_factory=lambda: list(ALL_LINEAR_LAYERS), min_length=1)
     # The hf backend runs each plain LoRA layer (no dropout, unquantized base) as one
     # function with the scaling and both sums folded into its products
     # (radreport.llm.fused_lora); False keeps PEFT's own forward. unsloth has its own.
@@ -50,7 +52,9 @@ class LLMSettings(ConfigSection):
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     epochs: float = Field(1.0, gt=0)
-    max_steps: int = Field(-1, description="> 0 overrides epochs")
+    # > 0 overrides epochs; -1 (or below) trains for epochs. 0 is refused: transformers
+    # would train one step.
+    max_steps: int = -1
     per_device_batch_size: int = Field(8, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
     gradient_checkpointing: bool | Literal["auto"] = "auto"
@@ -59,7 +63,7 @@ class LLMSettings(ConfigSection):
     # shapes repeat and the CPU's matrix library reuses the kernels it generated for them
     # ("auto": 16 on CPU, 1 on CUDA; radreport.llm.device). Padding-free batches ignore it.
     pad_to_multiple_of: PositiveInt | Literal["auto"] = "auto"
-    seed: int = 42
+    seed: int = Field(42, ge=0, lt=2**32)  # numpy's seed range
     # None = all cores; 1 is faster on a CPU shared with other busy processes (benchmark).
     num_threads: int | None = Field(None, gt=0)
 
@@ -117,6 +121,15 @@ class LLMSettings(ConfigSection):
             raise ValueError(
                 f"save_steps ({self.save_steps}) must be a multiple of eval_steps "
                 f"({self.eval_steps}) when early stopping is on"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _max_steps_is_what_it_says(self) -> LLMSettings:
+        if self.max_steps == 0:
+            raise ValueError(
+                "max_steps 0 would train one step: give a number of steps above 0, or -1 to "
+                "train for `epochs`"
             )
         return self
 

@@ -97,3 +97,29 @@ def test_importing_finetune_leaves_transformers_unloaded():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert completed.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_run_shorter_than_logging_steps_logs_its_last_steps_loss(tiny_llama_dir, tmp_path):
+    fields = tiny_settings(tiny_llama_dir, max_steps=3, logging_steps=100)
+    result = finetune(ROWS, ROWS[:4], LLMSettings(**fields), tmp_path / "run")
+    logged = [entry["step"] for entry in result.log_history if "loss" in entry]
+    assert logged == [3]
+    assert result.metrics["train_loss"] == result.metrics["train_loss_last"] > 0
+
+
+def test_the_validation_loss_does_not_depend_on_the_evaluation_batch_size(tiny_llama_dir, tmp_path):
+    """Four validation rows of different lengths, the same untrained model: batches of 4
+    and of 1 must give the same loss per labelled token."""
+    losses = []
+    for batch in (4, 1):
+        fields = tiny_settings(
+            tiny_llama_dir,
+            compute_dtype="float32",
+            batching="padded",
+            per_device_batch_size=batch,
+            max_steps=1,
+            learning_rate=1e-9,
+        )
+        result = finetune(ROWS, ROWS[:4], LLMSettings(**fields), tmp_path / f"batch{batch}")
+        losses.append(result.metrics["eval_loss_before_training"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)

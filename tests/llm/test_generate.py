@@ -367,3 +367,14 @@ def test_the_stop_logit_bias_reaches_beams_and_mbr_from_the_settings(tiny_llama_
     assert generator.generate(IMPRESSIONS[:2], progress=False) == ["", ""]
     with pytest.raises(ValidationError, match="stop_logit_bias"):
         LLMSettings(stop_logit_bias=25)
+
+
+def test_num_threads_sets_the_threads_generation_runs_on(tiny_llama_dir):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        settings = LLMSettings(decoder="torch", num_threads=1, max_new_tokens=2)
+        ReportGenerator.from_settings(settings, tiny_llama_dir)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

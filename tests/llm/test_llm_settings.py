@@ -21,6 +21,25 @@ def test_checkpoints_must_fall_on_evaluations_when_early_stopping():
     LLMSettings(eval_steps=20, save_steps=30, early_stopping_patience=None)
 
 
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"max_steps": 0}, "max_steps 0 would train one step"),
+        ({"seed": -1}, "seed"),
+        ({"seed": 2**32}, "seed"),
+        ({"target_modules": []}, "target_modules"),
+    ],
+)
+def test_values_the_trainer_would_misread_or_fail_on_late_are_refused(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        LLMSettings(**fields)
+
+
+def test_max_steps_below_zero_trains_for_epochs_and_above_zero_counts_steps():
+    assert LLMSettings(max_steps=-1).max_steps == -1
+    assert LLMSettings(max_steps=5).max_steps == 5
+
+
 def test_auto_on_cpu_is_the_measured_fastest_setup(monkeypatch):
     monkeypatch.setattr(device, "cuda_available", lambda: False)
     monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
