@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +41,10 @@ def finetune_llm(
 ]:
     """Checkpoints go to `checkpoint_dir`: a killed run started again resumes there."""
     mlflow.log_params({f"llm_{k}": v for k, v in settings.model_dump().items()})
+    # ZenML stores the adapter after this function returns, when the run folder is no
+    # longer locked: the copy it stores must be this run's alone. Removed at exit.
+    adapter_dir = Path(tempfile.mkdtemp(prefix="radreport-adapter-"))
+    atexit.register(shutil.rmtree, adapter_dir, ignore_errors=True)
     result = finetune(
         split_rows(alpaca_table, "train"),
         split_rows(alpaca_table, "val"),
@@ -46,6 +52,7 @@ def finetune_llm(
         checkpoint_dir,
         report_to=["mlflow"],
         on_samples=_log_samples,
+        adapter_dir=adapter_dir,
     )
     mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.metrics.items()})
     with tempfile.TemporaryDirectory() as plots:

@@ -22,6 +22,7 @@ from radreport.llm.resume import (
     run_fingerprint,
     training_finished,
 )
+from radreport.llm.run_folder import RunFolder, claim_run_folder
 from radreport.llm.settings import LLMSettings
 
 if TYPE_CHECKING:
@@ -62,6 +63,7 @@ class PreparedTraining:
     train_data: AlpacaDataset
     val_data: AlpacaDataset
     resume_from: Path | None
+    run_folder: RunFolder  # locked for this process until released
 
 
 def prepare_training(
@@ -74,12 +76,31 @@ def prepare_training(
 ) -> PreparedTraining:
     """Model with fresh adapters, tokenized data and a configured trainer for the backend.
 
-    Decides whether the run resumes: see radreport.llm.resume.
+    The run works in its own folder under `output_dir`, named by its config and data and
+    locked until `run_folder.release()` (radreport.llm.run_folder). Decides whether the run
+    resumes: see radreport.llm.resume.
     """
     settings = resolve_for_device(settings)
     if settings.num_threads is not None:
         torch.set_num_threads(settings.num_threads)
-    output_dir = Path(output_dir)
+    fingerprint = run_fingerprint(settings, train_rows, val_rows)
+    run_folder = claim_run_folder(Path(output_dir), fingerprint)
+    try:
+        return _prepare_in(run_folder, train_rows, val_rows, settings, report_to, callbacks)
+    except BaseException:
+        run_folder.release()
+        raise
+
+
+def _prepare_in(
+    run_folder: RunFolder,
+    train_rows: Sequence[Mapping],
+    val_rows: Sequence[Mapping],
+    settings: LLMSettings,
+    report_to: Sequence[str],
+    callbacks: Sequence,
+) -> PreparedTraining:
+    output_dir = run_folder.path
     resume_from = prepare_output_dir(output_dir, run_fingerprint(settings, train_rows, val_rows))
     backend = import_backend(settings)
     from transformers import set_seed
@@ -109,7 +130,9 @@ def prepare_training(
         callbacks=[LogLastStep(), *_early_stopping(settings), *callbacks],
         **backend.trainer_options(settings),
     )
-    return PreparedTraining(trainer, tokenizer, settings, train_data, val_data, resume_from)
+    return PreparedTraining(
+        trainer, tokenizer, settings, train_data, val_data, resume_from, run_folder
+    )
 
 
 def finetune(
@@ -120,18 +143,23 @@ def finetune(
     report_to: Sequence[str] = (),
     callbacks: Sequence = (),
     on_samples: Callable[[int, SampleRows], None] | None = None,
+    adapter_dir: str | Path | None = None,
 ) -> FineTuneResult:
     """Train adapters on rows with `impression` and `report` (optionally `examples`).
 
-    Checkpoints go to `output_dir` every `save_steps`; calling again with the same
-    output_dir, settings and rows resumes from the last one. The validation loss is measured
-    once before training (step 0) and every `eval_steps`. The adapter (safetensors, with the
-    tokenizer) ends in `output_dir/adapter`; with early stopping it is the best one by
-    validation loss, and metrics["eval_loss"] is always the saved adapter's. `report_to`
-    goes to the Trainer (["mlflow"] logs into the active MLflow run; [] logs nowhere);
-    `callbacks` are extra transformers TrainerCallbacks. At each evaluation the first
-    `settings.eval_samples` validation rows are written out greedily; each step's rows go to
-    `on_samples(step, rows)` as they come and all of them into the result.
+    Checkpoints go to the run's own folder under `output_dir` (one per settings and rows,
+    held by one process at a time: radreport.llm.run_folder) every `save_steps`; calling
+    again with the same output_dir, settings and rows resumes from the last one. The
+    validation loss is measured once before training (step 0) and every `eval_steps`. The
+    adapter (safetensors, with the tokenizer) is written to `adapter_dir` (default: the run
+    folder's `adapter`) before the folder is released; give a folder of the caller's own
+    where another process may train the same run right after. With early stopping it is
+    the best one by validation loss, and metrics["eval_loss"] is always the saved
+    adapter's. `report_to` goes to the Trainer (["mlflow"] logs into the active MLflow
+    run; [] logs nowhere); `callbacks` are extra transformers TrainerCallbacks. At each
+    evaluation the first `settings.eval_samples` validation rows are written out greedily;
+    each step's rows go to `on_samples(step, rows)` as they come and all of them into the
+    result.
     """
     import_backend(settings)
     sampler = None
@@ -143,19 +171,17 @@ def finetune(
         )
         callbacks = [*callbacks, sampler]
     run = prepare_training(train_rows, val_rows, settings, output_dir, report_to, callbacks)
-    resume_from = run.resume_from
-    if resume_from and training_finished(resume_from):
-        _restore_finished_run(run, resume_from)
-    else:
-        run.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    final_eval = run.trainer.evaluate()
-    adapter_dir = Path(output_dir) / ADAPTER_DIR_NAME
-    if adapter_dir.exists():
-        shutil.rmtree(adapter_dir)  # no file of an earlier save may join this adapter
-    run.trainer.save_model(str(adapter_dir))
-    run.tokenizer.save_pretrained(adapter_dir)
-    # The Trainer pickles its arguments next to the adapter; model artifacts stay pickle-free.
-    (adapter_dir / "training_args.bin").unlink(missing_ok=True)
+    try:
+        resume_from = run.resume_from
+        if resume_from and training_finished(resume_from):
+            _restore_finished_run(run, resume_from)
+        else:
+            run.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        final_eval = run.trainer.evaluate()
+        adapter_dir = Path(adapter_dir or run.run_folder.path / ADAPTER_DIR_NAME)
+        _save_adapter(run, adapter_dir)
+    finally:
+        run.run_folder.release()
     return FineTuneResult(
         adapter_dir=adapter_dir,
         metrics=_summary(final_eval, run),
@@ -163,6 +189,15 @@ def finetune(
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
         samples=sampler.samples if sampler else [],
     )
+
+
+def _save_adapter(run: PreparedTraining, adapter_dir: Path) -> None:
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)  # no file of an earlier save may join this adapter
+    run.trainer.save_model(str(adapter_dir))
+    run.tokenizer.save_pretrained(adapter_dir)
+    # The Trainer pickles its arguments next to the adapter; model artifacts stay pickle-free.
+    (adapter_dir / "training_args.bin").unlink(missing_ok=True)
 
 
 def _restore_finished_run(run: PreparedTraining, checkpoint: Path) -> None:

@@ -38,14 +38,35 @@ class StepRecorder(TrainerCallback):
         self.steps.append(state.global_step)
 
 
+def run_folders(output_dir: Path) -> list[Path]:
+    """The runs' own folders under a finetune output_dir (radreport.llm.run_folder)."""
+    return (
+        sorted(path for path in output_dir.iterdir() if path.is_dir())
+        if output_dir.is_dir()
+        else []
+    )
+
+
 def wait_for_checkpoint(output_dir: Path, process: subprocess.Popen, timeout_s: float) -> Path:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if output_dir.is_dir() and checkpoint_dirs(output_dir):
-            return checkpoint_dirs(output_dir)[-1]
+        for folder in run_folders(output_dir):
+            if checkpoint_dirs(folder):
+                return checkpoint_dirs(folder)[-1]
         assert process.poll() is None, process.communicate()[1][-3000:]
         time.sleep(0.05)
     raise TimeoutError("no checkpoint appeared")
+
+
+def start_worker(tmp_path: Path, name: str, output_dir: Path, fields: dict) -> subprocess.Popen:
+    job = tmp_path / f"{name}.json"
+    job.write_text(json.dumps({"rows": ROWS, "output_dir": str(output_dir), "settings": fields}))
+    return subprocess.Popen(
+        [sys.executable, str(WORKER), str(job)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_llama_dir, tmp_path):
@@ -53,21 +74,15 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_llama_dir, tmp_path):
     fields = tiny_settings(
         tiny_llama_dir, max_steps=MAX_STEPS, eval_steps=100, early_stopping_patience=None
     )
-    job = tmp_path / "job.json"
-    job.write_text(json.dumps({"rows": ROWS, "output_dir": str(output_dir), "settings": fields}))
-    process = subprocess.Popen(
-        [sys.executable, str(WORKER), str(job)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = start_worker(tmp_path, "job", output_dir, fields)
     try:
         wait_for_checkpoint(output_dir, process, timeout_s=240)
     finally:
         process.send_signal(signal.SIGKILL)
         process.communicate()
-    saved_step = checkpoint_step(checkpoint_dirs(output_dir)[-1])
-    assert saved_step < MAX_STEPS and not (output_dir / "adapter").exists()
+    [folder] = run_folders(output_dir)
+    saved_step = checkpoint_step(checkpoint_dirs(folder)[-1])
+    assert saved_step < MAX_STEPS and not (folder / "adapter").exists()
 
     recorder = StepRecorder()
     result = finetune(ROWS, ROWS[:4], LLMSettings(**fields), output_dir, callbacks=[recorder])
@@ -231,3 +246,52 @@ def test_a_run_resumed_mid_epoch_ends_with_the_uninterrupted_runs_adapter(
     resumed_weights, whole_weights = _adapter_weights(resumed), _adapter_weights(uninterrupted)
     assert resumed_weights.keys() == whole_weights.keys()
     assert all(torch.equal(resumed_weights[k], whole_weights[k]) for k in whole_weights)
+
+
+def test_the_same_run_started_while_it_trains_waits_and_restores_what_it_trained(
+    tiny_llama_dir, tmp_path
+):
+    """A scheduled retraining beside the same one started by hand: the second waits for the
+    first and takes its result, instead of resuming from its checkpoints while it trains."""
+    output_dir = tmp_path / "model"
+    fields = tiny_settings(
+        tiny_llama_dir, max_steps=MAX_STEPS, eval_steps=100, early_stopping_patience=None
+    )
+    first = start_worker(tmp_path, "first", output_dir, fields)
+    try:
+        wait_for_checkpoint(output_dir, first, timeout_s=240)
+        recorder = StepRecorder()
+        second = finetune(ROWS, ROWS[:4], LLMSettings(**fields), output_dir, callbacks=[recorder])
+    finally:
+        stdout, stderr = first.communicate(timeout=240)
+    assert first.returncode == 0, stderr[-3000:]
+    first_result = json.loads(stdout.strip().splitlines()[-1])
+    assert first_result["resumed_from_step"] is None
+    assert recorder.steps == [] and second.resumed_from_step == MAX_STEPS
+    assert second.metrics["eval_loss"] == pytest.approx(first_result["metrics"]["eval_loss"])
+
+
+def test_two_configs_of_one_model_train_at_once_without_touching_each_other(
+    tiny_llama_dir, tmp_path
+):
+    output_dir = tmp_path / "model"
+    fields = tiny_settings(
+        tiny_llama_dir, max_steps=MAX_STEPS, eval_steps=100, early_stopping_patience=None
+    )
+    first = start_worker(tmp_path, "first", output_dir, fields)
+    try:
+        wait_for_checkpoint(output_dir, first, timeout_s=240)
+        other = LLMSettings(**{**fields, "learning_rate": 1e-3, "max_steps": 4})
+        other_result = finetune(ROWS, ROWS[:4], other, output_dir)
+    finally:
+        stdout, stderr = first.communicate(timeout=240)
+    assert first.returncode == 0, stderr[-3000:]
+    first_result = json.loads(stdout.strip().splitlines()[-1])
+    assert first_result["metrics"]["train_steps"] == MAX_STEPS
+    assert Path(first_result["adapter_dir"]).parent != other_result.adapter_dir.parent
+    # Started again, the first run finds its own finished checkpoint (the other run did
+    # not clear it) and restores it; the other run's folder, no longer held, is removed.
+    again = finetune(ROWS, ROWS[:4], LLMSettings(**fields), output_dir)
+    assert again.resumed_from_step == MAX_STEPS
+    assert again.metrics["eval_loss"] == pytest.approx(first_result["metrics"]["eval_loss"])
+    assert run_folders(output_dir) == [again.adapter_dir.parent]

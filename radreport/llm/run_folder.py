@@ -1,0 +1,105 @@
+"""Each fine-tuning run's working folder: one per config and data, held by one process.
+
+All runs of a model used to share `checkpoints/MODEL_NAME/`. Two runs of that model at the
+same time (a scheduled retraining beside one started by hand) then cleared, rotated and
+resumed from each other's checkpoints: a run started again after a kill restored the other
+config's adapter and registered it as its own. Now a run works in
+`checkpoints/MODEL_NAME/<fingerprint>/` (radreport.llm.resume.run_fingerprint) and holds an
+exclusive lock on it while it trains:
+- another config of the same model trains beside it, in its own folder;
+- the same config and data waits for the running one to end, then restores its finished
+  checkpoint instead of training it again (radreport.llm.resume.training_finished);
+- a folder no process holds (another config's, or one a killed run left) is removed when
+  a run starts, as a changed config always cleared the old checkpoints.
+The lock is the operating system's (flock): a killed process releases it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import shutil
+from pathlib import Path
+
+from radreport.folder_lock import LOCK_NAME, try_lock
+
+logger = logging.getLogger(__name__)
+
+_FOLDER_NAME = re.compile(r"^[0-9a-f]{16}$")
+# What a run left directly in the model's folder before runs had folders of their own.
+_SHARED_LAYOUT = re.compile(r"^(checkpoint-\d+|adapter|run_fingerprint\.json)$")
+
+
+class RunFolder:
+    """The run's folder, locked until `release()` (or the process ends)."""
+
+    def __init__(self, path: Path, lock_fd: int):
+        self.path = path
+        self._lock_fd: int | None = lock_fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases its flock
+            self._lock_fd = None
+
+
+def claim_run_folder(model_dir: Path, fingerprint: str) -> RunFolder:
+    """The folder of the run with this fingerprint under `model_dir`, locked for this
+    process; waits while another process holds it. Folders no process holds, other than
+    this one, are removed."""
+    folder = Path(model_dir) / fingerprint[:16]
+    while True:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:  # removed between the mkdir and the open: again
+            continue
+        if not try_lock(fd):
+            logger.warning(
+                "A run of the same config and data is training in %s: waiting for it to "
+                "end, to restore what it trained",
+                folder,
+            )
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        if _still_linked(fd, folder / LOCK_NAME):
+            break
+        os.close(fd)  # another run removed the folder while this one waited for it
+    _remove_unheld_folders(Path(model_dir), keep=folder)
+    return RunFolder(folder, fd)
+
+
+def _still_linked(fd: int, path: Path) -> bool:
+    try:
+        on_disk = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _remove_unheld_folders(model_dir: Path, keep: Path) -> None:
+    for entry in model_dir.iterdir():
+        if entry == keep:
+            continue
+        if _SHARED_LAYOUT.match(entry.name):
+            _remove(entry)
+        elif _FOLDER_NAME.match(entry.name) and entry.is_dir():
+            try:
+                fd = os.open(entry / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+            except FileNotFoundError:  # another run removed it first
+                continue
+            try:
+                if try_lock(fd):
+                    logger.info("Removing %s, a run of another config or data", entry)
+                    shutil.rmtree(entry, ignore_errors=True)
+            finally:
+                os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

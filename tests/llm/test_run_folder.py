@@ -1,0 +1,64 @@
+"""Each run's own folder under the model's checkpoint folder, locked while it trains."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from radreport.folder_lock import try_lock
+from radreport.llm.run_folder import LOCK_NAME, claim_run_folder
+
+FINGERPRINT = "0123456789abcdef" + "0" * 48
+OTHER = "fedcba9876543210" + "0" * 48
+
+
+def _held(folder) -> bool:
+    fd = os.open(folder / LOCK_NAME, os.O_RDWR)
+    try:
+        return not try_lock(fd)
+    finally:
+        os.close(fd)
+
+
+def test_a_claimed_folder_is_named_by_the_fingerprint_and_held_until_released(tmp_path):
+    run = claim_run_folder(tmp_path, FINGERPRINT)
+    assert run.path == tmp_path / FINGERPRINT[:16]
+    assert _held(run.path)
+    run.release()
+    run.release()  # twice is harmless
+    assert not _held(run.path)
+
+
+def test_folders_no_run_holds_are_removed_and_held_ones_kept(tmp_path):
+    other = claim_run_folder(tmp_path, OTHER)  # another config, still training
+    stale = tmp_path / "00000000deadbeef"  # left by a killed run of a third config
+    (stale / "checkpoint-4").mkdir(parents=True)
+    for old in ("checkpoint-2", "adapter"):  # the layout before runs had folders
+        (tmp_path / old).mkdir()
+    (tmp_path / "run_fingerprint.json").write_text("{}")
+    (tmp_path / "notes.txt").write_text("not ours")
+
+    run = claim_run_folder(tmp_path, FINGERPRINT)
+
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        [OTHER[:16], FINGERPRINT[:16], "notes.txt"]
+    )
+    assert _held(other.path)
+    other.release()
+    run.release()
+
+
+def test_a_second_claim_of_the_same_run_waits_for_the_first(tmp_path):
+    first = claim_run_folder(tmp_path, FINGERPRINT)
+    claimed = threading.Event()
+
+    def second_claim():
+        claim_run_folder(tmp_path, FINGERPRINT).release()
+        claimed.set()
+
+    thread = threading.Thread(target=second_claim)
+    thread.start()
+    assert not claimed.wait(0.5)  # still waiting while the first holds it
+    first.release()
+    thread.join(timeout=10)
+    assert claimed.is_set()
