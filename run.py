@@ -220,6 +220,21 @@ def prepare_output_dir(out: Path, files: tuple[str, ...] = ()) -> None:
     for name in files:
         if (out / name).is_dir():
             fail(f"--out {out}: {name} is a directory there; the command writes a file", 2)
+    _hold_output_dir(out)
+
+
+_held_output_dirs: list[int] = []
+
+
+def _hold_output_dir(out: Path) -> None:
+    """One command at a time writes into an --out folder: two at once left files of both,
+    and a torn volumes.npz. Held until the process ends."""
+    from radreport.folder_lock import lock_folder
+
+    def say_waiting() -> None:
+        click.echo(f"another radreport command is writing to {out}: waiting for it", err=True)
+
+    _held_output_dirs.append(lock_folder(out, on_wait=say_waiting))
 
 
 def load_model_or_exit(spec: str | None):

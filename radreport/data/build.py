@@ -37,6 +37,7 @@ from radreport.data.text_scrub import scrub_report
 from radreport.dicom.ingest import ingest_studies
 from radreport.dicom.study import StudyImages, StudyTask
 from radreport.dicom.windows import CHANNELS
+from radreport.whole_file_writes import replaced_whole
 
 logger = logging.getLogger(__name__)
 
@@ -287,15 +288,21 @@ def _write_quarantine(
     quarantine: pd.DataFrame, sources: pd.DataFrame | None, out_dir: Path
 ) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    quarantine.to_csv(out_dir / "quarantine.csv", index=False, columns=QUARANTINE_COLUMNS)
+    with replaced_whole(out_dir / "quarantine.csv") as path:
+        quarantine.to_csv(path, index=False, columns=QUARANTINE_COLUMNS)
     if sources is None:
         sources = quarantine_sources_table([])
-    sources.to_csv(out_dir / "quarantine_sources.csv", index=False, columns=SOURCE_COLUMNS)
+    with replaced_whole(out_dir / "quarantine_sources.csv") as path:
+        sources.to_csv(path, index=False, columns=SOURCE_COLUMNS)
 
 
 def write_outputs(result: DatasetBuild, out_dir: Path) -> None:
-    """The files of OUTPUT_FILES."""
+    """The files of OUTPUT_FILES, each replaced whole: a kill mid-write leaves the file
+    before it, never half of one."""
     _write_quarantine(result.quarantine, result.quarantine_sources, out_dir)
-    (out_dir / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
-    result.studies.to_parquet(out_dir / "studies.parquet", index=False)
-    result.volumes.save(out_dir / "volumes.npz")
+    with replaced_whole(out_dir / "summary.json") as path:
+        path.write_text(json.dumps(result.summary, indent=2) + "\n")
+    with replaced_whole(out_dir / "studies.parquet") as path:
+        result.studies.to_parquet(path, index=False)
+    with replaced_whole(out_dir / "volumes.npz") as path:
+        result.volumes.save(path)

@@ -1,0 +1,49 @@
+"""Files replaced whole, and a folder lock shared by processes."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from radreport.folder_lock import lock_folder
+from radreport.whole_file_writes import replaced_whole
+
+
+def test_a_file_is_replaced_whole_and_numpy_keeps_its_suffix(tmp_path):
+    target = tmp_path / "volumes.npz"
+    target.write_bytes(b"old")
+    with replaced_whole(target) as partial:
+        np.savez(partial, array=np.arange(3))
+        assert partial.is_file() and target.read_bytes() == b"old"
+    with np.load(target) as stored:
+        assert stored["array"].tolist() == [0, 1, 2]
+    assert [path.name for path in tmp_path.iterdir()] == ["volumes.npz"]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path):
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), replaced_whole(target) as partial:
+        partial.write_text("half")
+        raise RuntimeError("killed")
+    assert target.read_text() == "old"
+    assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_locked_folder_makes_the_next_holder_wait_and_say_so(tmp_path):
+    first = lock_folder(tmp_path)
+    waits, taken = [], threading.Event()
+
+    def second():
+        os.close(lock_folder(tmp_path, on_wait=lambda: waits.append(1)))
+        taken.set()
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    assert not taken.wait(0.5)
+    os.close(first)
+    thread.join(timeout=10)
+    assert taken.is_set() and waits == [1]
