@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from radreport.data.manifest import load_manifest
 from radreport.data.settings import SyntheticSettings
 from radreport.data.synthetic import generate_demo_studies
 from radreport.dicom.study import study_files
+from radreport.folder_lock import lock_folder
+
+logger = logging.getLogger(__name__)
 
 GENERATOR_MARKER = "generator.json"
 MANIFEST_NAME = "manifest.csv"
@@ -31,8 +35,21 @@ class RunInputs:
 
 
 def ensure_demo_studies(settings: SyntheticSettings) -> Path:
-    """The demo manifest, generated only when missing or made with other settings."""
+    """The demo manifest, generated only when missing or made with other settings. Two
+    runs starting at once on a fresh machine generate it once: the second waits for the
+    first instead of reading files being written."""
     out_dir = settings.out_dir.resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    held = lock_folder(
+        out_dir, on_wait=lambda: logger.info("Waiting for the demo studies in %s", out_dir)
+    )
+    try:
+        return _demo_manifest(settings, out_dir)
+    finally:
+        os.close(held)
+
+
+def _demo_manifest(settings: SyntheticSettings, out_dir: Path) -> Path:
     marker = out_dir / GENERATOR_MARKER
     # Worker count changes no byte of the output, so it does not force a rewrite.
     wanted = settings.model_dump_json(exclude={"out_dir", "workers"})

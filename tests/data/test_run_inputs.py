@@ -44,3 +44,33 @@ def test_file_names_that_are_not_utf8_and_dangling_links_are_fingerprinted(tmp_p
     with_odd_name = fingerprint_inputs(manifest, {})
     (study / "gone.dcm").symlink_to(tmp_path / "nowhere.dcm")
     assert fingerprint_inputs(manifest, {}) != with_odd_name  # ingestion quarantines it
+
+
+def test_two_runs_starting_at_once_generate_the_demo_studies_once(tmp_path, monkeypatch):
+    import threading
+
+    from radreport.data import run_inputs
+    from radreport.data.settings import SyntheticSettings
+
+    calls = []
+    generate = run_inputs.generate_demo_studies
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(run_inputs, "generate_demo_studies", counted)
+    settings = SyntheticSettings(
+        out_dir=tmp_path / "demo", n_studies=2, min_slices=2, max_slices=2, size=32, workers=1
+    )
+    manifests = []
+    runs = [
+        threading.Thread(target=lambda: manifests.append(run_inputs.ensure_demo_studies(settings)))
+        for _ in range(2)
+    ]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=120)
+    assert len(calls) == 1
+    assert manifests == [tmp_path / "demo" / "manifest.csv"] * 2
