@@ -223,18 +223,17 @@ def prepare_output_dir(out: Path, files: tuple[str, ...] = ()) -> None:
     _hold_output_dir(out)
 
 
-_held_output_dirs: list[int] = []
-
-
 def _hold_output_dir(out: Path) -> None:
     """One command at a time writes into an --out folder: two at once left files of both,
     and a torn volumes.npz. Held until the process ends."""
-    from radreport.folder_lock import lock_folder
+    import atexit
+
+    from radreport.folder_lock import FolderLock
 
     def say_waiting() -> None:
         click.echo(f"another radreport command is writing to {out}: waiting for it", err=True)
 
-    _held_output_dirs.append(lock_folder(out, on_wait=say_waiting))
+    atexit.register(FolderLock(out, on_wait=say_waiting).release)
 
 
 def load_model_or_exit(spec: str | None):

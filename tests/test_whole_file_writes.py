@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 import pytest
 
-from radreport.folder_lock import lock_folder
+from radreport.folder_lock import LOCK_NAME, FolderLock
 from radreport.whole_file_writes import replaced_whole
 
 
@@ -34,16 +33,23 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path):
 
 
 def test_a_locked_folder_makes_the_next_holder_wait_and_say_so(tmp_path):
-    first = lock_folder(tmp_path)
+    first = FolderLock(tmp_path)
     waits, taken = [], threading.Event()
 
     def second():
-        os.close(lock_folder(tmp_path, on_wait=lambda: waits.append(1)))
+        FolderLock(tmp_path, on_wait=lambda: waits.append(1)).release()
         taken.set()
 
     thread = threading.Thread(target=second)
     thread.start()
     assert not taken.wait(0.5)
-    os.close(first)
+    first.release()  # removes the lock file the second waits on: it must lock afresh
     thread.join(timeout=10)
     assert taken.is_set() and waits == [1]
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_lock_file_left_by_a_killed_holder_is_reused(tmp_path):
+    (tmp_path / LOCK_NAME).write_text("")
+    FolderLock(tmp_path).release()
+    assert not (tmp_path / LOCK_NAME).exists()

@@ -20,7 +20,7 @@ from radreport.data.manifest import load_manifest
 from radreport.data.settings import SyntheticSettings
 from radreport.data.synthetic import generate_demo_studies
 from radreport.dicom.study import study_files
-from radreport.folder_lock import lock_folder
+from radreport.folder_lock import FolderLock
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +39,13 @@ def ensure_demo_studies(settings: SyntheticSettings) -> Path:
     runs starting at once on a fresh machine generate it once: the second waits for the
     first instead of reading files being written."""
     out_dir = settings.out_dir.resolve()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    held = lock_folder(
+    lock = FolderLock(
         out_dir, on_wait=lambda: logger.info("Waiting for the demo studies in %s", out_dir)
     )
     try:
         return _demo_manifest(settings, out_dir)
     finally:
-        os.close(held)
+        lock.release()
 
 
 def _demo_manifest(settings: SyntheticSettings, out_dir: Path) -> Path:

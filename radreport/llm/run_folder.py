@@ -5,25 +5,23 @@ same time (a scheduled retraining beside one started by hand) then cleared, rota
 resumed from each other's checkpoints: a run started again after a kill restored the other
 config's adapter and registered it as its own. Now a run works in
 `checkpoints/MODEL_NAME/<fingerprint>/` (radreport.llm.resume.run_fingerprint) and holds an
-exclusive lock on it while it trains:
+exclusive lock on it while it trains (radreport.folder_lock):
 - another config of the same model trains beside it, in its own folder;
 - the same config and data waits for the running one to end, then restores its finished
   checkpoint instead of training it again (radreport.llm.resume.training_finished);
 - a folder no process holds (another config's, or one a killed run left) is removed when
   a run starts, as a changed config always cleared the old checkpoints.
-The lock is the operating system's (flock): a killed process releases it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import re
 import shutil
 from pathlib import Path
 
-from radreport.folder_lock import LOCK_NAME, try_lock
+from radreport.folder_lock import LOCK_NAME, FolderLock, try_lock
 
 logger = logging.getLogger(__name__)
 
@@ -35,14 +33,12 @@ _SHARED_LAYOUT = re.compile(r"^(checkpoint-\d+|adapter|run_fingerprint\.json)$")
 class RunFolder:
     """The run's folder, locked until `release()` (or the process ends)."""
 
-    def __init__(self, path: Path, lock_fd: int):
+    def __init__(self, path: Path, lock: FolderLock):
         self.path = path
-        self._lock_fd: int | None = lock_fd
+        self._lock = lock
 
     def release(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)  # closing the descriptor releases its flock
-            self._lock_fd = None
+        self._lock.release()
 
 
 def claim_run_folder(model_dir: Path, fingerprint: str) -> RunFolder:
@@ -50,33 +46,17 @@ def claim_run_folder(model_dir: Path, fingerprint: str) -> RunFolder:
     process; waits while another process holds it. Folders no process holds, other than
     this one, are removed."""
     folder = Path(model_dir) / fingerprint[:16]
-    while True:
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileNotFoundError:  # removed between the mkdir and the open: again
-            continue
-        if not try_lock(fd):
-            logger.warning(
-                "A run of the same config and data is training in %s: waiting for it to "
-                "end, to restore what it trained",
-                folder,
-            )
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        if _still_linked(fd, folder / LOCK_NAME):
-            break
-        os.close(fd)  # another run removed the folder while this one waited for it
+
+    def say_waiting() -> None:
+        logger.warning(
+            "A run of the same config and data is training in %s: waiting for it to end, "
+            "to restore what it trained",
+            folder,
+        )
+
+    lock = FolderLock(folder, on_wait=say_waiting)
     _remove_unheld_folders(Path(model_dir), keep=folder)
-    return RunFolder(folder, fd)
-
-
-def _still_linked(fd: int, path: Path) -> bool:
-    try:
-        on_disk = path.stat()
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+    return RunFolder(folder, lock)
 
 
 def _remove_unheld_folders(model_dir: Path, keep: Path) -> None:

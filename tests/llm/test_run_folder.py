@@ -26,7 +26,7 @@ def test_a_claimed_folder_is_named_by_the_fingerprint_and_held_until_released(tm
     assert _held(run.path)
     run.release()
     run.release()  # twice is harmless
-    assert not _held(run.path)
+    assert not (run.path / LOCK_NAME).exists()  # the folder keeps no trace of the lock
 
 
 def test_folders_no_run_holds_are_removed_and_held_ones_kept(tmp_path):
