@@ -504,13 +504,13 @@ class ReportGenerator:
                 impressions, examples, batch_size, max_new_tokens, progress
             )
             return select_reports(groups, examples if self.mbr_example_references else None)
+        budget = max_new_tokens or self.max_new_tokens
         return self._decode_in_batches(
             self._prompts(impressions, examples),
             batch_size,
+            budget,
             progress,
-            lambda prompts: self._generate_batch(
-                prompts, num_beams, max_new_tokens or self.max_new_tokens
-            ),
+            lambda prompts: self._generate_batch(prompts, num_beams, budget),
         )
 
     def candidate_groups(
@@ -532,6 +532,7 @@ class ReportGenerator:
         return self._decode_in_batches(
             prompts,
             batch_size,
+            budget,
             progress,
             lambda batch: self._candidate_batch(
                 batch,
@@ -554,6 +555,7 @@ class ReportGenerator:
         self,
         prompts: list[str],
         batch_size: int | None,
+        max_new_tokens: int,
         progress: bool,
         decode_batch: Callable[[list[str]], list],
     ) -> list:
@@ -561,7 +563,7 @@ class ReportGenerator:
         bar = tqdm(total=len(prompts), desc="generating", unit="report", disable=not progress)
         with bar:
             lengths = self._prompt_lengths(prompts)
-            for batch in self._length_sorted_batches(lengths, batch_size or self.batch_size):
+            for batch in self._batches(lengths, batch_size or self.batch_size, max_new_tokens):
                 for index, output in zip(
                     batch, decode_batch([prompts[index] for index in batch]), strict=True
                 ):
@@ -598,11 +600,22 @@ class ReportGenerator:
             raise too_long[0]
         return lengths
 
-    @staticmethod
-    def _length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-        # Longest first: a batch that does not fit in memory fails at once, not at the end.
+    def _batches(self, lengths: list[int], batch_size: int, max_new_tokens: int) -> list[list[int]]:
+        """Prompt indices by batch, longest first: a batch that does not fit in memory fails
+        at once, not at the end. A prompt too close to the context's end to write
+        `max_new_tokens` decodes alone: in a batch the longest prompt's room caps every
+        row (_room_to_write), and a study's report would depend on its batch."""
         order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
-        return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        cramped = [
+            index
+            for index in order
+            if self.context_length is not None
+            and self.context_length - lengths[index] < max_new_tokens
+        ]
+        roomy = order[len(cramped) :]  # the cramped prompts are the longest
+        return [[index] for index in cramped] + [
+            roomy[start : start + batch_size] for start in range(0, len(roomy), batch_size)
+        ]
 
     def _decode_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)

@@ -46,6 +46,21 @@ def test_batched_greedy_equals_one_at_a_time(generator):
     assert all(batched)
 
 
+def test_a_prompt_near_the_context_end_leaves_the_others_reports_unchanged(tiny_llama_dir):
+    """The longest prompt's room caps a whole batch; a study's report must not depend on
+    which prompts share its batch."""
+    probe = ReportGenerator(tiny_llama_dir, dtype=torch.float32, max_new_tokens=10)
+    lengths = probe._token_counts(probe._prompts(IMPRESSIONS, None))
+    assert max(lengths) - min(lengths) > 10
+    cramped = ReportGenerator(tiny_llama_dir, dtype=torch.float32, max_new_tokens=10)
+    cramped.context_length = max(lengths) + 4  # the longest prompt has room for 4 tokens
+    batched = cramped.generate(IMPRESSIONS, batch_size=len(IMPRESSIONS), progress=False)
+    alone = [cramped.generate([text], batch_size=1, progress=False)[0] for text in IMPRESSIONS]
+    assert batched == alone
+    shortest = lengths.index(min(lengths))
+    assert batched[shortest] == probe.generate([IMPRESSIONS[shortest]], progress=False)[0]
+
+
 def test_reports_come_back_in_input_order(generator):
     reversed_reports = generator.generate(IMPRESSIONS[::-1], batch_size=2, progress=False)
     assert reversed_reports[::-1] == generator.generate(IMPRESSIONS, batch_size=2, progress=False)
