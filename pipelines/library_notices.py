@@ -4,8 +4,8 @@ Each is printed by every command (or every step) on some or all of our machines:
 - bitsandbytes, on CPUs with AVX-512 BF16, at import: it could not fetch its 4-bit CPU
   kernel from the Hugging Face hub through the `kernels` package. Our runs fetch nothing
   from a hub at run time, and bitsandbytes computes with its own kernels instead.
-- torch, when torchao registers its Enum classes at import: a deprecation meant for
-  torchao's authors.
+- torch, when a library registers an Enum class with torch.compile's pytree (torchao
+  does at import): a deprecation meant for that library's authors, whichever it is.
 - ZenML's MLflow tracker, at the end of every step: it disables autologging for a list of
   frameworks that includes fastai, which MLflow 3 no longer has.
 Any other message from the same loggers still shows.

@@ -4,33 +4,63 @@ The lock is a file in the folder, removed again on release, so the folder keeps 
 of it; a killed process releases its lock with its file descriptors (and leaves the empty
 file, which the next holder reuses). Whoever waited on a lock file that its holder then
 removed finds that out on waking and locks the file that is there now.
+
+flock keeps processes of one machine apart, and of several machines only on a shared file
+system whose flock reaches across them. Where the file system has no locks at all, the
+folder is used unlocked, with a warning.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
+logger = logging.getLogger(__name__)
+
 LOCK_NAME = ".radreport.lock"
+_NO_LOCKS_HERE = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
+
+
+class LocksUnavailable(OSError):
+    """The file system refuses file locks (some NFS, FUSE and Lustre mounts)."""
 
 
 def try_lock(fd: int) -> bool:
-    """Take the exclusive lock on the open file `fd` if no other holds it."""
+    """Take the exclusive lock on the open file `fd` if no other holds it. LocksUnavailable
+    where the file system has no locks."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
+    except OSError as exc:
+        if exc.errno in _NO_LOCKS_HERE:
+            raise LocksUnavailable(exc.errno, exc.strerror) from exc
+        raise
     return True
+
+
+def still_linked(fd: int, path: Path) -> bool:
+    """Whether `path` is still the file open as `fd` (not removed, nor replaced)."""
+    try:
+        on_disk = path.stat()
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
 
 class FolderLock:
     """Holds `folder`'s lock (the folder made if missing), waiting while another process
-    holds it; `on_wait` is called once, before the first wait."""
+    holds it; `on_wait` is called once, before the first wait. Where the file system has
+    no locks, `locked` is False and the folder is used as it is."""
 
     def __init__(self, folder: Path, on_wait: Callable[[], None] = lambda: None):
         self.path = Path(folder) / LOCK_NAME
+        self.locked = True
         waited = False
         while True:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,27 +68,34 @@ class FolderLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
             except FileNotFoundError:  # the folder was removed after the mkdir: again
                 continue
-            if not try_lock(fd):
-                if not waited:
-                    on_wait()
-                    waited = True
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            if _still_linked(fd, self.path):
+            try:
+                if not try_lock(fd):
+                    if not waited:
+                        on_wait()
+                        waited = True
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+            except LocksUnavailable as exc:
+                logger.warning(
+                    "%s: this file system has no file locks (%s); used unlocked, so "
+                    "processes sharing it are not kept apart",
+                    self.path.parent,
+                    exc.strerror,
+                )
+                self.locked, self._fd = False, fd
+                return
+            except BaseException:
+                os.close(fd)
+                raise
+            if still_linked(fd, self.path):
                 self._fd: int | None = fd
                 return
             os.close(fd)  # its holder removed the file (or the folder) while we waited
 
     def release(self) -> None:
         if self._fd is not None:
-            self.path.unlink(missing_ok=True)  # before the unlock: a waiter then retries
+            # Removed before the unlock, so a waiter wakes to a file gone and retries; only
+            # our own file, never one another holder made after ours was removed.
+            if self.locked and still_linked(self._fd, self.path):
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
-
-
-def _still_linked(fd: int, path: Path) -> bool:
-    try:
-        on_disk = path.stat()
-    except FileNotFoundError:
-        return False
-    held = os.fstat(fd)
-    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)

@@ -53,3 +53,28 @@ def test_a_lock_file_left_by_a_killed_holder_is_reused(tmp_path):
     (tmp_path / LOCK_NAME).write_text("")
     FolderLock(tmp_path).release()
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_release_never_removes_a_lock_file_another_holder_made(tmp_path):
+    first = FolderLock(tmp_path)
+    (tmp_path / LOCK_NAME).unlink()  # as a holder's release would, seen from a waiter
+    second = FolderLock(tmp_path)  # locks the new file at once
+    first.release()
+    assert (tmp_path / LOCK_NAME).exists()
+    second.release()
+
+
+def test_a_file_system_without_locks_is_used_unlocked_with_a_warning(tmp_path, monkeypatch, caplog):
+    import errno
+
+    from radreport import folder_lock
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(folder_lock.fcntl, "flock", no_locks)
+    with caplog.at_level("WARNING", logger="radreport.folder_lock"):
+        held = FolderLock(tmp_path)
+    assert held.locked is False
+    assert "has no file locks (No locks available)" in caplog.text
+    held.release()

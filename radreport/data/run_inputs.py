@@ -39,22 +39,36 @@ def ensure_demo_studies(settings: SyntheticSettings) -> Path:
     runs starting at once on a fresh machine generate it once: the second waits for the
     first instead of reading files being written."""
     out_dir = settings.out_dir.resolve()
+    if _up_to_date(settings, out_dir):  # read-only use: no lock, so no write access needed
+        return out_dir / MANIFEST_NAME
     lock = FolderLock(
         out_dir, on_wait=lambda: logger.info("Waiting for the demo studies in %s", out_dir)
     )
     try:
-        return _demo_manifest(settings, out_dir)
+        if _up_to_date(settings, out_dir):  # another run generated them while this waited
+            return out_dir / MANIFEST_NAME
+        return _generate(settings, out_dir)
     finally:
         lock.release()
 
 
-def _demo_manifest(settings: SyntheticSettings, out_dir: Path) -> Path:
-    marker = out_dir / GENERATOR_MARKER
+def _wanted_marker(settings: SyntheticSettings) -> str:
     # Worker count changes no byte of the output, so it does not force a rewrite.
-    wanted = settings.model_dump_json(exclude={"out_dir", "workers"})
-    manifest = out_dir / MANIFEST_NAME
-    if manifest.is_file() and marker.is_file() and marker.read_text() == wanted:
-        return manifest
+    return settings.model_dump_json(exclude={"out_dir", "workers"})
+
+
+def _up_to_date(settings: SyntheticSettings, out_dir: Path) -> bool:
+    marker = out_dir / GENERATOR_MARKER
+    return (
+        (out_dir / MANIFEST_NAME).is_file()
+        and marker.is_file()
+        and marker.read_text() == _wanted_marker(settings)
+    )
+
+
+def _generate(settings: SyntheticSettings, out_dir: Path) -> Path:
+    # A run with the old settings must not take the folder as ready while it is rewritten.
+    (out_dir / GENERATOR_MARKER).unlink(missing_ok=True)
     manifest = generate_demo_studies(
         out_dir,
         n_studies=settings.n_studies,
@@ -63,7 +77,7 @@ def _demo_manifest(settings: SyntheticSettings, out_dir: Path) -> Path:
         seed=settings.seed,
         workers=settings.workers,
     )
-    marker.write_text(wanted)
+    (out_dir / GENERATOR_MARKER).write_text(_wanted_marker(settings))
     return manifest
 
 

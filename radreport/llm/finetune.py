@@ -86,7 +86,9 @@ def prepare_training(
     fingerprint = run_fingerprint(settings, train_rows, val_rows)
     run_folder = claim_run_folder(Path(output_dir), fingerprint)
     try:
-        return _prepare_in(run_folder, train_rows, val_rows, settings, report_to, callbacks)
+        return _prepare_in(
+            run_folder, fingerprint, train_rows, val_rows, settings, report_to, callbacks
+        )
     except BaseException:
         run_folder.release()
         raise
@@ -94,6 +96,7 @@ def prepare_training(
 
 def _prepare_in(
     run_folder: RunFolder,
+    fingerprint: str,
     train_rows: Sequence[Mapping],
     val_rows: Sequence[Mapping],
     settings: LLMSettings,
@@ -101,13 +104,13 @@ def _prepare_in(
     callbacks: Sequence,
 ) -> PreparedTraining:
     output_dir = run_folder.path
-    resume_from = prepare_output_dir(output_dir, run_fingerprint(settings, train_rows, val_rows))
+    resume_from = prepare_output_dir(output_dir, fingerprint)
     backend = import_backend(settings)
     from transformers import set_seed
 
     from radreport.llm.collator import ResponseOnlyCollator
-    from radreport.llm.last_step_logging import LogLastStep
     from radreport.llm.sft_config import build_sft_config
+    from radreport.llm.train_loss_logging import LogAtEvaluationsAndLastStep
 
     trainer_class = backend.trainer_class()
     set_seed(settings.seed)  # LoRA initialisation draws from it
@@ -127,7 +130,7 @@ def _prepare_in(
             padding_free=settings.batching == "padding_free",
             pad_to_multiple_of=settings.pad_to_multiple_of,
         ),
-        callbacks=[LogLastStep(), *_early_stopping(settings), *callbacks],
+        callbacks=[LogAtEvaluationsAndLastStep(), *_early_stopping(settings), *callbacks],
         **backend.trainer_options(settings),
     )
     return PreparedTraining(
@@ -262,11 +265,19 @@ def _eval_loss_before_training(log_history: list[dict]) -> float | None:
 def _summary(final_eval: dict, run: PreparedTraining) -> dict[str, float]:
     state = run.trainer.state
     # The Trainer's own train_loss divides one session's losses by all steps, which is wrong
-    # after a resume; the logged losses span both sessions (the history is restored).
-    train_losses = [entry["loss"] for entry in state.log_history if "loss" in entry]
+    # after a resume; the logged losses span both sessions (the history is restored). Each
+    # logged loss is the mean of the steps since the log before it, so it weighs by them.
+    logged = [entry for entry in state.log_history if "loss" in entry]
+    steps = [entry["step"] for entry in logged]
+    windows = [step - before for step, before in zip(steps, [0, *steps[:-1]], strict=True)]
+    losses = [entry["loss"] for entry in logged]
     metrics = {
-        "train_loss": sum(train_losses) / len(train_losses) if train_losses else float("nan"),
-        "train_loss_last": train_losses[-1] if train_losses else float("nan"),
+        "train_loss": (
+            sum(w * loss for w, loss in zip(windows, losses, strict=True)) / sum(windows)
+            if sum(windows) > 0
+            else float("nan")
+        ),
+        "train_loss_last": losses[-1] if losses else float("nan"),
         "train_steps": state.global_step,
         "eval_loss": final_eval["eval_loss"],
     }

@@ -14,14 +14,13 @@ import torch
 
 def check_lora_targets(model, targets: Sequence[str]) -> None:
     """ValueError naming `llm.target_modules` for a name that matches no module of `model`,
-    or that names the input embedding of a model whose output head shares its weights."""
+    or that matches its input embedding or output head where the two share their weights."""
     paths = {path: module for path, module in model.named_modules() if path}
-    missing = [
-        target
+    matched = {
+        target: [path for path in paths if path == target or path.endswith("." + target)]
         for target in targets
-        if not any(path == target or path.endswith("." + target) for path in paths)
-    ]
-    if missing:
+    }
+    if missing := [target for target, found in matched.items() if not found]:
         linear = sorted(
             {
                 path.rsplit(".", 1)[-1]
@@ -34,11 +33,11 @@ def check_lora_targets(model, targets: Sequence[str]) -> None:
             f"model; its linear layers are {', '.join(linear)}"
         )
     if getattr(model.config, "tie_word_embeddings", False):
-        embedding = model.get_input_embeddings()
-        names = {path.rsplit(".", 1)[-1] for path, module in paths.items() if module is embedding}
-        if shared := [target for target in targets if target in names]:
-            raise ValueError(
-                f"llm.target_modules: {shared[0]!r} is the input embedding, whose weights the "
-                "output head shares (tie_word_embeddings): training would adapt the "
-                "embedding alone and merging the head too, so leave it out"
-            )
+        tied = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+        for target, found in matched.items():
+            if any(id(paths[path]) in tied for path in found):
+                raise ValueError(
+                    f"llm.target_modules: {target!r} is the input embedding or the output "
+                    "head, which share their weights (tie_word_embeddings): training would "
+                    "adapt one and merging both, so leave it out"
+                )

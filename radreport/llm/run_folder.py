@@ -21,13 +21,15 @@ import re
 import shutil
 from pathlib import Path
 
-from radreport.folder_lock import LOCK_NAME, FolderLock, try_lock
+from radreport.folder_lock import LOCK_NAME, FolderLock, LocksUnavailable, still_linked, try_lock
 
 logger = logging.getLogger(__name__)
 
 _FOLDER_NAME = re.compile(r"^[0-9a-f]{16}$")
 # What a run left directly in the model's folder before runs had folders of their own.
 _SHARED_LAYOUT = re.compile(r"^(checkpoint-\d+|adapter|run_fingerprint\.json)$")
+# A folder renamed for removal by a run that was killed before it finished removing it.
+_BEING_REMOVED = re.compile(r"^[0-9a-f]{16}\.removing-\d+$")
 
 
 class RunFolder:
@@ -63,19 +65,32 @@ def _remove_unheld_folders(model_dir: Path, keep: Path) -> None:
     for entry in model_dir.iterdir():
         if entry == keep:
             continue
-        if _SHARED_LAYOUT.match(entry.name):
+        if _SHARED_LAYOUT.match(entry.name) or _BEING_REMOVED.match(entry.name):
             _remove(entry)
         elif _FOLDER_NAME.match(entry.name) and entry.is_dir():
-            try:
-                fd = os.open(entry / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:  # another run removed it first
-                continue
-            try:
-                if try_lock(fd):
-                    logger.info("Removing %s, a run of another config or data", entry)
-                    shutil.rmtree(entry, ignore_errors=True)
-            finally:
-                os.close(fd)
+            _remove_if_unheld(entry)
+
+
+def _remove_if_unheld(folder: Path) -> None:
+    lock_path = folder / LOCK_NAME
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # another run removed it first
+        return
+    try:
+        # The file locked must still be the folder's: its holder may have released (and
+        # removed) it, and a new run made and locked another, after the open.
+        if try_lock(fd) and still_linked(fd, lock_path):
+            logger.info("Removing %s, a run of another config or data", folder)
+            # Renamed first, in one step: a run claiming the name from here on makes a
+            # new folder instead of finding a half-removed one.
+            doomed = folder.with_name(f"{folder.name}.removing-{os.getpid()}")
+            os.rename(folder, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+    except LocksUnavailable:
+        pass  # whether it is in use cannot be known: kept
+    finally:
+        os.close(fd)
 
 
 def _remove(path: Path) -> None:

@@ -14,7 +14,8 @@ from radreport.data.alpaca import IGNORE_INDEX
 
 class TokenWeightedEvalLoss:
     """Trainer mixin for a compute_loss that returns the batch's mean per labelled token
-    (both backends' response-only cross-entropy, outside gradient accumulation)."""
+    (both backends' response-only cross-entropy, outside gradient accumulation). The sums
+    are this process's: one device trains here; across several they would need gathering."""
 
     _eval_loss_sum = 0.0
     _eval_tokens = 0

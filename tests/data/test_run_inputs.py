@@ -74,3 +74,19 @@ def test_two_runs_starting_at_once_generate_the_demo_studies_once(tmp_path, monk
         run.join(timeout=120)
     assert len(calls) == 1
     assert manifests == [tmp_path / "demo" / "manifest.csv"] * 2
+
+
+def test_demo_studies_already_there_are_read_without_taking_a_lock(tmp_path, monkeypatch):
+    from radreport.data import run_inputs
+    from radreport.data.settings import SyntheticSettings
+
+    settings = SyntheticSettings(
+        out_dir=tmp_path / "demo", n_studies=2, min_slices=2, max_slices=2, size=32, workers=1
+    )
+    manifest = run_inputs.ensure_demo_studies(settings)
+
+    def no_lock(*args, **kwargs):
+        raise AssertionError("a folder already generated needs no lock (nor write access)")
+
+    monkeypatch.setattr(run_inputs, "FolderLock", no_lock)
+    assert run_inputs.ensure_demo_studies(settings) == manifest

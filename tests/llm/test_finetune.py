@@ -99,12 +99,17 @@ def test_importing_finetune_leaves_transformers_unloaded():
     assert completed.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_a_run_shorter_than_logging_steps_logs_its_last_steps_loss(tiny_llama_dir, tmp_path):
-    fields = tiny_settings(tiny_llama_dir, max_steps=3, logging_steps=100)
+def test_the_training_loss_is_logged_at_every_evaluation_and_the_last_step(
+    tiny_llama_dir, tmp_path
+):
+    """logging_steps beyond the run: before, nothing was logged and train_loss was NaN."""
+    fields = tiny_settings(tiny_llama_dir, max_steps=3, logging_steps=100)  # eval_steps 2
     result = finetune(ROWS, ROWS[:4], LLMSettings(**fields), tmp_path / "run")
-    logged = [entry["step"] for entry in result.log_history if "loss" in entry]
-    assert logged == [3]
-    assert result.metrics["train_loss"] == result.metrics["train_loss_last"] > 0
+    logged = {entry["step"]: entry["loss"] for entry in result.log_history if "loss" in entry}
+    assert list(logged) == [2, 3]
+    # Each logged loss is the mean over the steps since the one before: 2 steps, then 1.
+    assert result.metrics["train_loss"] == pytest.approx((2 * logged[2] + logged[3]) / 3)
+    assert result.metrics["train_loss_last"] == logged[3]
 
 
 def test_the_validation_loss_does_not_depend_on_the_evaluation_batch_size(tiny_llama_dir, tmp_path):

@@ -31,11 +31,14 @@ def test_a_misspelt_name_beside_valid_ones_is_refused_with_the_layers_there_are(
     assert "gate_proj" in message and "q_proj" in message and "\n" not in message
 
 
-def test_the_embedding_is_refused_only_where_the_head_shares_its_weights(tiny_llama_dir, tmp_path):
-    with pytest.raises(ValueError, match="'embed_tokens' is the input embedding"):
-        check_lora_targets(_model(tiny_llama_dir), ["q_proj", "embed_tokens"])
+def test_the_embedding_and_head_are_refused_only_where_they_share_their_weights(
+    tiny_llama_dir, tmp_path
+):
+    for shared in ("embed_tokens", "lm_head"):
+        with pytest.raises(ValueError, match=f"'{shared}' is the input embedding or the output"):
+            check_lora_targets(_model(tiny_llama_dir), ["q_proj", shared])
     untied = save_tiny_llama(tmp_path, tie_word_embeddings=False)
-    check_lora_targets(_model(untied), ["q_proj", "embed_tokens"])
+    check_lora_targets(_model(untied), ["q_proj", "embed_tokens", "lm_head"])
 
 
 def test_a_run_with_a_misspelt_target_stops_before_training(tiny_llama_dir, tmp_path):

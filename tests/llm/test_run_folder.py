@@ -62,3 +62,45 @@ def test_a_second_claim_of_the_same_run_waits_for_the_first(tmp_path):
     first.release()
     thread.join(timeout=10)
     assert claimed.is_set()
+
+
+def test_a_folder_reclaimed_after_its_lock_file_was_opened_for_removal_is_kept(
+    tmp_path, monkeypatch
+):
+    """Another run's cleanup opens a folder's lock file; its holder then releases and a new
+    run of that config claims the folder with a new lock file. The cleanup's lock on the
+    old file must not let it remove the folder the new run holds."""
+    from radreport.llm import run_folder
+
+    finishing = claim_run_folder(tmp_path, OTHER)
+    real_try_lock = run_folder.try_lock
+    claimed_again = []
+
+    def try_lock_after_the_holder_changed(fd):
+        if not claimed_again:  # the first lock the cleanup tries: the finishing run's
+            claimed_again.append(None)
+            finishing.release()
+            claimed_again[0] = claim_run_folder(tmp_path, OTHER)
+        return real_try_lock(fd)
+
+    monkeypatch.setattr(run_folder, "try_lock", try_lock_after_the_holder_changed)
+    run = claim_run_folder(tmp_path, FINGERPRINT)
+    [holder] = claimed_again
+    assert (holder.path / LOCK_NAME).exists() and _held(holder.path)
+    holder.release()
+    run.release()
+
+
+def test_without_file_locks_no_other_folder_is_removed(tmp_path, monkeypatch):
+    import errno
+
+    from radreport import folder_lock
+
+    (tmp_path / OTHER[:16] / "checkpoint-4").mkdir(parents=True)
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(folder_lock.fcntl, "flock", no_locks)
+    claim_run_folder(tmp_path, FINGERPRINT).release()
+    assert (tmp_path / OTHER[:16] / "checkpoint-4").is_dir()
