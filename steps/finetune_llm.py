@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +15,8 @@ from zenml.utils.cuda_utils import cleanup_gpu_memory
 
 from materializers.model_directory import ModelDirectoryMaterializer
 from pipelines.stack import TRACKER_NAME
+from radreport.llm.adapter_handoff import fresh_handoff_dir
+from radreport.llm.bundled import cache_dir
 from radreport.llm.finetune import finetune
 from radreport.llm.prompt_table import split_rows
 from radreport.llm.settings import LLMSettings
@@ -42,9 +42,8 @@ def finetune_llm(
     """Checkpoints go to `checkpoint_dir`: a killed run started again resumes there."""
     mlflow.log_params({f"llm_{k}": v for k, v in settings.model_dump().items()})
     # ZenML stores the adapter after this function returns, when the run folder is no
-    # longer locked: the copy it stores must be this run's alone. Removed at exit.
-    adapter_dir = Path(tempfile.mkdtemp(prefix="radreport-adapter-"))
-    atexit.register(shutil.rmtree, adapter_dir, ignore_errors=True)
+    # longer locked: the copy it stores must be this run's alone.
+    adapter_dir = fresh_handoff_dir(cache_dir() / "adapter_handoff")
     result = finetune(
         split_rows(alpaca_table, "train"),
         split_rows(alpaca_table, "val"),
