@@ -8,6 +8,7 @@ its CRC check).
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,10 +16,14 @@ from pathlib import Path
 
 @contextmanager
 def replaced_whole(path: Path) -> Iterator[Path]:
-    """Yields the temporary path to write (same folder and suffix, so writers that add a
-    suffix of their own, like numpy's savez, keep it); on success it replaces `path`."""
+    """Yields a temporary path of its own to write (same folder and suffix, so writers that
+    add a suffix of their own, like numpy's savez, keep it); on success it replaces `path`.
+    Its folder is made if missing."""
     path = Path(path)
-    partial = path.with_name(f".{os.getpid()}-{path.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".", suffix=f"-{path.name}", dir=path.parent)
+    os.close(fd)
+    partial = Path(name)
     try:
         yield partial
         os.replace(partial, path)

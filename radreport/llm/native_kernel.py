@@ -16,10 +16,10 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 from radreport.llm.bundled import cache_dir
+from radreport.whole_file_writes import replaced_whole
 
 SOURCE = Path(__file__).with_name("llama_decode_step.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
@@ -74,16 +74,13 @@ def compile_kernel(
 ) -> None:
     """Compile `source` (default: the decode step) into `target`, written whole or not at all."""
     source, flags = source or SOURCE, flags or FLAGS
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-        built = Path(scratch) / target.name
+    with replaced_whole(target) as built:
         result = subprocess.run(
             [cc, *flags, str(source), "-o", str(built), "-lm"], capture_output=True, text=True
         )
         if result.returncode != 0:
             detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise NativeKernelError(f"compiling {source.name} with {cc} failed: {detail}")
-        os.replace(built, target)
 
 
 def _build_dir(cc: str, source: Path, flags: tuple[str, ...]) -> Path:

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from radreport.whole_file_writes import replaced_whole
 
 # 0: no software prefetch; 2048: the distance that served the Intel host best.
 PREFETCH_CHOICES = (0, 2048)
@@ -57,9 +57,7 @@ def remembered_prefetch(record: Path, key: str, measure: Callable[[], int]) -> i
         return known[key]
     chosen = measure()
     known[key] = chosen
-    record.parent.mkdir(parents=True, exist_ok=True)
     # Written whole or not at all: two processes measuring at once each leave a valid record.
-    with tempfile.NamedTemporaryFile("w", dir=record.parent, delete=False, suffix=".tmp") as out:
-        json.dump(known, out, indent=1, sort_keys=True)
-    os.replace(out.name, record)
+    with replaced_whole(record) as partial:
+        partial.write_text(json.dumps(known, indent=1, sort_keys=True))
     return chosen
