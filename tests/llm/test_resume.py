@@ -69,11 +69,24 @@ def start_worker(tmp_path: Path, name: str, output_dir: Path, fields: dict) -> s
     )
 
 
+def killable_run_fields(model_dir: Path) -> dict:
+    """A MAX_STEPS run checkpointing every 2 steps, long enough to be caught mid-way."""
+    return tiny_settings(
+        model_dir, max_steps=MAX_STEPS, eval_steps=100, early_stopping_patience=None
+    )
+
+
+def worker_result(process: subprocess.Popen, output: tuple[str, str]) -> dict:
+    """The result line of a finetune_worker.py run that ended with `output` (its
+    communicate()), once it has ended well."""
+    stdout, stderr = output
+    assert process.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def test_killed_run_resumes_from_its_last_checkpoint(tiny_llama_dir, tmp_path):
     output_dir = tmp_path / "run"
-    fields = tiny_settings(
-        tiny_llama_dir, max_steps=MAX_STEPS, eval_steps=100, early_stopping_patience=None
-    )
+    fields = killable_run_fields(tiny_llama_dir)
     process = start_worker(tmp_path, "job", output_dir, fields)
     try:
         wait_for_checkpoint(output_dir, process, timeout_s=240)
@@ -254,18 +267,15 @@ def test_the_same_run_started_while_it_trains_waits_and_restores_what_it_trained
     """A scheduled retraining beside the same one started by hand: the second waits for the
     first and takes its result, instead of resuming from its checkpoints while it trains."""
     output_dir = tmp_path / "model"
-    fields = tiny_settings(
-        tiny_llama_dir, max_steps=MAX_STEPS, eval_steps=100, early_stopping_patience=None
-    )
+    fields = killable_run_fields(tiny_llama_dir)
     first = start_worker(tmp_path, "first", output_dir, fields)
     try:
         wait_for_checkpoint(output_dir, first, timeout_s=240)
         recorder = StepRecorder()
         second = finetune(ROWS, ROWS[:4], LLMSettings(**fields), output_dir, callbacks=[recorder])
     finally:
-        stdout, stderr = first.communicate(timeout=240)
-    assert first.returncode == 0, stderr[-3000:]
-    first_result = json.loads(stdout.strip().splitlines()[-1])
+        output = first.communicate(timeout=240)
+    first_result = worker_result(first, output)
     assert first_result["resumed_from_step"] is None
     assert recorder.steps == [] and second.resumed_from_step == MAX_STEPS
     assert second.metrics["eval_loss"] == pytest.approx(first_result["metrics"]["eval_loss"])
@@ -275,18 +285,15 @@ def test_two_configs_of_one_model_train_at_once_without_touching_each_other(
     tiny_llama_dir, tmp_path
 ):
     output_dir = tmp_path / "model"
-    fields = tiny_settings(
-        tiny_llama_dir, max_steps=MAX_STEPS, eval_steps=100, early_stopping_patience=None
-    )
+    fields = killable_run_fields(tiny_llama_dir)
     first = start_worker(tmp_path, "first", output_dir, fields)
     try:
         wait_for_checkpoint(output_dir, first, timeout_s=240)
         other = LLMSettings(**{**fields, "learning_rate": 1e-3, "max_steps": 4})
         other_result = finetune(ROWS, ROWS[:4], other, output_dir)
     finally:
-        stdout, stderr = first.communicate(timeout=240)
-    assert first.returncode == 0, stderr[-3000:]
-    first_result = json.loads(stdout.strip().splitlines()[-1])
+        output = first.communicate(timeout=240)
+    first_result = worker_result(first, output)
     assert first_result["metrics"]["train_steps"] == MAX_STEPS
     assert Path(first_result["adapter_dir"]).parent != other_result.adapter_dir.parent
     # Started again, the first run finds its own finished checkpoint (the other run did
