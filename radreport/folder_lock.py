@@ -16,6 +16,7 @@ import errno
 import fcntl
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,28 @@ _NO_LOCKS_HERE = {errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 class LocksUnavailable(OSError):
     """The file system refuses file locks (some NFS, FUSE and Lustre mounts)."""
+
+
+class HeldByThisThread(RuntimeError):
+    """The folder's lock is already held by the thread asking for it again: flock would
+    make it wait on itself for ever."""
+
+
+# The lock files (device, inode) each thread holds. flock keeps apart the open files of one
+# process as it keeps processes apart, so another thread of this process waits as another
+# process would; only the holding thread itself must not.
+_held = threading.local()
+
+
+def _held_here() -> set[tuple[int, int]]:
+    if not hasattr(_held, "files"):
+        _held.files = set()
+    return _held.files
+
+
+def _file_id(fd: int) -> tuple[int, int]:
+    status = os.fstat(fd)
+    return status.st_dev, status.st_ino
 
 
 def try_lock(fd: int) -> bool:
@@ -56,7 +79,8 @@ def still_linked(fd: int, path: Path) -> bool:
 class FolderLock:
     """Holds `folder`'s lock (the folder made if missing), waiting while another process
     holds it; `on_wait` is called once, before the first wait. Where the file system has
-    no locks, `locked` is False and the folder is used as it is."""
+    no locks, `locked` is False and the folder is used as it is. HeldByThisThread where
+    the calling thread holds it already."""
 
     def __init__(self, folder: Path, on_wait: Callable[[], None] = lambda: None):
         self.path = Path(folder) / LOCK_NAME
@@ -70,6 +94,11 @@ class FolderLock:
                 continue
             try:
                 if not try_lock(fd):
+                    if _file_id(fd) in _held_here():
+                        raise HeldByThisThread(
+                            f"{self.path.parent} is already locked by this thread; waiting "
+                            "for it would never end"
+                        )
                     if not waited:
                         on_wait()
                         waited = True
@@ -88,6 +117,9 @@ class FolderLock:
                 raise
             if still_linked(fd, self.path):
                 self._fd: int | None = fd
+                # Kept with the lock: a release from another thread must clear this one's.
+                self._id, self._holders = _file_id(fd), _held_here()
+                self._holders.add(self._id)
                 return
             os.close(fd)  # its holder removed the file (or the folder) while we waited
 
@@ -97,5 +129,7 @@ class FolderLock:
             # our own file, never one another holder made after ours was removed.
             if self.locked and still_linked(self._fd, self.path):
                 self.path.unlink(missing_ok=True)
+            if self.locked:
+                self._holders.discard(self._id)
             os.close(self._fd)
             self._fd = None

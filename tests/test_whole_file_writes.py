@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from radreport.folder_lock import LOCK_NAME, FolderLock
+from radreport.folder_lock import LOCK_NAME, FolderLock, HeldByThisThread
 from radreport.whole_file_writes import replaced_whole
 
 
@@ -47,6 +47,21 @@ def test_a_locked_folder_makes_the_next_holder_wait_and_say_so(tmp_path):
     thread.join(timeout=10)
     assert taken.is_set() and waits == [1]
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_thread_asking_again_for_a_lock_it_holds_is_refused_instead_of_waiting(tmp_path):
+    first = FolderLock(tmp_path)
+    with pytest.raises(HeldByThisThread, match="already locked by this thread"):
+        FolderLock(tmp_path)
+    other_thread_waits = threading.Event()
+    thread = threading.Thread(
+        target=lambda: FolderLock(tmp_path, on_wait=other_thread_waits.set).release()
+    )
+    thread.start()
+    assert other_thread_waits.wait(10)  # the refusal released nothing
+    first.release()
+    thread.join(timeout=10)
+    FolderLock(tmp_path).release()  # and the thread may lock it again once released
 
 
 def test_a_lock_file_left_by_a_killed_holder_is_reused(tmp_path):

@@ -21,7 +21,14 @@ import re
 import shutil
 from pathlib import Path
 
-from radreport.folder_lock import LOCK_NAME, FolderLock, LocksUnavailable, still_linked, try_lock
+from radreport.folder_lock import (
+    LOCK_NAME,
+    FolderLock,
+    HeldByThisThread,
+    LocksUnavailable,
+    still_linked,
+    try_lock,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +52,9 @@ class RunFolder:
 
 def claim_run_folder(model_dir: Path, fingerprint: str) -> RunFolder:
     """The folder of the run with this fingerprint under `model_dir`, locked for this
-    process; waits while another process holds it. Folders no process holds, other than
-    this one, are removed."""
+    process; waits while another process (or thread) holds it. Folders no process holds,
+    other than this one, are removed. HeldByThisThread where this thread holds it already
+    (a run prepared and not released, started again)."""
     folder = Path(model_dir) / fingerprint[:16]
 
     def say_waiting() -> None:
@@ -56,7 +64,13 @@ def claim_run_folder(model_dir: Path, fingerprint: str) -> RunFolder:
             folder,
         )
 
-    lock = FolderLock(folder, on_wait=say_waiting)
+    try:
+        lock = FolderLock(folder, on_wait=say_waiting)
+    except HeldByThisThread:
+        raise HeldByThisThread(
+            f"A run of the same config and data is already open in this thread ({folder}): "
+            "let it finish, or release its run_folder, before starting it again"
+        ) from None
     _remove_unheld_folders(Path(model_dir), keep=folder)
     return RunFolder(folder, lock)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import threading
 
-from radreport.folder_lock import try_lock
+import pytest
+
+from radreport.folder_lock import HeldByThisThread, try_lock
 from radreport.llm.run_folder import LOCK_NAME, claim_run_folder
 
 FINGERPRINT = "0123456789abcdef" + "0" * 48
@@ -46,6 +48,15 @@ def test_folders_no_run_holds_are_removed_and_held_ones_kept(tmp_path):
     assert _held(other.path)
     other.release()
     run.release()
+
+
+def test_claiming_again_a_run_this_thread_holds_is_refused_instead_of_waiting(tmp_path):
+    first = claim_run_folder(tmp_path, FINGERPRINT)
+    with pytest.raises(HeldByThisThread, match="already open in this thread"):
+        claim_run_folder(tmp_path, FINGERPRINT)
+    assert _held(first.path)
+    first.release()
+    claim_run_folder(tmp_path, FINGERPRINT).release()
 
 
 def test_a_second_claim_of_the_same_run_waits_for_the_first(tmp_path):
