@@ -7,10 +7,16 @@ points), so `zenml stack list` and the dashboard see it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from zenml.client import Client
 from zenml.enums import StackComponentType
+from zenml.utils.io_utils import get_global_config_directory
+
+from radreport.folder_lock import FolderLock
+
+logger = logging.getLogger(__name__)
 
 STACK_NAME = "radreport"
 TRACKER_NAME = "radreport_mlflow_tracker"
@@ -29,7 +35,27 @@ REPOSITORY_ROOT = Path(__file__).resolve().parents[1]
 
 
 def ensure_stack() -> list[str]:
-    """Create whatever is missing and activate the stack; return what changed (empty if nothing)."""
+    """Create whatever is missing and activate the stack; return what changed (empty if
+    nothing).
+
+    Processes of one ZenML configuration take turns here. Two starting at once on a new
+    store (two scheduled runs on a fresh machine) both created its tables, and the second
+    failed ("table project already exists"), or both registered the same component.
+    """
+    config_dir = Path(get_global_config_directory())
+    lock = FolderLock(
+        config_dir,
+        on_wait=lambda: logger.info(
+            "Another radreport process is setting up the ZenML store in %s: waiting", config_dir
+        ),
+    )
+    try:
+        return _ensure_stack()
+    finally:
+        lock.release()
+
+
+def _ensure_stack() -> list[str]:
     changes = ensure_repository()
     client = Client()
     changes += [
