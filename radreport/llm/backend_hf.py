@@ -28,6 +28,7 @@ from radreport.llm.lora_targets import check_lora_targets
 from radreport.llm.quantized_cpu_training import keep_4bit_layers_differentiable
 from radreport.llm.settings import LLMSettings
 from radreport.llm.token_weighted_eval_loss import TokenWeightedEvalLoss
+from radreport.llm.warmup_before_last_step import WarmupBeforeLastStep
 
 
 def load_model(settings: LLMSettings):
@@ -106,13 +107,16 @@ def _backbone_and_head(model):
     return causal_lm.get_decoder(), causal_lm.get_output_embeddings()
 
 
-class ResponseOnlySFTTrainer(TokenWeightedEvalLoss, SeededLengthGroupedOrder, SFTTrainer):
+class ResponseOnlySFTTrainer(
+    TokenWeightedEvalLoss, SeededLengthGroupedOrder, WarmupBeforeLastStep, SFTTrainer
+):
     """SFTTrainer whose loss runs on any device: cross-entropy over labelled tokens only.
 
     `fused_head_loss` scores the head's chunks with the compiled CPU kernel where it can
     (radreport.llm.chunked_head_loss); False keeps PyTorch operations. Length-grouped
     batches come in an order a resumed run repeats (radreport.llm.length_grouped_order);
-    the validation loss weighs every labelled token alike (token_weighted_eval_loss).
+    the validation loss weighs every labelled token alike (token_weighted_eval_loss); the
+    warmup leaves the last step at least (warmup_before_last_step).
     """
 
     def __init__(self, *args, fused_head_loss: bool = True, **kwargs):

@@ -41,14 +41,17 @@ def load_model(settings: LLMSettings):
 
 def trainer_class() -> type:
     """TRL's SFTTrainer as unsloth patched it (its loss also runs on CPU), with
-    length-grouped batches in an order a resumed run repeats and a validation loss that
-    weighs every labelled token alike."""
+    length-grouped batches in an order a resumed run repeats, a validation loss that
+    weighs every labelled token alike and a warmup that leaves the last step at least."""
     from trl import SFTTrainer
 
     from radreport.llm.length_grouped_order import SeededLengthGroupedOrder
     from radreport.llm.token_weighted_eval_loss import TokenWeightedEvalLoss
+    from radreport.llm.warmup_before_last_step import WarmupBeforeLastStep
 
-    class UnslothSFTTrainer(TokenWeightedEvalLoss, SeededLengthGroupedOrder, SFTTrainer):
+    class UnslothSFTTrainer(
+        TokenWeightedEvalLoss, SeededLengthGroupedOrder, WarmupBeforeLastStep, SFTTrainer
+    ):
         pass
 
     return UnslothSFTTrainer

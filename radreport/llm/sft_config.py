@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import torch
 from trl import SFTConfig
 
 from radreport.llm.settings import LLMSettings
+
+logger = logging.getLogger(__name__)
 
 
 def build_sft_config(
@@ -19,6 +22,14 @@ def build_sft_config(
     The data arrive tokenized and masked (radreport.data.alpaca), so TRL's own dataset
     preparation is skipped and our collator builds the batches.
     """
+    if settings.lr_scheduler == "constant" and settings.warmup_ratio > 0:
+        # Said, not refused: model versions trained so stored these settings, and reloading
+        # them must not fail.
+        logger.warning(
+            "lr_scheduler 'constant' has no warmup: warmup_ratio %s is ignored (use "
+            "'constant_with_warmup' to warm up, or set warmup_ratio: 0)",
+            settings.warmup_ratio,
+        )
     on_cuda = torch.cuda.is_available()
     early_stopping = settings.early_stopping_patience is not None
     return SFTConfig(

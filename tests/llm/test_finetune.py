@@ -128,3 +128,25 @@ def test_the_validation_loss_does_not_depend_on_the_evaluation_batch_size(tiny_l
         result = finetune(ROWS, ROWS[:4], LLMSettings(**fields), tmp_path / f"batch{batch}")
         losses.append(result.metrics["eval_loss_before_training"])
     assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "linear"])
+def test_a_one_step_run_with_warmup_trains(tiny_llama_dir, tmp_path, scheduler):
+    """transformers' warmup covered the only step, taken at learning rate 0: the adapter
+    stored was the untrained one (every LoRA B matrix still zero)."""
+    from safetensors.torch import load_file
+
+    fields = tiny_settings(tiny_llama_dir, max_steps=1, warmup_ratio=0.05, lr_scheduler=scheduler)
+    result = finetune(ROWS, ROWS[:4], LLMSettings(**fields), tmp_path / "run", report_to=[])
+    weights = load_file(result.adapter_dir / "adapter_model.safetensors")
+    lora_b = [tensor for name, tensor in weights.items() if "lora_B" in name]
+    assert lora_b and any(bool(tensor.abs().sum() > 0) for tensor in lora_b)
+
+
+def test_a_constant_schedule_with_warmup_says_the_warmup_is_ignored(tmp_path, caplog):
+    from radreport.llm.sft_config import build_sft_config
+
+    settings = LLMSettings(lr_scheduler="constant", warmup_ratio=0.1, compute_dtype="float32")
+    with caplog.at_level("WARNING", logger="radreport.llm.sft_config"):
+        build_sft_config(settings, tmp_path, report_to=[], eval_on_start=False)
+    assert "warmup_ratio 0.1 is ignored" in caplog.text
