@@ -84,9 +84,11 @@ def common_parameters(config: RunConfig) -> dict:
 
 
 def run_data(config: RunConfig) -> RunReport:
+    parameters = common_parameters(config)
+    # Only after ensure_stack: loading the steps opens the ZenML store, and two runs opening
+    # a new one at once both create it (pipelines.stack.ensure_stack).
     from pipelines.data import data_pipeline
 
-    parameters = common_parameters(config)
     try:
         run = data_pipeline(**parameters)
     except RuntimeError as error:
@@ -96,10 +98,10 @@ def run_data(config: RunConfig) -> RunReport:
 
 
 def run_training(config: RunConfig) -> RunReport:
-    from pipelines.training import training_pipeline
+    parameters = common_parameters(config)
+    from pipelines.training import training_pipeline  # after ensure_stack, as in run_data
 
     model = Model(name=config.model_name, description=config.description or None)
-    parameters = common_parameters(config)
     try:
         run = training_pipeline.with_options(model=model)(
             **parameters,

@@ -40,7 +40,10 @@ def ensure_stack() -> list[str]:
 
     Processes of one ZenML configuration take turns here. Two starting at once on a new
     store (two scheduled runs on a fresh machine) both created its tables, and the second
-    failed ("table project already exists"), or both registered the same component.
+    failed ("table project already exists"), or both registered the same component; then
+    both steps' trackers created the MLflow database's tables, and the second failed at its
+    first step ("Online migration expected to match one row"). So the MLflow database is
+    made here too, in turn.
     """
     config_dir = Path(get_global_config_directory())
     lock = FolderLock(
@@ -68,7 +71,15 @@ def _ensure_stack() -> list[str]:
     if client.active_stack_model.name != STACK_NAME:
         client.activate_stack(STACK_NAME)
         changes.append(f"activated stack '{STACK_NAME}'")
+    ensure_mlflow_database()
     return changes
+
+
+def ensure_mlflow_database() -> None:
+    """MLflow creates (or migrates) its database's tables when a client first opens it."""
+    from mlflow.tracking import MlflowClient
+
+    MlflowClient(tracking_uri=mlflow_tracking_uri())
 
 
 def ensure_repository() -> list[str]:
