@@ -46,12 +46,21 @@ def ensure_stack() -> list[str]:
     made here too, in turn.
     """
     config_dir = Path(get_global_config_directory())
-    lock = FolderLock(
-        config_dir,
-        on_wait=lambda: logger.info(
-            "Another radreport process is setting up the ZenML store in %s: waiting", config_dir
-        ),
-    )
+    try:
+        lock = FolderLock(
+            config_dir,
+            on_wait=lambda: logger.info(
+                "Another radreport process is setting up the ZenML store in %s: waiting",
+                config_dir,
+            ),
+        )
+    except OSError as error:  # a read-only configuration (a store set up beforehand)
+        logger.warning(
+            "%s: cannot lock it (%s); the stack is checked without waiting for other processes",
+            config_dir,
+            error.strerror,
+        )
+        return _ensure_stack()
     try:
         return _ensure_stack()
     finally:

@@ -82,3 +82,20 @@ def test_two_data_runs_at_once_on_a_new_store_both_complete(tmp_path, tiny_llama
     (tmp_path / "config.yaml").write_text(json.dumps(config))  # JSON is YAML
     outputs = run_twice_at_once(tmp_path, "data", "--config", str(tmp_path / "config.yaml"))
     assert all("(completed)" in output for output in outputs), outputs
+
+
+def test_a_configuration_folder_that_cannot_be_locked_is_checked_unlocked(
+    radreport_stack, monkeypatch, caplog
+):
+    """A read-only ZenML configuration (set up beforehand) served runs before the lock."""
+    import errno
+
+    from pipelines import stack
+
+    def read_only(folder, on_wait):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(stack, "FolderLock", read_only)
+    with caplog.at_level("WARNING", logger="pipelines.stack"):
+        assert ensure_stack() == []
+    assert "cannot lock it (Read-only file system)" in caplog.text
