@@ -45,26 +45,32 @@ def ensure_stack() -> list[str]:
     first step ("Online migration expected to match one row"). So the MLflow database is
     made here too, in turn.
     """
-    config_dir = Path(get_global_config_directory())
+    lock = _setup_lock(Path(get_global_config_directory()))
     try:
-        lock = FolderLock(
+        return _ensure_stack()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _setup_lock(config_dir: Path) -> FolderLock | None:
+    """The configuration folder's lock; None where it cannot be taken (a read-only
+    configuration, set up beforehand), said in a warning."""
+    try:
+        return FolderLock(
             config_dir,
             on_wait=lambda: logger.info(
                 "Another radreport process is setting up the ZenML store in %s: waiting",
                 config_dir,
             ),
         )
-    except OSError as error:  # a read-only configuration (a store set up beforehand)
+    except OSError as error:
         logger.warning(
             "%s: cannot lock it (%s); the stack is checked without waiting for other processes",
             config_dir,
             error.strerror,
         )
-        return _ensure_stack()
-    try:
-        return _ensure_stack()
-    finally:
-        lock.release()
+        return None
 
 
 def _ensure_stack() -> list[str]:

@@ -35,16 +35,16 @@ class HeldByThisThread(RuntimeError):
     make it wait on itself for ever."""
 
 
-# The lock files (device, inode) each thread holds. flock keeps apart the open files of one
-# process as it keeps processes apart, so another thread of this process waits as another
-# process would; only the holding thread itself must not.
-_held = threading.local()
+class _HeldFiles(threading.local):
+    """The lock files (device, inode) each thread holds. flock keeps apart the open files
+    of one process as it keeps processes apart, so another thread of this process waits as
+    another process would; only the holding thread itself must not."""
+
+    def __init__(self):
+        self.files: set[tuple[int, int]] = set()
 
 
-def _held_here() -> set[tuple[int, int]]:
-    if not hasattr(_held, "files"):
-        _held.files = set()
-    return _held.files
+_held = _HeldFiles()
 
 
 def _file_id(fd: int) -> tuple[int, int]:
@@ -72,8 +72,7 @@ def still_linked(fd: int, path: Path) -> bool:
         on_disk = path.stat()
     except FileNotFoundError:
         return False
-    held = os.fstat(fd)
-    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
+    return (on_disk.st_dev, on_disk.st_ino) == _file_id(fd)
 
 
 class FolderLock:
@@ -94,7 +93,7 @@ class FolderLock:
                 continue
             try:
                 if not try_lock(fd):
-                    if _file_id(fd) in _held_here():
+                    if _file_id(fd) in _held.files:
                         raise HeldByThisThread(
                             f"{self.path.parent} is already locked by this thread; waiting "
                             "for it would never end"
@@ -118,7 +117,7 @@ class FolderLock:
             if still_linked(fd, self.path):
                 self._fd: int | None = fd
                 # Kept with the lock: a release from another thread must clear this one's.
-                self._id, self._holders = _file_id(fd), _held_here()
+                self._id, self._holders = _file_id(fd), _held.files
                 self._holders.add(self._id)
                 return
             os.close(fd)  # its holder removed the file (or the folder) while we waited
