@@ -136,7 +136,9 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
             print_report(run_data(config))
         return
     from radreport.data.build import OUTPUT_FILES, build_dataset
+    from radreport.start_up_gc import resume_full_collections
 
+    resume_full_collections()
     if out is not None:
         prepare_output_dir(out, OUTPUT_FILES)
     with input_errors_exit():
@@ -165,7 +167,9 @@ def baselines(train_csv: Path, reports_csv: Path, as_json: bool) -> None:
     warning: a training row has nothing to retrieve, a scored row nothing to compare with.
     """
     from radreport.metrics import baseline_table_json, baseline_table_text, score_baselines
+    from radreport.start_up_gc import resume_full_collections
 
+    resume_full_collections()
     train = rows_with_reference("--train", train_csv, read_reports_or_exit("--train", train_csv))
     reports = read_reports_or_exit("--reports", reports_csv)
     table = score_baselines(train, rows_with_reference("--reports", reports_csv, reports))
@@ -242,9 +246,13 @@ def load_model_or_exit(spec: str | None):
 
     console_logs_to_stderr()
     try:
-        return load_trained_model(spec)
+        model = load_trained_model(spec)
     except ModelVersionNotFound as exc:
         fail(str(exc), 2)
+    from radreport.start_up_gc import resume_full_collections
+
+    resume_full_collections()  # start-up is over: the ML stack and ZenML are imported
+    return model
 
 
 def report_generator(model, decoder: str | None = None):
@@ -424,5 +432,15 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
         )
 
 
+def main() -> None:
+    from radreport.start_up_gc import pause_full_collections, skip_final_collection
+
+    pause_full_collections()
+    try:
+        cli()
+    finally:
+        skip_final_collection()
+
+
 if __name__ == "__main__":
-    cli()
+    main()

@@ -19,6 +19,7 @@ from radreport.data.pseudonyms import resolve_deid_keys
 from radreport.data.run_inputs import RunInputs, resolve_run_inputs
 from radreport.data.settings import DataSettings
 from radreport.llm.bundled import cache_dir
+from radreport.start_up_gc import resume_full_collections
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ def run_data(config: RunConfig) -> RunReport:
     # a new one at once both create it (pipelines.stack.ensure_stack).
     from pipelines.data import data_pipeline
 
+    resume_full_collections()  # start-up is over; the steps run in this process
     try:
         run = data_pipeline(**parameters)
     except RuntimeError as error:
@@ -100,6 +102,8 @@ def run_data(config: RunConfig) -> RunReport:
 def run_training(config: RunConfig) -> RunReport:
     parameters = common_parameters(config)
     from pipelines.training import training_pipeline  # after ensure_stack, as in run_data
+
+    resume_full_collections()
 
     model = Model(name=config.model_name, description=config.description or None)
     try:
