@@ -110,6 +110,7 @@ def run_training(config: RunConfig) -> RunReport:
         run = training_pipeline.with_options(model=model)(
             **parameters,
             evaluation_settings=config.evaluation,
+            export_settings=config.export,
             checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
         )
     except RuntimeError as error:

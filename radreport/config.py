@@ -16,6 +16,7 @@ from pydantic import Field
 from radreport.config_loading import ConfigError, ConfigSection, load_yaml_model
 from radreport.data.settings import DataSettings
 from radreport.llm.base_model import check_base_model
+from radreport.llm.export_settings import ExportSettings
 from radreport.llm.settings import LLMSettings
 from radreport.metrics.settings import EvaluationSettings
 
@@ -32,6 +33,7 @@ class RunConfig(ConfigSection):
     data: DataSourceSettings = Field(default_factory=DataSourceSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -39,8 +41,13 @@ def load_run_config(path: str | Path) -> RunConfig:
     config = load_yaml_model(path, RunConfig)
     # The folder is checked here, not in LLMSettings: settings stored with a model version
     # stay readable after the folder they were trained from is gone.
-    try:
-        check_base_model(config.llm.base_model)
-    except (ValueError, FileNotFoundError) as exc:
-        raise ConfigError(f"{path}: llm.base_model: {exc}") from None
+    for key, spec in (
+        ("llm.base_model", config.llm.base_model),
+        ("export.base_model", config.export.base_model),
+    ):
+        try:
+            if spec is not None:
+                check_base_model(spec)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ConfigError(f"{path}: {key}: {exc}") from None
     return config

@@ -70,6 +70,11 @@ def test_shipped_configs_validate(name):
             "model_name: x\nllm:\n  base_model: bundled:llama-70b\n",
             "llm.base_model: Unknown bundled model 'llama-70b'",
         ),
+        (
+            "model_name: x\nexport:\n  merged: true\n  base_model: /nonexistent/original\n",
+            "export.base_model: Base model folder '/nonexistent/original' does not exist",
+        ),
+        ("model_name: x\nexport:\n  dtype: float32\n", "export.dtype:"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, expected):

@@ -22,6 +22,10 @@ class IncompleteExportError(RuntimeError):
     """A merged export folder that does not hold the full merged model."""
 
 
+class QuantizedBaseError(ValueError):
+    """A merge asked of a base model whose weights are quantized."""
+
+
 def export_merged(
     base_model: str | Path,
     adapter_dir: str | Path,
@@ -42,8 +46,8 @@ def export_merged(
         raise FileExistsError(f"Export folder {output_dir} is not empty")
     model = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype)
     if getattr(model, "hf_quantizer", None) is not None:
-        raise ValueError(
-            f"{base_model} is quantized; merge into its unquantized 16-bit original instead"
+        raise QuantizedBaseError(
+            f"{base_model} holds quantized weights; merge into its unquantized 16-bit original"
         )
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(output_dir)

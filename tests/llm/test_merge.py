@@ -8,10 +8,15 @@ import shutil
 import pytest
 import torch
 from peft import PeftModel
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
 from radreport.llm.generate import ReportGenerator
-from radreport.llm.merge import IncompleteExportError, export_merged, verify_full_model_folder
+from radreport.llm.merge import (
+    IncompleteExportError,
+    QuantizedBaseError,
+    export_merged,
+    verify_full_model_folder,
+)
 
 IMPRESSIONS = ["Cardiomegaly with mild bibasilar infiltrates.", "No acute disease."]
 
@@ -71,3 +76,14 @@ def test_a_non_empty_export_folder_is_refused(tiny_llama_dir, tiny_adapter_dir, 
     (tmp_path / "stale.txt").write_text("left from an earlier export")
     with pytest.raises(FileExistsError):
         export_merged(tiny_llama_dir, tiny_adapter_dir, tmp_path)
+
+
+def test_a_quantized_base_is_refused(tiny_llama_dir, tiny_adapter_dir, tmp_path):
+    # A real 4-bit checkpoint (bitsandbytes NF4, as unsloth's "-bnb-4bit" models are).
+    quantized = AutoModelForCausalLM.from_pretrained(
+        tiny_llama_dir, quantization_config=BitsAndBytesConfig(load_in_4bit=True)
+    )
+    quantized.save_pretrained(tmp_path / "base-4bit")
+    with pytest.raises(QuantizedBaseError, match="base-4bit holds quantized weights"):
+        export_merged(tmp_path / "base-4bit", tiny_adapter_dir, tmp_path / "merged")
+    assert not (tmp_path / "merged").exists()

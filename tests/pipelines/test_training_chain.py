@@ -14,6 +14,8 @@ import pandas as pd
 import pydicom
 import pytest
 import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from zenml.client import Client
 
 from pipelines.launch import run_data, run_training
@@ -70,6 +72,7 @@ def tiny_config(tmp_path_factory, tiny_llama_dir) -> RunConfig:
                 "eval_sample_max_new_tokens": 8,
             },
             "evaluation": {"bootstrap_resamples": 20},
+            "export": {"merged": True},
         }
     )
 
@@ -109,6 +112,34 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert set(predictions["split"]) == {"val", "test"}
     training = model_version.run_metadata["training"]
     assert training["train_steps"] == 2 and training["eval_loss"] > 0
+
+
+def test_the_merged_export_is_a_model_version_artifact_that_decodes_like_the_adapter(
+    trained, tiny_llama_dir
+):
+    from radreport.llm.merge import ADAPTER_FILES
+
+    model_version = _model_version(trained.model)
+    merged = model_version.get_artifact("merged_model").load()
+    assert (merged / "model.safetensors").is_file() and (merged / "tokenizer.json").is_file()
+    assert not [name for name in ADAPTER_FILES if (merged / name).exists()]
+    assert model_version.run_metadata["merged_model"]["dtype"] == "bfloat16"
+    adapter = model_version.get_artifact("adapter").load()
+    # The run's base with its adapter, merged here in the export's dtype: the stored folder
+    # must be that model, weight for weight, and write the same tokens.
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.bfloat16)
+    expected = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload().eval()
+    stored = AutoModelForCausalLM.from_pretrained(merged).eval()
+    assert stored.dtype == torch.bfloat16
+    for name, weight in expected.state_dict().items():
+        assert torch.equal(stored.state_dict()[name], weight), name
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    prompt = tokenizer(["Small right pleural effusion."], return_tensors="pt")
+    with torch.inference_mode():
+        tokens = [
+            m.generate(**prompt, max_new_tokens=8, do_sample=False) for m in (stored, expected)
+        ]
+    assert torch.equal(*tokens)
 
 
 def test_chain_logs_metrics_and_plots_to_mlflow(trained):
