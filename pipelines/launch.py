@@ -9,7 +9,7 @@ import hmac
 import os
 from dataclasses import dataclass
 
-from zenml import Model
+from zenml import Model, log_metadata
 from zenml.client import Client
 
 from pipelines.cached_metadata import carry_cached_step_metadata
@@ -117,7 +117,20 @@ def run_training(config: RunConfig) -> RunReport:
         raise_if_a_step_failed(training_pipeline.name, error)
         raise
     carry_cached_step_metadata(run)
+    if run.model_version is not None:
+        log_metadata(
+            metadata={"run_config": stored_run_config(config, parameters["data_settings"])},
+            model_version_id=run.model_version.id,
+        )
     return report_of(Client().get_pipeline_run(run.id))
+
+
+def stored_run_config(config: RunConfig, data_settings: DataSettings) -> dict:
+    """The whole config the version was trained from, as a YAML file of it would say, with
+    the data settings the steps got (no de-identification key)."""
+    stored = config.model_dump(mode="json")
+    stored["data"] = {"source": config.data.source, **data_settings.model_dump(mode="json")}
+    return stored
 
 
 def report_of(run) -> RunReport:

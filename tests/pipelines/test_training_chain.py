@@ -114,6 +114,12 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert training["train_steps"] == 2 and training["eval_loss"] > 0
 
 
+def test_the_model_version_holds_the_config_it_was_trained_from(trained, tiny_config):
+    stored = _model_version(trained.model).run_metadata["run_config"]
+    assert RunConfig.model_validate(stored) == tiny_config
+    assert stored["data"]["deid"]["key"] is None
+
+
 def test_the_merged_export_is_a_model_version_artifact_that_decodes_like_the_adapter(
     trained, tiny_llama_dir
 ):
