@@ -58,9 +58,9 @@ def print_report(report) -> None:
         click.echo(line)
 
 
-def train_with(config_path: Path) -> None:
+def train_with(config_path: Path, studies: str | None = None) -> None:
     from pipelines.console import console_logs_to_stderr
-    from pipelines.launch import run_training
+    from pipelines.launch import StudiesVersionNotFound, run_llm, run_training
 
     console_logs_to_stderr()
     config = load_config_or_exit(config_path)
@@ -69,7 +69,10 @@ def train_with(config_path: Path) -> None:
     # Before the pipelines load transformers: unsloth has to patch it first.
     import_backend(config.llm)
     with input_errors_exit():
-        report = run_training(config)
+        try:
+            report = run_training(config) if studies is None else run_llm(config, studies)
+        except StudiesVersionNotFound as exc:
+            fail(f"--studies {studies}: {exc}", 2)
     print_report(report)
 
 
@@ -97,9 +100,18 @@ def demo() -> None:
 
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), required=True)
-def train(config_path: Path) -> None:
+@click.option(
+    "--studies",
+    default=None,
+    metavar="VERSION",
+    help=(
+        "Train on this stored version of the `studies` artifact (a data run's de-identified "
+        "studies) instead of ingesting the config's data section."
+    ),
+)
+def train(config_path: Path, studies: str | None) -> None:
     """Run the training chain (data -> LLM -> evaluation) for a config; print the model version."""
-    train_with(config_path)
+    train_with(config_path, studies)
 
 
 @cli.command()

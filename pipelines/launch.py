@@ -21,6 +21,8 @@ from radreport.data.settings import DataSettings
 from radreport.llm.bundled import cache_dir
 from radreport.start_up_gc import resume_full_collections
 
+STUDIES_ARTIFACT = "studies"  # steps/ingest_studies.py's output
+
 
 @dataclass(frozen=True)
 class RunReport:
@@ -122,6 +124,56 @@ def run_training(config: RunConfig) -> RunReport:
             metadata={"run_config": stored_run_config(config, parameters["data_settings"])},
             model_version_id=run.model_version.id,
         )
+    return report_of(Client().get_pipeline_run(run.id))
+
+
+class StudiesVersionNotFound(LookupError):
+    """`run.py train --studies VERSION` names no version of the `studies` artifact."""
+
+
+def studies_version(version: str):
+    """The stored `studies` artifact version (a data run's de-identified studies)."""
+    client = Client()
+    try:
+        return client.get_artifact_version(STUDIES_ARTIFACT, version)
+    except KeyError:
+        pass
+    try:
+        latest = f"latest: {client.get_artifact_version(STUDIES_ARTIFACT).version}"
+    except KeyError:
+        latest = "none is stored yet: `run.py data --config FILE` makes one"
+    raise StudiesVersionNotFound(
+        f"no version {version!r} of the {STUDIES_ARTIFACT!r} artifact ({latest})"
+    )
+
+
+def run_llm(config: RunConfig, studies: str) -> RunReport:
+    """The LLM stage of `config` (its llm, evaluation and export sections) on a stored
+    version of the studies, instead of the data its data section would ingest."""
+    from pipelines.stack import ensure_stack
+
+    ensure_stack()
+    from pipelines.llm import llm_pipeline  # after ensure_stack, as in run_data
+
+    resume_full_collections()
+    dataset = studies_version(studies)
+    model = Model(name=config.model_name, description=config.description or None)
+    try:
+        run = llm_pipeline.with_options(model=model)(
+            studies_version_id=str(dataset.id),
+            llm_settings=config.llm,
+            evaluation_settings=config.evaluation,
+            export_settings=config.export,
+            checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
+        )
+    except RuntimeError as error:
+        raise_if_a_step_failed(llm_pipeline.name, error)
+        raise
+    carry_cached_step_metadata(run)
+    if run.model_version is not None:
+        stored = config.model_dump(mode="json", exclude={"data"})
+        stored["studies"] = {"artifact": STUDIES_ARTIFACT, "version": dataset.version}
+        log_metadata(metadata={"run_config": stored}, model_version_id=run.model_version.id)
     return report_of(Client().get_pipeline_run(run.id))
 
 

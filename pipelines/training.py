@@ -8,14 +8,11 @@ from __future__ import annotations
 from zenml import pipeline
 
 from pipelines.data import data_pipeline
+from pipelines.llm import llm_stage
 from radreport.data.settings import DataSettings
 from radreport.llm.export_settings import ExportSettings
 from radreport.llm.settings import LLMSettings
 from radreport.metrics.settings import EvaluationSettings
-from steps.evaluate_reports import evaluate_reports
-from steps.export_merged_model import export_merged_model
-from steps.finetune_llm import finetune_llm
-from steps.generate_reports import generate_reports
 
 
 @pipeline
@@ -32,8 +29,4 @@ def training_pipeline(
     alpaca_table = data_pipeline.entrypoint(
         manifest_path, input_fingerprint, deid_key_id, data_settings, llm_settings
     )
-    adapter, _ = finetune_llm(alpaca_table, llm_settings, checkpoint_dir)
-    if export_settings is not None and export_settings.merged:
-        export_merged_model(adapter, llm_settings, export_settings)
-    predictions, rejected_prompts = generate_reports(adapter, alpaca_table, llm_settings)
-    evaluate_reports(predictions, rejected_prompts, alpaca_table, evaluation_settings)
+    llm_stage(alpaca_table, llm_settings, evaluation_settings, checkpoint_dir, export_settings)

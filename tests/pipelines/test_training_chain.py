@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from zenml.client import Client
 
-from pipelines.launch import run_data, run_training
+from pipelines.launch import run_data, run_llm, run_training
 from pipelines.model_versions import load_trained_model
 from pipelines.stack import mlflow_tracking_uri
 from radreport.config import RunConfig
@@ -191,6 +192,38 @@ def test_cached_metadata_comes_from_the_run_that_executed_each_step(trained, tin
     assert _model_version(again.model).run_metadata["llm_settings"]["seed"] == 7
     assert load_trained_model(again.model).settings == other.llm
     assert load_trained_model(changed.model).settings == other.llm
+
+
+def test_the_llm_pipeline_trains_on_a_stored_studies_version(trained, tiny_config):
+    studies = Client().get_pipeline_run(trained.pipeline_run).steps["ingest_studies"]
+    studies = studies.outputs["studies"][0]
+    report = run_llm(tiny_config, str(studies.version))
+
+    run = Client().get_pipeline_run(report.pipeline_run)
+    assert run.pipeline.name == "llm_pipeline" and "ingest_studies" not in run.steps
+    assert run.steps["format_alpaca"].inputs["studies"][0].id == studies.id
+    # The same studies and settings as the chain's run: every step of it a cache hit.
+    assert {s.status.value for s in run.steps.values()} == {"cached"}
+    model_version = _model_version(report.model)
+    assert (model_version.get_artifact("adapter").load() / "adapter_model.safetensors").is_file()
+    stored = model_version.run_metadata["run_config"]
+    assert stored["studies"] == {"artifact": "studies", "version": studies.version}
+    assert "data" not in stored and stored["llm"] == tiny_config.llm.model_dump(mode="json")
+
+
+def test_a_missing_studies_version_is_one_line_naming_the_latest(trained, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("model_name: radreport-test\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run.py"), "train", "--config", str(config),
+         "--studies", "999"],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"error: --studies 999: no version '999' of the 'studies' artifact \(latest: \d+\)", last
+    )
 
 
 def test_unchanged_input_is_a_cache_hit_and_a_changed_file_is_not(trained, tiny_config):
