@@ -106,25 +106,8 @@ def run_training(config: RunConfig) -> RunReport:
     from pipelines.training import training_pipeline  # after ensure_stack, as in run_data
 
     resume_full_collections()
-
-    model = Model(name=config.model_name, description=config.description or None)
-    try:
-        run = training_pipeline.with_options(model=model)(
-            **parameters,
-            evaluation_settings=config.evaluation,
-            export_settings=config.export,
-            checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
-        )
-    except RuntimeError as error:
-        raise_if_a_step_failed(training_pipeline.name, error)
-        raise
-    carry_cached_step_metadata(run)
-    if run.model_version is not None:
-        log_metadata(
-            metadata={"run_config": stored_run_config(config, parameters["data_settings"])},
-            model_version_id=run.model_version.id,
-        )
-    return report_of(Client().get_pipeline_run(run.id))
+    stored = stored_run_config(config, parameters["data_settings"])
+    return run_model_pipeline(training_pipeline, config, stored, **parameters)
 
 
 class StudiesVersionNotFound(LookupError):
@@ -157,23 +140,30 @@ def run_llm(config: RunConfig, studies: str) -> RunReport:
 
     resume_full_collections()
     dataset = studies_version(studies)
+    stored = config.model_dump(mode="json", exclude={"data"})
+    stored["studies"] = {"artifact": STUDIES_ARTIFACT, "version": dataset.version}
+    return run_model_pipeline(
+        llm_pipeline, config, stored, studies_version_id=str(dataset.id), llm_settings=config.llm
+    )
+
+
+def run_model_pipeline(pipeline, config: RunConfig, stored_config: dict, **parameters):
+    """Run a pipeline that ends in a version of the config's model; that version also gets
+    the config it was trained from (`stored_config`) and the metadata of cached steps."""
     model = Model(name=config.model_name, description=config.description or None)
     try:
-        run = llm_pipeline.with_options(model=model)(
-            studies_version_id=str(dataset.id),
-            llm_settings=config.llm,
+        run = pipeline.with_options(model=model)(
+            **parameters,
             evaluation_settings=config.evaluation,
             export_settings=config.export,
             checkpoint_dir=str(cache_dir() / "checkpoints" / config.model_name),
         )
     except RuntimeError as error:
-        raise_if_a_step_failed(llm_pipeline.name, error)
+        raise_if_a_step_failed(pipeline.name, error)
         raise
     carry_cached_step_metadata(run)
     if run.model_version is not None:
-        stored = config.model_dump(mode="json", exclude={"data"})
-        stored["studies"] = {"artifact": STUDIES_ARTIFACT, "version": dataset.version}
-        log_metadata(metadata={"run_config": stored}, model_version_id=run.model_version.id)
+        log_metadata(metadata={"run_config": stored_config}, model_version_id=run.model_version.id)
     return report_of(Client().get_pipeline_run(run.id))
 
 
