@@ -155,8 +155,10 @@ def finetune(
     again with the same output_dir, settings and rows resumes from the last one. The
     validation loss is measured once before training (step 0) and every `eval_steps`. The
     adapter (safetensors, with the tokenizer) is written to `adapter_dir` (default: the run
-    folder's `adapter`) before the folder is released; give a folder of the caller's own
-    where another process may train the same run right after. With early stopping it is
+    folder's `adapter`) before the folder is released. The default lasts only until the next
+    run of another config or data in `output_dir` starts (it removes the folders no process
+    holds) or the same run is trained again: keep it by copying, or give a folder of the
+    caller's own. With early stopping it is
     the best one by validation loss, and metrics["eval_loss"] is always the saved
     adapter's. `report_to` goes to the Trainer (["mlflow"] logs into the active MLflow
     run; [] logs nowhere); `callbacks` are extra transformers TrainerCallbacks. At each
