@@ -158,13 +158,12 @@ def finetune(
     folder's `adapter`) before the folder is released. The default lasts only until the next
     run of another config or data in `output_dir` starts (it removes the folders no process
     holds) or the same run is trained again: keep it by copying, or give a folder of the
-    caller's own. With early stopping it is
-    the best one by validation loss, and metrics["eval_loss"] is always the saved
-    adapter's. `report_to` goes to the Trainer (["mlflow"] logs into the active MLflow
-    run; [] logs nowhere); `callbacks` are extra transformers TrainerCallbacks. At each
-    evaluation the first `settings.eval_samples` validation rows are written out greedily;
-    each step's rows go to `on_samples(step, rows)` as they come and all of them into the
-    result.
+    caller's own. With early stopping it is the best one by validation loss, and
+    metrics["eval_loss"] is always the saved adapter's. `report_to` goes to the Trainer
+    (["mlflow"] logs into the active MLflow run; [] logs nowhere); `callbacks` are extra
+    transformers TrainerCallbacks. At each evaluation the first `settings.eval_samples`
+    validation rows are written out greedily; each step's rows go to `on_samples(step,
+    rows)` as they come and all of them into the result.
     """
     import_backend(settings)
     sampler = None
