@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from zenml import Model, log_metadata
 from zenml.client import Client
+from zenml.enums import ExecutionStatus
+from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import (
+    MLFlowExperimentTrackerSettings,
+)
 
 from pipelines.cached_metadata import carry_cached_step_metadata
 from pipelines.run_failure import raise_if_a_step_failed
@@ -32,6 +36,8 @@ class RunReport:
     mlflow_experiment: str
     mlflow_tracking_uri: str
     highlights: tuple[str, ...] = ()
+    # False when every step was a cache hit: no step ran, so no MLflow run was made.
+    mlflow_run_made: bool = True
 
     def lines(self) -> list[str]:
         lines = [f"ZenML run:      {self.pipeline_run} ({self.status})"]
@@ -39,7 +45,12 @@ class RunReport:
             lines.append(f"Model version:  {self.model}")
         lines += list(self.highlights)
         lines += [
-            f"MLflow run:     experiment '{self.mlflow_experiment}', run '{self.pipeline_run}'",
+            (
+                f"MLflow run:     experiment '{self.mlflow_experiment}', run '{self.pipeline_run}'"
+                if self.mlflow_run_made
+                else "MLflow run:     none, every step was a cache hit (the runs that executed "
+                "them hold their MLflow records)"
+            ),
             f"MLflow UI:      mlflow ui --backend-store-uri {self.mlflow_tracking_uri}",
             "ZenML UI:       zenml login --local",
         ]
@@ -149,10 +160,15 @@ def run_llm(config: RunConfig, studies: str) -> RunReport:
 
 def run_model_pipeline(pipeline, config: RunConfig, stored_config: dict, **parameters):
     """Run a pipeline that ends in a version of the config's model; that version also gets
-    the config it was trained from (`stored_config`) and the metadata of cached steps."""
+    the config it was trained from (`stored_config`) and the metadata of cached steps.
+
+    Its steps log to the MLflow experiment named after the model, not after the pipeline:
+    one experiment then compares every version of a model, whichever pipeline trained it,
+    and holds no other model's runs."""
     model = Model(name=config.model_name, description=config.description or None)
+    tracker = MLFlowExperimentTrackerSettings(experiment_name=config.model_name)
     try:
-        run = pipeline.with_options(model=model)(
+        run = pipeline.with_options(model=model, settings={"experiment_tracker": tracker})(
             **parameters,
             evaluation_settings=config.evaluation,
             export_settings=config.export,
@@ -164,7 +180,7 @@ def run_model_pipeline(pipeline, config: RunConfig, stored_config: dict, **param
     carry_cached_step_metadata(run)
     if run.model_version is not None:
         log_metadata(metadata={"run_config": stored_config}, model_version_id=run.model_version.id)
-    return report_of(Client().get_pipeline_run(run.id))
+    return report_of(Client().get_pipeline_run(run.id), mlflow_experiment=config.model_name)
 
 
 def stored_run_config(config: RunConfig, data_settings: DataSettings) -> dict:
@@ -175,7 +191,8 @@ def stored_run_config(config: RunConfig, data_settings: DataSettings) -> dict:
     return stored
 
 
-def report_of(run) -> RunReport:
+def report_of(run, mlflow_experiment: str | None = None) -> RunReport:
+    """`mlflow_experiment` defaults to the tracker's default, the pipeline's name."""
     from pipelines.stack import mlflow_tracking_uri
 
     version = run.model_version
@@ -183,9 +200,10 @@ def report_of(run) -> RunReport:
         pipeline_run=run.name,
         status=str(run.status.value),
         model=f"{version.model.name}:{version.name}" if version else None,
-        mlflow_experiment=run.pipeline.name,
+        mlflow_experiment=mlflow_experiment or run.pipeline.name,
         mlflow_tracking_uri=mlflow_tracking_uri(),
         highlights=highlights_of(version.run_metadata) if version else (),
+        mlflow_run_made=any(step.status != ExecutionStatus.CACHED for step in run.steps.values()),
     )
 
 

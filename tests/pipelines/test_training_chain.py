@@ -149,9 +149,11 @@ def test_the_merged_export_is_a_model_version_artifact_that_decodes_like_the_ada
     assert torch.equal(*tokens)
 
 
-def test_chain_logs_metrics_and_plots_to_mlflow(trained):
+def test_chain_logs_metrics_and_plots_to_mlflow(trained, tiny_config):
     mlflow.set_tracking_uri(mlflow_tracking_uri())
-    runs = mlflow.search_runs(experiment_names=["training_pipeline"], output_format="list")
+    # The model's experiment: every version of it, whichever pipeline trained it.
+    assert trained.mlflow_experiment == tiny_config.model_name
+    runs = mlflow.search_runs(experiment_names=[tiny_config.model_name], output_format="list")
     run = next(r for r in runs if r.info.run_name == trained.pipeline_run)
     assert "val_bleu4" in run.data.metrics and "eval_loss" in run.data.metrics
     assert run.data.metrics["val_rejected_prompts"] == 0
@@ -174,6 +176,9 @@ def test_training_again_on_unchanged_input_is_a_cache_hit(trained, tiny_config):
     rerun = run_training(tiny_config)
     steps = Client().get_pipeline_run(rerun.pipeline_run).steps
     assert {name: s.status.value for name, s in steps.items()} == dict.fromkeys(steps, "cached")
+    # No step ran, so the tracker made no MLflow run: the report does not name one.
+    assert trained.mlflow_run_made and not rerun.mlflow_run_made
+    assert "every step was a cache hit" in "\n".join(rerun.lines())
     assert rerun.model != trained.model  # a new model version, holding the cached outputs
     model_version = _model_version(rerun.model)
     adapter = model_version.get_artifact("adapter").load()
