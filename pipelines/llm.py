@@ -27,11 +27,11 @@ def llm_stage(
     llm_settings: LLMSettings,
     evaluation_settings: EvaluationSettings,
     checkpoint_dir: str,
-    export_settings: ExportSettings | None,
+    export_settings: ExportSettings,
 ) -> None:
     """The steps, called inside a pipeline function (ZenML composes them there)."""
     adapter, _ = finetune_llm(alpaca_table, llm_settings, checkpoint_dir)
-    if export_settings is not None and export_settings.merged:
+    if export_settings.merged:
         export_merged_model(adapter, llm_settings, export_settings)
     predictions, rejected_prompts = generate_reports(adapter, alpaca_table, llm_settings)
     evaluate_reports(predictions, rejected_prompts, alpaca_table, evaluation_settings)
@@ -43,7 +43,7 @@ def llm_pipeline(
     llm_settings: LLMSettings,
     evaluation_settings: EvaluationSettings,
     checkpoint_dir: str,
-    export_settings: ExportSettings | None = None,
+    export_settings: ExportSettings,
 ):
     # The prompts depend on the LLM settings (retrieved examples), so they are made here from
     # the studies, as the data pipeline makes them.

@@ -24,7 +24,7 @@ def training_pipeline(
     llm_settings: LLMSettings,
     evaluation_settings: EvaluationSettings,
     checkpoint_dir: str,
-    export_settings: ExportSettings | None = None,
+    export_settings: ExportSettings,
 ):
     alpaca_table = data_pipeline.entrypoint(
         manifest_path, input_fingerprint, deid_key_id, data_settings, llm_settings

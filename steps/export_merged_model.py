@@ -25,7 +25,7 @@ def export_merged_model(
     """Merged on the CPU, in the export's dtype: it needs the base model's 16-bit size in
     memory, not a GPU."""
     spec = export_settings.base_model or llm_settings.base_model
-    merged_dir = fresh_handoff_dir(cache_dir() / "merged_handoff") / "model"
+    merged_dir = fresh_handoff_dir(cache_dir() / "merged_handoff")
     try:
         export_merged(
             resolve_base_model(spec), adapter, merged_dir, getattr(torch, export_settings.dtype)
