@@ -310,6 +310,7 @@ class ReportGenerator:
         mbr_candidates: int = 0,
         mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
         mbr_example_references: bool = False,
+        mbr_impression_weight: float = 0.0,
         seed: int = 0,
         stop_logit_bias: float = 0.0,
     ):
@@ -324,6 +325,7 @@ class ReportGenerator:
             mbr_candidates=mbr_candidates,
             mbr_epsilon=mbr_epsilon,
             mbr_example_references=mbr_example_references,
+            mbr_impression_weight=mbr_impression_weight,
             seed=seed,
             stop_logit_bias=stop_logit_bias,
         )
@@ -340,6 +342,7 @@ class ReportGenerator:
         mbr_candidates: int = 0,
         mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
         mbr_example_references: bool = False,
+        mbr_impression_weight: float = 0.0,
         seed: int = 0,
         stop_ids: list[int] | None = None,
         pad_id: int | None = None,
@@ -368,6 +371,7 @@ class ReportGenerator:
         self.mbr_candidates = mbr_candidates  # > 1: MBR decoding (num_beams 1)
         self.mbr_epsilon = mbr_epsilon
         self.mbr_example_references = mbr_example_references
+        self.mbr_impression_weight = mbr_impression_weight
         self.seed = seed  # MBR's sampling
 
     @classmethod
@@ -430,6 +434,7 @@ class ReportGenerator:
             mbr_candidates=settings.mbr_candidates,
             mbr_epsilon=settings.mbr_epsilon,
             mbr_example_references=settings.mbr_example_references,
+            mbr_impression_weight=settings.mbr_impression_weight,
             seed=settings.seed,
             stop_logit_bias=settings.stop_logit_bias,
         )
@@ -496,14 +501,20 @@ class ReportGenerator:
         each study samples from its own generator, seeded by `seed` and its impression, so
         it gets the same report alone or among any others. With `mbr_example_references`
         the reports of `examples[i]` also count as pseudo-references in the i-th selection
-        (they are never returned themselves).
+        (they are never returned themselves); with `mbr_impression_weight` above 0 the
+        selection also weighs how well each candidate's findings agree with its impression's.
         """
         num_beams = num_beams or self.num_beams
         if self.mbr_candidates > 1 and num_beams == 1:
             groups = self.candidate_groups(
                 impressions, examples, batch_size, max_new_tokens, progress
             )
-            return select_reports(groups, examples if self.mbr_example_references else None)
+            return select_reports(
+                groups,
+                examples if self.mbr_example_references else None,
+                impressions,
+                self.mbr_impression_weight,
+            )
         budget = max_new_tokens or self.max_new_tokens
         return self._decode_in_batches(
             self._prompts(impressions, examples),

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from radreport.metrics.bleu_statistics import report_statistics, sentence_bleu
+from radreport.metrics.finding_f1 import FindingCounts, example_f1
+from radreport.metrics.labeler import binarize_labels, label_reports
 from radreport.metrics.normalize import normalize_report
 
 
@@ -37,44 +39,82 @@ def _agreement(texts: Sequence[str]) -> np.ndarray:
     return matrix
 
 
-def select_by_mbr(candidates: Sequence[str], references: Sequence[str] = ()) -> int:
-    """Index of the candidate with the highest mean BLEU against the other candidates and
-    the `references`.
-
-    `references` are further pseudo-references that are scored against but never chosen,
-    such as the retrieved training reports shown in the prompt: the choice then leans to the
-    candidate that agrees with what radiologists wrote for similar impressions, while the
-    report returned is still one the model wrote. Empty references are left out of the mean.
-
-    Ties go to the earliest candidate (the generator puts its greedy decode first), and an
-    empty candidate, which agrees with nothing, is never preferred to a non-empty one.
-    """
-    if not candidates:
-        raise ValueError("MBR selection needs at least one candidate")
+def expected_bleu(candidates: Sequence[str], references: Sequence[str] = ()) -> np.ndarray:
+    """Each candidate's mean sentence BLEU-4 against the other candidates and the
+    `references` (pseudo-references, never chosen); empty references are left out."""
     texts = [normalize_report(candidate) for candidate in candidates]
-    pseudo_references = [text for text in map(normalize_report, references) if text]
+    return _expected_bleu(texts, [text for text in map(normalize_report, references) if text])
+
+
+def _expected_bleu(texts: Sequence[str], pseudo_references: Sequence[str]) -> np.ndarray:
     total_bleu = _agreement(texts).sum(axis=1)
     if pseudo_references:
         statistics = np.array(
             [report_statistics(text, ref) for text in texts for ref in pseudo_references]
         )
         total_bleu += sentence_bleu(statistics).reshape(len(texts), -1).sum(axis=1)
-    expected_bleu = total_bleu / max(len(texts) - 1 + len(pseudo_references), 1)
+    return total_bleu / max(len(texts) - 1 + len(pseudo_references), 1)
+
+
+def impression_agreement(candidates: Sequence[str], impression: str) -> np.ndarray:
+    """Per candidate, the example-based F1 between the findings the labeler reads in it and
+    in the impression (1 when neither states any): does the draft say what the radiologist
+    concluded? Uncertain findings count as present, as in the evaluation's default."""
+    found = binarize_labels(label_reports([impression, *candidates]), uncertain_as=1)
+    stated = np.repeat(found[:1], len(candidates), axis=0)
+    return example_f1(FindingCounts.compare(stated, found[1:]))
+
+
+def select_by_mbr(
+    candidates: Sequence[str],
+    references: Sequence[str] = (),
+    impression: str | None = None,
+    impression_weight: float = 0.0,
+) -> int:
+    """Index of the candidate with the highest mean BLEU against the other candidates and
+    the `references` (`expected_bleu`), plus `impression_weight` times its agreement with
+    the `impression`'s findings (`impression_agreement`).
+
+    `references` are further pseudo-references that are scored against but never chosen,
+    such as the retrieved training reports shown in the prompt: the choice then leans to the
+    candidate that agrees with what radiologists wrote for similar impressions, while the
+    report returned is still one the model wrote. Empty references are left out of the mean.
+    BLEU is blind to what a sentence asserts ("no effusion" and "small effusion" share most
+    words); the impression term prefers, among candidates BLEU rates alike, the one that
+    does not contradict the radiologist.
+
+    Ties go to the earliest candidate (the generator puts its greedy decode first), and an
+    empty candidate, which agrees with nothing, is never preferred to a non-empty one.
+    """
+    if not candidates:
+        raise ValueError("MBR selection needs at least one candidate")
+    utility = expected_bleu(candidates, references)
+    if impression_weight and impression is not None:
+        utility = utility + impression_weight * impression_agreement(candidates, impression)
+    return best_non_empty(candidates, utility)
+
+
+def best_non_empty(candidates: Sequence[str], utility: np.ndarray) -> int:
+    """Index of the highest `utility`, the earliest on ties, an empty candidate last."""
     # An empty report scores 0 against anything, as does one that shares nothing; ranking
     # the empty ones below every other keeps a tie of zeros from choosing an empty report.
-    empty = np.array([not text for text in texts])
-    return int(np.argmax(np.where(empty, -1.0, expected_bleu)))
+    empty = np.array([not normalize_report(candidate) for candidate in candidates])
+    return int(np.argmax(np.where(empty, -np.inf, utility)))
 
 
 def select_reports(
     groups: Sequence[Sequence[str]],
     examples: Sequence[Sequence[tuple[str, str]]] | None = None,
+    impressions: Sequence[str] | None = None,
+    impression_weight: float = 0.0,
 ) -> list[str]:
     """The MBR choice of each candidate group; with `examples`, the reports of the i-th
-    (impression, report) list are pseudo-references of the i-th choice (never chosen)."""
-    if examples is None:
-        return [group[select_by_mbr(group)] for group in groups]
+    (impression, report) list are pseudo-references of the i-th choice (never chosen); with
+    `impressions` and a weight above 0, the i-th choice also weighs agreement with the i-th
+    impression."""
+    shown = examples if examples is not None else [()] * len(groups)
+    stated = impressions if impressions is not None else [None] * len(groups)
     return [
-        group[select_by_mbr(group, [report for _, report in shown])]
-        for group, shown in zip(groups, examples, strict=True)
+        group[select_by_mbr(group, [report for _, report in pairs], impression, impression_weight)]
+        for group, pairs, impression in zip(groups, shown, stated, strict=True)
     ]

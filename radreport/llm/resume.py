@@ -35,6 +35,7 @@ _NOT_FINGERPRINTED = {
     "mbr_candidates",
     "mbr_epsilon",
     "mbr_example_references",
+    "mbr_impression_weight",
     "decoder",
 }
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")

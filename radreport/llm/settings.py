@@ -96,6 +96,11 @@ class LLMSettings(ConfigSection):
     # MBR selection also scores each candidate against the retrieved examples' reports
     # (pseudo-references only: the report returned is always one the model wrote).
     mbr_example_references: bool = False
+    # Above 0, MBR selection adds this times each candidate's agreement with its impression:
+    # the F1 between the findings the evaluation's labeler reads in the two. BLEU alone is
+    # blind to what a sentence asserts, so it may keep a draft that contradicts the
+    # radiologist's impression among candidates it rates alike.
+    mbr_impression_weight: float = Field(0.0, ge=0.0)
     retrieval_k: int = Field(0, ge=0)
     # "onnxruntime": greedy decoding on the CPU through an ONNX Runtime GenAI export of the
     # model (adapter merged, fp32; exported once, cached by content). The same tokens as
@@ -150,6 +155,8 @@ class LLMSettings(ConfigSection):
                 "mbr_example_references needs MBR decoding (mbr_candidates > 1) and retrieved "
                 "examples (retrieval_k > 0)"
             )
+        if self.mbr_impression_weight and self.mbr_candidates < 2:
+            raise ValueError("mbr_impression_weight needs MBR decoding (mbr_candidates > 1)")
         if self.mbr_candidates > 1 and self.num_beams > 1:
             raise ValueError("mbr_candidates > 1 samples its candidates: it needs num_beams 1")
         if self.no_repeat_ngram_size == 1 or (self.no_repeat_ngram_size and self.num_beams > 1):

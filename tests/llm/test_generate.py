@@ -282,16 +282,47 @@ def test_mbr_example_references_need_mbr_and_retrieval():
     assert settings.mbr_example_references
 
 
+def test_mbr_impression_weight_needs_mbr():
+    with pytest.raises(ValueError, match="mbr_impression_weight needs MBR"):
+        LLMSettings(mbr_impression_weight=0.1)
+    with pytest.raises(ValueError, match="greater than or equal to 0"):
+        LLMSettings(mbr_impression_weight=-0.1, mbr_candidates=4)
+    assert LLMSettings(mbr_impression_weight=0.1, mbr_candidates=4).mbr_impression_weight == 0.1
+
+
 def test_mbr_is_rejected_with_beams():
     with pytest.raises(ValueError, match="mbr_candidates"):
         LLMSettings(mbr_candidates=4, num_beams=2)
 
 
 def test_mbr_settings_reach_the_generator(tiny_llama_dir):
-    settings = LLMSettings(mbr_candidates=3, mbr_epsilon=0.05, seed=7, compute_dtype="float32")
+    settings = LLMSettings(
+        mbr_candidates=3,
+        mbr_epsilon=0.05,
+        mbr_impression_weight=0.2,
+        seed=7,
+        compute_dtype="float32",
+    )
     generator = ReportGenerator.from_settings(settings, tiny_llama_dir)
     assert (generator.mbr_candidates, generator.mbr_epsilon, generator.seed) == (3, 0.05, 7)
+    assert generator.mbr_impression_weight == 0.2
     assert len(generator.generate(IMPRESSIONS[:2], max_new_tokens=4, progress=False)) == 2
+
+
+def test_mbr_selection_weighs_each_reports_agreement_with_its_own_impression(
+    generator, monkeypatch
+):
+    # A random model writes no findings, so the candidates are given: two that call the
+    # heart normal and one that calls it enlarged, for each of two impressions.
+    contradicting = "The heart is normal in size. The lungs are clear. No effusion."
+    agreeing = "The heart is enlarged. The lungs are clear. No effusion."
+    group = [contradicting, contradicting, agreeing]
+    monkeypatch.setattr(generator, "candidate_groups", lambda impressions, *_: [group] * 2)
+    monkeypatch.setattr(generator, "mbr_candidates", 3)
+    impressions = ["Cardiomegaly.", "No acute cardiopulmonary disease."]
+    assert generator.generate(impressions, progress=False) == [contradicting] * 2  # BLEU alone
+    monkeypatch.setattr(generator, "mbr_impression_weight", 1.0)
+    assert generator.generate(impressions, progress=False) == [agreeing, contradicting]
 
 
 def _impression_of_prompt_length(generator, tokens: int) -> str:

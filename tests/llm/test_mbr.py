@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from radreport.llm.mbr import agreement_matrix, select_by_mbr, select_reports
+from radreport.llm.mbr import (
+    agreement_matrix,
+    impression_agreement,
+    select_by_mbr,
+    select_reports,
+)
 
 NORMAL = "The heart is normal. The lungs are clear. No effusion or pneumothorax."
 OUTLIER = "Large left pleural effusion with collapse of the left lower lobe."
@@ -60,3 +65,31 @@ def test_select_reports_uses_each_groups_own_example_reports():
     examples = [[("x", "no effusion seen today")], [("y", "large right effusion present")]]
     assert select_reports(groups) == ["no effusion seen"] * 2
     assert select_reports(groups, examples) == ["no effusion seen", "large right effusion"]
+
+
+def test_agreement_with_the_impression_is_the_f1_of_the_findings_each_states():
+    candidates = [
+        "The heart is enlarged. Small right pleural effusion.",  # both findings
+        "The heart is enlarged. The lungs are clear.",  # one of two
+        NORMAL,  # neither, and states no finding where the impression has two
+    ]
+    agreement = impression_agreement(candidates, "Cardiomegaly with a right pleural effusion.")
+    assert agreement == pytest.approx([1.0, 2 / 3, 0.0])
+    # An impression and a report that state no finding agree fully.
+    assert impression_agreement([NORMAL], "No acute cardiopulmonary disease.") == [1.0]
+
+
+def test_the_impression_weight_turns_a_close_choice_to_the_report_that_agrees_with_it():
+    contradicting = "The heart is normal in size. The lungs are clear. No effusion."
+    agreeing = "The heart is enlarged. The lungs are clear. No effusion."
+    candidates = [contradicting, contradicting, agreeing]
+    impression = "Cardiomegaly."
+    assert select_by_mbr(candidates, impression=impression) == 0  # BLEU alone: the majority
+    assert select_by_mbr(candidates, impression=impression, impression_weight=1.0) == 2
+    groups = [candidates, candidates]
+    assert select_reports(
+        groups, impressions=[impression, "Normal chest."], impression_weight=1.0
+    ) == [
+        agreeing,
+        contradicting,
+    ]
