@@ -8,16 +8,36 @@ beside the exact-impression lookup with the evaluation's own code.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from iu_xray_finetune import load_studies
 
+from radreport.llm.prompt_table import build_prompt_table
 from radreport.metrics.baselines import baseline_reports
 from radreport.metrics.bleu_statistics import bleu_from_statistics, corpus_statistics
 from radreport.metrics.normalize import normalize_report
 from radreport.metrics.scoring import score_systems
 from radreport.metrics.settings import EvaluationSettings
+
+
+def val_with_candidates(
+    candidates_path: Path, retrieval_k: int
+) -> tuple[pd.DataFrame, pd.DataFrame, list[list[str]]]:
+    """(train rows, val rows, candidate groups): the prompt table with `retrieval_k`
+    examples, as the candidates' prompts had, and the groups saved by `iu_xray_finetune.py
+    --candidates-out`, one per val row."""
+    table = build_prompt_table(load_studies(), retrieval_k)
+    train = table[table["split"] == "train"]
+    val = table[table["split"] == "val"].reset_index(drop=True)
+    groups = json.loads(candidates_path.read_text())
+    if len(groups) != len(val):
+        raise SystemExit(
+            f"{candidates_path}: {len(groups)} candidate lists for {len(val)} val rows"
+        )
+    return train, val, groups
 
 
 def split_halves(study_ids: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -34,11 +34,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from iu_xray_finetune import load_studies
-from iu_xray_halves import dev_scores, score_half, split_halves
+from iu_xray_halves import dev_scores, score_half, split_halves, val_with_candidates
 
 from radreport.llm.mbr import best_non_empty, expected_bleu, impression_agreement
-from radreport.llm.prompt_table import build_prompt_table
 from radreport.metrics.scoring import score_systems
 from radreport.metrics.settings import EvaluationSettings
 
@@ -57,14 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     weights = sorted({0.0, *(float(value) for value in args.weights.split(","))})
 
-    table = build_prompt_table(load_studies(), args.retrieval_k)
-    train = table[table["split"] == "train"]
-    val = table[table["split"] == "val"].reset_index(drop=True)
-    groups = json.loads(args.candidates.read_text())
-    if len(groups) != len(val):
-        raise SystemExit(
-            f"{args.candidates}: {len(groups)} candidate lists for {len(val)} val rows"
-        )
+    train, val, groups = val_with_candidates(args.candidates, args.retrieval_k)
     bleu = [
         expected_bleu(group, [report for _, report in shown])
         for group, shown in zip(groups, val["examples"], strict=True)

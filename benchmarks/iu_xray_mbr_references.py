@@ -27,11 +27,9 @@ import argparse
 import json
 from pathlib import Path
 
-from iu_xray_finetune import load_studies
-from iu_xray_halves import dev_scores, score_half, split_halves
+from iu_xray_halves import dev_scores, score_half, split_halves, val_with_candidates
 
 from radreport.llm.mbr import select_reports
-from radreport.llm.prompt_table import build_prompt_table
 from radreport.llm.retrieval import ImpressionIndex
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -47,14 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     counts = [int(value) for value in args.counts.split(",")]
 
-    table = build_prompt_table(load_studies(), args.retrieval_k)
-    train = table[table["split"] == "train"]
-    val = table[table["split"] == "val"].reset_index(drop=True)
-    groups = json.loads(args.candidates.read_text())
-    if len(groups) != len(val):
-        raise SystemExit(
-            f"{args.candidates}: {len(groups)} candidate lists for {len(val)} val rows"
-        )
+    train, val, groups = val_with_candidates(args.candidates, args.retrieval_k)
     shown = [[tuple(pair) for pair in row] for row in val["examples"]]
     nearest = ImpressionIndex.from_table(train).nearest(
         val["impression"].tolist(), max(counts), distinct=False

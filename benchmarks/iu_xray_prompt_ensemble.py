@@ -33,13 +33,11 @@ import json
 import time
 from pathlib import Path
 
-from iu_xray_finetune import load_studies
-from iu_xray_halves import dev_scores, score_half, split_halves
+from iu_xray_halves import dev_scores, score_half, split_halves, val_with_candidates
 
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.mbr import select_reports
-from radreport.llm.prompt_table import build_prompt_table
 from radreport.llm.settings import LLMSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -72,12 +70,7 @@ def main() -> None:
     if not (args.adapter or args.variants_in):
         parser.error("--adapter or --variants-in is needed")
 
-    table = build_prompt_table(load_studies(), 3)
-    train = table[table["split"] == "train"]
-    val = table[table["split"] == "val"].reset_index(drop=True)
-    groups = json.loads(args.candidates.read_text())
-    if len(groups) != len(val):
-        raise SystemExit(f"{args.candidates}: {len(groups)} candidate lists for {len(val)} rows")
+    train, val, groups = val_with_candidates(args.candidates, 3)
     shown = [[tuple(pair) for pair in row] for row in val["examples"]]
     impressions = val["impression"].tolist()
     if args.variants_in:

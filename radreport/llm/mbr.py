@@ -6,7 +6,9 @@ small model is often an idiosyncratic wording. Scoring every candidate against a
 others with the metric we are judged by, and keeping the best on average, estimates the
 report with the highest expected BLEU under the model's own distribution (Kumar & Byrne
 2004; with epsilon-sampled candidates, Freitag et al. 2023). The candidates themselves come
-from `radreport.llm.generate.sample_candidates`.
+from `radreport.llm.generate.sample_candidates`. BLEU is blind to what a sentence asserts, so
+the choice can also weigh each candidate's agreement with the findings of its own impression
+(`impression_agreement`).
 """
 
 from __future__ import annotations
@@ -43,10 +45,7 @@ def expected_bleu(candidates: Sequence[str], references: Sequence[str] = ()) -> 
     """Each candidate's mean sentence BLEU-4 against the other candidates and the
     `references` (pseudo-references, never chosen); empty references are left out."""
     texts = [normalize_report(candidate) for candidate in candidates]
-    return _expected_bleu(texts, [text for text in map(normalize_report, references) if text])
-
-
-def _expected_bleu(texts: Sequence[str], pseudo_references: Sequence[str]) -> np.ndarray:
+    pseudo_references = [text for text in map(normalize_report, references) if text]
     total_bleu = _agreement(texts).sum(axis=1)
     if pseudo_references:
         statistics = np.array(
