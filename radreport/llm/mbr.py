@@ -21,6 +21,10 @@ from radreport.metrics.bleu_statistics import report_statistics, sentence_bleu
 from radreport.metrics.finding_f1 import FindingCounts, example_f1
 from radreport.metrics.labeler import binarize_labels, label_reports
 from radreport.metrics.normalize import normalize_report
+from radreport.metrics.settings import EvaluationSettings
+
+# Whether an uncertain finding counts as stated: as finding F1 counts it by default.
+_UNCERTAIN_AS = EvaluationSettings.model_fields["uncertain_as"].default
 
 
 def agreement_matrix(candidates: Sequence[str]) -> np.ndarray:
@@ -58,8 +62,8 @@ def expected_bleu(candidates: Sequence[str], references: Sequence[str] = ()) -> 
 def impression_agreement(candidates: Sequence[str], impression: str) -> np.ndarray:
     """Per candidate, the example-based F1 between the findings the labeler reads in it and
     in the impression (1 when neither states any): does the draft say what the radiologist
-    concluded? Uncertain findings count as present, as in the evaluation's default."""
-    found = binarize_labels(label_reports([impression, *candidates]), uncertain_as=1)
+    concluded? Uncertain findings count as the evaluation counts them by default."""
+    found = binarize_labels(label_reports([impression, *candidates]), _UNCERTAIN_AS)
     stated = np.repeat(found[:1], len(candidates), axis=0)
     return example_f1(FindingCounts.compare(stated, found[1:]))
 
