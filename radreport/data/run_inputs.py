@@ -34,11 +34,19 @@ class RunInputs:
     fingerprint: str
 
 
+def demo_studies_dir(settings: SyntheticSettings) -> Path:
+    """The folder of the demo studies these settings make: one per settings digest under
+    `out_dir`, so that a run with other settings never rewrites files that a running one
+    fingerprinted and is still reading."""
+    digest = hashlib.blake2b(_wanted_marker(settings).encode(), digest_size=6).hexdigest()
+    return settings.out_dir.resolve() / digest
+
+
 def ensure_demo_studies(settings: SyntheticSettings) -> Path:
-    """The demo manifest, generated only when missing or made with other settings. Two
-    runs starting at once on a fresh machine generate it once: the second waits for the
-    first instead of reading files being written."""
-    out_dir = settings.out_dir.resolve()
+    """The demo manifest, generated only when missing. Two runs starting at once on a fresh
+    machine generate it once: the second waits for the first instead of reading files being
+    written."""
+    out_dir = demo_studies_dir(settings)
     if _up_to_date(settings, out_dir):  # read-only use: no lock, so no write access needed
         return out_dir / MANIFEST_NAME
     lock = FolderLock(
@@ -53,7 +61,8 @@ def ensure_demo_studies(settings: SyntheticSettings) -> Path:
 
 
 def _wanted_marker(settings: SyntheticSettings) -> str:
-    # Worker count changes no byte of the output, so it does not force a rewrite.
+    # Worker count changes no byte of the output, so it neither names a folder nor forces
+    # a rewrite.
     return settings.model_dump_json(exclude={"out_dir", "workers"})
 
 
@@ -67,7 +76,7 @@ def _up_to_date(settings: SyntheticSettings, out_dir: Path) -> bool:
 
 
 def _generate(settings: SyntheticSettings, out_dir: Path) -> Path:
-    # A run with the old settings must not take the folder as ready while it is rewritten.
+    # Written last: a folder whose generation was cut off is generated again, never read.
     (out_dir / GENERATOR_MARKER).unlink(missing_ok=True)
     manifest = generate_demo_studies(
         out_dir,

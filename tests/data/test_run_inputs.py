@@ -73,7 +73,7 @@ def test_two_runs_starting_at_once_generate_the_demo_studies_once(tmp_path, monk
     for run in runs:
         run.join(timeout=120)
     assert len(calls) == 1
-    assert manifests == [tmp_path / "demo" / "manifest.csv"] * 2
+    assert manifests == [run_inputs.demo_studies_dir(settings) / "manifest.csv"] * 2
 
 
 def test_demo_studies_already_there_are_read_without_taking_a_lock(tmp_path, monkeypatch):
@@ -90,3 +90,25 @@ def test_demo_studies_already_there_are_read_without_taking_a_lock(tmp_path, mon
 
     monkeypatch.setattr(run_inputs, "FolderLock", no_lock)
     assert run_inputs.ensure_demo_studies(settings) == manifest
+
+
+def test_other_demo_settings_leave_the_studies_a_running_run_reads_untouched(tmp_path):
+    """A run reads its studies after fingerprinting them; a second run started with other
+    settings must not rewrite them under it (the first would ingest other bytes than its
+    fingerprint says)."""
+    from radreport.data import run_inputs
+    from radreport.data.settings import SyntheticSettings
+
+    first = SyntheticSettings(
+        out_dir=tmp_path / "demo", n_studies=2, min_slices=2, max_slices=2, size=32, workers=1
+    )
+    manifest = run_inputs.ensure_demo_studies(first)
+    before = {p: p.read_bytes() for p in manifest.parent.rglob("*") if p.is_file()}
+    other = run_inputs.ensure_demo_studies(first.model_copy(update={"seed": first.seed + 1}))
+    assert other.parent != manifest.parent
+    assert other.parent.parent == manifest.parent.parent == (tmp_path / "demo").resolve()
+    assert {p: p.read_bytes() for p in manifest.parent.rglob("*") if p.is_file()} == before
+    assert other.read_bytes() != manifest.read_bytes()
+    # More workers write the same bytes: the same folder, nothing generated again.
+    same = first.model_copy(update={"workers": 2})
+    assert run_inputs.ensure_demo_studies(same) == manifest

@@ -23,6 +23,7 @@ from pipelines.launch import run_data, run_llm, run_training
 from pipelines.model_versions import load_trained_model
 from pipelines.stack import mlflow_tracking_uri
 from radreport.config import RunConfig
+from radreport.data.run_inputs import demo_studies_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -234,7 +235,7 @@ def test_a_missing_studies_version_is_one_line_naming_the_latest(trained, tmp_pa
 def test_unchanged_input_is_a_cache_hit_and_a_changed_file_is_not(trained, tiny_config):
     rerun = Client().get_pipeline_run(run_data(tiny_config).pipeline_run)
     assert {s.status.value for s in rerun.steps.values()} == {"cached"}
-    manifest = tiny_config.data.synthetic.out_dir / "manifest.csv"
+    manifest = demo_studies_dir(tiny_config.data.synthetic) / "manifest.csv"
     manifest.write_text(manifest.read_text().replace("No pleural effusion.", "No effusion."))
     changed = Client().get_pipeline_run(run_data(tiny_config).pipeline_run)
     assert changed.steps["ingest_studies"].status.value == "completed"
