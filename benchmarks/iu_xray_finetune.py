@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--retrieval-k", type=int, default=0)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--lora-r", type=int, default=16, help="llm.lora_r")
+    parser.add_argument("--lora-alpha", type=int, default=16, help="llm.lora_alpha")
     parser.add_argument("--eval-rows", type=int, default=64, help="val rows for the eval loss")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument(
@@ -118,6 +120,8 @@ def main() -> None:
         max_steps=args.max_steps,
         per_device_batch_size=args.batch,
         learning_rate=args.learning_rate,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
         retrieval_k=args.retrieval_k,
         max_seq_length=256 + 160 * args.retrieval_k,
         eval_steps=max(args.max_steps // 3, 1),
