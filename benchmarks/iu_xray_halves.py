@@ -29,15 +29,24 @@ def val_with_candidates(
     """(train rows, val rows, candidate groups): the prompt table with `retrieval_k`
     examples, as the candidates' prompts had, and the groups saved by `iu_xray_finetune.py
     --candidates-out`, one per val row."""
+    train, val = train_and_val(retrieval_k)
+    return train, val, read_candidates(candidates_path, len(val))
+
+
+def train_and_val(retrieval_k: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train rows, val rows) of the prompt table with `retrieval_k` examples."""
     table = build_prompt_table(load_studies(), retrieval_k)
-    train = table[table["split"] == "train"]
-    val = table[table["split"] == "val"].reset_index(drop=True)
+    return table[table["split"] == "train"], table[table["split"] == "val"].reset_index(drop=True)
+
+
+def read_candidates(candidates_path: Path, val_rows: int) -> list[list[str]]:
+    """The candidate groups saved by `iu_xray_finetune.py --candidates-out`, one per val row."""
     groups = json.loads(candidates_path.read_text())
-    if len(groups) != len(val):
+    if len(groups) != val_rows:
         raise SystemExit(
-            f"{candidates_path}: {len(groups)} candidate lists for {len(val)} val rows"
+            f"{candidates_path}: {len(groups)} candidate lists for {val_rows} val rows"
         )
-    return train, val, groups
+    return groups
 
 
 def split_halves(study_ids: list[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +74,22 @@ def dev_scores(
         ratio, bleu4 = length_and_bleu([reports[i] for i in dev], [references[i] for i in dev])
         scores[name] = {"length_ratio": ratio, "bleu4": bleu4}
         print(f"dev, {name}: length ratio {ratio:.3f}, BLEU-4 {bleu4:.4f}", flush=True)
+    return scores
+
+
+def dev_bleu_and_f1(
+    systems: dict[str, list[str]], references: list[str], dev: np.ndarray
+) -> dict[str, dict[str, float]]:
+    """`dev_scores` with each system's finding F1 (micro) on `dev` added."""
+    scores = dev_scores(systems, references, dev)
+    dev_f1 = score_systems(
+        [references[i] for i in dev],
+        {name: [reports[i] for i in dev] for name, reports in systems.items()},
+        EvaluationSettings(bootstrap_resamples=1),
+    )
+    for name in systems:
+        scores[name]["finding_f1_micro"] = dev_f1[name].metrics["finding_f1_micro"]
+        print(f"dev, {name}: finding F1 {scores[name]['finding_f1_micro']:.4f}", flush=True)
     return scores
 
 

@@ -26,7 +26,13 @@ import argparse
 import json
 from pathlib import Path
 
-from iu_xray_halves import dev_scores, score_half, split_halves, val_with_candidates
+from iu_xray_halves import (
+    dev_bleu_and_f1,
+    read_candidates,
+    score_half,
+    split_halves,
+    train_and_val,
+)
 
 from radreport.llm.mbr import select_reports
 from radreport.metrics.scoring import score_systems
@@ -50,25 +56,22 @@ def main() -> None:
     runs = dict(_name_and_path(run) for run in args.runs)
     first = next(iter(runs))
 
-    chosen, train, val = {}, None, None
-    for name, path in runs.items():
-        train, val, groups = val_with_candidates(path, args.retrieval_k)
-        examples = [[tuple(pair) for pair in row] for row in val["examples"]]
-        chosen[name] = select_reports(
-            groups, examples, val["impression"].tolist(), args.impression_weight
+    # One prompt table for all runs: their prompts differ only in the adapter behind them.
+    train, val = train_and_val(args.retrieval_k)
+    examples = [[tuple(pair) for pair in row] for row in val["examples"]]
+    chosen = {
+        name: select_reports(
+            read_candidates(path, len(val)),
+            examples,
+            val["impression"].tolist(),
+            args.impression_weight,
         )
+        for name, path in runs.items()
+    }
     references = val["report"].tolist()
 
     dev, test = split_halves(val["study_id"].tolist(), args.seed)
-    scores = dev_scores(chosen, references, dev)
-    dev_f1 = score_systems(
-        [references[i] for i in dev],
-        {name: [reports[i] for i in dev] for name, reports in chosen.items()},
-        EvaluationSettings(bootstrap_resamples=1),
-    )
-    for name in chosen:
-        scores[name]["finding_f1_micro"] = dev_f1[name].metrics["finding_f1_micro"]
-        print(f"dev, {name}: finding F1 {scores[name]['finding_f1_micro']:.4f}", flush=True)
+    scores = dev_bleu_and_f1(chosen, references, dev)
     floor = scores[first]["finding_f1_micro"] - F1_TOLERANCE
     allowed = [name for name in runs if scores[name]["finding_f1_micro"] >= floor]
     best = max(allowed, key=lambda name: (scores[name]["bleu4"], name == first))

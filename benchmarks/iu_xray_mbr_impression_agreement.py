@@ -34,11 +34,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from iu_xray_halves import dev_scores, score_half, split_halves, val_with_candidates
+from iu_xray_halves import dev_bleu_and_f1, score_half, split_halves, val_with_candidates
 
 from radreport.llm.mbr import best_non_empty, expected_bleu, impression_agreement
-from radreport.metrics.scoring import score_systems
-from radreport.metrics.settings import EvaluationSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # Finding F1 may cost at most this much dev BLEU-4 against w = 0 (the IU config's rule).
@@ -74,15 +72,7 @@ def main() -> None:
     references = val["report"].tolist()
 
     dev, test = split_halves(val["study_id"].tolist(), args.seed)
-    scores = dev_scores(chosen, references, dev)
-    dev_f1 = score_systems(
-        [references[i] for i in dev],
-        {name: [reports[i] for i in dev] for name, reports in chosen.items()},
-        EvaluationSettings(bootstrap_resamples=1),
-    )
-    for name in chosen:
-        scores[name]["finding_f1_micro"] = dev_f1[name].metrics["finding_f1_micro"]
-        print(f"dev, {name}: finding F1 {scores[name]['finding_f1_micro']:.4f}", flush=True)
+    scores = dev_bleu_and_f1(chosen, references, dev)
     floor = scores["w0"]["bleu4"] - BLEU_TOLERANCE
     allowed = [w for w in weights if scores[f"w{w:g}"]["bleu4"] >= floor]
     best = max(allowed, key=lambda w: (scores[f"w{w:g}"]["finding_f1_micro"], -w))
