@@ -9,12 +9,13 @@ the runs differ only in training.
 
 The rule, fixed before the runs: on the "dev" half (iu_xray_halves.py), the highest corpus
 BLEU-4 (the goal the model has not yet met) among the runs whose dev finding F1 (micro) is
-at most 0.01 below the first run's (the IU config's setting); ties to the first run. The
-test half is scored for the first run and the chosen one beside the exact-impression
-lookup, and its reports go to benchmarks/results/iu_xray_lora_sweep.csv; compare with
+at most 0.01 below the first run's (the IU config's setting); ties to the first run. Once
+the choice is made, the test half is scored for every run beside the exact-impression
+lookup (runs of one setting under other seeds show the spread), and its reports go to
+benchmarks/results/iu_xray_lora_sweep.csv; compare with
 
     .venv/bin/python benchmarks/iu_xray_paired_delta.py \\
-        benchmarks/results/iu_xray_lora_sweep.csv NAME [--against FIRST]
+        benchmarks/results/iu_xray_lora_sweep.csv NAME [NAME_SEED1 ...] [--against FIRST]
 
 Run: .venv/bin/python benchmarks/iu_xray_lora_sweep.py NAME=CANDIDATES.json ...
 (the first NAME is the IU config's setting).
@@ -77,8 +78,7 @@ def main() -> None:
     best = max(allowed, key=lambda name: (scores[name]["bleu4"], name == first))
     print(f"chosen on dev: {best}", flush=True)
 
-    names = dict.fromkeys((first, best))
-    systems = {name: [chosen[name][i] for i in test] for name in names}
+    systems = {name: [chosen[name][i] for i in test] for name in runs}
     summary = {
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "dev_studies": len(dev),

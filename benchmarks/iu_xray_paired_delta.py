@@ -7,8 +7,13 @@ the val studies with the evaluation's own bootstrap (same weights for both syste
 prints, for corpus BLEU-4 and finding F1 (micro), the point difference, its 95 % interval
 and the share of resamples where the model scores at least as well as the lookup.
 
+Several columns (one model setting trained under several seeds, say) are scored as one
+model whose score is their mean on each resample, so the difference to the lookup is the
+setting's, not one training run's.
+
 Run: .venv/bin/python benchmarks/iu_xray_paired_delta.py \
-         benchmarks/results/iu_xray_predictions_k3.csv generated_mbr8 [--against COLUMN]
+         benchmarks/results/iu_xray_predictions_k3.csv generated_mbr8 [MORE ...] \
+         [--against COLUMN]
 
 With --against, the second system is that column of the same CSV instead of the lookup
 (two decodings of one model, say).
@@ -37,7 +42,9 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("predictions", type=Path, help="CSV with impression, reference, COLUMN")
-    parser.add_argument("column", help="the model's prediction column")
+    parser.add_argument(
+        "columns", nargs="+", help="the model's prediction column(s); several are averaged"
+    )
     parser.add_argument("--against", help="a second prediction column instead of the lookup")
     parser.add_argument("--resamples", type=int, default=10_000)
     args = parser.parse_args()
@@ -53,7 +60,7 @@ def main() -> None:
         other = baseline_reports(train, predictions["impression"].tolist())[
             "exact_impression_lookup"
         ]
-    systems = {"model": predictions[args.column].astype(str).tolist(), "other": other}
+    columns = {column: predictions[column].astype(str).tolist() for column in args.columns}
     weights = resample_weights(len(references), args.resamples, settings.seed)
     everyone = np.ones((1, len(references)), dtype=np.int64)
     normalized_references = [normalize_report(text) for text in references]
@@ -68,9 +75,14 @@ def main() -> None:
             "finding_f1_micro": finding_f1(counts, rows)["finding_f1_micro"],
         }
 
-    point = {name: scores(texts, everyone) for name, texts in systems.items()}
-    resampled = {name: scores(texts, weights) for name, texts in systems.items()}
-    print(f"{args.predictions.name}:{args.column} vs {args.against or 'exact-impression lookup'}, "
+    def mean_scores(rows: np.ndarray) -> dict[str, np.ndarray]:
+        each = [scores(texts, rows) for texts in columns.values()]
+        return {metric: np.mean([s[metric] for s in each], axis=0) for metric in each[0]}
+
+    point = {"model": mean_scores(everyone), "other": scores(other, everyone)}
+    resampled = {"model": mean_scores(weights), "other": scores(other, weights)}
+    model_label = "+".join(args.columns) + (" (mean)" if len(args.columns) > 1 else "")
+    print(f"{args.predictions.name}:{model_label} vs {args.against or 'exact-impression lookup'}, "
           f"{len(references)} studies, {args.resamples} paired resamples")  # fmt: skip
     other_label = args.against or "lookup"
     for metric in ("bleu4", "finding_f1_micro"):
