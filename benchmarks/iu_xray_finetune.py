@@ -76,15 +76,6 @@ def main() -> None:
     parser.add_argument("--lora-r", type=int, default=16, help="llm.lora_r")
     parser.add_argument("--lora-alpha", type=int, default=16, help="llm.lora_alpha")
     parser.add_argument("--seed", type=int, default=42, help="llm.seed (training and sampling)")
-    parser.add_argument(
-        "--backend",
-        choices=["auto", "unsloth", "hf"],
-        default="auto",
-        help="llm.backend (hf with --load-in-4bit false trains on a GPU as on the CPU)",
-    )
-    parser.add_argument(
-        "--load-in-4bit", choices=["auto", "true", "false"], default="auto", help="llm.load_in_4bit"
-    )
     parser.add_argument("--eval-rows", type=int, default=64, help="val rows for the eval loss")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument(
@@ -133,8 +124,6 @@ def main() -> None:
         lora_r=args.lora_r,
         lora_alpha=args.lora_alpha,
         seed=args.seed,
-        backend=args.backend,
-        load_in_4bit={"true": True, "false": False}.get(args.load_in_4bit, "auto"),
         retrieval_k=args.retrieval_k,
         max_seq_length=256 + 160 * args.retrieval_k,
         eval_steps=max(args.max_steps // 3, 1),
