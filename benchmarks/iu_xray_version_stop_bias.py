@@ -1,0 +1,76 @@
+"""Decode IU X-Ray val with a trained model version at another stop bias; write a CSV for
+iu_xray_paired_delta.py.
+
+`run.py evaluate` decodes with the settings the version was trained with. The stop bias is
+a decoding setting (it changes no weight), so whether a product run's adapter wants a
+different one can be measured on the version itself, without training again. The rows,
+the retrieved examples (from the version's own training pairs) and the generator are the
+ones `run.py evaluate` uses; only `stop_logit_bias` differs.
+
+Run:
+    nice .venv/bin/python benchmarks/iu_xray_version_stop_bias.py \
+        --model radreport-iu-xray:3 --stop-bias -2.5 --out /tmp/v3_bias-2.5.csv
+    .venv/bin/python benchmarks/iu_xray_paired_delta.py /tmp/v3_bias-2.5.csv prediction
+
+The CSV has study_id, impression, reference (val.csv's findings) and prediction, in
+val.csv's row order; OUT_test_half.csv beside it keeps the rows of the held-out half that
+iu_xray_lora_sweep.py scores (split seed 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from iu_xray_halves import split_halves, train_and_val
+
+from radreport.llm.base_model import resolve_base_model
+from radreport.llm.generate import ReportGenerator
+from radreport.llm.predictions import predict_fitting_impressions
+from radreport.metrics.report_tables import read_report_table
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "iu_xray"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="NAME:VERSION of a trained model")
+    parser.add_argument("--stop-bias", type=float, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="CSV to write")
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT))
+    from pipelines.model_versions import load_trained_model
+
+    model = load_trained_model(args.model)
+    settings = model.settings.model_copy(update={"stop_logit_bias": args.stop_bias})
+    generator = ReportGenerator.from_settings(
+        settings, resolve_base_model(settings.base_model), model.adapter_dir
+    )
+    val = read_report_table(DATA / "val.csv")
+    started = time.perf_counter()
+    reports, too_long = predict_fitting_impressions(
+        generator, val["impression"].tolist(), model.train_pairs, settings.retrieval_k
+    )
+    seconds = time.perf_counter() - started
+    if too_long:
+        raise SystemExit(f"{len(too_long)} val prompts do not fit: {too_long[0]}")
+    table = val[["study_id", "impression", "reference"]].assign(prediction=reports)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(args.out, index=False)
+    # The halves are defined on the sweep's val rows; they are val.csv's rows in order.
+    _, sweep_val = train_and_val(0)
+    if sweep_val["study_id"].tolist() != table["study_id"].tolist():
+        raise SystemExit("val.csv's rows differ from the sweep's: the halves would not match")
+    _, test = split_halves(table["study_id"].tolist(), 0)
+    test_path = args.out.with_name(f"{args.out.stem}_test_half.csv")
+    table.iloc[test].to_csv(test_path, index=False)
+    print(f"{args.model} at stop bias {args.stop_bias:g}: {len(table)} rows in {seconds:.0f} s")
+    print(f"wrote {args.out} and {test_path}")
+
+
+if __name__ == "__main__":
+    main()
