@@ -20,19 +20,18 @@ iu_xray_lora_sweep.py scores (split seed 0).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 from iu_xray_halves import split_halves, train_and_val
 
+from pipelines.model_versions import load_trained_model
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_fitting_impressions
 from radreport.metrics.report_tables import read_report_table
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "iu_xray"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
 
 
 def main() -> None:
@@ -41,9 +40,6 @@ def main() -> None:
     parser.add_argument("--stop-bias", type=float, required=True)
     parser.add_argument("--out", type=Path, required=True, help="CSV to write")
     args = parser.parse_args()
-
-    sys.path.insert(0, str(ROOT))
-    from pipelines.model_versions import load_trained_model
 
     model = load_trained_model(args.model)
     settings = model.settings.model_copy(update={"stop_logit_bias": args.stop_bias})
