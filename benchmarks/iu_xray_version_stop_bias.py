@@ -25,13 +25,11 @@ from pathlib import Path
 
 from iu_xray_halves import split_halves, train_and_val
 
-from pipelines.model_versions import load_trained_model
+from pipelines.model_versions import ModelVersionNotFound, load_trained_model
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_fitting_impressions
-from radreport.metrics.report_tables import read_report_table
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "iu_xray"
+from radreport.llm.settings import LLMSettings
 
 
 def main() -> None:
@@ -41,12 +39,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="CSV to write")
     args = parser.parse_args()
 
-    model = load_trained_model(args.model)
-    settings = model.settings.model_copy(update={"stop_logit_bias": args.stop_bias})
+    try:
+        model = load_trained_model(args.model)
+    except ModelVersionNotFound as exc:
+        raise SystemExit(f"--model: {exc}") from None
+    # Validated as a config value is (the bias has bounds), not copied unchecked.
+    settings = LLMSettings.model_validate(
+        {**model.settings.model_dump(), "stop_logit_bias": args.stop_bias}
+    )
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), model.adapter_dir
     )
-    val = read_report_table(DATA / "val.csv")
+    # The sweep's own val rows (val.csv's, in order), so the halves below are its halves.
+    _, val = train_and_val(0)
     started = time.perf_counter()
     reports, too_long = predict_fitting_impressions(
         generator, val["impression"].tolist(), model.train_pairs, settings.retrieval_k
@@ -54,13 +59,9 @@ def main() -> None:
     seconds = time.perf_counter() - started
     if too_long:
         raise SystemExit(f"{len(too_long)} val prompts do not fit: {too_long[0]}")
-    table = val[["study_id", "impression", "reference"]].assign(prediction=reports)
+    table = val[["study_id", "impression"]].assign(reference=val["report"], prediction=reports)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, index=False)
-    # The halves are defined on the sweep's val rows; they are val.csv's rows in order.
-    _, sweep_val = train_and_val(0)
-    if sweep_val["study_id"].tolist() != table["study_id"].tolist():
-        raise SystemExit("val.csv's rows differ from the sweep's: the halves would not match")
     _, test = split_halves(table["study_id"].tolist(), 0)
     test_path = args.out.with_name(f"{args.out.stem}_test_half.csv")
     table.iloc[test].to_csv(test_path, index=False)
