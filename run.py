@@ -267,9 +267,10 @@ def load_model_or_exit(spec: str | None):
     return model
 
 
-def report_generator(model, decoder: str | None = None):
+def report_generator(model, decoder: str | None = None, stop_bias: float | None = None):
     """The model version's generator; `decoder` overrides the decoding engine it was
-    trained with (a serving choice: the weights are the same)."""
+    trained with and `stop_bias` the stop bias it was trained or calibrated with (decoding
+    choices: the weights are the same)."""
     from pydantic import ValidationError
 
     from radreport.llm.base_model import resolve_base_model
@@ -277,11 +278,16 @@ def report_generator(model, decoder: str | None = None):
     from radreport.llm.settings import LLMSettings
 
     settings = model.settings
-    if decoder is not None:
+    for option, key, value in (
+        ("--decoder", "decoder", decoder),
+        ("--stop-bias", "stop_logit_bias", stop_bias),
+    ):
+        if value is None:
+            continue
         try:
-            settings = LLMSettings.model_validate({**settings.model_dump(), "decoder": decoder})
+            settings = LLMSettings.model_validate({**settings.model_dump(), key: value})
         except ValidationError as exc:
-            fail(f"--decoder {decoder}: {exc.errors()[0]['msg']}", 2)
+            fail(f"{option} {value}: {exc.errors()[0]['msg']}", 2)
     from radreport.llm.native_kernel import NativeDecoderUnavailable
 
     base = resolve_base_model(settings.base_model)
@@ -302,12 +308,25 @@ DECODER_OPTION = click.option(
     ),
 )
 
+STOP_BIAS_OPTION = click.option(
+    "--stop-bias",
+    type=float,
+    default=None,
+    help=(
+        "Added to the stop tokens' logits (-20 to 20; below 0 reports end later); default: "
+        "the bias the model version was calibrated or trained with."
+    ),
+)
+
 
 @cli.command()
 @click.option("--impression", required=True, help="The radiologist's impression.")
 @click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
 @DECODER_OPTION
-def generate(impression: str, model_spec: str | None, decoder: str | None) -> None:
+@STOP_BIAS_OPTION
+def generate(
+    impression: str, model_spec: str | None, decoder: str | None, stop_bias: float | None
+) -> None:
     """Write the detailed report for one impression with a trained model version."""
     from radreport.llm.predictions import predict_impressions
 
@@ -316,7 +335,7 @@ def generate(impression: str, model_spec: str | None, decoder: str | None) -> No
     from radreport.llm.generate import PromptTooLong
 
     model = load_model_or_exit(model_spec)
-    generator = report_generator(model, decoder)
+    generator = report_generator(model, decoder, stop_bias)
     try:
         [report] = predict_impressions(
             generator, [impression], model.train_pairs, model.settings.retrieval_k
@@ -370,7 +389,14 @@ def rows_to_score(reports_csv: Path, table) -> list[bool]:
 @click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @DECODER_OPTION
-def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str | None) -> None:
+@STOP_BIAS_OPTION
+def evaluate(
+    reports_csv: Path,
+    model_spec: str | None,
+    out: Path,
+    decoder: str | None,
+    stop_bias: float | None,
+) -> None:
     """Generate for every row of a CSV; write predictions.csv and, with references, metrics.json.
 
     A row whose prompt does not fit the model's context is rejected: its prediction is left
@@ -400,7 +426,7 @@ def evaluate(reports_csv: Path, model_spec: str | None, out: Path, decoder: str 
     prepare_output_dir(out, ("predictions.csv", "metrics.json", "rejected.csv", *REPORT_FILES))
     model = load_model_or_exit(model_spec)
     generated, too_long = predict_fitting_impressions(
-        report_generator(model, decoder),
+        report_generator(model, decoder, stop_bias),
         table["impression"].tolist(),
         model.train_pairs,
         model.settings.retrieval_k,

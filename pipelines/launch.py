@@ -217,6 +217,17 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
             f"Val loss:       {training['eval_loss_before_training']:.3f} before training"
             f" -> {training['eval_loss']:.3f} after"
         )
+    calibration = metadata.get("stop_bias_calibration")
+    if calibration:
+        trials = {trial["bias"]: trial["length_ratio"] for trial in calibration["trials"]}
+        start, chosen = calibration["start_bias"], calibration["chosen_bias"]
+        studies = (
+            f"{calibration['studies']} val stud{'y' if calibration['studies'] == 1 else 'ies'}"
+        )
+        lines.append(
+            f"Stop bias:      {chosen:+g} chosen on {studies} "
+            f"(length ratio {trials[chosen]:.2f}; {start:+g} gave {trials[start]:.2f})"
+        )
     evaluation = metadata.get("evaluation", {})
     val = evaluation.get("val", {})
     if "model" in val:

@@ -1,5 +1,5 @@
-"""The LLM stage: an Alpaca table -> adapter (and the merged export) -> generated reports ->
-evaluation.
+"""The LLM stage: an Alpaca table -> adapter (and the merged export) -> the stop bias chosen
+for it on validation studies (when configured) -> generated reports -> evaluation.
 
 The training chain runs it on the table its data stage has just made. `llm_pipeline` runs
 it alone on a stored version of the de-identified `studies` (a data pipeline's artifact),
@@ -15,6 +15,7 @@ from zenml.client import Client
 from radreport.llm.export_settings import ExportSettings
 from radreport.llm.settings import LLMSettings
 from radreport.metrics.settings import EvaluationSettings
+from steps.calibrate_stop_bias import calibrate_stop_bias
 from steps.evaluate_reports import evaluate_reports
 from steps.export_merged_model import export_merged_model
 from steps.finetune_llm import finetune_llm
@@ -33,7 +34,10 @@ def llm_stage(
     adapter, _ = finetune_llm(alpaca_table, llm_settings, checkpoint_dir)
     if export_settings.merged:
         export_merged_model(adapter, llm_settings, export_settings)
-    predictions, rejected_prompts = generate_reports(adapter, alpaca_table, llm_settings)
+    generation_settings = llm_settings
+    if llm_settings.stop_bias_calibration_studies:
+        generation_settings = calibrate_stop_bias(adapter, alpaca_table, llm_settings)
+    predictions, rejected_prompts = generate_reports(adapter, alpaca_table, generation_settings)
     evaluate_reports(predictions, rejected_prompts, alpaca_table, evaluation_settings)
 
 

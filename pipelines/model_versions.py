@@ -28,7 +28,7 @@ class ModelVersionNotFound(LookupError):
 class TrainedModel:
     label: str  # name:version
     adapter_dir: Path
-    settings: LLMSettings
+    settings: LLMSettings  # generation's: the stop bias calibrated for it, if it was
     alpaca_table: pd.DataFrame  # every split, with each study's retrieved examples
 
     @property
@@ -63,9 +63,18 @@ def load_trained_model(spec: str | None) -> TrainedModel:
     return TrainedModel(
         label=label,
         adapter_dir=adapter_dir,
-        settings=LLMSettings.model_validate(model_version.run_metadata["llm_settings"]),
+        settings=generation_settings(model_version.run_metadata),
         alpaca_table=model_version.get_artifact("alpaca_table").load(),
     )
+
+
+def generation_settings(metadata: dict) -> LLMSettings:
+    """The settings the version was trained with, with the stop bias calibrated for it when
+    its run calibrated one (steps/calibrate_stop_bias.py)."""
+    settings = dict(metadata["llm_settings"])
+    if "stop_bias_calibration" in metadata:
+        settings["stop_logit_bias"] = metadata["stop_bias_calibration"]["chosen_bias"]
+    return LLMSettings.model_validate(settings)
 
 
 def _is_trained(model_version) -> bool:

@@ -88,6 +88,15 @@ class LLMSettings(ConfigSection):
     # below 0 a report ends later. Maximum-likelihood decoding favours short outputs, and
     # corpus BLEU's brevity penalty charges a corpus of short reports for every missing word.
     stop_logit_bias: float = Field(0.0, ge=-20.0, le=20.0)
+    # > 0: after training, the stop bias is chosen for the trained model on up to this many
+    # validation studies (radreport.llm.stop_bias_calibration): from stop_logit_bias it
+    # moves by stop_bias_calibration_step, at most stop_bias_calibration_max_tries decodes,
+    # until the reports' length ratio to the references crosses 1, and the bias whose ratio
+    # is closest to 1 writes the evaluation's reports and is stored with the model version.
+    # Each try costs one decode of those studies. 0: stop_logit_bias as given.
+    stop_bias_calibration_studies: int = Field(0, ge=0)
+    stop_bias_calibration_step: float = Field(0.5, gt=0.0, le=5.0)
+    stop_bias_calibration_max_tries: int = Field(5, ge=2)
     # > 1: minimum Bayes risk decoding. Per impression, the greedy decode and
     # (mbr_candidates - 1) epsilon-sampled reports; the one with the highest mean BLEU
     # against the others is returned. Costs about mbr_candidates times greedy's decode time.

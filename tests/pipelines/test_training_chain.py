@@ -72,6 +72,8 @@ def tiny_config(tmp_path_factory, tiny_llama_dir) -> RunConfig:
                 "max_new_tokens": 6,
                 "retrieval_k": 1,
                 "eval_sample_max_new_tokens": 8,
+                "stop_bias_calibration_studies": 4,
+                "stop_bias_calibration_max_tries": 2,
             },
             "evaluation": {"bootstrap_resamples": 20},
             "export": {"merged": True},
@@ -114,6 +116,21 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert set(predictions["split"]) == {"val", "test"}
     training = model_version.run_metadata["training"]
     assert training["train_steps"] == 2 and training["eval_loss"] > 0
+
+
+def test_the_stop_bias_chosen_on_val_writes_the_reports_and_stays_with_the_version(trained):
+    model_version = _model_version(trained.model)
+    calibration = model_version.run_metadata["stop_bias_calibration"]
+    # At most 4 studies: the tiny data's val split has one.
+    assert calibration["start_bias"] == 0.0 and calibration["studies"] == 1
+    tried = [trial["bias"] for trial in calibration["trials"]]
+    assert len(tried) == 2 and calibration["chosen_bias"] in tried
+    run = Client().get_pipeline_run(trained.pipeline_run)
+    used = run.steps["generate_reports"].inputs["settings"][0].load()
+    assert used.stop_logit_bias == calibration["chosen_bias"]
+    # `run.py generate` and `evaluate` decode as the pipeline's evaluation did.
+    assert load_trained_model(trained.model).settings == used
+    assert f"{calibration['chosen_bias']:+g} chosen on 1 val study" in "\n".join(trained.lines())
 
 
 def test_the_model_version_holds_the_config_it_was_trained_from(trained, tiny_config):
@@ -161,6 +178,9 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained, tiny_config):
     assert run.data.metrics["data_studies_accepted"] > 0
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "training")}
     assert {"training/loss_curves.png", "training/learning_rate.png"} <= artifacts
+    generation = mlflow.MlflowClient().list_artifacts(run.info.run_id, "generation")
+    assert {a.path for a in generation} == {"generation/stop_bias_calibration.png"}
+    assert "stop_bias_chosen" in run.data.metrics
     # Sample generations: one table for the run, rows from every evaluation (steps 0, 1, 2).
     samples = mlflow.load_table("training/sample_generations.json", run_ids=[run.info.run_id])
     assert sorted(set(samples["step"])) == [0, 1, 2]
@@ -171,6 +191,12 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained, tiny_config):
 def _model_version(label: str):
     name, version = label.split(":")
     return Client().get_model_version(name, version)
+
+
+def calibrated(settings, label: str):
+    """`settings` with the stop bias the version's run chose."""
+    chosen = _model_version(label).run_metadata["stop_bias_calibration"]["chosen_bias"]
+    return settings.model_copy(update={"stop_logit_bias": chosen})
 
 
 def test_training_again_on_unchanged_input_is_a_cache_hit(trained, tiny_config):
@@ -187,7 +213,7 @@ def test_training_again_on_unchanged_input_is_a_cache_hit(trained, tiny_config):
     # The cached steps' metadata, as the first run logged it.
     assert model_version.run_metadata == _model_version(trained.model).run_metadata
     # What `run.py generate` needs of the latest version (the settings it was trained with).
-    assert load_trained_model(rerun.model).settings == tiny_config.llm
+    assert load_trained_model(rerun.model).settings == calibrated(tiny_config.llm, rerun.model)
 
 
 def test_cached_metadata_comes_from_the_run_that_executed_each_step(trained, tiny_config):
@@ -196,8 +222,8 @@ def test_cached_metadata_comes_from_the_run_that_executed_each_step(trained, tin
     changed = run_training(other)
     again = run_training(other)  # every step cached; the data steps' original is the first run
     assert _model_version(again.model).run_metadata["llm_settings"]["seed"] == 7
-    assert load_trained_model(again.model).settings == other.llm
-    assert load_trained_model(changed.model).settings == other.llm
+    assert load_trained_model(again.model).settings == calibrated(other.llm, again.model)
+    assert load_trained_model(changed.model).settings == calibrated(other.llm, changed.model)
 
 
 def test_the_llm_pipeline_trains_on_a_stored_studies_version(trained, tiny_config):
@@ -292,6 +318,24 @@ def test_generate_cli_on_onnxruntime_writes_the_fp32_torch_report(trained, tmp_p
     )
     assert report and report == expected[0]
     assert list((tmp_path / "onnx").glob("*/model.onnx"))  # exported into the cache
+
+
+def test_generate_cli_stop_bias_overrides_the_versions_and_is_bounded(trained, tmp_path):
+    def generate(bias: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO_ROOT / "run.py"), "generate", "--impression",
+             "Mild cardiomegaly.", "--model", trained.model, "--stop-bias", bias],
+            capture_output=True, text=True, cwd=REPO_ROOT,
+            env={**os.environ, "RADREPORT_CACHE_DIR": str(tmp_path)},
+        )  # fmt: skip
+
+    # +20 on the stop tokens' logits: the report ends before its first word.
+    ended = generate("20")
+    assert ended.returncode == 0, ended.stderr
+    assert ended.stdout == "\n" and "wrote an empty report" in ended.stderr
+    refused = generate("30")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: --stop-bias 30.0: ")
 
 
 def test_a_missing_model_or_version_is_named_with_what_exists(trained):

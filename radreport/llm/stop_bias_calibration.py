@@ -1,0 +1,143 @@
+"""Choose a trained model's stop bias on its own validation studies.
+
+Decoding by likelihood ends reports early, and corpus BLEU's brevity penalty charges every
+missing word to every n-gram order; `stop_logit_bias` below 0 makes reports end later. How
+far depends on the trained model: on IU X-Ray, models trained at learning rates 3e-4 and
+6e-4 wanted -0.5 and -2.5, and each lost BLEU-4 at the other's value (BENCHMARKS.md). Over
+every bias tried on those models, BLEU-4 on held-out studies peaked where the length ratio
+(generated words / reference words, as BLEU counts them) passed 1. So the calibration walks from the
+configured bias, one step at a time in the direction that moves the ratio towards 1, until
+the ratio crosses 1, and keeps the tried bias whose ratio is closest to 1.
+
+It chooses by the length ratio, not by BLEU-4 on the same studies: the ratio is what the
+bias moves directly, and on a hundred studies it moves by far more than its noise from one
+step to the next, while BLEU-4 differences of the size at stake are within that noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from radreport.metrics.bleu_statistics import bleu_from_statistics, corpus_statistics
+from radreport.metrics.normalize import normalize_report
+
+BIAS_LIMIT = 20.0  # LLMSettings.stop_logit_bias's bounds
+
+
+@dataclass(frozen=True)
+class StopBiasTrial:
+    bias: float
+    length_ratio: float  # generated words / reference words over the studies
+    bleu4: float  # corpus BLEU-4 on the same studies, for the record: it chooses nothing
+
+
+@dataclass(frozen=True)
+class StopBiasCalibration:
+    start_bias: float
+    chosen_bias: float
+    studies: int
+    trials: tuple[StopBiasTrial, ...]  # in the order they were decoded
+
+    @property
+    def chosen(self) -> StopBiasTrial:
+        return next(trial for trial in self.trials if trial.bias == self.chosen_bias)
+
+    def as_dict(self) -> dict:
+        return {
+            "start_bias": self.start_bias,
+            "chosen_bias": self.chosen_bias,
+            "studies": self.studies,
+            "trials": [asdict(trial) for trial in self.trials],
+        }
+
+
+def score_lengths(reports: Sequence[str], references: Sequence[str]) -> StopBiasTrial:
+    """Length ratio and BLEU-4 of `reports`, counted as the evaluation counts them (words of
+    normalised text); the bias is filled in by the caller."""
+    statistics = corpus_statistics(
+        [normalize_report(text) for text in reports],
+        [normalize_report(text) for text in references],
+    ).sum(axis=0)
+    generated_words, reference_words = statistics[0], statistics[1]
+    return StopBiasTrial(
+        bias=float("nan"),
+        length_ratio=float(generated_words / reference_words),
+        bleu4=float(bleu_from_statistics(statistics, 4)),
+    )
+
+
+def calibrate_stop_bias(
+    decode: Callable[[float], list[str]],
+    references: Sequence[str],
+    start_bias: float,
+    step: float,
+    max_tries: int,
+) -> StopBiasCalibration:
+    """`decode(bias)` writes one report per reference at that stop bias. At most `max_tries`
+    decodes, never outside the settings' bounds; ties go to the bias nearer the start."""
+    if not references:
+        raise ValueError("no validation study to calibrate the stop bias on")
+    if not any(normalize_report(text).split() for text in references):
+        raise ValueError("the validation studies' reports are all empty: no length to match")
+    if step <= 0 or max_tries < 1:
+        raise ValueError(f"step ({step}) must be above 0 and max_tries ({max_tries}) at least 1")
+
+    def trial(bias: float) -> StopBiasTrial:
+        scores = score_lengths(decode(bias), references)
+        return StopBiasTrial(bias, scores.length_ratio, scores.bleu4)
+
+    trials = [trial(start_bias)]
+    # Short reports (ratio below 1) need a lower bias: the stop tokens lose more logit.
+    direction = -1.0 if trials[0].length_ratio < 1 else 1.0
+    while trials[-1].length_ratio != 1 and len(trials) < max_tries:
+        bias = float(np.clip(trials[-1].bias + direction * step, -BIAS_LIMIT, BIAS_LIMIT))
+        if bias == trials[-1].bias:  # at a bound
+            break
+        trials.append(trial(bias))
+        if (trials[-1].length_ratio >= 1) != (trials[0].length_ratio >= 1):  # crossed
+            break
+    best = min(trials, key=lambda t: (_distance_from_one(t.length_ratio), abs(t.bias - start_bias)))
+    return StopBiasCalibration(start_bias, best.bias, len(references), tuple(trials))
+
+
+def _distance_from_one(ratio: float) -> float:
+    # On a log scale: half as long is as far from 1 as twice as long. An empty output
+    # (ratio 0) is the farthest of all.
+    return abs(math.log(ratio)) if ratio > 0 else math.inf
+
+
+def calibrate_on_validation(generator, alpaca_table, settings) -> StopBiasCalibration:
+    """Calibrate `generator` (a ReportGenerator of the trained model) on up to
+    `settings.stop_bias_calibration_studies` validation studies of `alpaca_table`, a seeded
+    sample of those with a reference whose prompt fits the model's context, prompted as in
+    training. The generator is left at the bias it had."""
+    from dataclasses import replace
+
+    val = alpaca_table[alpaca_table["split"] == "val"].reset_index(drop=True)
+    val = val[[bool(normalize_report(text).split()) for text in val["report"]]]
+    impressions = val["impression"].tolist()
+    examples = [[tuple(pair) for pair in row] for row in val["examples"]]
+    too_long = {error.index for error in generator.prompts_too_long(impressions, examples)}
+    fitting = [index for index in range(len(val)) if index not in too_long]
+    order = np.random.default_rng(settings.seed).permutation(len(fitting))
+    chosen = sorted(fitting[i] for i in order[: settings.stop_bias_calibration_studies])
+    original = generator.rules
+
+    def decode(bias: float) -> list[str]:
+        generator.rules = replace(original, stop_logit_bias=bias)
+        return generator.generate([impressions[i] for i in chosen], [examples[i] for i in chosen])
+
+    try:
+        return calibrate_stop_bias(
+            decode,
+            [val["report"].iloc[i] for i in chosen],
+            settings.stop_logit_bias,
+            settings.stop_bias_calibration_step,
+            settings.stop_bias_calibration_max_tries,
+        )
+    finally:
+        generator.rules = original

@@ -1,0 +1,51 @@
+"""A trained adapter -> the generation settings with the stop bias chosen for it on its own
+validation studies (radreport.llm.stop_bias_calibration)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+from zenml import log_metadata, step
+from zenml.config import ResourceSettings
+from zenml.utils.cuda_utils import cleanup_gpu_memory
+
+from pipelines.stack import TRACKER_NAME
+from radreport.llm.base_model import resolve_base_model
+from radreport.llm.generate import ReportGenerator
+from radreport.llm.settings import LLMSettings
+from radreport.llm.stop_bias_calibration import calibrate_on_validation
+from radreport.llm.stop_bias_plot import plot_calibration
+
+
+@step(experiment_tracker=TRACKER_NAME, settings={"resources": ResourceSettings(gpu_count=1)})
+def calibrate_stop_bias(
+    adapter: Path, alpaca_table: pd.DataFrame, settings: LLMSettings
+) -> Annotated[LLMSettings, "generation_settings"]:
+    generator = ReportGenerator.from_settings(
+        settings, resolve_base_model(settings.base_model), adapter
+    )
+    calibration = calibrate_on_validation(generator, alpaca_table, settings)
+    del generator
+    cleanup_gpu_memory(force=True)
+    for index, trial in enumerate(calibration.trials):
+        mlflow.log_metrics(
+            {
+                "stop_bias_tried": trial.bias,
+                "stop_bias_length_ratio": trial.length_ratio,
+                "stop_bias_bleu4": trial.bleu4,
+            },
+            step=index,
+        )
+    mlflow.log_metric("stop_bias_chosen", calibration.chosen_bias)
+    with tempfile.TemporaryDirectory() as plots:
+        path = plot_calibration(calibration, Path(plots) / "stop_bias_calibration.png")
+        mlflow.log_artifact(str(path), "generation")
+    log_metadata(metadata={"stop_bias_calibration": calibration.as_dict()}, infer_model=True)
+    # Validated again: the chosen bias is within the settings' bounds by construction.
+    return LLMSettings.model_validate(
+        {**settings.model_dump(), "stop_logit_bias": calibration.chosen_bias}
+    )
