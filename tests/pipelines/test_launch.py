@@ -35,3 +35,18 @@ def test_highlights_say_nothing_of_rejections_when_every_study_was_written():
         }
     }
     assert [line.split(":")[0] for line in highlights_of(metadata)] == ["Val metrics"]
+
+
+def test_highlights_give_the_calibrated_stop_bias_and_the_length_it_moved():
+    trials = [
+        {"bias": -2.5, "length_ratio": 0.861, "bleu4": 0.28},
+        {"bias": -3.0, "length_ratio": 1.012, "bleu4": 0.29},
+    ]
+    metadata = {
+        "stop_bias_calibration": {
+            "start_bias": -2.5, "chosen_bias": -3.0, "studies": 96, "trials": trials
+        }
+    }  # fmt: skip
+    assert highlights_of(metadata) == (
+        "Stop bias:      -3 chosen on 96 val studies (length ratio 1.01; -2.5 gave 0.86)",
+    )
