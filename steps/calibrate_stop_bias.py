@@ -3,6 +3,7 @@ validation studies (radreport.llm.stop_bias_calibration)."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Annotated
@@ -17,8 +18,10 @@ from pipelines.stack import TRACKER_NAME
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.settings import LLMSettings
-from radreport.llm.stop_bias_calibration import calibrate_on_validation
+from radreport.llm.stop_bias_calibration import NothingToCalibrateOn, calibrate_on_validation
 from radreport.llm.stop_bias_plot import plot_calibration
+
+logger = logging.getLogger(__name__)
 
 
 @step(experiment_tracker=TRACKER_NAME, settings={"resources": ResourceSettings(gpu_count=1)})
@@ -28,9 +31,17 @@ def calibrate_stop_bias(
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), adapter
     )
-    calibration = calibrate_on_validation(generator, alpaca_table, settings)
-    del generator
-    cleanup_gpu_memory(force=True)
+    try:
+        calibration = calibrate_on_validation(generator, alpaca_table, settings)
+    except NothingToCalibrateOn as error:
+        # The trained model is still good to write the test split's reports: keep the bias
+        # the config gives, and say so where the run is looked at.
+        logger.warning("stop bias not calibrated, %g kept: %s", settings.stop_logit_bias, error)
+        mlflow.set_tag("stop_bias_not_calibrated", str(error))
+        return settings
+    finally:
+        del generator
+        cleanup_gpu_memory(force=True)
     for index, trial in enumerate(calibration.trials):
         mlflow.log_metrics(
             {

@@ -5,9 +5,9 @@ missing word to every n-gram order; `stop_logit_bias` below 0 makes reports end 
 far depends on the trained model: on IU X-Ray, models trained at learning rates 3e-4 and
 6e-4 wanted -0.5 and -2.5, and each lost BLEU-4 at the other's value (BENCHMARKS.md). Over
 every bias tried on those models, BLEU-4 on held-out studies peaked where the length ratio
-(generated words / reference words, as BLEU counts them) passed 1. So the calibration walks from the
-configured bias, one step at a time in the direction that moves the ratio towards 1, until
-the ratio crosses 1, and keeps the tried bias whose ratio is closest to 1.
+(generated words / reference words, as BLEU counts them) passed 1. So the calibration walks
+from the configured bias, one step at a time in the direction that moves the ratio towards
+1, until the ratio crosses 1, and keeps the tried bias whose ratio is closest to 1.
 
 It chooses by the length ratio, not by BLEU-4 on the same studies: the ratio is what the
 bias moves directly, and on a hundred studies it moves by far more than its noise from one
@@ -26,6 +26,10 @@ from radreport.metrics.bleu_statistics import bleu_from_statistics, corpus_stati
 from radreport.metrics.normalize import normalize_report
 
 BIAS_LIMIT = 20.0  # LLMSettings.stop_logit_bias's bounds
+
+
+class NothingToCalibrateOn(ValueError):
+    """No validation study with a reference and a prompt that fits the model's context."""
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,11 @@ def calibrate_stop_bias(
     """`decode(bias)` writes one report per reference at that stop bias. At most `max_tries`
     decodes, never outside the settings' bounds; ties go to the bias nearer the start."""
     if not references:
-        raise ValueError("no validation study to calibrate the stop bias on")
+        raise NothingToCalibrateOn("no validation study to calibrate the stop bias on")
     if not any(normalize_report(text).split() for text in references):
-        raise ValueError("the validation studies' reports are all empty: no length to match")
+        raise NothingToCalibrateOn(
+            "the validation studies' reports are all empty: no length to match"
+        )
     if step <= 0 or max_tries < 1:
         raise ValueError(f"step ({step}) must be above 0 and max_tries ({max_tries}) at least 1")
 
@@ -114,15 +120,24 @@ def calibrate_on_validation(generator, alpaca_table, settings) -> StopBiasCalibr
     """Calibrate `generator` (a ReportGenerator of the trained model) on up to
     `settings.stop_bias_calibration_studies` validation studies of `alpaca_table`, a seeded
     sample of those with a reference whose prompt fits the model's context, prompted as in
-    training. The generator is left at the bias it had."""
+    training. The generator is left at the bias it had. NothingToCalibrateOn when no
+    validation study is usable."""
     from dataclasses import replace
 
     val = alpaca_table[alpaca_table["split"] == "val"].reset_index(drop=True)
-    val = val[[bool(normalize_report(text).split()) for text in val["report"]]]
     impressions = val["impression"].tolist()
     examples = [[tuple(pair) for pair in row] for row in val["examples"]]
     too_long = {error.index for error in generator.prompts_too_long(impressions, examples)}
-    fitting = [index for index in range(len(val)) if index not in too_long]
+    fitting = [
+        index
+        for index, report in enumerate(val["report"])
+        if index not in too_long and normalize_report(report).split()
+    ]
+    if not fitting:
+        raise NothingToCalibrateOn(
+            f"none of the {len(val)} validation studies has a reference report and a prompt "
+            "that fits the model's context"
+        )
     order = np.random.default_rng(settings.seed).permutation(len(fitting))
     chosen = sorted(fitting[i] for i in order[: settings.stop_bias_calibration_studies])
     original = generator.rules

@@ -11,6 +11,7 @@ import torch
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import (
+    NothingToCalibrateOn,
     calibrate_on_validation,
     calibrate_stop_bias,
     score_lengths,
@@ -165,3 +166,17 @@ def test_calibration_samples_at_most_the_configured_number_of_studies(generator)
     first = calibrate_on_validation(generator, table, settings(3))
     assert first.studies == 3
     assert calibrate_on_validation(generator, table, settings(3)) == first  # seeded
+
+
+def test_no_usable_validation_study_is_its_own_error(generator):
+    impressions = [f"Finding number {index}." for index in range(3)]
+    table = alpaca_table(impressions, ["word " * 3, "", "word " * 3])
+    context = generator.context_length
+    generator.context_length = 8  # no prompt fits
+    try:
+        with pytest.raises(NothingToCalibrateOn, match="none of the 3 validation studies"):
+            calibrate_on_validation(generator, table, settings(4))
+    finally:
+        generator.context_length = context
+    with pytest.raises(NothingToCalibrateOn, match="none of the 3 validation studies"):
+        calibrate_on_validation(generator, alpaca_table(impressions, [""] * 3), settings(4))
