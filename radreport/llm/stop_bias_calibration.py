@@ -16,6 +16,7 @@ step to the next, while BLEU-4 differences of the size at stake are within that 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -24,6 +25,8 @@ import numpy as np
 
 from radreport.metrics.bleu_statistics import bleu_from_statistics, corpus_statistics
 from radreport.metrics.normalize import normalize_report
+
+logger = logging.getLogger(__name__)
 
 BIAS_LIMIT = 20.0  # LLMSettings.stop_logit_bias's bounds
 
@@ -94,6 +97,10 @@ def calibrate_stop_bias(
 
     def trial(bias: float) -> StopBiasTrial:
         scores = score_lengths(decode(bias), references)
+        logger.info(
+            "stop bias %+g: length ratio %.3f, BLEU-4 %.3f on %d validation studies",
+            bias, scores.length_ratio, scores.bleu4, len(references),
+        )  # fmt: skip
         return StopBiasTrial(bias, scores.length_ratio, scores.bleu4)
 
     trials = [trial(start_bias)]
