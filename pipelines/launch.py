@@ -224,10 +224,17 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
         studies = (
             f"{calibration['studies']} val stud{'y' if calibration['studies'] == 1 else 'ies'}"
         )
-        lines.append(
-            f"Stop bias:      {chosen:+g} chosen on {studies} "
-            f"(length ratio {trials[chosen]:.2f}; {start:+g} gave {trials[start]:.2f})"
-        )
+        if len(set(trials.values())) == 1 < len(trials):
+            lines.append(
+                f"Stop bias:      {start:+g} kept: length ratio {trials[start]:.2f} on "
+                f"{studies} at {' and '.join(f'{bias:+g}' for bias in trials)}, the bias "
+                "moves none of these reports"
+            )
+        else:
+            lines.append(
+                f"Stop bias:      {chosen:+g} chosen on {studies} "
+                f"(length ratio {trials[chosen]:.2f}; {start:+g} gave {trials[start]:.2f})"
+            )
     evaluation = metadata.get("evaluation", {})
     val = evaluation.get("val", {})
     if "model" in val:

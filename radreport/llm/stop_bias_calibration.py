@@ -85,7 +85,8 @@ def calibrate_stop_bias(
     max_tries: int,
 ) -> StopBiasCalibration:
     """`decode(bias)` writes one report per reference at that stop bias. At most `max_tries`
-    decodes, never outside the settings' bounds; ties go to the bias nearer the start."""
+    decodes, never outside the settings' bounds, and none after a step that changed no
+    length; ties go to the bias nearer the start."""
     if not references:
         raise NothingToCalibrateOn("no validation study to calibrate the stop bias on")
     if not any(normalize_report(text).split() for text in references):
@@ -112,6 +113,12 @@ def calibrate_stop_bias(
             break
         trials.append(trial(bias))
         if (trials[-1].length_ratio >= 1) != (trials[0].length_ratio >= 1):  # crossed
+            break
+        if trials[-1].length_ratio == trials[-2].length_ratio:
+            # Not one word more or less: these reports end where the stop tokens are far
+            # from winning (or elsewhere: the token budget, a section stop), and steps of
+            # this size do not reach them.
+            logger.info("the stop bias moved no report's length; the walk stops")
             break
     best = min(trials, key=lambda t: (_distance_from_one(t.length_ratio), abs(t.bias - start_bias)))
     return StopBiasCalibration(start_bias, best.bias, len(references), tuple(trials))

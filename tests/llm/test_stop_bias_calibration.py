@@ -72,6 +72,12 @@ def test_the_walk_stops_after_max_tries_and_at_the_settings_bound():
     assert asked == [-19.0, -20.0]
 
 
+def test_the_walk_stops_when_a_step_moves_no_length():
+    decode, asked = words_per_bias({0.0: 6, -0.5: 6, -1.0: 8})
+    calibration = calibrate_stop_bias(decode, REFERENCES, 0.0, 0.5, max_tries=5)
+    assert asked == [0.0, -0.5] and calibration.chosen_bias == 0.0  # the tie: the start
+
+
 def test_empty_reports_are_the_farthest_from_a_ratio_of_1():
     decode, _ = words_per_bias({0.0: 30, 5.0: 0})
     calibration = calibrate_stop_bias(decode, REFERENCES, 0.0, 5.0, max_tries=2)
@@ -124,11 +130,11 @@ def generator(tiny_llama_dir) -> ReportGenerator:
     return ReportGenerator(tiny_llama_dir, dtype=torch.float32, max_new_tokens=12)
 
 
-def settings(studies: int) -> LLMSettings:
+def settings(studies: int, start: float = 0.0, step: float = 5.0) -> LLMSettings:
     return LLMSettings(
-        stop_logit_bias=0.0,
+        stop_logit_bias=start,
         stop_bias_calibration_studies=studies,
-        stop_bias_calibration_step=5.0,
+        stop_bias_calibration_step=step,
         stop_bias_calibration_max_tries=5,
     )
 
@@ -142,14 +148,15 @@ def test_calibration_measures_what_the_generator_writes_for_the_usable_studies(g
     generator.context_length = short_prompt + 40
     try:
         calibration = calibrate_on_validation(
-            generator, alpaca_table(impressions, references), settings(100)
+            generator, alpaca_table(impressions, references), settings(100, 5.5, 0.5)
         )
         assert generator.rules == original  # left at the bias it had
         assert calibration.studies == 5  # neither the empty reference nor the long prompt
-        # The tiny random model writes 12 tokens, longer than 3 words: the bias walks up
-        # until the reports are shorter than the references.
+        # The tiny random model writes 12 tokens, longer than 3 words, until its stop
+        # tokens get about +6.5: the bias walks up until the reports are shorter than the
+        # references.
         biases = [trial.bias for trial in calibration.trials]
-        assert biases[0] == 0.0 and biases == sorted(biases) and len(biases) >= 2
+        assert biases[0] == 5.5 and biases == sorted(biases) and len(biases) >= 2
         assert calibration.trials[0].length_ratio > 1 > calibration.trials[-1].length_ratio
         for trial in calibration.trials:
             generator.rules = replace(original, stop_logit_bias=trial.bias)

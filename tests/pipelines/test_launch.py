@@ -50,3 +50,19 @@ def test_highlights_give_the_calibrated_stop_bias_and_the_length_it_moved():
     assert highlights_of(metadata) == (
         "Stop bias:      -3 chosen on 96 val studies (length ratio 1.01; -2.5 gave 0.86)",
     )
+
+
+def test_highlights_say_when_the_bias_moved_no_report():
+    trials = [
+        {"bias": 0.0, "length_ratio": 0.473, "bleu4": 0.02},
+        {"bias": -0.5, "length_ratio": 0.473, "bleu4": 0.02},
+    ]
+    metadata = {
+        "stop_bias_calibration": {
+            "start_bias": 0.0, "chosen_bias": 0.0, "studies": 13, "trials": trials
+        }
+    }  # fmt: skip
+    assert highlights_of(metadata) == (
+        "Stop bias:      +0 kept: length ratio 0.47 on 13 val studies at +0 and -0.5, the "
+        "bias moves none of these reports",
+    )

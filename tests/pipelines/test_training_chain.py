@@ -72,7 +72,11 @@ def tiny_config(tmp_path_factory, tiny_llama_dir) -> RunConfig:
                 "max_new_tokens": 6,
                 "retrieval_k": 1,
                 "eval_sample_max_new_tokens": 8,
+                # From +10 (every report ends at once, length 0) calibration tries +5,
+                # where the tiny model writes its 6 tokens, and keeps it.
+                "stop_logit_bias": 10.0,
                 "stop_bias_calibration_studies": 4,
+                "stop_bias_calibration_step": 5.0,
                 "stop_bias_calibration_max_tries": 2,
             },
             "evaluation": {"bootstrap_resamples": 20},
@@ -122,15 +126,15 @@ def test_the_stop_bias_chosen_on_val_writes_the_reports_and_stays_with_the_versi
     model_version = _model_version(trained.model)
     calibration = model_version.run_metadata["stop_bias_calibration"]
     # At most 4 studies: the tiny data's val split has one.
-    assert calibration["start_bias"] == 0.0 and calibration["studies"] == 1
-    tried = [trial["bias"] for trial in calibration["trials"]]
-    assert len(tried) == 2 and calibration["chosen_bias"] in tried
+    assert calibration["start_bias"] == 10.0 and calibration["studies"] == 1
+    ratios = {trial["bias"]: trial["length_ratio"] for trial in calibration["trials"]}
+    assert ratios[10.0] == 0.0 < ratios[5.0] and calibration["chosen_bias"] == 5.0
     run = Client().get_pipeline_run(trained.pipeline_run)
     used = run.steps["generate_reports"].inputs["settings"][0].load()
     assert used.stop_logit_bias == calibration["chosen_bias"]
     # `run.py generate` and `evaluate` decode as the pipeline's evaluation did.
     assert load_trained_model(trained.model).settings == used
-    assert f"{calibration['chosen_bias']:+g} chosen on 1 val study" in "\n".join(trained.lines())
+    assert "+5 chosen on 1 val study" in "\n".join(trained.lines())
 
 
 def test_the_model_version_holds_the_config_it_was_trained_from(trained, tiny_config):
@@ -311,7 +315,7 @@ def test_generate_cli_on_onnxruntime_writes_the_fp32_torch_report(trained, tmp_p
     settings = model.settings
     torch_generator = ReportGenerator(
         settings.base_model, model.adapter_dir, dtype=torch.float32,
-        max_new_tokens=settings.max_new_tokens,
+        max_new_tokens=settings.max_new_tokens, stop_logit_bias=settings.stop_logit_bias,
     )  # fmt: skip
     expected = predict_impressions(
         torch_generator, [impression], model.train_pairs, settings.retrieval_k
