@@ -343,7 +343,7 @@ def generate(
     except PromptTooLong as exc:
         fail(f"--impression is too long: {exc}", 2)
     # The report alone on stdout (`> report.txt`); which model wrote it goes with the logs.
-    click.echo(f"[{model.label}]", err=True)
+    click.echo(f"[{model.label}] stop bias {generator.rules.stop_logit_bias:+g}", err=True)
     if not report.strip():
         click.echo("warning: the model wrote an empty report for this impression", err=True)
     click.echo(report)
@@ -425,8 +425,9 @@ def evaluate(
     # Its own files and the evaluation report's.
     prepare_output_dir(out, ("predictions.csv", "metrics.json", "rejected.csv", *REPORT_FILES))
     model = load_model_or_exit(model_spec)
+    generator = report_generator(model, decoder, stop_bias)
     generated, too_long = predict_fitting_impressions(
-        report_generator(model, decoder, stop_bias),
+        generator,
         table["impression"].tolist(),
         model.train_pairs,
         model.settings.retrieval_k,
@@ -436,7 +437,10 @@ def evaluate(
     table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(
         out / "predictions.csv", index=False
     )
-    click.echo(f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows)")
+    click.echo(
+        f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows, stop bias "
+        f"{generator.rules.stop_logit_bias:+g})"
+    )
     (out / "metrics.json").unlink(missing_ok=True)  # never a previous run's scores
     scored_rows = [
         fits and has_reference for fits, has_reference in zip(written, scorable, strict=True)

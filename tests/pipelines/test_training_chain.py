@@ -337,6 +337,7 @@ def test_generate_cli_stop_bias_overrides_the_versions_and_is_bounded(trained, t
     ended = generate("20")
     assert ended.returncode == 0, ended.stderr
     assert ended.stdout == "\n" and "wrote an empty report" in ended.stderr
+    assert f"[{trained.model}] stop bias +20" in ended.stderr
     refused = generate("30")
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines()[-1].startswith("error: --stop-bias 30.0: ")
@@ -374,6 +375,8 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
         capture_output=True, text=True, cwd=REPO_ROOT,
     )  # fmt: skip
     assert result.returncode == 2
+    # Decoded at the bias the version's run calibrated (+5; the config says +10).
+    assert "(6 rows, stop bias +5)" in result.stdout
     last_line = result.stderr.strip().splitlines()[-1]
     assert "1 of 6 rows rejected" in last_line and "row 2 (study_id long-2)" in last_line
     assert "context is 1024" in last_line
