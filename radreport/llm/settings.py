@@ -14,6 +14,8 @@ from pydantic import Field, PositiveInt, model_validator
 
 from radreport.config_loading import ConfigSection
 
+# The stop bias's bounds, either side of 0; stop bias calibration never steps beyond them.
+STOP_LOGIT_BIAS_LIMIT = 20.0
 ALL_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -87,7 +89,7 @@ class LLMSettings(ConfigSection):
     # Added to the stop tokens' logits before every choice (greedy, beams, MBR's samples):
     # below 0 a report ends later. Maximum-likelihood decoding favours short outputs, and
     # corpus BLEU's brevity penalty charges a corpus of short reports for every missing word.
-    stop_logit_bias: float = Field(0.0, ge=-20.0, le=20.0)
+    stop_logit_bias: float = Field(0.0, ge=-STOP_LOGIT_BIAS_LIMIT, le=STOP_LOGIT_BIAS_LIMIT)
     # > 0: after training, the stop bias is chosen for the trained model on up to this many
     # validation studies (radreport.llm.stop_bias_calibration): from stop_logit_bias it
     # moves by stop_bias_calibration_step, at most stop_bias_calibration_max_tries decodes,

@@ -19,16 +19,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
+from radreport.llm.prompt_table import split_rows
+from radreport.llm.settings import STOP_LOGIT_BIAS_LIMIT, LLMSettings
 from radreport.metrics.bleu_statistics import bleu_from_statistics, corpus_statistics
 from radreport.metrics.normalize import normalize_report
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from radreport.llm.generate import ReportGenerator
 
-BIAS_LIMIT = 20.0  # LLMSettings.stop_logit_bias's bounds
+logger = logging.getLogger(__name__)
 
 
 class NothingToCalibrateOn(ValueError):
@@ -62,16 +67,18 @@ class StopBiasCalibration:
         }
 
 
-def score_lengths(reports: Sequence[str], references: Sequence[str]) -> StopBiasTrial:
-    """Length ratio and BLEU-4 of `reports`, counted as the evaluation counts them (words of
-    normalised text); the bias is filled in by the caller."""
+def score_lengths(
+    reports: Sequence[str], references: Sequence[str], bias: float = math.nan
+) -> StopBiasTrial:
+    """Length ratio and BLEU-4 of `reports` (decoded at `bias`), counted as the evaluation
+    counts them (words of normalised text)."""
     statistics = corpus_statistics(
         [normalize_report(text) for text in reports],
         [normalize_report(text) for text in references],
     ).sum(axis=0)
     generated_words, reference_words = statistics[0], statistics[1]
     return StopBiasTrial(
-        bias=float("nan"),
+        bias=bias,
         length_ratio=float(generated_words / reference_words),
         bleu4=float(bleu_from_statistics(statistics, 4)),
     )
@@ -97,18 +104,22 @@ def calibrate_stop_bias(
         raise ValueError(f"step ({step}) must be above 0 and max_tries ({max_tries}) at least 1")
 
     def trial(bias: float) -> StopBiasTrial:
-        scores = score_lengths(decode(bias), references)
+        scored = score_lengths(decode(bias), references, bias)
         logger.info(
             "stop bias %+g: length ratio %.3f, BLEU-4 %.3f on %d validation studies",
-            bias, scores.length_ratio, scores.bleu4, len(references),
+            bias, scored.length_ratio, scored.bleu4, len(references),
         )  # fmt: skip
-        return StopBiasTrial(bias, scores.length_ratio, scores.bleu4)
+        return scored
 
     trials = [trial(start_bias)]
     # Short reports (ratio below 1) need a lower bias: the stop tokens lose more logit.
     direction = -1.0 if trials[0].length_ratio < 1 else 1.0
     while trials[-1].length_ratio != 1 and len(trials) < max_tries:
-        bias = float(np.clip(trials[-1].bias + direction * step, -BIAS_LIMIT, BIAS_LIMIT))
+        bias = float(
+            np.clip(
+                trials[-1].bias + direction * step, -STOP_LOGIT_BIAS_LIMIT, STOP_LOGIT_BIAS_LIMIT
+            )
+        )
         if bias == trials[-1].bias:  # at a bound
             break
         trials.append(trial(bias))
@@ -130,40 +141,45 @@ def _distance_from_one(ratio: float) -> float:
     return abs(math.log(ratio)) if ratio > 0 else math.inf
 
 
-def calibrate_on_validation(generator, alpaca_table, settings) -> StopBiasCalibration:
-    """Calibrate `generator` (a ReportGenerator of the trained model) on up to
+def calibrate_on_validation(
+    generator: ReportGenerator, alpaca_table: pd.DataFrame, settings: LLMSettings
+) -> StopBiasCalibration:
+    """Calibrate `generator` (the trained model's) on up to
     `settings.stop_bias_calibration_studies` validation studies of `alpaca_table`, a seeded
     sample of those with a reference whose prompt fits the model's context, prompted as in
     training. The generator is left at the bias it had. NothingToCalibrateOn when no
     validation study is usable."""
-    from dataclasses import replace
-
-    val = alpaca_table[alpaca_table["split"] == "val"].reset_index(drop=True)
-    impressions = val["impression"].tolist()
-    examples = [[tuple(pair) for pair in row] for row in val["examples"]]
-    too_long = {error.index for error in generator.prompts_too_long(impressions, examples)}
-    fitting = [
-        index
-        for index, report in enumerate(val["report"])
-        if index not in too_long and normalize_report(report).split()
+    val = split_rows(alpaca_table, "val")
+    too_long = {
+        error.index
+        for error in generator.prompts_too_long(
+            [row["impression"] for row in val], [row["examples"] for row in val]
+        )
+    }
+    usable = [
+        row
+        for index, row in enumerate(val)
+        if index not in too_long and normalize_report(row["report"]).split()
     ]
-    if not fitting:
+    if not usable:
         raise NothingToCalibrateOn(
             f"none of the {len(val)} validation studies has a reference report and a prompt "
             "that fits the model's context"
         )
-    order = np.random.default_rng(settings.seed).permutation(len(fitting))
-    chosen = sorted(fitting[i] for i in order[: settings.stop_bias_calibration_studies])
+    order = np.random.default_rng(settings.seed).permutation(len(usable))
+    sample = [usable[i] for i in sorted(order[: settings.stop_bias_calibration_studies])]
     original = generator.rules
 
     def decode(bias: float) -> list[str]:
         generator.rules = replace(original, stop_logit_bias=bias)
-        return generator.generate([impressions[i] for i in chosen], [examples[i] for i in chosen])
+        return generator.generate(
+            [row["impression"] for row in sample], [row["examples"] for row in sample]
+        )
 
     try:
         return calibrate_stop_bias(
             decode,
-            [val["report"].iloc[i] for i in chosen],
+            [row["report"] for row in sample],
             settings.stop_logit_bias,
             settings.stop_bias_calibration_step,
             settings.stop_bias_calibration_max_tries,
