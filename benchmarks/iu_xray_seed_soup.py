@@ -52,6 +52,19 @@ def mean_adapter(adapters: list[Path], base_model: str) -> PeftModel:
     return model
 
 
+def save_soup(model: PeftModel, member: Path, out: Path) -> None:
+    """Write the soup as an adapter folder of its own (safetensors), with the tokenizer
+    files of `member` (the members share one)."""
+    with_name = out / SOUP  # PEFT saves a non-default adapter in a subfolder
+    model.save_pretrained(str(out), selected_adapters=[SOUP])
+    for item in with_name.iterdir():
+        shutil.move(str(item), out / item.name)
+    with_name.rmdir()
+    for item in member.iterdir():
+        if item.name.startswith("tokenizer") or item.name.endswith(".jinja"):
+            shutil.copy2(item, out / item.name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("adapters", nargs="+", type=Path, help="adapter folders (same base)")
@@ -67,15 +80,7 @@ def main() -> None:
             parser.error(f"{folder}: no {WEIGHTS}")
 
     model = mean_adapter(args.adapters, resolve_base_model(args.base_model))
-    with_name = args.out / SOUP  # PEFT saves a non-default adapter in a subfolder
-    model.save_pretrained(str(args.out), selected_adapters=[SOUP])
-    for item in with_name.iterdir():
-        shutil.move(str(item), args.out / item.name)
-    with_name.rmdir()
-    # The tokenizer files travel with an adapter folder; the members share one.
-    for item in args.adapters[0].iterdir():
-        if item.name.startswith("tokenizer") or item.name.endswith(".jinja"):
-            shutil.copy2(item, args.out / item.name)
+    save_soup(model, args.adapters[0], args.out)
     rank = model.peft_config[SOUP].r
     print(f"{args.out}: mean of {len(args.adapters)} adapters, rank {rank}, safetensors")
 
