@@ -57,6 +57,19 @@ def split_halves(study_ids: list[str], seed: int) -> tuple[np.ndarray, np.ndarra
     return np.sort(shuffled[:half]), np.sort(shuffled[half:])
 
 
+def write_val_predictions(val: pd.DataFrame, reports: list[str], path: Path) -> Path:
+    """Write val's rows (study_id, impression, reference) with `reports` as `prediction`
+    to `path`, for iu_xray_paired_delta.py, and the held-out half's rows (split seed 0, the
+    sweep's) beside it as PATH_test_half.csv; return that file's path."""
+    table = val[["study_id", "impression"]].assign(reference=val["report"], prediction=reports)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(path, index=False)
+    _, test = split_halves(table["study_id"].tolist(), 0)
+    test_path = path.with_name(f"{path.stem}_test_half.csv")
+    table.iloc[test].to_csv(test_path, index=False)
+    return test_path
+
+
 def length_and_bleu(texts: list[str], references: list[str]) -> tuple[float, float]:
     """(hypothesis / reference length, corpus BLEU-4), on normalised text as the metrics."""
     statistics = corpus_statistics(

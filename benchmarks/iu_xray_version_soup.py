@@ -26,8 +26,7 @@ import json
 import time
 from pathlib import Path
 
-import pandas as pd
-from iu_xray_halves import split_halves, train_and_val
+from iu_xray_halves import train_and_val, write_val_predictions
 from iu_xray_seed_soup import SOUP, mean_adapter, save_soup
 
 from pipelines.model_versions import ModelVersionNotFound, TrainedModel, load_trained_model
@@ -129,19 +128,9 @@ def main() -> None:
     seconds = time.perf_counter() - started
     if too_long:
         raise SystemExit(f"{len(too_long)} val prompts do not fit: {too_long[0]}")
-    table = pd.DataFrame(
-        {
-            "study_id": val["study_id"],
-            "impression": val["impression"],
-            "reference": val["report"],
-            "prediction": reports,
-        }
-    )
     out = args.out / "predictions.csv"
-    table.to_csv(out, index=False)
-    _, test = split_halves(table["study_id"].tolist(), 0)
-    table.iloc[test].to_csv(args.out / "predictions_test_half.csv", index=False)
-    print(f"soup at stop bias {calibration.chosen_bias:g}: {len(table)} rows in {seconds:.0f} s")
+    write_val_predictions(val, reports, out)
+    print(f"soup at stop bias {calibration.chosen_bias:g}: {len(val)} rows in {seconds:.0f} s")
     print(f"wrote {out}")
 
 

@@ -23,7 +23,7 @@ import argparse
 import time
 from pathlib import Path
 
-from iu_xray_halves import split_halves, train_and_val
+from iu_xray_halves import train_and_val, write_val_predictions
 
 from pipelines.model_versions import ModelVersionNotFound, load_trained_model
 from radreport.llm.base_model import resolve_base_model
@@ -59,13 +59,8 @@ def main() -> None:
     seconds = time.perf_counter() - started
     if too_long:
         raise SystemExit(f"{len(too_long)} val prompts do not fit: {too_long[0]}")
-    table = val[["study_id", "impression"]].assign(reference=val["report"], prediction=reports)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(args.out, index=False)
-    _, test = split_halves(table["study_id"].tolist(), 0)
-    test_path = args.out.with_name(f"{args.out.stem}_test_half.csv")
-    table.iloc[test].to_csv(test_path, index=False)
-    print(f"{args.model} at stop bias {args.stop_bias:g}: {len(table)} rows in {seconds:.0f} s")
+    test_path = write_val_predictions(val, reports, args.out)
+    print(f"{args.model} at stop bias {args.stop_bias:g}: {len(val)} rows in {seconds:.0f} s")
     print(f"wrote {args.out} and {test_path}")
 
 
