@@ -67,9 +67,7 @@ class StopBiasCalibration:
         }
 
 
-def score_lengths(
-    reports: Sequence[str], references: Sequence[str], bias: float = math.nan
-) -> StopBiasTrial:
+def score_lengths(reports: Sequence[str], references: Sequence[str], bias: float) -> StopBiasTrial:
     """Length ratio and BLEU-4 of `reports` (decoded at `bias`), counted as the evaluation
     counts them (words of normalised text)."""
     statistics = corpus_statistics(

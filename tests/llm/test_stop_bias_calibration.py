@@ -38,11 +38,11 @@ def words_per_bias(lengths: dict[float, int]):
 
 
 def test_lengths_and_bleu_are_counted_as_the_evaluation_counts_them():
-    same = score_lengths(REFERENCES, REFERENCES)
+    same = score_lengths(REFERENCES, REFERENCES, 0.0)
     assert same.length_ratio == 1.0 and same.bleu4 == pytest.approx(1.0)
     # Normalised like the evaluation: case and punctuation do not change the count.
     assert score_lengths(
-        ["The heart is normal in size.", "No effusion."], REFERENCES
+        ["The heart is normal in size.", "No effusion."], REFERENCES, 0.0
     ).length_ratio == (pytest.approx(10 / 14))
 
 
@@ -161,7 +161,7 @@ def test_calibration_measures_what_the_generator_writes_for_the_usable_studies(g
         for trial in calibration.trials:
             generator.rules = replace(original, stop_logit_bias=trial.bias)
             written = generator.generate(impressions[:5], [[EXAMPLE]] * 5, progress=False)
-            scores = score_lengths(written, references[:5])
+            scores = score_lengths(written, references[:5], trial.bias)
             assert (scores.length_ratio, scores.bleu4) == (trial.length_ratio, trial.bleu4)
     finally:
         generator.rules, generator.context_length = original, context
