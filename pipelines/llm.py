@@ -1,5 +1,6 @@
 """The LLM stage: an Alpaca table -> adapter (and the merged export) -> the stop bias chosen
-for it on validation studies (when configured) -> generated reports -> evaluation.
+for it on validation studies (when configured; their reports at that bias are kept) ->
+generated reports -> evaluation.
 
 The training chain runs it on the table its data stage has just made. `llm_pipeline` runs
 it alone on a stored version of the de-identified `studies` (a data pipeline's artifact),
@@ -34,10 +35,15 @@ def llm_stage(
     adapter, _ = finetune_llm(alpaca_table, llm_settings, checkpoint_dir)
     if export_settings.merged:
         export_merged_model(adapter, llm_settings, export_settings)
-    generation_settings = llm_settings
     if llm_settings.stop_bias_calibration_studies:
-        generation_settings = calibrate_stop_bias(adapter, alpaca_table, llm_settings)
-    predictions, rejected_prompts = generate_reports(adapter, alpaca_table, generation_settings)
+        generation_settings, calibration_reports = calibrate_stop_bias(
+            adapter, alpaca_table, llm_settings
+        )
+        predictions, rejected_prompts = generate_reports(
+            adapter, alpaca_table, generation_settings, calibration_reports
+        )
+    else:
+        predictions, rejected_prompts = generate_reports(adapter, alpaca_table, llm_settings)
     evaluate_reports(predictions, rejected_prompts, alpaca_table, evaluation_settings)
 
 

@@ -1,5 +1,6 @@
 """A trained adapter -> the generation settings with the stop bias chosen for it on its own
-validation studies (radreport.llm.stop_bias_calibration)."""
+validation studies (radreport.llm.stop_bias_calibration), and the reports of those studies
+at that bias, which generate_reports keeps rather than decoding them again."""
 
 from __future__ import annotations
 
@@ -21,13 +22,17 @@ from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import NothingToCalibrateOn, calibrate_on_validation
 from radreport.llm.stop_bias_plot import plot_calibration
 
+CALIBRATION_REPORT_COLUMNS = ("study_id", "generated")
+
 logger = logging.getLogger(__name__)
 
 
 @step(experiment_tracker=TRACKER_NAME, settings={"resources": ResourceSettings(gpu_count=1)})
 def calibrate_stop_bias(
     adapter: Path, alpaca_table: pd.DataFrame, settings: LLMSettings
-) -> Annotated[LLMSettings, "generation_settings"]:
+) -> tuple[
+    Annotated[LLMSettings, "generation_settings"], Annotated[pd.DataFrame, "calibration_reports"]
+]:
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), adapter
     )
@@ -38,7 +43,7 @@ def calibrate_stop_bias(
         # the config gives, and say so where the run is looked at.
         logger.warning("stop bias not calibrated, %g kept: %s", settings.stop_logit_bias, error)
         mlflow.set_tag("stop_bias_not_calibrated", str(error))
-        return settings
+        return settings, pd.DataFrame(columns=list(CALIBRATION_REPORT_COLUMNS))
     finally:
         del generator
         cleanup_gpu_memory(force=True)
@@ -57,6 +62,8 @@ def calibrate_stop_bias(
         mlflow.log_artifact(str(path), "generation")
     log_metadata(metadata={"stop_bias_calibration": calibration.as_dict()}, infer_model=True)
     # Validated again: the chosen bias is within the settings' bounds by construction.
-    return LLMSettings.model_validate(
+    generation_settings = LLMSettings.model_validate(
         {**settings.model_dump(), "stop_logit_bias": calibration.chosen_bias}
     )
+    reports = pd.DataFrame(calibration.chosen_reports, columns=list(CALIBRATION_REPORT_COLUMNS))
+    return generation_settings, reports

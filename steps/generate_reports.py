@@ -1,8 +1,10 @@
 """A trained adapter -> generated reports for the validation and test studies, and the record
-of the studies whose prompts do not fit the model's context."""
+of the studies whose prompts do not fit the model's context. The reports the stop bias
+calibration already wrote at these settings are kept, not decoded again."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -16,15 +18,25 @@ from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_splits
 from radreport.llm.settings import LLMSettings
 
+logger = logging.getLogger(__name__)
+
 
 @step(settings={"resources": ResourceSettings(gpu_count=1)})
 def generate_reports(
-    adapter: Path, alpaca_table: pd.DataFrame, settings: LLMSettings
+    adapter: Path,
+    alpaca_table: pd.DataFrame,
+    settings: LLMSettings,
+    calibration_reports: pd.DataFrame | None = None,
 ) -> tuple[Annotated[pd.DataFrame, "predictions"], Annotated[pd.DataFrame, "rejected_prompts"]]:
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), adapter
     )
-    predictions, rejected = predict_splits(generator, alpaca_table)
+    decoded = {}
+    if calibration_reports is not None:
+        columns = (calibration_reports["study_id"], calibration_reports["generated"])
+        decoded = dict(zip(*columns, strict=True))
+        logger.info("%d reports kept from the stop bias calibration", len(decoded))
+    predictions, rejected = predict_splits(generator, alpaca_table, decoded=decoded)
     del generator
     cleanup_gpu_memory(force=True)
     return predictions, rejected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
 from radreport.llm.generate import PromptTooLong, ReportGenerator
@@ -13,14 +15,33 @@ REJECTED_COLUMNS = ("study_id", "split", "reason")
 
 
 def predict_splits(
-    generator: ReportGenerator, alpaca_table: pd.DataFrame, splits=EVALUATION_SPLITS
+    generator: ReportGenerator,
+    alpaca_table: pd.DataFrame,
+    splits=EVALUATION_SPLITS,
+    decoded: Mapping[str, str] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per study of `splits` whose prompt fits the model's context, prompted exactly
     as in training (same examples), and the record of the studies left out and why
-    (REJECTED_COLUMNS). ValueError when no study at all can be written."""
+    (REJECTED_COLUMNS). ValueError when no study at all can be written.
+
+    `decoded` maps study ids to reports this generator already wrote for those studies'
+    prompts at its settings (the stop bias calibration's sample): they are kept, not decoded
+    again. Decoding again gives the same report where a study's report does not depend on
+    the others in its batch, as both decoders' tests check in fp32; in bf16 a batch can
+    round an occasional token differently, and either report is the model's at these
+    settings."""
     rows = alpaca_table[alpaca_table["split"].isin(splits)].reset_index(drop=True)
+    decoded = dict(decoded or {})
+    unknown = sorted(set(decoded) - set(rows["study_id"]))
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} reports given as decoded are for no {' or '.join(splits)} study "
+            f"of this table (first: {unknown[0]}): they were decoded from another table"
+        )
     examples = [[tuple(pair) for pair in row] for row in rows["examples"]]
-    generated, too_long = _generate_fitting(generator, rows["impression"].tolist(), examples)
+    generated, too_long = _generate_fitting(
+        generator, rows["impression"].tolist(), examples, [decoded.get(s) for s in rows["study_id"]]
+    )
     rejected = pd.DataFrame(
         {
             "study_id": [rows["study_id"].iloc[error.index] for error in too_long],
@@ -76,11 +97,18 @@ def _generate_fitting(
     generator: ReportGenerator,
     impressions: list[str],
     examples: list[list[tuple[str, str]]] | None,
+    known: list[str | None] | None = None,
 ) -> tuple[list[str | None], list[PromptTooLong]]:
+    """`known[i]`, when not None, is impression i's report already written by `generator`."""
     too_long = generator.prompts_too_long(impressions, examples)
     skipped = {error.index for error in too_long}
-    kept = [index for index in range(len(impressions)) if index not in skipped]
-    reports: list[str | None] = [None] * len(impressions)
+    reports: list[str | None] = list(known) if known is not None else [None] * len(impressions)
+    for index in skipped:
+        if reports[index] is not None:
+            raise ValueError(
+                f"a report was given for prompt {index + 1}, which does not fit the context"
+            )
+    kept = [i for i in range(len(impressions)) if i not in skipped and reports[i] is None]
     if kept:
         written = generator.generate(
             [impressions[index] for index in kept],

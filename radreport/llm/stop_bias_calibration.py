@@ -53,6 +53,10 @@ class StopBiasCalibration:
     chosen_bias: float
     studies: int
     trials: tuple[StopBiasTrial, ...]  # in the order they were decoded
+    # (study_id, report) of each sampled study at the chosen bias, so the split's generation
+    # need not decode them again; calibrate_on_validation fills it, calibrate_stop_bias
+    # (which sees no study ids) leaves it empty. Not part of as_dict: reports are no metadata.
+    chosen_reports: tuple[tuple[str, str], ...] = ()
 
     @property
     def chosen(self) -> StopBiasTrial:
@@ -145,8 +149,9 @@ def calibrate_on_validation(
     """Calibrate `generator` (the trained model's) on up to
     `settings.stop_bias_calibration_studies` validation studies of `alpaca_table`, a seeded
     sample of those with a reference whose prompt fits the model's context, prompted as in
-    training. The generator is left at the bias it had. NothingToCalibrateOn when no
-    validation study is usable."""
+    training. The sample's reports at the chosen bias come back in `chosen_reports`. The
+    generator is left at the bias it had. NothingToCalibrateOn when no validation study is
+    usable."""
     val = split_rows(alpaca_table, "val")
     too_long = {
         error.index
@@ -167,15 +172,17 @@ def calibrate_on_validation(
     order = np.random.default_rng(settings.seed).permutation(len(usable))
     sample = [usable[i] for i in sorted(order[: settings.stop_bias_calibration_studies])]
     original = generator.rules
+    decoded: dict[float, list[str]] = {}
 
     def decode(bias: float) -> list[str]:
         generator.rules = replace(original, stop_logit_bias=bias)
-        return generator.generate(
+        decoded[bias] = generator.generate(
             [row["impression"] for row in sample], [row["examples"] for row in sample]
         )
+        return decoded[bias]
 
     try:
-        return calibrate_stop_bias(
+        calibration = calibrate_stop_bias(
             decode,
             [row["report"] for row in sample],
             settings.stop_logit_bias,
@@ -184,3 +191,7 @@ def calibrate_on_validation(
         )
     finally:
         generator.rules = original
+    reports = zip(
+        (row["study_id"] for row in sample), decoded[calibration.chosen_bias], strict=True
+    )
+    return replace(calibration, chosen_reports=tuple(reports))

@@ -354,10 +354,12 @@ def test_only_the_impressions_that_do_not_fit_are_left_without_a_report(generato
     assert reports[1:3] == generator.generate(impressions[1:3], progress=False)
 
 
-def test_the_pipeline_writes_the_studies_that_fit_and_records_the_others(generator):
-    context = generator.model.config.max_position_embeddings
-    too_long = _impression_of_prompt_length(generator, context)
-    table = pd.DataFrame(
+def _split_table(generator) -> pd.DataFrame:
+    """A train study, two val studies (v1's prompt fills the context) and a test study."""
+    too_long = _impression_of_prompt_length(
+        generator, generator.model.config.max_position_embeddings
+    )
+    return pd.DataFrame(
         {
             "study_id": ["t1", "v1", "v2", "s1"],
             "split": ["train", "val", "val", "test"],
@@ -366,6 +368,11 @@ def test_the_pipeline_writes_the_studies_that_fit_and_records_the_others(generat
             "examples": [[], [], [], []],
         }
     )
+
+
+def test_the_pipeline_writes_the_studies_that_fit_and_records_the_others(generator):
+    context = generator.model.config.max_position_embeddings
+    table = _split_table(generator)
     predictions, rejected = predict_splits(generator, table)
     assert predictions["study_id"].tolist() == ["v2", "s1"]
     assert predictions["reference"].tolist() == ["Effusion.", "Clear."]
@@ -375,6 +382,21 @@ def test_the_pipeline_writes_the_studies_that_fit_and_records_the_others(generat
     assert f"is {context} tokens" in rejected["reason"].iloc[0]
     with pytest.raises(ValueError, match="no val or test study can be written: all 1 .* v1"):
         predict_splits(generator, table[table["study_id"].isin(["t1", "v1"])])
+
+
+def test_reports_already_decoded_are_kept_and_only_the_others_decoded(generator):
+    table = _split_table(generator)
+    predictions, rejected = predict_splits(generator, table, decoded={"v2": "Written before."})
+    assert predictions["study_id"].tolist() == ["v2", "s1"]
+    assert predictions["generated"].tolist() == [
+        "Written before.",
+        *generator.generate(["Clear lungs."], progress=False),
+    ]
+    assert rejected["study_id"].tolist() == ["v1"]
+    with pytest.raises(ValueError, match="1 reports given as decoded are for no val or test "):
+        predict_splits(generator, table, decoded={"t1": "A train study is never generated."})
+    with pytest.raises(ValueError, match="a report was given for prompt 1, which does not fit"):
+        predict_splits(generator, table, decoded={"v1": "Its prompt overflows the context."})
 
 
 def test_decoding_stops_at_the_end_of_the_context(tiny_llama_dir):

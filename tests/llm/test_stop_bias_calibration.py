@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from radreport.llm.generate import ReportGenerator
+from radreport.llm.predictions import predict_splits
 from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import (
     NothingToCalibrateOn,
@@ -165,6 +166,30 @@ def test_calibration_measures_what_the_generator_writes_for_the_usable_studies(g
             assert (scores.length_ratio, scores.bleu4) == (trial.length_ratio, trial.bleu4)
     finally:
         generator.rules, generator.context_length = original, context
+
+
+def test_the_sample_s_reports_at_the_chosen_bias_are_what_the_split_s_generation_writes(
+    generator,
+):
+    impressions = [f"Finding number {index}." for index in range(6)]
+    table = alpaca_table(impressions, ["word " * 3] * 6)
+    calibration = calibrate_on_validation(generator, table, settings(4, 5.5, 0.5))
+    ids = [study_id for study_id, _ in calibration.chosen_reports]
+    assert len(ids) == 4 and set(ids) < {f"v{index}" for index in range(6)}
+    assert "chosen_reports" not in calibration.as_dict()  # reports are no run metadata
+    original = generator.rules
+    generator.rules = replace(original, stop_logit_bias=calibration.chosen_bias)
+    try:
+        predictions, _ = predict_splits(generator, table, splits=("val",))
+    finally:
+        generator.rules = original
+    written = dict(zip(predictions["study_id"], predictions["generated"], strict=True))
+    assert dict(calibration.chosen_reports) == {study_id: written[study_id] for study_id in ids}
+    # Kept by the split's generation rather than decoded again: given other text for a
+    # study, that text is what the split's predictions hold.
+    marked = {ids[0]: "kept, not decoded again"}
+    kept, _ = predict_splits(generator, table, splits=("val",), decoded=marked)
+    assert kept.set_index("study_id").loc[ids[0], "generated"] == "kept, not decoded again"
 
 
 def test_calibration_samples_at_most_the_configured_number_of_studies(generator):

@@ -132,6 +132,12 @@ def test_the_stop_bias_chosen_on_val_writes_the_reports_and_stays_with_the_versi
     run = Client().get_pipeline_run(trained.pipeline_run)
     used = run.steps["generate_reports"].inputs["settings"][0].load()
     assert used.stop_logit_bias == calibration["chosen_bias"]
+    # The calibrated study's report at that bias is kept, not decoded a second time.
+    kept = run.steps["generate_reports"].inputs["calibration_reports"][0].load()
+    predictions = run.steps["generate_reports"].outputs["predictions"][0].load()
+    assert len(kept) == 1 and kept["generated"].iloc[0].strip()
+    written = predictions.set_index("study_id").loc[kept["study_id"].iloc[0], "generated"]
+    assert written == kept["generated"].iloc[0]
     # `run.py generate` and `evaluate` decode as the pipeline's evaluation did.
     assert load_trained_model(trained.model).settings == used
     assert "+5 chosen on 1 val study" in "\n".join(trained.lines())
