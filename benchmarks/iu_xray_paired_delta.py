@@ -16,7 +16,9 @@ Run: .venv/bin/python benchmarks/iu_xray_paired_delta.py \
          [--against COLUMN]
 
 With --against, the second system is that column of the same CSV instead of the lookup
-(two decodings of one model, say).
+(two decodings of one model, say). With --lookup-from NAME:VERSION the lookup searches that
+model version's train split, the pairs the model itself trained on and retrieves from, in
+place of all of IU X-Ray train: the same data on both sides.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def main() -> None:
         "columns", nargs="+", help="the model's prediction column(s); several are averaged"
     )
     parser.add_argument("--against", help="a second prediction column instead of the lookup")
+    parser.add_argument(
+        "--lookup-from",
+        metavar="NAME:VERSION",
+        help="build the lookup from that model version's train split (the pairs the model "
+        "trained on and retrieves from) instead of all of IU X-Ray train",
+    )
     parser.add_argument("--resamples", type=int, default=10_000)
     args = parser.parse_args()
 
@@ -55,7 +63,13 @@ def main() -> None:
     if args.against:
         other = predictions[args.against].astype(str).tolist()
     else:
-        train = read_report_table(DATA / "train.csv")
+        if args.lookup_from:
+            from pipelines.model_versions import load_trained_model
+
+            train_pairs = load_trained_model(args.lookup_from).train_pairs
+            train = train_pairs.rename(columns={"report": "reference"})
+        else:
+            train = read_report_table(DATA / "train.csv")
         train = train[train["impression"].str.strip() != ""]
         other = baseline_reports(train, predictions["impression"].tolist())[
             "exact_impression_lookup"
@@ -82,7 +96,8 @@ def main() -> None:
     point = {"model": mean_scores(everyone), "other": scores(other, everyone)}
     resampled = {"model": mean_scores(weights), "other": scores(other, weights)}
     model_label = "+".join(args.columns) + (" (mean)" if len(args.columns) > 1 else "")
-    print(f"{args.predictions.name}:{model_label} vs {args.against or 'exact-impression lookup'}, "
+    lookup = f"exact-impression lookup{' of ' + args.lookup_from if args.lookup_from else ''}"
+    print(f"{args.predictions.name}:{model_label} vs {args.against or lookup}, "
           f"{len(references)} studies, {args.resamples} paired resamples")  # fmt: skip
     other_label = args.against or "lookup"
     for metric in ("bleu4", "finding_f1_micro"):
