@@ -40,7 +40,11 @@ def predict_splits(
         )
     examples = [[tuple(pair) for pair in row] for row in rows["examples"]]
     generated, too_long = _generate_fitting(
-        generator, rows["impression"].tolist(), examples, [decoded.get(s) for s in rows["study_id"]]
+        generator,
+        rows["impression"].tolist(),
+        examples,
+        known=[decoded.get(study_id) for study_id in rows["study_id"]],
+        names=[f"study {study_id}" for study_id in rows["study_id"]],
     )
     rejected = pd.DataFrame(
         {
@@ -98,15 +102,18 @@ def _generate_fitting(
     impressions: list[str],
     examples: list[list[tuple[str, str]]] | None,
     known: list[str | None] | None = None,
+    names: list[str] | None = None,
 ) -> tuple[list[str | None], list[PromptTooLong]]:
-    """`known[i]`, when not None, is impression i's report already written by `generator`."""
+    """`known[i]`, when not None, is impression i's report already written by `generator`;
+    `names[i]` says which study impression i is, in errors."""
     too_long = generator.prompts_too_long(impressions, examples)
     skipped = {error.index for error in too_long}
     reports: list[str | None] = list(known) if known is not None else [None] * len(impressions)
-    for index in skipped:
+    for index in sorted(skipped):
         if reports[index] is not None:
+            name = names[index] if names is not None else f"prompt {index + 1}"
             raise ValueError(
-                f"a report was given for prompt {index + 1}, which does not fit the context"
+                f"a report was given for {name}, whose prompt does not fit the model's context"
             )
     kept = [i for i in range(len(impressions)) if i not in skipped and reports[i] is None]
     if kept:

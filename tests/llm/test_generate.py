@@ -395,7 +395,9 @@ def test_reports_already_decoded_are_kept_and_only_the_others_decoded(generator)
     assert rejected["study_id"].tolist() == ["v1"]
     with pytest.raises(ValueError, match="1 reports given as decoded are for no val or test "):
         predict_splits(generator, table, decoded={"t1": "A train study is never generated."})
-    with pytest.raises(ValueError, match="a report was given for prompt 1, which does not fit"):
+    with pytest.raises(
+        ValueError, match="a report was given for study v1, whose prompt does not fit"
+    ):
         predict_splits(generator, table, decoded={"v1": "Its prompt overflows the context."})
 
 
