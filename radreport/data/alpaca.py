@@ -59,8 +59,8 @@ def format_prompt(impression: str, examples: Sequence[tuple[str, str]] = ()) -> 
 
 def response_text(continuation: str) -> str:
     """The report in a model's continuation of `format_prompt`: the text before any line that
-    opens another template section. A model that has not learned where a report ends (the
-    briefly trained demo model) goes on with a new "### Response:" instead of stopping;
+    opens another template section. A model that has not learned where a report ends (one
+    trained for a few steps at a low rate) goes on with a new "### Response:" instead of stopping;
     what follows is never part of this report.
     """
     header = _SECTION_HEADER.search(continuation)

@@ -1,9 +1,10 @@
 """Stop a row once it opens another section of the prompt template.
 
-A model that has not learned where a report ends (the briefly trained demo model) writes
-"### Response:" and a second report instead of its end-of-sequence token. Everything from
-that header on is cut from the report anyway (`alpaca.response_text`), so decoding it only
-spends time: without this stop such a model decodes its whole token budget for every report.
+A model that has not learned where a report ends (one trained for a few steps at a low
+rate) writes "### Response:" and a second report instead of its end-of-sequence token.
+Everything from that header on is cut from the report anyway (`alpaca.response_text`), so
+decoding it only spends time: without this stop such a model decodes its whole token budget
+for every report.
 """
 
 from __future__ import annotations
