@@ -289,12 +289,15 @@ def report_generator(model, decoder: str | None = None, stop_bias: float | None 
         except ValidationError as exc:
             fail(f"{option} {value}: {exc.errors()[0]['msg']}", 2)
     from radreport.llm.native_kernel import NativeDecoderUnavailable
+    from radreport.llm.prompt_table import train_report_shape
 
     base = resolve_base_model(settings.base_model)
     try:
-        return ReportGenerator.from_settings(settings, base, model.adapter_dir)
+        generator = ReportGenerator.from_settings(settings, base, model.adapter_dir)
     except NativeDecoderUnavailable as exc:
         fail(f"decoder {settings.decoder}: {exc}", 2)
+    # Reports end as in the pipeline that trained the model: before any second report.
+    return generator.follow_report_shape(train_report_shape(model.alpaca_table))
 
 
 DECODER_OPTION = click.option(

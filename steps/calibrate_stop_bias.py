@@ -18,6 +18,7 @@ from zenml.utils.cuda_utils import cleanup_gpu_memory
 from pipelines.stack import TRACKER_NAME
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
+from radreport.llm.prompt_table import train_report_shape
 from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import NothingToCalibrateOn, calibrate_on_validation
 from radreport.llm.stop_bias_plot import plot_calibration
@@ -35,7 +36,7 @@ def calibrate_stop_bias(
 ]:
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), adapter
-    )
+    ).follow_report_shape(train_report_shape(alpaca_table))
     try:
         calibration = calibrate_on_validation(generator, alpaca_table, settings)
     except NothingToCalibrateOn as error:

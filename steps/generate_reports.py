@@ -16,6 +16,7 @@ from zenml.utils.cuda_utils import cleanup_gpu_memory
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_splits
+from radreport.llm.prompt_table import train_report_shape
 from radreport.llm.settings import LLMSettings
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ def generate_reports(
 ) -> tuple[Annotated[pd.DataFrame, "predictions"], Annotated[pd.DataFrame, "rejected_prompts"]]:
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), adapter
-    )
+    ).follow_report_shape(train_report_shape(alpaca_table))
     decoded = {}
     if calibration_reports is not None:
         columns = (calibration_reports["study_id"], calibration_reports["generated"])

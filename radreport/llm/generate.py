@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.device import cpu_has_bf16
 from radreport.llm.mbr import select_reports
+from radreport.llm.report_shape import ReportShape
 from radreport.llm.section_stop import SectionStop, SectionStopCriteria
 from radreport.llm.settings import LLMSettings
 
@@ -374,6 +376,12 @@ class ReportGenerator:
         self.mbr_impression_weight = mbr_impression_weight
         self.seed = seed  # MBR's sampling
 
+    def follow_report_shape(self, shape: ReportShape) -> ReportGenerator:
+        """Reports end before any second report begun past their end, by the marks `shape`
+        (learned from the training reports) gives: rows stop there and the text is cut."""
+        self.rules = replace(self.rules, section_stop=SectionStop(self.tokenizer, shape))
+        return self
+
     @classmethod
     def for_loaded_model(
         cls,
@@ -669,4 +677,8 @@ class ReportGenerator:
         text = self.tokenizer.decode(
             token_ids[:stop], skip_special_tokens=True, clean_up_tokenization_spaces=False
         )
-        return response_text(text)
+        report = response_text(text)
+        section_stop = self.rules.section_stop
+        if section_stop is not None and section_stop.shape is not None:
+            report = section_stop.shape.cut(report)
+        return report

@@ -8,6 +8,7 @@ import pandas as pd
 from radreport.data.alpaca import build_alpaca_dataset, format_prompt
 from radreport.data.splits import SPLITS
 from radreport.llm.base_model import resolve_base_model
+from radreport.llm.report_shape import ReportShape
 from radreport.llm.retrieval import ImpressionIndex
 from radreport.llm.settings import LLMSettings
 
@@ -32,6 +33,11 @@ def build_prompt_table(studies: pd.DataFrame, retrieval_k: int) -> pd.DataFrame:
         for impression, row in zip(table["impression"], table["examples"], strict=True)
     ]
     return table[list(PROMPT_COLUMNS)]
+
+
+def train_report_shape(table: pd.DataFrame) -> ReportShape:
+    """The shape of the reports the model was trained on: those of the train split."""
+    return ReportShape.learn(table.loc[table["split"] == "train", "report"])
 
 
 def split_rows(table: pd.DataFrame, split: str) -> list[dict]:

@@ -1,10 +1,12 @@
-"""Stop a row once it opens another section of the prompt template.
+"""Stop a row once it opens another section of the prompt template, or, given the training
+reports' shape, once it begins a second report.
 
 A model that has not learned where a report ends (one trained for a few steps at a low
 rate) writes "### Response:" and a second report instead of its end-of-sequence token.
 Everything from that header on is cut from the report anyway (`alpaca.response_text`), so
 decoding it only spends time: without this stop such a model decodes its whole token budget
-for every report.
+for every report. The same holds for a second report begun without a header, which the
+generator cuts by the `ReportShape` (radreport.llm.report_shape).
 """
 
 from __future__ import annotations
@@ -15,39 +17,54 @@ import torch
 from transformers import StoppingCriteria
 
 from radreport.data.alpaca import opens_section
+from radreport.llm.report_shape import ReportShape
 
-# A header is a newline, "###" and a space or tab: a few tokens. The tail holds them with
-# room to spare, and only the tail is decoded, so a check costs the same at every step.
-TAIL_TOKENS = 8
+# A template header is a newline, "###" and a space or tab: a few tokens; a section label
+# ("\nHEART AND MEDIASTINUM:") is 10 on SmolLM2's tokenizer. The tail holds five-word labels,
+# and only the tail is decoded (a few microseconds), unless it holds a newline: then the row,
+# for the labels before it (about 13 us for 80 tokens).
+TAIL_TOKENS = 24
 
 
 class SectionStop:
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
+    """`shape`, when given, also ends a row at the first mark of a second report."""
+
+    def __init__(self, tokenizer, shape: ReportShape | None = None):
+        self.tokenizer, self.shape = tokenizer, shape
 
     def ended(self, generated_ids: Sequence[int]) -> bool:
         """Whether a row's generated ids (all of them so far) have opened a section."""
-        start = max(0, len(generated_ids) - TAIL_TOKENS)
-        return self._tail_ends(list(generated_ids[start:]), from_start=start == 0)
+        return self._row_ends(list(generated_ids))
 
     def ended_rows(self, generated: torch.Tensor) -> torch.Tensor:
         """`ended` for each row of `generated` (rows, tokens so far), as a bool tensor."""
-        start = max(0, generated.shape[1] - TAIL_TOKENS)
-        tails = generated[:, start:].tolist()
-        flags = [self._tail_ends(tail, from_start=start == 0) for tail in tails]
+        flags = [self._row_ends(row) for row in generated]
         return torch.tensor(flags, dtype=torch.bool, device=generated.device)
 
-    def _tail_ends(self, tail_ids: list[int], from_start: bool) -> bool:
-        # No "clean-up" of spaces, as in the reports themselves (it is meant for WordPiece).
-        text = self.tokenizer.decode(
-            tail_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
-        )
-        if not from_start:
+    def _row_ends(self, row: list[int] | torch.Tensor) -> bool:
+        # Only the tail is decoded, unless a line has begun in it.
+        start = max(0, len(row) - TAIL_TOKENS)
+        tail = self._decode(row[start:])
+        if not start:
+            line_starts = tail
+        else:
             # The tail may begin inside a line: only what follows its first newline is known
             # to start a line.
-            newline = text.find("\n")
-            text = text[newline + 1 :] if newline >= 0 else ""
-        return opens_section(text)
+            newline = tail.find("\n")
+            line_starts = tail[newline + 1 :] if newline >= 0 else ""
+        if opens_section(line_starts):
+            return True
+        # Both marks of a second report follow a newline; a repeated label needs the row.
+        if self.shape is None or "\n" not in tail:
+            return False
+        return self.shape.report_end(self._decode(row).lstrip()) is not None
+
+    def _decode(self, ids: list[int] | torch.Tensor) -> str:
+        ids = ids.tolist() if isinstance(ids, torch.Tensor) else ids
+        # No "clean-up" of spaces, as in the reports themselves (it is meant for WordPiece).
+        return self.tokenizer.decode(
+            ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
 
 
 class SectionStopCriteria(StoppingCriteria):
