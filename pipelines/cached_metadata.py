@@ -13,11 +13,12 @@ from zenml import log_metadata
 from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
-# The model-version keys each step logs (steps/finetune_llm.py, steps/export_merged_model.py,
-# steps/calibrate_stop_bias.py, steps/evaluate_reports.py). Each key is taken from the run
-# that really executed the step that logs it: a cached step's original run can be older than
-# another cached step's, with other settings.
+# The model-version keys each step logs (steps/format_alpaca.py, steps/finetune_llm.py,
+# steps/export_merged_model.py, steps/calibrate_stop_bias.py, steps/evaluate_reports.py).
+# Each key is taken from the run that really executed the step that logs it: a cached step's
+# original run can be older than another cached step's, with other settings.
 MODEL_METADATA_BY_STEP = {
+    "format_alpaca": ("report_budget",),
     "finetune_llm": ("training", "llm_settings"),
     "export_merged_model": ("merged_model",),
     "calibrate_stop_bias": ("stop_bias_calibration",),

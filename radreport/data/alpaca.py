@@ -150,15 +150,24 @@ class AlpacaDataset:
     dropped: int = 0
     # Lengths before any truncation: they tell whether max_seq_length suits the data.
     source_lengths: list[int] = field(default_factory=list)
+    # Each report's tokens with its end-of-sequence token: what generation must have room
+    # to write (max_new_tokens).
+    report_lengths: list[int] = field(default_factory=list)
 
     def stats(self) -> dict[str, float]:
         lengths = token_length_stats(self.source_lengths)
+        reports = token_length_stats(self.report_lengths)
         return {
             "examples": len(self.examples),
             "truncated": self.truncated,
             "dropped": self.dropped,
             **{f"tokens_{name}": value for name, value in lengths.items()},
+            **{f"report_tokens_{name}": value for name, value in reports.items()},
         }
+
+    def reports_longer_than(self, tokens: int) -> int:
+        """How many reports (end-of-sequence token included) need more than `tokens`."""
+        return sum(length > tokens for length in self.report_lengths)
 
 
 def build_alpaca_dataset(
@@ -179,6 +188,7 @@ def build_alpaca_dataset(
             tokenizer, row["impression"], row["report"], examples
         )
         dataset.source_lengths.append(len(prompt_ids) + len(response_ids))
+        dataset.report_lengths.append(len(response_ids))
         example = _fit(prompt_ids, response_ids, max_seq_length, overlength)
         if example is None:
             dataset.dropped += 1

@@ -49,14 +49,19 @@ def split_rows(table: pd.DataFrame, split: str) -> list[dict]:
 
 
 def token_stats_by_split(table: pd.DataFrame, settings: LLMSettings) -> dict[str, dict]:
-    """Per split: examples kept, truncated, dropped and token-length p50/p95/max, with the
-    base model's tokenizer and the training's length limit."""
+    """Per split: examples kept, truncated, dropped, token-length p50/p95/max of the whole
+    examples and of the reports, and how many reports generation's budget (max_new_tokens)
+    is too short for; with the base model's tokenizer and the training's length limit."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(settings.base_model))
-    return {
-        split: build_alpaca_dataset(
+    stats = {}
+    for split in SPLITS:
+        data = build_alpaca_dataset(
             split_rows(table, split), tokenizer, settings.max_seq_length, settings.overlength
-        ).stats()
-        for split in SPLITS
-    }
+        )
+        stats[split] = {
+            **data.stats(),
+            "reports_over_max_new_tokens": data.reports_longer_than(settings.max_new_tokens),
+        }
+    return stats

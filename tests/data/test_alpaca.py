@@ -116,4 +116,10 @@ def test_length_statistics_use_untruncated_lengths(tokenizer):
     assert stats["tokens_max"] == max(data.source_lengths) > limit
     assert stats["examples"] == 2
     assert token_length_stats([]) == {"p50": 0.0, "p95": 0.0, "max": 0.0}
+    # Each report is counted with its end-of-sequence token, truncated or not.
+    report_tokens = [len(tokenizer(row["report"])["input_ids"]) + 1 for row in ROWS]
+    assert data.report_lengths == report_tokens
+    assert stats["report_tokens_max"] == max(report_tokens)
+    assert data.reports_longer_than(max(report_tokens)) == 0
+    assert data.reports_longer_than(min(report_tokens) - 1) == 2
     assert token_length_stats(list(range(1, 101)))["p95"] == pytest.approx(95.05)

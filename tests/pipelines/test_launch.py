@@ -66,3 +66,21 @@ def test_highlights_say_when_the_bias_moved_no_report():
         "Stop bias:      +0 kept: length ratio 0.47 on 13 val studies at +0 and -0.5, the "
         "bias moves none of these reports",
     )
+
+
+def test_highlights_say_when_the_token_budget_cuts_training_reports():
+    budget = {
+        "max_new_tokens": 128,
+        "train_reports": 1868,
+        "longer_train_reports": 412,
+        "longest_train_report_tokens": 612,
+    }
+    assert highlights_of({"report_budget": budget}) == (
+        "Report budget:  412 of 1868 train reports (22%) need more than max_new_tokens 128 "
+        "(the longest: 612 tokens with its end); reports that long are cut there: raise "
+        "llm.max_new_tokens",
+    )
+    # A few outliers (at most 1 %) are not a budget set for other reports.
+    outliers = {**budget, "longer_train_reports": 18, "longest_train_report_tokens": 194}
+    assert highlights_of({"report_budget": outliers}) == ()
+    assert highlights_of({"report_budget": {**outliers, "longer_train_reports": 19}})

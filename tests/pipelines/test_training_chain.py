@@ -120,6 +120,12 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert set(predictions["split"]) == {"val", "test"}
     training = model_version.run_metadata["training"]
     assert training["train_steps"] == 2 and training["eval_loss"] > 0
+    # The tiny config's budget (6 tokens) is shorter than every training report: said.
+    budget = model_version.run_metadata["report_budget"]
+    assert budget["max_new_tokens"] == 6
+    assert budget["longer_train_reports"] == budget["train_reports"] > 0
+    assert budget["longest_train_report_tokens"] > 6
+    assert any(line.startswith("Report budget:  ") for line in trained.lines())
 
 
 def test_the_stop_bias_chosen_on_val_writes_the_reports_and_stays_with_the_version(trained):
