@@ -63,14 +63,18 @@ def test_hashes_inside_a_line_never_end_a_row(tokenizer):
     assert first_stop(stop, tokenizer(text)["input_ids"]) is None
 
 
-def test_ended_rows_agrees_with_ended_per_row(tokenizer):
-    stop = SectionStop(tokenizer)
-    texts = [f"{REPORT}\n\n{RESPONSE_HEADER}", f"{REPORT} {REPORT}", f"{RESPONSE_HEADER} x"]
-    rows = [tokenizer(text)["input_ids"] for text in texts]
+def assert_ended_rows_agrees_with_ended(stop: SectionStop, rows: list[list[int]]) -> None:
+    """At every step of the shortest row, the batched check says what the per-row one does."""
     width = min(len(row) for row in rows)
     for steps in range(1, width + 1):
         batch = torch.tensor([row[:steps] for row in rows])
         assert stop.ended_rows(batch).tolist() == [stop.ended(row[:steps]) for row in rows]
+
+
+def test_ended_rows_agrees_with_ended_per_row(tokenizer):
+    texts = [f"{REPORT}\n\n{RESPONSE_HEADER}", f"{REPORT} {REPORT}", f"{RESPONSE_HEADER} x"]
+    rows = [tokenizer(text)["input_ids"] for text in texts]
+    assert_ended_rows_agrees_with_ended(SectionStop(tokenizer), rows)
 
 
 def test_decoding_stops_a_row_at_its_header_and_the_others_run_on(tiny_llama_dir, tokenizer):
@@ -134,10 +138,7 @@ def test_with_the_shape_ended_rows_agrees_with_ended_per_row(tokenizer):
     stop = SectionStop(tokenizer, BOTH_MARKS)
     texts = [f"{SECTIONED}\n\n{SECTIONED}", f"{SECTIONED}\n{SECTIONED}", f"{REPORT}\n{REPORT}"]
     rows = [tokenizer(text)["input_ids"] for text in texts]
-    width = min(len(row) for row in rows)
-    for steps in range(1, width + 1):
-        batch = torch.tensor([row[:steps] for row in rows])
-        assert stop.ended_rows(batch).tolist() == [stop.ended(row[:steps]) for row in rows]
+    assert_ended_rows_agrees_with_ended(stop, rows)
     assert any(stop.ended(row) for row in rows[:2]) and not stop.ended(rows[2])
 
 
