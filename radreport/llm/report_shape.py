@@ -6,12 +6,14 @@ one retrieved example, a quarter to a third of the reports did: a blank line, th
 "COMPARISON: ..." again (BENCHMARKS.md, thirty-seventh and thirty-eighth sessions). The
 stop bias calibration cannot see it, since the second report makes the length look right.
 
-Two marks of a second report, each used only where no training report has it:
-- a blank line, where the training reports have none;
+Two marks of a second report, each used only where the training reports do not have it:
+- a blank line;
 - a line opening with a section label ("COMPARISON:", "Lungs and pleura:") the report has
-  already used, where no training report repeats one.
+  already used.
 The report is the text before the first of them. Labels are at most five words before a
-colon at the start of a line, compared without case or extra spaces.
+colon at the start of a line, compared without case or extra spaces. A mark found in at most
+1 % of the training reports (TOLERATED_SHARE) is still used: real report exports carry a few
+stray blank lines or pasted-together reports, and those few should not decide for the rest.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+TOLERATED_SHARE = 0.01
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _LABEL = re.compile(
     r"^[^\S\n]*([A-Za-z][A-Za-z/&()'-]*(?:[^\S\n]+[A-Za-z/&()'-]+){0,4})[^\S\n]*:",
@@ -47,13 +50,18 @@ class ReportShape:
 
     @classmethod
     def learn(cls, reports: Iterable[str]) -> ReportShape:
-        """The marks that none of `reports` (the training reports) has."""
-        blank_line = repeated_label = False
+        """The marks that at most TOLERATED_SHARE of `reports` (the training reports) have."""
+        count = blank_lines = repeated_labels = 0
         for report in reports:
             text = report.strip()
-            blank_line = blank_line or _BLANK_LINE.search(text) is not None
-            repeated_label = repeated_label or _first_repeated_label(text) is not None
-        return cls(ends_at_blank_line=not blank_line, ends_at_repeated_label=not repeated_label)
+            count += 1
+            blank_lines += _BLANK_LINE.search(text) is not None
+            repeated_labels += _first_repeated_label(text) is not None
+        tolerated = TOLERATED_SHARE * count
+        return cls(
+            ends_at_blank_line=blank_lines <= tolerated,
+            ends_at_repeated_label=repeated_labels <= tolerated,
+        )
 
     def report_end(self, text: str) -> int | None:
         """Where, in `text` (a report, leading space stripped), the first mark of a second

@@ -14,7 +14,7 @@ PROSE = "The heart is normal in size. The lungs are clear. No pleural effusion o
 BOTH_MARKS = ReportShape(ends_at_blank_line=True, ends_at_repeated_label=True)
 
 
-def test_the_marks_are_those_no_training_report_has():
+def test_the_marks_are_those_the_training_reports_do_not_have():
     assert ReportShape.learn([SECTIONED, PROSE]) == BOTH_MARKS
     spaced = SECTIONED.replace("\n", "\n\n")
     assert ReportShape.learn([SECTIONED, spaced]) == ReportShape(False, True)
@@ -22,6 +22,13 @@ def test_the_marks_are_those_no_training_report_has():
     assert ReportShape.learn([repeated, PROSE]) == ReportShape(True, False)
     # A blank line at either end of a training report is not inside it.
     assert ReportShape.learn([f"\n\n{PROSE}\n\n"]).ends_at_blank_line
+
+
+def test_a_mark_in_at_most_one_percent_of_the_training_reports_is_still_used():
+    spaced = SECTIONED.replace("\n", "\n\n")
+    repeated = f"{SECTIONED}\nPLEURA: Small left effusion."
+    assert ReportShape.learn([spaced, repeated] + [SECTIONED] * 98) == BOTH_MARKS
+    assert ReportShape.learn([spaced, repeated] + [SECTIONED] * 97) == ReportShape(False, False)
 
 
 def test_a_second_report_after_a_blank_line_is_cut():
