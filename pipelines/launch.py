@@ -23,7 +23,7 @@ from radreport.data.pseudonyms import resolve_deid_keys
 from radreport.data.run_inputs import RunInputs, resolve_run_inputs
 from radreport.data.settings import DataSettings
 from radreport.llm.bundled import cache_dir
-from radreport.llm.report_budget import budget_shortfall
+from radreport.llm.token_budgets import budget_shortfalls
 from radreport.start_up_gc import resume_full_collections
 
 STUDIES_ARTIFACT = "studies"  # steps/ingest_studies.py's output
@@ -245,9 +245,8 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
             f"{lookup['bleu4']:.3f}), finding F1 {model['finding_f1_micro']:.3f} "
             f"(lookup {lookup['finding_f1_micro']:.3f})"
         )
-    budget = metadata.get("report_budget")
-    if budget and (shortfall := budget_shortfall(budget)) is not None:
-        lines.append(f"Report budget:  {shortfall}")
+    if budgets := metadata.get("token_budgets"):
+        lines += [f"Token budget:   {shortfall}" for shortfall in budget_shortfalls(budgets)]
     rejected = {split: scores.get("rejected_prompts", 0) for split, scores in evaluation.items()}
     if any(rejected.values()):
         counts = ", ".join(f"{count} {split}" for split, count in rejected.items() if count)

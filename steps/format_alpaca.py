@@ -1,5 +1,6 @@
 """Studies -> the Alpaca prompt table, with token-length statistics logged per split and, on
-the model version, whether generation's token budget holds the training reports."""
+the model version, whether the token budgets (max_seq_length, max_new_tokens) hold the
+training data."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from zenml import get_step_context, log_metadata, step
 
 from pipelines.stack import TRACKER_NAME
 from radreport.llm.prompt_table import build_prompt_table, token_stats_by_split
-from radreport.llm.report_budget import budget_shortfall, report_budget
 from radreport.llm.settings import LLMSettings
+from radreport.llm.token_budgets import budget_shortfalls, token_budgets
 from steps.tracking import log_flat_metrics
 
 logger = logging.getLogger(__name__)
@@ -27,10 +28,10 @@ def format_alpaca(
     stats = token_stats_by_split(table, settings)
     log_flat_metrics(stats, prefix="alpaca")
     mlflow.log_text(table["prompt"].iloc[0], "alpaca/example_prompt.txt")
-    budget = report_budget(stats["train"], settings.max_new_tokens)
-    if (shortfall := budget_shortfall(budget)) is not None:
+    budgets = token_budgets(stats["train"], settings.max_seq_length, settings.max_new_tokens)
+    for shortfall in budget_shortfalls(budgets):
         logger.warning(shortfall)
     # The data pipeline builds the table too, with no model version to hold the record.
     if get_step_context().model_version is not None:
-        log_metadata(metadata={"report_budget": budget}, infer_model=True)
+        log_metadata(metadata={"token_budgets": budgets}, infer_model=True)
     return table, stats

@@ -68,19 +68,38 @@ def test_highlights_say_when_the_bias_moved_no_report():
     )
 
 
-def test_highlights_say_when_the_token_budget_cuts_training_reports():
-    budget = {
-        "max_new_tokens": 128,
-        "train_reports": 1868,
+BUDGETS = {
+    "max_seq_length": 736,
+    "train_examples": 1868,
+    "truncated_train_examples": 0,
+    "dropped_train_examples": 0,
+    "longest_train_example_tokens": 686,
+    "max_new_tokens": 128,
+    "longer_train_reports": 9,
+    "longest_train_report_tokens": 194,
+}
+
+
+def test_highlights_say_nothing_of_budgets_that_hold_all_but_one_percent():
+    # The IU X-Ray config's: 9 of 1,868 reports (0.5 %) need more than 128 new tokens.
+    assert highlights_of({"token_budgets": BUDGETS}) == ()
+    assert highlights_of({"token_budgets": {**BUDGETS, "longer_train_reports": 18}}) == ()
+
+
+def test_highlights_say_which_token_budget_is_short_for_the_training_data():
+    short = {
+        **BUDGETS,
         "longer_train_reports": 412,
         "longest_train_report_tokens": 612,
+        "truncated_train_examples": 30,
+        "dropped_train_examples": 2,
+        "longest_train_example_tokens": 2100,
     }
-    assert highlights_of({"report_budget": budget}) == (
-        "Report budget:  412 of 1868 train reports (22%) need more than max_new_tokens 128 "
+    assert highlights_of({"token_budgets": short}) == (
+        "Token budget:   412 of 1868 train reports (22%) need more than max_new_tokens 128 "
         "(the longest: 612 tokens with its end); reports that long are cut there: raise "
         "llm.max_new_tokens",
+        "Token budget:   32 of 1868 train examples (2%) are longer than max_seq_length 736 "
+        "(the longest: 2100 tokens; 30 truncated, 2 dropped): the ends of their reports are "
+        "not learned; raise llm.max_seq_length or lower llm.retrieval_k",
     )
-    # A few outliers (at most 1 %) are not a budget set for other reports.
-    outliers = {**budget, "longer_train_reports": 18, "longest_train_report_tokens": 194}
-    assert highlights_of({"report_budget": outliers}) == ()
-    assert highlights_of({"report_budget": {**outliers, "longer_train_reports": 19}})

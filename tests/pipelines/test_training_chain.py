@@ -120,12 +120,18 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert set(predictions["split"]) == {"val", "test"}
     training = model_version.run_metadata["training"]
     assert training["train_steps"] == 2 and training["eval_loss"] > 0
-    # The tiny config's budget (6 tokens) is shorter than every training report: said.
-    budget = model_version.run_metadata["report_budget"]
-    assert budget["max_new_tokens"] == 6
-    assert budget["longer_train_reports"] == budget["train_reports"] > 0
-    assert budget["longest_train_report_tokens"] > 6
-    assert any(line.startswith("Report budget:  ") for line in trained.lines())
+    # The tiny config's 6 new tokens are fewer than every training report needs, and its 384
+    # tokens fewer than its longest example with a retrieved one: both said.
+    budgets = model_version.run_metadata["token_budgets"]
+    assert budgets["max_new_tokens"] == 6 and budgets["max_seq_length"] == 384
+    assert budgets["longer_train_reports"] == budgets["train_examples"] > 0
+    assert budgets["longest_train_report_tokens"] > 6
+    assert budgets["longest_train_example_tokens"] > 384
+    assert budgets["truncated_train_examples"] >= 1 and budgets["dropped_train_examples"] == 0
+    said = [line for line in trained.lines() if line.startswith("Token budget:   ")]
+    assert len(said) == 2
+    assert "need more than max_new_tokens 6" in said[0]
+    assert "longer than max_seq_length 384" in said[1]
 
 
 def test_the_stop_bias_chosen_on_val_writes_the_reports_and_stays_with_the_version(trained):
