@@ -267,10 +267,15 @@ def load_model_or_exit(spec: str | None):
     return model
 
 
-def report_generator(model, decoder: str | None = None, stop_bias: float | None = None):
+def report_generator(
+    model,
+    decoder: str | None = None,
+    stop_bias: float | None = None,
+    max_new_tokens: int | None = None,
+):
     """The model version's generator; `decoder` overrides the decoding engine it was
-    trained with and `stop_bias` the stop bias it was trained or calibrated with (decoding
-    choices: the weights are the same)."""
+    trained with, `stop_bias` the stop bias it was trained or calibrated with and
+    `max_new_tokens` its token budget (decoding choices: the weights are the same)."""
     from pydantic import ValidationError
 
     from radreport.llm.base_model import resolve_base_model
@@ -281,6 +286,7 @@ def report_generator(model, decoder: str | None = None, stop_bias: float | None 
     for option, key, value in (
         ("--decoder", "decoder", decoder),
         ("--stop-bias", "stop_logit_bias", stop_bias),
+        ("--max-new-tokens", "max_new_tokens", max_new_tokens),
     ):
         if value is None:
             continue
@@ -321,14 +327,29 @@ STOP_BIAS_OPTION = click.option(
     ),
 )
 
+MAX_NEW_TOKENS_OPTION = click.option(
+    "--max-new-tokens",
+    type=int,
+    default=None,
+    help=(
+        "The most tokens a report may take (it is cut there); default: the model version's "
+        "llm.max_new_tokens."
+    ),
+)
+
 
 @cli.command()
 @click.option("--impression", required=True, help="The radiologist's impression.")
 @click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
 @DECODER_OPTION
 @STOP_BIAS_OPTION
+@MAX_NEW_TOKENS_OPTION
 def generate(
-    impression: str, model_spec: str | None, decoder: str | None, stop_bias: float | None
+    impression: str,
+    model_spec: str | None,
+    decoder: str | None,
+    stop_bias: float | None,
+    max_new_tokens: int | None,
 ) -> None:
     """Write the detailed report for one impression with a trained model version."""
     from radreport.llm.predictions import predict_impressions
@@ -338,7 +359,7 @@ def generate(
     from radreport.llm.generate import PromptTooLong
 
     model = load_model_or_exit(model_spec)
-    generator = report_generator(model, decoder, stop_bias)
+    generator = report_generator(model, decoder, stop_bias, max_new_tokens)
     try:
         [report] = predict_impressions(
             generator, [impression], model.train_pairs, model.settings.retrieval_k
@@ -393,12 +414,14 @@ def rows_to_score(reports_csv: Path, table) -> list[bool]:
 @click.option("--out", type=click.Path(path_type=Path), required=True)
 @DECODER_OPTION
 @STOP_BIAS_OPTION
+@MAX_NEW_TOKENS_OPTION
 def evaluate(
     reports_csv: Path,
     model_spec: str | None,
     out: Path,
     decoder: str | None,
     stop_bias: float | None,
+    max_new_tokens: int | None,
 ) -> None:
     """Generate for every row of a CSV; write predictions.csv and, with references, metrics.json.
 
@@ -428,7 +451,7 @@ def evaluate(
     # Its own files and the evaluation report's.
     prepare_output_dir(out, ("predictions.csv", "metrics.json", "rejected.csv", *REPORT_FILES))
     model = load_model_or_exit(model_spec)
-    generator = report_generator(model, decoder, stop_bias)
+    generator = report_generator(model, decoder, stop_bias, max_new_tokens)
     generated, too_long = predict_fitting_impressions(
         generator,
         table["impression"].tolist(),

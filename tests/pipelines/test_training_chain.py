@@ -361,6 +361,25 @@ def test_generate_cli_stop_bias_overrides_the_versions_and_is_bounded(trained, t
     assert refused.stderr.strip().splitlines()[-1].startswith("error: --stop-bias 30.0: ")
 
 
+def test_generate_cli_max_new_tokens_overrides_the_versions_budget(trained, tmp_path):
+    def generate(*options: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(REPO_ROOT / "run.py"), "generate", "--impression",
+             "Mild cardiomegaly.", "--model", trained.model, *options],
+            capture_output=True, text=True, cwd=REPO_ROOT,
+            env={**os.environ, "RADREPORT_CACHE_DIR": str(tmp_path)},
+        )  # fmt: skip
+
+    # The version decodes greedily with 6 new tokens; 2 are its first 2.
+    whole, cut = generate(), generate("--max-new-tokens", "2")
+    assert whole.returncode == cut.returncode == 0, whole.stderr + cut.stderr
+    assert cut.stdout.strip() and len(cut.stdout) < len(whole.stdout)
+    assert whole.stdout.startswith(cut.stdout.strip())
+    refused = generate("--max-new-tokens", "0")
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines()[-1].startswith("error: --max-new-tokens 0: ")
+
+
 def test_a_missing_model_or_version_is_named_with_what_exists(trained):
     from pipelines.model_versions import ModelVersionNotFound
 
