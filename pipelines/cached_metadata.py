@@ -18,7 +18,7 @@ from zenml.enums import ExecutionStatus
 # Each key is taken from the run that really executed the step that logs it: a cached step's
 # original run can be older than another cached step's, with other settings.
 MODEL_METADATA_BY_STEP = {
-    "format_alpaca": ("token_budgets",),
+    "format_alpaca": ("token_budgets", "report_shape"),
     "finetune_llm": ("training", "llm_settings"),
     "export_merged_model": ("merged_model",),
     "calibrate_stop_bias": ("stop_bias_calibration",),

@@ -5,6 +5,7 @@ training data."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Annotated
 
 import mlflow
@@ -12,7 +13,11 @@ import pandas as pd
 from zenml import get_step_context, log_metadata, step
 
 from pipelines.stack import TRACKER_NAME
-from radreport.llm.prompt_table import build_prompt_table, token_stats_by_split
+from radreport.llm.prompt_table import (
+    build_prompt_table,
+    token_stats_by_split,
+    train_report_shape,
+)
 from radreport.llm.settings import LLMSettings
 from radreport.llm.token_budgets import budget_shortfalls, token_budgets
 from steps.tracking import log_flat_metrics
@@ -33,5 +38,7 @@ def format_alpaca(
         logger.warning(shortfall)
     # The data pipeline builds the table too, with no model version to hold the record.
     if get_step_context().model_version is not None:
-        log_metadata(metadata={"token_budgets": budgets}, infer_model=True)
+        # The marks that end a report before a second one, as generation will learn them.
+        shape = asdict(train_report_shape(table))
+        log_metadata(metadata={"token_budgets": budgets, "report_shape": shape}, infer_model=True)
     return table, stats

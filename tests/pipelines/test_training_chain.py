@@ -128,6 +128,11 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert budgets["longest_train_report_tokens"] > 6
     assert budgets["longest_train_example_tokens"] > 384
     assert budgets["truncated_train_examples"] >= 1 and budgets["dropped_train_examples"] == 0
+    # The tiny studies' reports have neither mark of a second report.
+    assert model_version.run_metadata["report_shape"] == {
+        "ends_at_blank_line": True,
+        "ends_at_repeated_label": True,
+    }
     said = [line for line in trained.lines() if line.startswith("Token budget:   ")]
     assert len(said) == 2
     assert "need more than max_new_tokens 6" in said[0]
