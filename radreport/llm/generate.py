@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, StoppingCriteriaList
 
-from radreport.data.alpaca import format_prompt, response_text
+from radreport.data.alpaca import format_prompt, opens_section, response_text
 from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.device import cpu_has_bf16
@@ -105,6 +105,14 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     elif isinstance(configured, int):
         configured = [configured]
     return sorted({tokenizer.eos_token_id, *configured} - {None})
+
+
+def _ended_by_a_rule(text: str, shape: ReportShape | None) -> bool:
+    """Whether a row's text shows a stop other than the model's own: a template section it
+    opened, or a mark of a second report."""
+    return opens_section(text) or (
+        shape is not None and shape.report_end(text.lstrip()) is not None
+    )
 
 
 @torch.inference_mode()
@@ -375,6 +383,8 @@ class ReportGenerator:
         self.mbr_example_references = mbr_example_references
         self.mbr_impression_weight = mbr_impression_weight
         self.seed = seed  # MBR's sampling
+        # The reports of rows the token budget cut, of the current `generate` call.
+        self._unended: set[str] = set()
 
     def follow_report_shape(self, shape: ReportShape) -> ReportGenerator:
         """Reports end before any second report begun past their end, by the marks `shape`
@@ -513,24 +523,40 @@ class ReportGenerator:
         selection also weighs how well each candidate's findings agree with its impression's.
         """
         num_beams = num_beams or self.num_beams
+        budget = max_new_tokens or self.max_new_tokens
+        self._unended = set()
         if self.mbr_candidates > 1 and num_beams == 1:
-            groups = self.candidate_groups(
-                impressions, examples, batch_size, max_new_tokens, progress
-            )
-            return select_reports(
+            groups = self.candidate_groups(impressions, examples, batch_size, budget, progress)
+            reports = select_reports(
                 groups,
                 examples if self.mbr_example_references else None,
                 impressions,
                 self.mbr_impression_weight,
             )
-        budget = max_new_tokens or self.max_new_tokens
-        return self._decode_in_batches(
-            self._prompts(impressions, examples),
-            batch_size,
-            budget,
-            progress,
-            lambda prompts: self._generate_batch(prompts, num_beams, budget),
-        )
+        else:
+            reports = self._decode_in_batches(
+                self._prompts(impressions, examples),
+                batch_size,
+                budget,
+                progress,
+                lambda prompts: self._generate_batch(prompts, num_beams, budget),
+            )
+        self._say_unended(reports, budget)
+        return reports
+
+    def _say_unended(self, reports: list[str], budget: int) -> None:
+        """A warning when reports were cut by the token budget (or the context's end) rather
+        than ended by the model: nothing in their text says so."""
+        unended = sum(report in self._unended for report in reports)
+        if unended:
+            logger.warning(
+                "%d of %d reports ran out of room before they ended (max_new_tokens %d, or the "
+                "model's context) and are cut there; llm.max_new_tokens or --max-new-tokens "
+                "gives them more",
+                unended,
+                len(reports),
+                budget,
+            )
 
     def candidate_groups(
         self,
@@ -679,6 +705,10 @@ class ReportGenerator:
         )
         report = response_text(text)
         section_stop = self.rules.section_stop
-        if section_stop is not None and section_stop.shape is not None:
-            report = section_stop.shape.cut(report)
+        shape = section_stop.shape if section_stop is not None else None
+        if shape is not None:
+            report = shape.cut(report)
+        if stop is None and not _ended_by_a_rule(text, shape):
+            # Neither the model nor a rule ended the row: the budget did.
+            self._unended.add(report)
         return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from functools import partial
 
@@ -120,6 +121,27 @@ def test_stop_token_and_what_follows_are_not_in_the_report(generator):
         clean_up_tokenization_spaces=False,
     )
     assert report == expected.strip()
+
+
+def test_reports_the_token_budget_cut_are_counted_in_a_warning(generator, caplog):
+    original_rules = generator.rules
+    try:
+        # No stop id at all: every row runs to the budget.
+        generator.rules = replace(original_rules, stop_ids=())
+        with caplog.at_level(logging.WARNING, logger="radreport.llm.generate"):
+            generator.generate(IMPRESSIONS, progress=False)
+        assert "4 of 4 reports ran out of room before they ended (max_new_tokens 10" in caplog.text
+        caplog.clear()
+        # Every row's first token as the stop: every row is ended by the model.
+        input_ids, attention_mask = _encode(generator, IMPRESSIONS)
+        pad = generator.tokenizer.pad_token_id
+        first = greedy_decode(generator.model, input_ids, attention_mask, 1, DecodeRules([], pad))
+        generator.rules = replace(original_rules, stop_ids=tuple(first[:, 0].tolist()))
+        with caplog.at_level(logging.WARNING, logger="radreport.llm.generate"):
+            generator.generate(IMPRESSIONS, progress=False)
+        assert "ran out of room" not in caplog.text
+    finally:
+        generator.rules = original_rules
 
 
 def test_beam_search_returns_a_report_per_impression(generator):
