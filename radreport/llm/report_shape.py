@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 TOLERATED_SHARE = 0.01
+
 _BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
 _LABEL = re.compile(
     r"^[^\S\n]*([A-Za-z][A-Za-z/&()'-]*(?:[^\S\n]+[A-Za-z/&()'-]+){0,4})[^\S\n]*:",
