@@ -267,19 +267,17 @@ def load_model_or_exit(spec: str | None):
     return model
 
 
-def report_generator(
+def decoding_settings(
     model,
     decoder: str | None = None,
     stop_bias: float | None = None,
     max_new_tokens: int | None = None,
 ):
-    """The model version's generator; `decoder` overrides the decoding engine it was
+    """The model version's LLM settings; `decoder` overrides the decoding engine it was
     trained with, `stop_bias` the stop bias it was trained or calibrated with and
     `max_new_tokens` its token budget (decoding choices: the weights are the same)."""
     from pydantic import ValidationError
 
-    from radreport.llm.base_model import resolve_base_model
-    from radreport.llm.generate import ReportGenerator
     from radreport.llm.settings import LLMSettings
 
     settings = model.settings
@@ -294,6 +292,13 @@ def report_generator(
             settings = LLMSettings.model_validate({**settings.model_dump(), key: value})
         except ValidationError as exc:
             fail(f"{option} {value}: {exc.errors()[0]['msg']}", 2)
+    return settings
+
+
+def report_generator(model, settings):
+    """The model version's generator, decoding by `settings` (decoding_settings)."""
+    from radreport.llm.base_model import resolve_base_model
+    from radreport.llm.generate import ReportGenerator
     from radreport.llm.native_kernel import NativeDecoderUnavailable
     from radreport.llm.prompt_table import train_report_shape
 
@@ -359,7 +364,9 @@ def generate(
     from radreport.llm.generate import PromptTooLong
 
     model = load_model_or_exit(model_spec)
-    generator = report_generator(model, decoder, stop_bias, max_new_tokens)
+    generator = report_generator(
+        model, decoding_settings(model, decoder, stop_bias, max_new_tokens)
+    )
     try:
         [report] = predict_impressions(
             generator, [impression], model.train_pairs, model.settings.retrieval_k
@@ -371,6 +378,33 @@ def generate(
     if not report.strip():
         click.echo("warning: the model wrote an empty report for this impression", err=True)
     click.echo(report)
+
+
+def write_generation_record(
+    path: Path, model, settings, generator, reports_csv: Path, rows: int, written: int
+) -> None:
+    """How predictions.csv was written, to tell two evaluations apart or repeat one: the model
+    version, the decoding settings after any override, the input file's digest and what became
+    of its `rows` (`written`: those with a report; the others' prompts did not fit)."""
+    import json
+    from dataclasses import asdict
+
+    from radreport.llm.file_digests import sha256_of_file
+
+    section_stop = generator.rules.section_stop
+    record = {
+        "model": model.label,
+        "reports_csv": {
+            "path": str(reports_csv),
+            "sha256": sha256_of_file(reports_csv),
+            "rows": rows,
+        },
+        "llm_settings": settings.model_dump(mode="json"),
+        "report_shape": asdict(section_stop.shape) if section_stop and section_stop.shape else None,
+        "reports_written": written,
+        "reports_out_of_room": generator.reports_out_of_room,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def warn_empty_impressions(reports_csv: Path, table) -> None:
@@ -449,9 +483,11 @@ def evaluate(
     from radreport.metrics.report_html import REPORT_FILES
 
     # Its own files and the evaluation report's.
-    prepare_output_dir(out, ("predictions.csv", "metrics.json", "rejected.csv", *REPORT_FILES))
+    own_files = ("predictions.csv", "generation.json", "metrics.json", "rejected.csv")
+    prepare_output_dir(out, (*own_files, *REPORT_FILES))
     model = load_model_or_exit(model_spec)
-    generator = report_generator(model, decoder, stop_bias, max_new_tokens)
+    settings = decoding_settings(model, decoder, stop_bias, max_new_tokens)
+    generator = report_generator(model, settings)
     generated, too_long = predict_fitting_impressions(
         generator,
         table["impression"].tolist(),
@@ -463,9 +499,12 @@ def evaluate(
     table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(
         out / "predictions.csv", index=False
     )
+    write_generation_record(
+        out / "generation.json", model, settings, generator, reports_csv, len(table), sum(written)
+    )
     click.echo(
         f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows, stop bias "
-        f"{generator.rules.stop_logit_bias:+g})"
+        f"{generator.rules.stop_logit_bias:+g}) and {out / 'generation.json'}"
     )
     (out / "metrics.json").unlink(missing_ok=True)  # never a previous run's scores
     scored_rows = [

@@ -383,8 +383,10 @@ class ReportGenerator:
         self.mbr_example_references = mbr_example_references
         self.mbr_impression_weight = mbr_impression_weight
         self.seed = seed  # MBR's sampling
-        # The reports of rows the token budget cut, of the current `generate` call.
+        # The reports of rows the token budget cut, of the current `generate` call, and how
+        # many of the last call's reports were among them.
         self._unended: set[str] = set()
+        self.reports_out_of_room = 0
 
     def follow_report_shape(self, shape: ReportShape) -> ReportGenerator:
         """Reports end before any second report begun past their end, by the marks `shape`
@@ -548,6 +550,7 @@ class ReportGenerator:
         """A warning when reports were cut by the token budget (or the context's end) rather
         than ended by the model: nothing in their text says so."""
         unended = sum(report in self._unended for report in reports)
+        self.reports_out_of_room = unended
         if unended:
             logger.warning(
                 "%d of %d reports ran out of room before they ended (max_new_tokens %d, or the "

@@ -3,6 +3,7 @@ ZenML local orchestrator, MLflow tracker, artifact store and model versions."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -439,6 +440,21 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
     assert "1 of 6 rows have an empty reference (findings or report) (first: row 5, " in (
         result.stderr
     )
+    # How the file was written: the version, its decoding settings, the input's digest.
+    record = json.loads((out / "generation.json").read_text())
+    assert record["model"] == trained.model
+    assert record["llm_settings"]["stop_logit_bias"] == 5.0
+    assert record["llm_settings"]["max_new_tokens"] == 6
+    assert record["reports_csv"] == {
+        "path": str(reports),
+        "sha256": hashlib.sha256(reports.read_bytes()).hexdigest(),
+        "rows": 6,
+    }
+    assert record["reports_written"] == 5
+    # The tiny model ends no report within its 6 tokens: every one ran out, and was said.
+    assert record["reports_out_of_room"] == 5
+    assert "5 of 5 reports ran out of room before they ended (max_new_tokens 6" in result.stderr
+    assert record["report_shape"] == {"ends_at_blank_line": True, "ends_at_repeated_label": True}
     rejected = pd.read_csv(out / "rejected.csv")
     assert rejected[["row", "study_id"]].values.tolist() == [[2, "long-2"]]
     assert "context is 1024" in rejected["reason"].iloc[0]
