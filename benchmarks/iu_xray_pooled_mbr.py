@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from iu_xray_finetune import DATA
 from iu_xray_halves import length_and_bleu, split_halves
 
 from pipelines.model_versions import ModelVersionNotFound, load_trained_model
@@ -41,8 +42,6 @@ from radreport.llm.retrieval import ImpressionIndex
 from radreport.metrics.report_tables import read_prompt_table
 from radreport.metrics.scoring import score_systems
 from radreport.metrics.settings import EvaluationSettings
-
-VAL_CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "iu_xray" / "val.csv"
 
 
 def member_candidates(spec: str, impressions: list[str]) -> tuple[list, list, dict]:
@@ -95,7 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", required=True, help="NAME:VERSION, two or more")
     parser.add_argument("--out", type=Path, required=True, help="folder to write")
-    parser.add_argument("--reports", type=Path, default=VAL_CSV, help="IU X-Ray val.csv")
+    parser.add_argument("--reports", type=Path, default=DATA / "val.csv", help="IU X-Ray val.csv")
     parser.add_argument(
         "--expect", action="append", default=[], help="NAME:VERSION=CSV:COLUMN, its reports"
     )
