@@ -247,6 +247,13 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
         )
     if budgets := metadata.get("token_budgets"):
         lines += [f"Token budget:   {shortfall}" for shortfall in budget_shortfalls(budgets)]
+    if cut := _reports_out_of_room(evaluation):
+        budget = metadata.get("llm_settings", {}).get("max_new_tokens")
+        lines.append(
+            f"Out of room:    {cut} reports cut where they ran out of room"
+            + (f" (max_new_tokens {budget})" if budget else "")
+            + ", not ended by the model; llm.max_new_tokens gives them more"
+        )
     rejected = {split: scores.get("rejected_prompts", 0) for split, scores in evaluation.items()}
     if any(rejected.values()):
         counts = ", ".join(f"{count} {split}" for split, count in rejected.items() if count)
@@ -255,3 +262,13 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
             "(artifact rejected_prompts; not scored)"
         )
     return tuple(lines)
+
+
+def _reports_out_of_room(evaluation: dict) -> str:
+    """ "3 of 189 val, 1 of 190 test", or "" when no scored report ran out of room."""
+    counts = [
+        f"{scores['reports_out_of_room']} of {scores['scored_reports']} {split}"
+        for split, scores in evaluation.items()
+        if scores.get("reports_out_of_room")
+    ]
+    return ", ".join(counts)

@@ -23,7 +23,8 @@ from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import NothingToCalibrateOn, calibrate_on_validation
 from radreport.llm.stop_bias_plot import plot_calibration
 
-CALIBRATION_REPORT_COLUMNS = ("study_id", "generated")
+# out_of_room: the token budget (or the context's end) cut the report, not a stop.
+CALIBRATION_REPORT_COLUMNS = ("study_id", "generated", "out_of_room")
 
 logger = logging.getLogger(__name__)
 
@@ -66,5 +67,6 @@ def calibrate_stop_bias(
     generation_settings = LLMSettings.model_validate(
         {**settings.model_dump(), "stop_logit_bias": calibration.chosen_bias}
     )
-    reports = pd.DataFrame(calibration.chosen_reports, columns=list(CALIBRATION_REPORT_COLUMNS))
+    reports = pd.DataFrame(calibration.chosen_reports, columns=["study_id", "generated"])
+    reports["out_of_room"] = reports["study_id"].isin(calibration.chosen_out_of_room)
     return generation_settings, reports

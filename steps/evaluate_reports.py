@@ -27,7 +27,9 @@ def evaluate_reports(
 ) -> tuple[Annotated[dict, "evaluation"], Annotated[HTMLString, "evaluation_report"]]:
     """Baselines retrieve from the train split of the same table, so model and baselines
     are scored on the very same studies; each split also counts its studies left unwritten
-    (their prompts did not fit the model's context), since its scores leave them out."""
+    (their prompts did not fit the model's context), since its scores leave them out, and
+    its reports that ran out of room (cut by the token budget), since their text does not
+    say so."""
     train = alpaca_table[alpaca_table["split"] == "train"]
     rejected_by_split = rejections_by_split(rejected_prompts)
     evaluation = {split: {"rejected_prompts": count} for split, count in rejected_by_split.items()}
@@ -42,8 +44,12 @@ def evaluate_reports(
                 "model": result.metrics,
                 "baselines": result.baselines,
                 "scored_reports": len(samples),
+                "reports_out_of_room": int(samples["out_of_room"].sum()),
                 "rejected_prompts": rejected_by_split.get(split, 0),
             }
+            mlflow.log_metric(
+                f"{split}_reports_out_of_room", evaluation[split]["reports_out_of_room"]
+            )
             if split == "val" or not html:
                 html = result.html_path.read_text()
     for split, scores in evaluation.items():

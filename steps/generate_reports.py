@@ -32,12 +32,16 @@ def generate_reports(
     generator = ReportGenerator.from_settings(
         settings, resolve_base_model(settings.base_model), adapter
     ).follow_report_shape(train_report_shape(alpaca_table))
-    decoded = {}
+    decoded, decoded_out_of_room = {}, []
     if calibration_reports is not None:
         columns = (calibration_reports["study_id"], calibration_reports["generated"])
         decoded = dict(zip(*columns, strict=True))
+        cut = calibration_reports["out_of_room"].astype(bool)
+        decoded_out_of_room = calibration_reports.loc[cut, "study_id"].tolist()
         logger.info("%d reports kept from the stop bias calibration", len(decoded))
-    predictions, rejected = predict_splits(generator, alpaca_table, decoded=decoded)
+    predictions, rejected = predict_splits(
+        generator, alpaca_table, decoded=decoded, decoded_out_of_room=decoded_out_of_room
+    )
     del generator
     cleanup_gpu_memory(force=True)
     return predictions, rejected

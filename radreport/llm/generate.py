@@ -383,9 +383,10 @@ class ReportGenerator:
         self.mbr_example_references = mbr_example_references
         self.mbr_impression_weight = mbr_impression_weight
         self.seed = seed  # MBR's sampling
-        # The reports of rows the token budget cut, of the current `generate` call, and how
-        # many of the last call's reports were among them.
+        # The reports of rows the token budget cut, of the current `generate` call; which of
+        # the last call's reports were among them (in its order), and how many.
         self._unended: set[str] = set()
+        self.last_out_of_room: tuple[bool, ...] = ()
         self.reports_out_of_room = 0
 
     def follow_report_shape(self, shape: ReportShape) -> ReportGenerator:
@@ -549,7 +550,8 @@ class ReportGenerator:
     def _say_unended(self, reports: list[str], budget: int) -> None:
         """A warning when reports were cut by the token budget (or the context's end) rather
         than ended by the model: nothing in their text says so."""
-        unended = sum(report in self._unended for report in reports)
+        self.last_out_of_room = tuple(report in self._unended for report in reports)
+        unended = sum(self.last_out_of_room)
         self.reports_out_of_room = unended
         if unended:
             logger.warning(

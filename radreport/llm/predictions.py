@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import pandas as pd
 
@@ -10,7 +10,7 @@ from radreport.llm.generate import PromptTooLong, ReportGenerator
 from radreport.llm.retrieval import ImpressionIndex
 
 EVALUATION_SPLITS = ("val", "test")
-PREDICTION_COLUMNS = ("study_id", "split", "impression", "reference", "generated")
+PREDICTION_COLUMNS = ("study_id", "split", "impression", "reference", "generated", "out_of_room")
 REJECTED_COLUMNS = ("study_id", "split", "reason")
 
 
@@ -19,19 +19,28 @@ def predict_splits(
     alpaca_table: pd.DataFrame,
     splits=EVALUATION_SPLITS,
     decoded: Mapping[str, str] | None = None,
+    decoded_out_of_room: Collection[str] = (),
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per study of `splits` whose prompt fits the model's context, prompted exactly
     as in training (same examples), and the record of the studies left out and why
-    (REJECTED_COLUMNS). ValueError when no study at all can be written.
+    (REJECTED_COLUMNS). ValueError when no study at all can be written. A row's
+    `out_of_room` says the token budget (or the context's end) cut its report: neither the
+    model nor a rule ended it.
 
     `decoded` maps study ids to reports this generator already wrote for those studies'
     prompts at its settings (the stop bias calibration's sample): they are kept, not decoded
-    again. Decoding again gives the same report where a study's report does not depend on
-    the others in its batch, as both decoders' tests check in fp32; in bf16 a batch can
-    round an occasional token differently, and either report is the model's at these
-    settings."""
+    again; `decoded_out_of_room` names those of them that ran out of room. Decoding again
+    gives the same report where a study's report does not depend on the others in its
+    batch, as both decoders' tests check in fp32; in bf16 a batch can round an occasional
+    token differently, and either report is the model's at these settings."""
     rows = alpaca_table[alpaca_table["split"].isin(splits)].reset_index(drop=True)
     decoded = dict(decoded or {})
+    stray = sorted(set(decoded_out_of_room) - set(decoded))
+    if stray:
+        raise ValueError(
+            f"{len(stray)} studies are said to have run out of room but have no report given "
+            f"as decoded (first: {stray[0]})"
+        )
     unknown = sorted(set(decoded) - set(rows["study_id"]))
     if unknown:
         raise ValueError(
@@ -39,11 +48,12 @@ def predict_splits(
             f"of this table (first: {unknown[0]}): they were decoded from another table"
         )
     examples = [[tuple(pair) for pair in row] for row in rows["examples"]]
-    generated, too_long = _generate_fitting(
+    generated, out_of_room, too_long = _generate_fitting(
         generator,
         rows["impression"].tolist(),
         examples,
         known=[decoded.get(study_id) for study_id in rows["study_id"]],
+        known_out_of_room=[study_id in decoded_out_of_room for study_id in rows["study_id"]],
         names=[f"study {study_id}" for study_id in rows["study_id"]],
     )
     rejected = pd.DataFrame(
@@ -65,6 +75,9 @@ def predict_splits(
     predictions = rows.loc[written, ["study_id", "split", "impression"]].copy()
     predictions["reference"] = rows.loc[written, "report"]
     predictions["generated"] = [report for report in generated if report is not None]
+    predictions["out_of_room"] = [
+        flag for flag, kept in zip(out_of_room, written, strict=True) if kept
+    ]
     return predictions.reset_index(drop=True)[list(PREDICTION_COLUMNS)], rejected
 
 
@@ -94,7 +107,8 @@ def predict_fitting_impressions(
     """predict_impressions for every impression whose prompt fits the model's context; the
     others get None in place of a report, and their PromptTooLong (in input order)."""
     examples = _retrieved_examples(impressions, train, retrieval_k)
-    return _generate_fitting(generator, impressions, examples)
+    reports, _, too_long = _generate_fitting(generator, impressions, examples)
+    return reports, too_long
 
 
 def _generate_fitting(
@@ -102,10 +116,13 @@ def _generate_fitting(
     impressions: list[str],
     examples: list[list[tuple[str, str]]] | None,
     known: list[str | None] | None = None,
+    known_out_of_room: list[bool] | None = None,
     names: list[str] | None = None,
-) -> tuple[list[str | None], list[PromptTooLong]]:
-    """`known[i]`, when not None, is impression i's report already written by `generator`;
-    `names[i]` says which study impression i is, in errors."""
+) -> tuple[list[str | None], list[bool], list[PromptTooLong]]:
+    """The reports (None where the prompt does not fit), whether each ran out of room, and
+    the prompts too long. `known[i]`, when not None, is impression i's report already
+    written by `generator`, `known_out_of_room[i]` whether it ran out of room; `names[i]`
+    says which study impression i is, in errors."""
     too_long = generator.prompts_too_long(impressions, examples)
     skipped = {error.index for error in too_long}
     reports: list[str | None] = list(known) if known is not None else [None] * len(impressions)
@@ -115,15 +132,18 @@ def _generate_fitting(
             raise ValueError(
                 f"a report was given for {name}, whose prompt does not fit the model's context"
             )
+    out_of_room = list(known_out_of_room or [False] * len(impressions))
     kept = [i for i in range(len(impressions)) if i not in skipped and reports[i] is None]
     if kept:
         written = generator.generate(
             [impressions[index] for index in kept],
             [examples[index] for index in kept] if examples is not None else None,
         )
-        for index, report in zip(kept, written, strict=True):
+        cut = generator.last_out_of_room
+        for index, report, flag in zip(kept, written, cut, strict=True):
             reports[index] = report
-    return reports, too_long
+            out_of_room[index] = flag
+    return reports, out_of_room, too_long
 
 
 def _retrieved_examples(

@@ -57,6 +57,8 @@ class StopBiasCalibration:
     # need not decode them again; calibrate_on_validation fills it, calibrate_stop_bias
     # (which sees no study ids) leaves it empty. Not part of as_dict: reports are no metadata.
     chosen_reports: tuple[tuple[str, str], ...] = ()
+    # The study ids among them whose reports ran out of room (the token budget cut them).
+    chosen_out_of_room: tuple[str, ...] = ()
 
     @property
     def chosen(self) -> StopBiasTrial:
@@ -149,9 +151,9 @@ def calibrate_on_validation(
     """Calibrate `generator` (the trained model's) on up to
     `settings.stop_bias_calibration_studies` validation studies of `alpaca_table`, a seeded
     sample of those with a reference whose prompt fits the model's context, prompted as in
-    training. The sample's reports at the chosen bias come back in `chosen_reports`. The
-    generator is left at the bias it had. NothingToCalibrateOn when no validation study is
-    usable."""
+    training. The sample's reports at the chosen bias come back in `chosen_reports`, and
+    which of them ran out of room in `chosen_out_of_room`. The generator is left at the
+    bias it had. NothingToCalibrateOn when no validation study is usable."""
     val = split_rows(alpaca_table, "val")
     too_long = {
         error.index
@@ -173,12 +175,14 @@ def calibrate_on_validation(
     sample = [usable[i] for i in sorted(order[: settings.stop_bias_calibration_studies])]
     original = generator.rules
     decoded: dict[float, list[str]] = {}
+    out_of_room: dict[float, tuple[bool, ...]] = {}
 
     def decode(bias: float) -> list[str]:
         generator.rules = replace(original, stop_logit_bias=bias)
         decoded[bias] = generator.generate(
             [row["impression"] for row in sample], [row["examples"] for row in sample]
         )
+        out_of_room[bias] = generator.last_out_of_room
         return decoded[bias]
 
     try:
@@ -191,7 +195,11 @@ def calibrate_on_validation(
         )
     finally:
         generator.rules = original
-    reports = zip(
-        (row["study_id"] for row in sample), decoded[calibration.chosen_bias], strict=True
+    chosen = calibration.chosen_bias
+    study_ids = [row["study_id"] for row in sample]
+    cut = [study_id for study_id, flag in zip(study_ids, out_of_room[chosen], strict=True) if flag]
+    return replace(
+        calibration,
+        chosen_reports=tuple(zip(study_ids, decoded[chosen], strict=True)),
+        chosen_out_of_room=tuple(cut),
     )
-    return replace(calibration, chosen_reports=tuple(reports))

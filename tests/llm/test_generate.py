@@ -131,6 +131,7 @@ def test_reports_the_token_budget_cut_are_counted_in_a_warning(generator, caplog
         with caplog.at_level(logging.WARNING, logger="radreport.llm.generate"):
             generator.generate(IMPRESSIONS, progress=False)
         assert "4 of 4 reports ran out of room before they ended (max_new_tokens 10" in caplog.text
+        assert generator.last_out_of_room == (True,) * 4 and generator.reports_out_of_room == 4
         caplog.clear()
         # Every row's first token as the stop: every row is ended by the model.
         input_ids, attention_mask = _encode(generator, IMPRESSIONS)
@@ -140,6 +141,7 @@ def test_reports_the_token_budget_cut_are_counted_in_a_warning(generator, caplog
         with caplog.at_level(logging.WARNING, logger="radreport.llm.generate"):
             generator.generate(IMPRESSIONS, progress=False)
         assert "ran out of room" not in caplog.text
+        assert generator.last_out_of_room == (False,) * 4 and generator.reports_out_of_room == 0
     finally:
         generator.rules = original_rules
 
@@ -421,6 +423,35 @@ def test_reports_already_decoded_are_kept_and_only_the_others_decoded(generator)
         ValueError, match="a report was given for study v1, whose prompt does not fit"
     ):
         predict_splits(generator, table, decoded={"v1": "Its prompt overflows the context."})
+
+
+def test_each_prediction_says_whether_its_report_ran_out_of_room(generator):
+    table = _split_table(generator)
+    original_rules = generator.rules
+    try:
+        # No stop id: s1, decoded here, runs to the budget; v2's flag is what it was given.
+        generator.rules = replace(original_rules, stop_ids=())
+        predictions, _ = predict_splits(generator, table, decoded={"v2": "Ended."})
+        assert predictions.set_index("study_id")["out_of_room"].to_dict() == {
+            "v2": False,
+            "s1": True,
+        }
+        # s1's first token as the stop: the model ends it.
+        input_ids, attention_mask = _encode(generator, ["Clear lungs."])
+        pad = generator.tokenizer.pad_token_id
+        first = greedy_decode(generator.model, input_ids, attention_mask, 1, DecodeRules([], pad))
+        generator.rules = replace(original_rules, stop_ids=(first[0, 0].item(),))
+        predictions, _ = predict_splits(
+            generator, table, decoded={"v2": "Cut"}, decoded_out_of_room=["v2"]
+        )
+        assert predictions.set_index("study_id")["out_of_room"].to_dict() == {
+            "v2": True,
+            "s1": False,
+        }
+    finally:
+        generator.rules = original_rules
+    with pytest.raises(ValueError, match="1 studies are said to have run out of room but have no"):
+        predict_splits(generator, table, decoded_out_of_room=["v2"])
 
 
 def test_decoding_stops_at_the_end_of_the_context(tiny_llama_dir):

@@ -185,6 +185,8 @@ def test_the_sample_s_reports_at_the_chosen_bias_are_what_the_split_s_generation
         generator.rules = original
     written = dict(zip(predictions["study_id"], predictions["generated"], strict=True))
     assert dict(calibration.chosen_reports) == {study_id: written[study_id] for study_id in ids}
+    cut = predictions.set_index("study_id")["out_of_room"]
+    assert set(calibration.chosen_out_of_room) == {study_id for study_id in ids if cut[study_id]}
     # Kept by the split's generation rather than decoded again: given other text for a
     # study, that text is what the split's predictions hold.
     marked = {ids[0]: "kept, not decoded again"}

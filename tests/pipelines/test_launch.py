@@ -103,3 +103,20 @@ def test_highlights_say_which_token_budget_is_short_for_the_training_data():
         "(the longest: 2100 tokens; 30 truncated, 2 dropped): the ends of their reports are "
         "not learned; raise llm.max_seq_length or lower llm.retrieval_k",
     )
+
+
+def test_highlights_count_the_reports_cut_by_the_token_budget_by_split():
+    scored = {"model": SCORES, "baselines": {"exact_impression_lookup": SCORES}}
+    metadata = {
+        "llm_settings": {"max_new_tokens": 128},
+        "evaluation": {
+            "val": {**scored, "scored_reports": 189, "reports_out_of_room": 3},
+            "test": {**scored, "scored_reports": 190, "reports_out_of_room": 0},
+        },
+    }
+    assert highlights_of(metadata)[1] == (
+        "Out of room:    3 of 189 val reports cut where they ran out of room "
+        "(max_new_tokens 128), not ended by the model; llm.max_new_tokens gives them more"
+    )
+    metadata["evaluation"]["val"]["reports_out_of_room"] = 0
+    assert [line.split(":")[0] for line in highlights_of(metadata)] == ["Val metrics"]

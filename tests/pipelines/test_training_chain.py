@@ -138,6 +138,13 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert len(said) == 2
     assert "need more than max_new_tokens 6" in said[0]
     assert "longer than max_seq_length 384" in said[1]
+    # And every report the 6 tokens cut is counted in the evaluation, and said.
+    evaluation = model_version.run_metadata["evaluation"]
+    for split in ("val", "test"):
+        scores = evaluation[split]
+        assert scores["reports_out_of_room"] == scores["scored_reports"] > 0
+    [cut] = [line for line in trained.lines() if line.startswith("Out of room:    ")]
+    assert "reports cut where they ran out of room (max_new_tokens 6)" in cut
 
 
 def test_the_stop_bias_chosen_on_val_writes_the_reports_and_stays_with_the_version(trained):
@@ -154,8 +161,10 @@ def test_the_stop_bias_chosen_on_val_writes_the_reports_and_stays_with_the_versi
     kept = run.steps["generate_reports"].inputs["calibration_reports"][0].load()
     predictions = run.steps["generate_reports"].outputs["predictions"][0].load()
     assert len(kept) == 1 and kept["generated"].iloc[0].strip()
-    written = predictions.set_index("study_id").loc[kept["study_id"].iloc[0], "generated"]
-    assert written == kept["generated"].iloc[0]
+    written = predictions.set_index("study_id").loc[kept["study_id"].iloc[0]]
+    assert written["generated"] == kept["generated"].iloc[0]
+    # Its 6 new tokens cut it, and the split's predictions say so as the calibration saw it.
+    assert bool(kept["out_of_room"].iloc[0]) and bool(written["out_of_room"])
     # `run.py generate` and `evaluate` decode as the pipeline's evaluation did.
     assert load_trained_model(trained.model).settings == used
     assert "+5 chosen on 1 val study" in "\n".join(trained.lines())
@@ -203,6 +212,7 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained, tiny_config):
     run = next(r for r in runs if r.info.run_name == trained.pipeline_run)
     assert "val_bleu4" in run.data.metrics and "eval_loss" in run.data.metrics
     assert run.data.metrics["val_rejected_prompts"] == 0
+    assert run.data.metrics["val_reports_out_of_room"] > 0  # the tiny config's 6 new tokens
     assert run.data.metrics["data_studies_accepted"] > 0
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "training")}
     assert {"training/loss_curves.png", "training/learning_rate.png"} <= artifacts
