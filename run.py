@@ -297,18 +297,13 @@ def decoding_settings(
 
 def report_generator(model, settings):
     """The model version's generator, decoding by `settings` (decoding_settings)."""
-    from radreport.llm.base_model import resolve_base_model
-    from radreport.llm.generate import ReportGenerator
     from radreport.llm.native_kernel import NativeDecoderUnavailable
-    from radreport.llm.prompt_table import train_report_shape
+    from radreport.llm.trained_generator import trained_report_generator
 
-    base = resolve_base_model(settings.base_model)
     try:
-        generator = ReportGenerator.from_settings(settings, base, model.adapter_dir)
+        return trained_report_generator(settings, model.adapter_dir, model.alpaca_table)
     except NativeDecoderUnavailable as exc:
         fail(f"decoder {settings.decoder}: {exc}", 2)
-    # Reports end as in the pipeline that trained the model: before any second report.
-    return generator.follow_report_shape(train_report_shape(model.alpaca_table))
 
 
 DECODER_OPTION = click.option(

@@ -37,9 +37,8 @@ import numpy as np
 import pandas as pd
 
 from pipelines.model_versions import load_trained_model
-from radreport.llm.base_model import resolve_base_model
-from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_splits
+from radreport.llm.trained_generator import trained_report_generator
 from radreport.metrics.bleu_statistics import bleu_from_statistics, corpus_statistics
 from radreport.metrics.finding_f1 import FindingCounts, finding_f1
 from radreport.metrics.labeler import binarize_labels, label_reports
@@ -74,10 +73,8 @@ def main() -> None:
     for seed, engine in itertools.product(args.seeds, ENGINES):
         path = args.out / f"{args.model.replace(':', '_')}_{args.split}_{engine}_seed{seed}.csv"
         if not path.exists():
-            generator = ReportGenerator.from_settings(
-                settings.model_copy(update={"decoder": engine}),
-                resolve_base_model(settings.base_model),
-                adapter_dir,
+            generator = trained_report_generator(
+                settings.model_copy(update={"decoder": engine}), adapter_dir, model.alpaca_table
             )
             generator.seed = seed
             started = time.perf_counter()

@@ -41,12 +41,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from radreport.llm.base_model import resolve_base_model
 from radreport.llm.finetune import finetune
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.mbr import select_reports
 from radreport.llm.prompt_table import build_prompt_table, split_rows
 from radreport.llm.settings import LLMSettings
+from radreport.llm.trained_generator import trained_report_generator
 from radreport.metrics.evaluate import evaluate_reports
 from radreport.metrics.report_tables import read_report_table
 from radreport.metrics.scoring import score_systems
@@ -148,9 +148,7 @@ def main() -> None:
             if args.adapter_out:
                 shutil.copytree(adapter_dir, args.adapter_out, dirs_exist_ok=True)
         train_seconds = time.perf_counter() - started
-        generator = ReportGenerator.from_settings(
-            settings, resolve_base_model(settings.base_model), adapter_dir
-        )
+        generator = trained_report_generator(settings, adapter_dir, table)
         val = table[table["split"] == "val"].reset_index(drop=True)
         impressions = val["impression"].tolist()
         examples = [[tuple(p) for p in row] for row in val["examples"]]

@@ -33,11 +33,10 @@ import numpy as np
 from iu_xray_finetune import load_studies
 from iu_xray_halves import dev_scores, score_half, split_halves
 
-from radreport.llm.base_model import resolve_base_model
-from radreport.llm.generate import ReportGenerator
 from radreport.llm.mbr import select_reports
 from radreport.llm.prompt_table import build_prompt_table
 from radreport.llm.settings import LLMSettings
+from radreport.llm.trained_generator import trained_report_generator
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -64,9 +63,7 @@ def main() -> None:
         no_repeat_ngram_size=args.no_repeat_ngram,
         decoder="torch",  # the engine its recorded figures were measured on
     )
-    generator = ReportGenerator.from_settings(
-        settings, resolve_base_model(settings.base_model), args.adapter
-    )
+    generator = trained_report_generator(settings, args.adapter, table)
 
     def rows(indices: np.ndarray) -> tuple[list[str], list[list[tuple[str, str]]], list[str]]:
         part = val.iloc[indices]

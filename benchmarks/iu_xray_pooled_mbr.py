@@ -34,11 +34,9 @@ from iu_xray_finetune import DATA
 from iu_xray_halves import length_and_bleu, split_halves
 
 from pipelines.model_versions import ModelVersionNotFound, load_trained_model
-from radreport.llm.base_model import resolve_base_model
-from radreport.llm.generate import ReportGenerator
 from radreport.llm.mbr import select_reports
-from radreport.llm.prompt_table import train_report_shape
 from radreport.llm.retrieval import ImpressionIndex
+from radreport.llm.trained_generator import trained_report_generator
 from radreport.metrics.report_tables import read_prompt_table
 from radreport.metrics.scoring import score_systems
 from radreport.metrics.settings import EvaluationSettings
@@ -50,9 +48,7 @@ def member_candidates(spec: str, impressions: list[str]) -> tuple[list, list, di
     settings = member.settings
     if settings.mbr_candidates < 2:
         raise SystemExit(f"{spec} decodes without MBR: nothing to pool")
-    generator = ReportGenerator.from_settings(
-        settings, resolve_base_model(settings.base_model), member.adapter_dir
-    ).follow_report_shape(train_report_shape(member.alpaca_table))
+    generator = trained_report_generator(settings, member.adapter_dir, member.alpaca_table)
     examples = ImpressionIndex.from_table(member.train_pairs).nearest(
         impressions, settings.retrieval_k
     )

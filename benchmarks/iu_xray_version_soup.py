@@ -33,10 +33,10 @@ from pipelines.model_versions import ModelVersionNotFound, TrainedModel, load_tr
 from radreport.config import load_run_config
 from radreport.config_loading import ConfigError
 from radreport.llm.base_model import resolve_base_model
-from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_fitting_impressions
 from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import calibrate_on_validation
+from radreport.llm.trained_generator import trained_report_generator
 
 # What may differ between members: the seed is the point; the bias is chosen per model,
 # and how it was chosen (a version trained before calibration has it off) is redone here.
@@ -93,7 +93,7 @@ def main() -> None:
     del soup
     print(f"{adapter}: mean of {len(members)} adapters, rank {rank}")
 
-    generator = ReportGenerator.from_settings(settings, base, adapter)
+    generator = trained_report_generator(settings, adapter, members[0].alpaca_table)
     started = time.perf_counter()
     calibration = calibrate_on_validation(generator, members[0].alpaca_table, settings)
     calibrate_seconds = time.perf_counter() - started
@@ -118,7 +118,7 @@ def main() -> None:
     settings = LLMSettings.model_validate(
         {**settings.model_dump(), "stop_logit_bias": calibration.chosen_bias}
     )
-    generator = ReportGenerator.from_settings(settings, base, adapter)
+    generator = trained_report_generator(settings, adapter, members[0].alpaca_table)
     # The sweep's own val rows (val.csv's, in order), so the halves below are its halves.
     _, val = train_and_val(0)
     started = time.perf_counter()

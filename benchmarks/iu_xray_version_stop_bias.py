@@ -31,10 +31,9 @@ from pathlib import Path
 from iu_xray_halves import train_and_val, write_val_predictions
 
 from pipelines.model_versions import ModelVersionNotFound, load_trained_model
-from radreport.llm.base_model import resolve_base_model
-from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_fitting_impressions
 from radreport.llm.settings import LLMSettings
+from radreport.llm.trained_generator import trained_report_generator
 
 
 def main() -> None:
@@ -61,9 +60,7 @@ def main() -> None:
     if args.retrieve_from == "all":
         table = model.alpaca_table
         pool = table.loc[table["report"].str.strip() != "", ["study_id", "impression", "report"]]
-    generator = ReportGenerator.from_settings(
-        settings, resolve_base_model(settings.base_model), model.adapter_dir
-    )
+    generator = trained_report_generator(settings, model.adapter_dir, model.alpaca_table)
     # The sweep's own val rows (val.csv's, in order), so the halves below are its halves.
     _, val = train_and_val(0)
     started = time.perf_counter()

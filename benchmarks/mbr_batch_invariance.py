@@ -22,8 +22,7 @@ import time
 
 import radreport.llm.native_generate as native_generate
 from pipelines.model_versions import load_trained_model
-from radreport.llm.base_model import resolve_base_model
-from radreport.llm.generate import ReportGenerator
+from radreport.llm.trained_generator import trained_report_generator
 
 
 def main() -> None:
@@ -39,10 +38,8 @@ def main() -> None:
     val = table[table["split"] == "val"].head(args.studies)
     examples = [[tuple(pair) for pair in row] for row in val["examples"]]
     impressions = val["impression"].tolist()
-    generator = ReportGenerator.from_settings(
-        settings.model_copy(update={"decoder": "native"}),
-        resolve_base_model(settings.base_model),
-        model.adapter_dir,
+    generator = trained_report_generator(
+        settings.model_copy(update={"decoder": "native"}), model.adapter_dir, model.alpaca_table
     )
     generator.generate(impressions[:2], examples[:2], progress=False)  # warm-up
     runs = []

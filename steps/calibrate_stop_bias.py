@@ -16,12 +16,10 @@ from zenml.config import ResourceSettings
 from zenml.utils.cuda_utils import cleanup_gpu_memory
 
 from pipelines.stack import TRACKER_NAME
-from radreport.llm.base_model import resolve_base_model
-from radreport.llm.generate import ReportGenerator
-from radreport.llm.prompt_table import train_report_shape
 from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import NothingToCalibrateOn, calibrate_on_validation
 from radreport.llm.stop_bias_plot import plot_calibration
+from radreport.llm.trained_generator import trained_report_generator
 
 # out_of_room: the token budget (or the context's end) cut the report, not a stop.
 CALIBRATION_REPORT_COLUMNS = ("study_id", "generated", "out_of_room")
@@ -35,9 +33,7 @@ def calibrate_stop_bias(
 ) -> tuple[
     Annotated[LLMSettings, "generation_settings"], Annotated[pd.DataFrame, "calibration_reports"]
 ]:
-    generator = ReportGenerator.from_settings(
-        settings, resolve_base_model(settings.base_model), adapter
-    ).follow_report_shape(train_report_shape(alpaca_table))
+    generator = trained_report_generator(settings, adapter, alpaca_table)
     try:
         calibration = calibrate_on_validation(generator, alpaca_table, settings)
     except NothingToCalibrateOn as error:

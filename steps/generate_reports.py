@@ -13,11 +13,9 @@ from zenml import step
 from zenml.config import ResourceSettings
 from zenml.utils.cuda_utils import cleanup_gpu_memory
 
-from radreport.llm.base_model import resolve_base_model
-from radreport.llm.generate import ReportGenerator
 from radreport.llm.predictions import predict_splits
-from radreport.llm.prompt_table import train_report_shape
 from radreport.llm.settings import LLMSettings
+from radreport.llm.trained_generator import trained_report_generator
 
 logger = logging.getLogger(__name__)
 
@@ -29,9 +27,7 @@ def generate_reports(
     settings: LLMSettings,
     calibration_reports: pd.DataFrame | None = None,
 ) -> tuple[Annotated[pd.DataFrame, "predictions"], Annotated[pd.DataFrame, "rejected_prompts"]]:
-    generator = ReportGenerator.from_settings(
-        settings, resolve_base_model(settings.base_model), adapter
-    ).follow_report_shape(train_report_shape(alpaca_table))
+    generator = trained_report_generator(settings, adapter, alpaca_table)
     decoded, decoded_out_of_room = {}, []
     if calibration_reports is not None:
         columns = (calibration_reports["study_id"], calibration_reports["generated"])
