@@ -510,7 +510,7 @@ def evaluate(
         result = evaluate_reports(scored, model.train_pairs, output_dir=out)
         (out / "metrics.json").write_text(result.to_json())
         click.echo(f"wrote {out / 'metrics.json'} and {result.html_path} ({len(scored)} rows)")
-        for key in ("bleu1", "bleu4", "rouge_l", "finding_f1_micro"):
+        for key in ("bleu1", "bleu4", "rouge_l", "finding_f1_micro", "length_ratio"):
             click.echo(f"  {key}: {result.metrics[key]:.3f}")
     rejected_csv = out / "rejected.csv"
     rejected_csv.unlink(missing_ok=True)  # a previous run's record would name other rows

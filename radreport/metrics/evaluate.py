@@ -32,7 +32,8 @@ class EvaluationResult:
     per_finding: the model's precision / recall / F1 per CheXpert observation.
     per_finding_f1: F1 per observation (rows) for the model and each baseline (columns).
     samples: one row per report: study_id, impression, reference, generated, sentence_bleu,
-        rouge_l, finding_f1, finding_agreement, missed_findings, false_findings.
+        rouge_l, generated_length, reference_length, finding_f1, finding_agreement,
+        missed_findings, false_findings.
     html_path, plot_paths: files written by `evaluate_reports(output_dir=...)`, else empty.
     """
 

@@ -1,4 +1,5 @@
-"""Plots of an evaluation, saved as PNG: metrics with intervals per system, F1 per finding.
+"""Plots of an evaluation, saved as PNG: metrics with intervals per system, F1 per finding,
+the model's report lengths against the references'.
 
 Figures are built with matplotlib's object API (no pyplot), so no display backend or global
 figure state is involved and plotting is safe inside pipeline steps.
@@ -79,5 +80,33 @@ def plot_per_finding_f1(per_finding_f1: pd.DataFrame, support: pd.Series, path: 
     axes.set_xlim(0, 1)
     axes.set_xlabel("F1 (rule-based labeler, approximates CheXbert)")
     axes.legend(fontsize="small", loc="lower right")
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_report_lengths(samples: pd.DataFrame, length_ratio: float, path: Path) -> Path:
+    """Each report's length against its reference's (`samples`' generated_length and
+    reference_length: words and punctuation marks, as BLEU counts them), with the line where
+    they are equal: points below it are reports shorter than their references, which BLEU's
+    brevity penalty charges when they dominate. `length_ratio` is the corpus ratio, in the
+    title."""
+    generated = samples["generated_length"].to_numpy(dtype=float)
+    reference = samples["reference_length"].to_numpy(dtype=float)
+    figure = Figure(figsize=(6, 6), layout="constrained")
+    axes = figure.add_subplot()
+    axes.scatter(reference, generated, s=12, alpha=0.5)
+    top = max(float(np.max(reference, initial=0)), float(np.max(generated, initial=0)), 1.0) * 1.05
+    axes.plot([0, top], [0, top], color="grey", linewidth=1, label="as long as the reference")
+    axes.set_xlim(0, top)
+    axes.set_ylim(0, top)
+    axes.set_xlabel("reference length (words and punctuation marks)")
+    axes.set_ylabel("generated length")
+    shorter = int(np.sum(generated < reference))
+    axes.set_title(
+        f"{len(samples)} reports: length ratio {length_ratio:.2f}, {shorter} shorter than "
+        "their references",
+        fontsize="medium",
+    )
+    axes.legend(fontsize="small", loc="upper left")
     figure.savefig(path, dpi=110)
     return path

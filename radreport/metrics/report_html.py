@@ -4,6 +4,7 @@ Files written to the output directory:
     evaluation.html        tables and plots (PNG embedded as base64, so the file stands alone)
     metric_comparison.png  metrics with bootstrap intervals, model vs baselines
     per_finding_f1.png     F1 per CheXpert observation, model vs baselines
+    report_lengths.png     each generated report's length against its reference's
     samples.csv            the per-report table
 """
 
@@ -17,7 +18,12 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from radreport.metrics.baselines import BASELINE_LABELS
-from radreport.metrics.plots import COMPARED_METRICS, plot_metric_comparison, plot_per_finding_f1
+from radreport.metrics.plots import (
+    COMPARED_METRICS,
+    plot_metric_comparison,
+    plot_per_finding_f1,
+    plot_report_lengths,
+)
 
 if TYPE_CHECKING:
     from radreport.metrics.evaluate import EvaluationResult
@@ -77,7 +83,7 @@ def _embedded_png(path: Path) -> str:
 
 # The files write_evaluation_report writes into its folder.
 REPORT_FILE, SAMPLES_FILE = "evaluation.html", "samples.csv"
-PLOT_FILES = ("metric_comparison.png", "per_finding_f1.png")
+PLOT_FILES = ("metric_comparison.png", "per_finding_f1.png", "report_lengths.png")
 REPORT_FILES = (REPORT_FILE, SAMPLES_FILE, *PLOT_FILES)
 
 
@@ -90,6 +96,9 @@ def write_evaluation_report(result: EvaluationResult, output_dir: Path) -> tuple
             result.per_finding_f1,
             result.per_finding.set_index("observation")["reference_positive"],
             output_dir / PLOT_FILES[1],
+        ),
+        plot_report_lengths(
+            result.samples, result.metrics["length_ratio"], output_dir / PLOT_FILES[2]
         ),
     ]
     result.samples.to_csv(output_dir / SAMPLES_FILE, index=False)
@@ -108,6 +117,10 @@ finding metrics and the baselines.</p>
 <h2>Findings (model)</h2>
 {result.per_finding.to_html(index=False, float_format="{:.3f}".format, na_rep="-")}
 {_embedded_png(plots[1])}
+<h2>Report lengths (model)</h2>
+<p>Length ratio (generated / reference, in words and punctuation marks, as BLEU counts them):
+{_with_interval(result.metrics, "length_ratio")}.</p>
+{_embedded_png(plots[2])}
 <h2>Examples</h2>
 {_examples_html(result.samples, settings.n_examples)}
 """

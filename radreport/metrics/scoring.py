@@ -1,7 +1,8 @@
 """All metrics, with bootstrap confidence intervals, for several systems on the same reports.
 
 Every system is resampled with the same bootstrap weights (a paired bootstrap), so a model
-and its baselines are compared on identical resamples. Metric keys (all on a 0..1 scale):
+and its baselines are compared on identical resamples. Metric keys (on a 0..1 scale but
+length_ratio):
 
     bleu1 .. bleu4         corpus BLEU-n (sacrebleu, tokenize="none", normalised text)
     sentence_bleu          mean per-report BLEU-4, the original talk's figure
@@ -12,8 +13,12 @@ and its baselines are compared on identical resamples. Metric keys (all on a 0..
     finding_f1_example
     finding_precision_micro, finding_recall_micro
     n_reports
-and <key>_ci_low, <key>_ci_high, the bootstrap interval, for bleu1..4, sentence_bleu, rouge_l
-and the three finding F1s.
+    length_ratio           generated length / reference length over all reports, in words and
+                             punctuation marks of the normalised text (the brevity penalty's
+                             ratio; not on the 0..1 scale: 1 is the references' length)
+and <key>_ci_low, <key>_ci_high, the bootstrap interval, for bleu1..4, sentence_bleu, rouge_l,
+the three finding F1s and length_ratio. Per report, besides its scores: generated_length and
+reference_length.
 """
 
 from __future__ import annotations
@@ -85,6 +90,16 @@ def _lexical_metrics(
         resampled = weights @ values / len(values)
         metrics |= _with_interval(name, values.mean(), resampled, confidence)
     metrics["chrf"] = corpus_chrf(generated, references.normalized)
+    # The generated reports' length per unit of the references', in BLEU's units (words and
+    # punctuation marks of the normalised text), as its brevity penalty counts them: below 1
+    # that penalty charges every n-gram order; far above, reports ramble.
+    generated_length, reference_length = statistics[:, 0], statistics[:, 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resampled = resampled_statistics[:, 0] / resampled_statistics[:, 1]
+    point = _ratio(generated_length.sum(), reference_length.sum())
+    metrics |= _with_interval("length_ratio", point, resampled, confidence)
+    per_report["generated_length"] = generated_length
+    per_report["reference_length"] = reference_length
     return metrics, per_report
 
 

@@ -58,6 +58,18 @@ def test_metrics_have_point_estimates_inside_their_intervals(result):
     assert 0 < result.metrics["chrf"] <= 1
 
 
+def test_length_ratio_counts_generated_length_per_reference_length(result):
+    # Words and full stops of the normalised text: "the heart is normal . the lungs are
+    # clear ." is 10; 10 + 7 + 5 generated against 10 + 7 + 8 in the references.
+    assert result.samples["generated_length"].tolist() == [10, 7, 5]
+    assert result.samples["reference_length"].tolist() == [10, 7, 8]
+    metrics = result.metrics
+    assert metrics["length_ratio"] == pytest.approx(22 / 25)
+    assert metrics["length_ratio_ci_low"] <= metrics["length_ratio"] <= 1.0
+    # The copy-impression baseline writes far less than the references.
+    assert result.baselines["copy_impression"]["length_ratio"] < 0.5
+
+
 def test_baselines_are_scored_on_the_same_reports(result):
     assert set(result.baselines) == set(BASELINE_LABELS)
     table = result.comparison_table()
@@ -80,7 +92,8 @@ def test_html_report_and_plots_are_written(result):
     assert result.html_path.exists()
     assert all(path.exists() and path.suffix == ".png" for path in result.plot_paths)
     page = result.html_path.read_text()
-    assert "data:image/png;base64," in page
+    assert page.count("data:image/png;base64,") == 3
+    assert "as BLEU counts them):\n0.880 [" in page
     assert "Mild cardiomegaly. Small pleural effusion." in page
     assert (result.html_path.parent / "samples.csv").exists()
 
@@ -124,4 +137,8 @@ def test_a_perfect_model_scores_one_and_is_plotted(tmp_path):
     result = evaluate_reports(perfect, TRAIN, SETTINGS, tmp_path)
     assert result.metrics["bleu4"] == pytest.approx(1.0)
     assert result.metrics["finding_f1_micro"] == 1.0
-    assert len(result.plot_paths) == 2
+    assert [path.name for path in result.plot_paths] == [
+        "metric_comparison.png",
+        "per_finding_f1.png",
+        "report_lengths.png",
+    ]
