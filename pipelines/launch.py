@@ -240,10 +240,12 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
     val = evaluation.get("val", {})
     if "model" in val:
         model, lookup = val["model"], val["baselines"]["exact_impression_lookup"]
+        # Versions evaluated before the length ratio was measured have none.
+        length = f", length ratio {model['length_ratio']:.2f}" if "length_ratio" in model else ""
         lines.append(
             f"Val metrics:    BLEU-4 {model['bleu4']:.3f} (exact-impression lookup "
             f"{lookup['bleu4']:.3f}), finding F1 {model['finding_f1_micro']:.3f} "
-            f"(lookup {lookup['finding_f1_micro']:.3f})"
+            f"(lookup {lookup['finding_f1_micro']:.3f}){length}"
         )
     if budgets := metadata.get("token_budgets"):
         lines += [f"Token budget:   {shortfall}" for shortfall in budget_shortfalls(budgets)]

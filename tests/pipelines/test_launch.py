@@ -23,6 +23,15 @@ def test_highlights_name_the_studies_left_unwritten_by_split():
     assert lines[1].startswith("Not written:    2 val, 1 test studies")
 
 
+def test_highlights_give_the_length_ratio_where_the_evaluation_measured_it():
+    scored = {"model": SCORES, "baselines": {"exact_impression_lookup": SCORES}}
+    assert highlights_of({"evaluation": {"val": scored}})[0].endswith("(lookup 0.700)")
+    scored["model"] = {**SCORES, "length_ratio": 0.934}
+    assert highlights_of({"evaluation": {"val": scored}})[0].endswith(
+        "(lookup 0.700), length ratio 0.93"
+    )
+
+
 def test_highlights_say_nothing_of_rejections_when_every_study_was_written():
     metadata = {
         "evaluation": {
