@@ -16,6 +16,7 @@ from zenml.config import ResourceSettings
 from zenml.utils.cuda_utils import cleanup_gpu_memory
 
 from pipelines.stack import TRACKER_NAME
+from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import NothingToCalibrateOn, calibrate_on_validation
 from radreport.llm.stop_bias_plot import plot_calibration
@@ -27,7 +28,11 @@ CALIBRATION_REPORT_COLUMNS = ("study_id", "generated", "out_of_room")
 logger = logging.getLogger(__name__)
 
 
-@step(experiment_tracker=TRACKER_NAME, settings={"resources": ResourceSettings(gpu_count=1)})
+@step(
+    cache_policy=keyed_by_project_sources(__name__),
+    experiment_tracker=TRACKER_NAME,
+    settings={"resources": ResourceSettings(gpu_count=1)},
+)
 def calibrate_stop_bias(
     adapter: Path, alpaca_table: pd.DataFrame, settings: LLMSettings
 ) -> tuple[

@@ -13,12 +13,13 @@ from zenml import log_metadata, step
 from zenml.types import HTMLString
 
 from pipelines.stack import TRACKER_NAME
+from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.predictions import rejections_by_split
 from radreport.metrics.evaluate import evaluate_reports as score_generated_reports
 from radreport.metrics.settings import EvaluationSettings
 
 
-@step(experiment_tracker=TRACKER_NAME)
+@step(cache_policy=keyed_by_project_sources(__name__), experiment_tracker=TRACKER_NAME)
 def evaluate_reports(
     predictions: pd.DataFrame,
     rejected_prompts: pd.DataFrame,

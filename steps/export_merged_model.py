@@ -10,6 +10,7 @@ from zenml import ArtifactConfig, log_metadata, step
 from zenml.enums import ArtifactType
 
 from materializers.model_directory import ModelDirectoryMaterializer
+from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.adapter_handoff import fresh_handoff_dir
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.bundled import cache_dir
@@ -18,7 +19,10 @@ from radreport.llm.merge import QuantizedBaseError, export_merged
 from radreport.llm.settings import LLMSettings
 
 
-@step(output_materializers={"merged_model": ModelDirectoryMaterializer})
+@step(
+    cache_policy=keyed_by_project_sources(__name__),
+    output_materializers={"merged_model": ModelDirectoryMaterializer},
+)
 def export_merged_model(
     adapter: Path, llm_settings: LLMSettings, export_settings: ExportSettings
 ) -> Annotated[Path, ArtifactConfig(name="merged_model", artifact_type=ArtifactType.MODEL)]:

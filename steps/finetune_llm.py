@@ -15,6 +15,7 @@ from zenml.utils.cuda_utils import cleanup_gpu_memory
 
 from materializers.model_directory import ModelDirectoryMaterializer
 from pipelines.stack import TRACKER_NAME
+from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.adapter_handoff import fresh_handoff_dir
 from radreport.llm.bundled import cache_dir
 from radreport.llm.finetune import finetune
@@ -29,6 +30,7 @@ def _log_samples(step: int, rows: list[dict]) -> None:
 
 
 @step(
+    cache_policy=keyed_by_project_sources(__name__),
     experiment_tracker=TRACKER_NAME,
     settings={"resources": ResourceSettings(gpu_count=1)},
     output_materializers={"adapter": ModelDirectoryMaterializer},

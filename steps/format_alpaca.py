@@ -13,6 +13,7 @@ import pandas as pd
 from zenml import get_step_context, log_metadata, step
 
 from pipelines.stack import TRACKER_NAME
+from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.prompt_table import (
     build_prompt_table,
     token_stats_by_split,
@@ -25,7 +26,7 @@ from steps.tracking import log_flat_metrics
 logger = logging.getLogger(__name__)
 
 
-@step(experiment_tracker=TRACKER_NAME)
+@step(cache_policy=keyed_by_project_sources(__name__), experiment_tracker=TRACKER_NAME)
 def format_alpaca(
     studies: pd.DataFrame, settings: LLMSettings
 ) -> tuple[Annotated[pd.DataFrame, "alpaca_table"], Annotated[dict, "alpaca_stats"]]:

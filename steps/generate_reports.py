@@ -13,6 +13,7 @@ from zenml import step
 from zenml.config import ResourceSettings
 from zenml.utils.cuda_utils import cleanup_gpu_memory
 
+from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.predictions import predict_splits
 from radreport.llm.settings import LLMSettings
 from radreport.llm.trained_generator import trained_report_generator
@@ -20,7 +21,10 @@ from radreport.llm.trained_generator import trained_report_generator
 logger = logging.getLogger(__name__)
 
 
-@step(settings={"resources": ResourceSettings(gpu_count=1)})
+@step(
+    cache_policy=keyed_by_project_sources(__name__),
+    settings={"resources": ResourceSettings(gpu_count=1)},
+)
 def generate_reports(
     adapter: Path,
     alpaca_table: pd.DataFrame,

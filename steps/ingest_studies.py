@@ -10,6 +10,7 @@ from zenml import save_artifact, step
 
 from materializers.study_volumes import StudyVolumesMaterializer
 from pipelines.stack import TRACKER_NAME
+from pipelines.step_cache import keyed_by_project_sources
 from radreport.data.build import build_dataset
 from radreport.data.errors import NoUsableStudiesError
 from radreport.data.settings import DataSettings
@@ -18,6 +19,7 @@ from steps.tracking import log_flat_metrics
 
 
 @step(
+    cache_policy=keyed_by_project_sources(__name__),
     experiment_tracker=TRACKER_NAME,
     output_materializers={"volumes": StudyVolumesMaterializer},
 )

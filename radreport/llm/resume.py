@@ -1,8 +1,10 @@
 """Resume a fine-tuning run from its last checkpoint, but only the same run.
 
-A run is identified by a fingerprint of the resolved settings and of the training and
-validation data. Resuming with a changed config or dataset would silently mix two runs, so
-a different fingerprint clears the old checkpoints and starts fresh.
+A run is identified by a fingerprint of the resolved settings, of the training and
+validation data, and of the project code that trains (radreport.source_digest). Resuming
+with a changed config, dataset or training code would silently mix two runs (or hand back
+the adapter the old code finished), so a different fingerprint clears the old checkpoints
+and starts fresh.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from safetensors import safe_open
 
 from radreport.llm.settings import LLMSettings
+from radreport.source_digest import source_digest
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +49,18 @@ _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 _CHECKPOINT_COMPLETE_MARKER = "trainer_state.json"
 _OPTIMIZATION_STATE = ("optimizer.pt", "scheduler.pt")
 ADAPTER_DIR_NAME = "adapter"  # where the finished run's adapter is written
+# The module whose code (with all it imports of the project) trains a run, but for the
+# validation reports written at each evaluation: they are logged, never trained on, and a
+# change in decoding need not train a model again.
+_TRAINING_CODE = "radreport.llm.finetune"
+_NOT_TRAINING_CODE = ("radreport.llm.sample_generations",)
 
 
 def run_fingerprint(
     settings: LLMSettings, train_rows: Iterable[Mapping], val_rows: Iterable[Mapping]
 ) -> str:
     digest = hashlib.sha256()
+    digest.update(source_digest(_TRAINING_CODE, _NOT_TRAINING_CODE).encode())
     config = settings.model_dump(exclude=_NOT_FINGERPRINTED)
     digest.update(json.dumps(config, sort_keys=True).encode())
     for split, rows in (("train", train_rows), ("val", val_rows)):

@@ -123,6 +123,14 @@ def test_fingerprint_follows_config_and_data_not_generation_knobs(settings):
     assert run_fingerprint(generation_only, ROWS, ROWS[:4]) == base
 
 
+def test_fingerprint_follows_the_training_code(settings, monkeypatch):
+    import radreport.llm.resume as resume
+
+    base = run_fingerprint(settings, ROWS, ROWS[:4])
+    monkeypatch.setattr(resume, "source_digest", lambda *modules: f"changed {modules}")
+    assert run_fingerprint(settings, ROWS, ROWS[:4]) != base
+
+
 def fake_checkpoint(output_dir: Path, step: int, complete: bool = True) -> Path:
     """A checkpoint's files as the Trainer writes them (the state file last)."""
     checkpoint = output_dir / f"checkpoint-{step}"
