@@ -46,36 +46,27 @@ def module_file(name: str) -> Path | None:
 
 
 @functools.cache
-def _imported_modules(path: Path) -> tuple[str, ...]:
-    """The modules the file's import statements use: "a.b" for `import a.b`; for `from a.b
-    import c`, "a.b.c" where c is a module of the project, else "a.b" (c is its attribute).
-    A string that is exactly the name of a project module counts too: it is imported by
-    name (`importlib.import_module`, as the training backends are)."""
-    names: list[str] = []
+def _references(path: Path) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+    """What the file uses: the modules its import statements load, and the code files
+    beside it that it names in a string ("llama_decode_step.c"). A module is "a.b" for
+    `import a.b`; for `from a.b import c`, "a.b.c" where c is a module of the project, else
+    "a.b" (c is its attribute). A string that is exactly the name of a project module counts
+    too: it is imported by name (`importlib.import_module`, as the training backends are)."""
+    modules: list[str] = []
+    companions: list[Path] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
             if "." in node.value and module_file(node.value):
-                names.append(node.value)
+                modules.append(node.value)
+            elif node.value.endswith(_CODE_SUFFIXES) and (path.parent / node.value).is_file():
+                companions.append(path.parent / node.value)
         elif isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
+            modules += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 submodule = f"{node.module}.{alias.name}"
-                names.append(submodule if module_file(submodule) else node.module)
-    return tuple(names)
-
-
-@functools.cache
-def _companion_files(path: Path) -> tuple[Path, ...]:
-    """The code files beside the module that it names in a string ("llama_decode_step.c")."""
-    return tuple(
-        path.parent / node.value
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
-        if isinstance(node, ast.Constant)
-        and isinstance(node.value, str)
-        and node.value.endswith(_CODE_SUFFIXES)
-        and (path.parent / node.value).is_file()
-    )
+                modules.append(submodule if module_file(submodule) else node.module)
+    return tuple(modules), tuple(companions)
 
 
 def _packages_above(name: str) -> list[str]:
@@ -101,8 +92,8 @@ def source_files(module: str, leaving_out: tuple[str, ...] = ()) -> tuple[Path, 
             continue
         found.add(path)
         above.update(filter(None, map(module_file, _packages_above(name))))
-        pending += _imported_modules(path)
-    code = {companion for path in found for companion in _companion_files(path)}
+        pending += _references(path)[0]
+    code = {companion for path in found for companion in _references(path)[1]}
     return tuple(sorted(found | above | code))
 
 

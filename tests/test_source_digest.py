@@ -68,10 +68,10 @@ def project(tmp_path, monkeypatch):
     (package / "c.py").write_text("import radreport.a\n")
     monkeypatch.setattr(source_digest_module, "PROJECT_ROOT", tmp_path)
     source_files.cache_clear()
-    source_digest_module._imported_modules.cache_clear()
+    source_digest_module._references.cache_clear()
     yield package
     source_files.cache_clear()
-    source_digest_module._imported_modules.cache_clear()
+    source_digest_module._references.cache_clear()
 
 
 def test_the_digest_changes_with_a_dependency_and_not_with_another_file(project):
