@@ -12,11 +12,11 @@ The dependencies are found by reading the import statements of the project's mod
 those inside functions too (the project imports heavy libraries lazily), without importing
 anything; third-party modules are left out (their versions are pinned). The C source a
 module names beside it counts too (the native kernels are compiled from them at run time),
-and so does a module named in a string (imported by name). A package's
-`__init__.py` counts wherever a module below it is imported, as it runs then, but what it
-imports is followed only where the package itself is imported from: `radreport.metrics`
-re-exports the whole evaluation for users, and a module that needs one of its functions does
-not depend on its plots.
+and so does a module named in a string (imported by name). A package's `__init__.py` counts
+wherever a module below it is imported, as it runs then, but what it imports is followed
+only where the package itself is imported from: `radreport.metrics` re-exports the whole
+evaluation for users, and a module that needs one of its functions does not depend on its
+plots. What is imported but never called still counts: the keys err towards a miss.
 """
 
 from __future__ import annotations
