@@ -8,8 +8,12 @@ from zenml.config import CachePolicy
 
 from radreport.source_digest import source_files
 
+# This module is imported by every step for its decorator, not run by it.
+_KEYING = ("pipelines.step_cache",)
+
 
 def keyed_by_project_sources(step_module: str) -> CachePolicy:
     """The default policy (step code, parameters, inputs) plus the contents of every project
     file `step_module` imports, directly or not; pass the step module's `__name__`."""
-    return CachePolicy(file_dependencies=[str(path) for path in source_files(step_module)])
+    files = source_files(step_module, leaving_out=_KEYING)
+    return CachePolicy(file_dependencies=[str(path) for path in files])
