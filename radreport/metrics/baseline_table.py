@@ -24,6 +24,7 @@ TEXT_COLUMNS = {
     "chrf": "chrF",
     "finding_f1_micro": "F1 micro",
     "finding_f1_macro": "F1 macro",
+    "length_ratio": "length",  # generated / reference length, as BLEU counts it
 }
 
 

@@ -127,7 +127,9 @@ def test_baseline_table_text_and_json():
     train = TRAIN.rename(columns={"findings": "reference"})
     table = score_baselines(train, reports, SETTINGS)
     assert list(table.index) == list(BASELINE_LABELS)
-    assert "exact-impression lookup (else TF-IDF)" in baseline_table_text(table)
+    text = baseline_table_text(table)
+    assert "exact-impression lookup (else TF-IDF)" in text
+    assert text.splitlines()[0].split()[-1] == "length"
     parsed = json.loads(baseline_table_json(table))
     assert not math.isnan(parsed["copy_impression"]["bleu4"])
 
