@@ -267,7 +267,8 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
 
 
 def _reports_out_of_room(evaluation: dict) -> str:
-    """ "3 of 189 val, 1 of 190 test", or "" when no scored report ran out of room."""
+    """The scored reports that ran out of room per split, as in "3 of 189 val, 1 of 190
+    test"; empty when none did."""
     counts = [
         f"{scores['reports_out_of_room']} of {scores['scored_reports']} {split}"
         for split, scores in evaluation.items()
