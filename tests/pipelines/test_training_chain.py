@@ -213,6 +213,8 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained, tiny_config):
     assert "val_bleu4" in run.data.metrics and "eval_loss" in run.data.metrics
     assert run.data.metrics["val_rejected_prompts"] == 0
     assert run.data.metrics["val_reports_out_of_room"] > 0  # the tiny config's 6 new tokens
+    evaluated = mlflow.load_table("evaluation/val_samples.json", run_ids=[run.info.run_id])
+    assert evaluated["out_of_room"].all() and (evaluated["generated_length"] > 0).all()
     assert run.data.metrics["data_studies_accepted"] > 0
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "training")}
     assert {"training/loss_curves.png", "training/learning_rate.png"} <= artifacts
