@@ -383,11 +383,15 @@ class ReportGenerator:
         self.mbr_example_references = mbr_example_references
         self.mbr_impression_weight = mbr_impression_weight
         self.seed = seed  # MBR's sampling
-        # The reports of rows the token budget cut, of the current `generate` call; which of
-        # the last call's reports were among them (in its order), and how many.
+        # The reports of rows the token budget cut, of the current `generate` call, and which
+        # of the last call's reports were among them (in its order).
         self._unended: set[str] = set()
         self.last_out_of_room: tuple[bool, ...] = ()
-        self.reports_out_of_room = 0
+
+    @property
+    def reports_out_of_room(self) -> int:
+        """How many of the last `generate` call's reports ran out of room."""
+        return sum(self.last_out_of_room)
 
     def follow_report_shape(self, shape: ReportShape) -> ReportGenerator:
         """Reports end before any second report begun past their end, by the marks `shape`
@@ -551,9 +555,7 @@ class ReportGenerator:
         """A warning when reports were cut by the token budget (or the context's end) rather
         than ended by the model: nothing in their text says so."""
         self.last_out_of_room = tuple(report in self._unended for report in reports)
-        unended = sum(self.last_out_of_room)
-        self.reports_out_of_room = unended
-        if unended:
+        if unended := self.reports_out_of_room:
             logger.warning(
                 "%d of %d reports ran out of room before they ended (max_new_tokens %d, or the "
                 "model's context) and are cut there; llm.max_new_tokens or --max-new-tokens "
