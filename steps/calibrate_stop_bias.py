@@ -17,13 +17,11 @@ from zenml.utils.cuda_utils import cleanup_gpu_memory
 
 from pipelines.stack import TRACKER_NAME
 from pipelines.step_cache import keyed_by_project_sources
+from radreport.llm.predictions import kept_reports_table
 from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import NothingToCalibrateOn, calibrate_on_validation
 from radreport.llm.stop_bias_plot import plot_calibration
 from radreport.llm.trained_generator import trained_report_generator
-
-# out_of_room: the token budget (or the context's end) cut the report, not a stop.
-CALIBRATION_REPORT_COLUMNS = ("study_id", "generated", "out_of_room")
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +44,7 @@ def calibrate_stop_bias(
         # the config gives, and say so where the run is looked at.
         logger.warning("stop bias not calibrated, %g kept: %s", settings.stop_logit_bias, error)
         mlflow.set_tag("stop_bias_not_calibrated", str(error))
-        return settings, pd.DataFrame(columns=list(CALIBRATION_REPORT_COLUMNS))
+        return settings, kept_reports_table()
     finally:
         del generator
         cleanup_gpu_memory(force=True)
@@ -68,6 +66,5 @@ def calibrate_stop_bias(
     generation_settings = LLMSettings.model_validate(
         {**settings.model_dump(), "stop_logit_bias": calibration.chosen_bias}
     )
-    reports = pd.DataFrame(calibration.chosen_reports, columns=["study_id", "generated"])
-    reports["out_of_room"] = reports["study_id"].isin(calibration.chosen_out_of_room)
+    reports = kept_reports_table(calibration.chosen_reports, calibration.chosen_out_of_room)
     return generation_settings, reports

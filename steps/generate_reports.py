@@ -14,7 +14,7 @@ from zenml.config import ResourceSettings
 from zenml.utils.cuda_utils import cleanup_gpu_memory
 
 from pipelines.step_cache import keyed_by_project_sources
-from radreport.llm.predictions import predict_splits
+from radreport.llm.predictions import kept_reports, predict_splits
 from radreport.llm.settings import LLMSettings
 from radreport.llm.trained_generator import trained_report_generator
 
@@ -34,10 +34,7 @@ def generate_reports(
     generator = trained_report_generator(settings, adapter, alpaca_table)
     decoded, decoded_out_of_room = {}, []
     if calibration_reports is not None:
-        columns = (calibration_reports["study_id"], calibration_reports["generated"])
-        decoded = dict(zip(*columns, strict=True))
-        cut = calibration_reports["out_of_room"].astype(bool)
-        decoded_out_of_room = calibration_reports.loc[cut, "study_id"].tolist()
+        decoded, decoded_out_of_room = kept_reports(calibration_reports)
         logger.info("%d reports kept from the stop bias calibration", len(decoded))
     predictions, rejected = predict_splits(
         generator, alpaca_table, decoded=decoded, decoded_out_of_room=decoded_out_of_room

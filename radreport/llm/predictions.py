@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 import pandas as pd
 
@@ -12,6 +12,25 @@ from radreport.llm.retrieval import ImpressionIndex
 EVALUATION_SPLITS = ("val", "test")
 PREDICTION_COLUMNS = ("study_id", "split", "impression", "reference", "generated", "out_of_room")
 REJECTED_COLUMNS = ("study_id", "split", "reason")
+# Reports a generator already wrote for some studies (the stop bias calibration's sample), as
+# one step hands them to the next: predict_splits keeps them rather than decoding them again.
+KEPT_REPORT_COLUMNS = ("study_id", "generated", "out_of_room")
+
+
+def kept_reports_table(
+    reports: Iterable[tuple[str, str]] = (), out_of_room: Collection[str] = ()
+) -> pd.DataFrame:
+    """(study_id, report) pairs as a KEPT_REPORT_COLUMNS table; `out_of_room` names the
+    studies whose reports the token budget cut."""
+    table = pd.DataFrame(list(reports), columns=list(KEPT_REPORT_COLUMNS[:2]))
+    table["out_of_room"] = table["study_id"].isin(list(out_of_room))
+    return table
+
+
+def kept_reports(table: pd.DataFrame) -> tuple[dict[str, str], list[str]]:
+    """A kept_reports_table as predict_splits' `decoded` and `decoded_out_of_room`."""
+    decoded = dict(zip(table["study_id"], table["generated"], strict=True))
+    return decoded, table.loc[table["out_of_room"].astype(bool), "study_id"].tolist()
 
 
 def predict_splits(

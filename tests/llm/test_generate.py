@@ -22,7 +22,12 @@ from radreport.llm.generate import (
     sample_candidates,
 )
 from radreport.llm.mbr import select_by_mbr
-from radreport.llm.predictions import predict_fitting_impressions, predict_splits
+from radreport.llm.predictions import (
+    kept_reports,
+    kept_reports_table,
+    predict_fitting_impressions,
+    predict_splits,
+)
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
 
@@ -452,6 +457,13 @@ def test_each_prediction_says_whether_its_report_ran_out_of_room(generator):
         generator.rules = original_rules
     with pytest.raises(ValueError, match="1 studies are said to have run out of room but have no"):
         predict_splits(generator, table, decoded_out_of_room=["v2"])
+
+
+def test_kept_reports_pass_through_their_table_with_their_flags():
+    table = kept_reports_table([("v1", "Kept."), ("v2", "Cut")], out_of_room=["v2"])
+    assert list(table.columns) == ["study_id", "generated", "out_of_room"]
+    assert kept_reports(table) == ({"v1": "Kept.", "v2": "Cut"}, ["v2"])
+    assert kept_reports(kept_reports_table()) == ({}, [])
 
 
 def test_decoding_stops_at_the_end_of_the_context(tiny_llama_dir):
