@@ -46,6 +46,9 @@ def test_the_training_code_includes_the_backend_imported_by_name_not_decoding():
     assert {"radreport/llm/backend_hf.py", "radreport/llm/backend_unsloth.py"} <= training
     assert "radreport/llm/training_kernels.c" in training
     assert "radreport/llm/generate.py" not in training
+    # The training kernels share the compiling code, not the decode kernel's source.
+    assert "radreport/llm/c_build.py" in training
+    assert "radreport/llm/llama_decode_step.c" not in training
 
 
 def test_libraries_are_not_followed_and_other_modules_are_refused():

@@ -1,7 +1,7 @@
 """The compiled training kernels (training_kernels.c): fused RMSNorm, SwiGLU and the LM head's
 cross-entropy on CPU tensors.
 
-Built like the native decoder's kernel (radreport.llm.native_kernel): with the machine's C
+Built by radreport.llm.c_build, as the native decoder's kernel is: with the machine's C
 compiler at first use, cached by source, compiler and CPU. Where no build is possible the
 callers keep transformers' own modules, so training never depends on a C compiler; the
 reason is logged once.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from radreport.llm.native_kernel import NativeKernelError, load_library
+from radreport.llm.c_build import KernelBuildError, load_library
 
 SOURCE = Path(__file__).with_name("training_kernels.c")
 FLAGS = ("-O3", "-march=native", "-mprefer-vector-width=512", "-fopenmp", "-shared", "-fPIC")
@@ -47,7 +47,7 @@ def load_training_kernels() -> ctypes.CDLL | None:
             "fused RMSNorm, SwiGLU and head loss (llm.fused_elementwise)",
             "or set llm.fused_elementwise: false to silence this",
         )
-    except (NativeKernelError, OSError) as error:
+    except (KernelBuildError, OSError) as error:
         logger.warning("PyTorch's RMSNorm, MLP and head loss run instead: %s", error)
         return None
     for name, arguments in _SIGNATURES.items():
