@@ -1,4 +1,5 @@
-"""The data pipeline: manifest and DICOM -> de-identified, split studies -> Alpaca table."""
+"""The data pipeline: manifest and DICOM -> de-identified, split studies -> Alpaca table,
+and the LLM settings with their token budgets sized by it (steps/format_alpaca.py)."""
 
 from __future__ import annotations
 
@@ -19,5 +20,5 @@ def data_pipeline(
     llm_settings: LLMSettings,
 ):
     studies, _, _ = ingest_studies(manifest_path, input_fingerprint, deid_key_id, data_settings)
-    alpaca_table, _ = format_alpaca(studies, llm_settings)
-    return alpaca_table
+    alpaca_table, _, run_llm_settings = format_alpaca(studies, llm_settings)
+    return alpaca_table, run_llm_settings

@@ -27,23 +27,28 @@ from steps.generate_reports import generate_reports
 def llm_stage(
     alpaca_table,
     llm_settings: LLMSettings,
+    run_llm_settings,
     evaluation_settings: EvaluationSettings,
     checkpoint_dir: str,
     export_settings: ExportSettings,
 ) -> None:
-    """The steps, called inside a pipeline function (ZenML composes them there)."""
-    adapter, _ = finetune_llm(alpaca_table, llm_settings, checkpoint_dir)
+    """The steps, called inside a pipeline function (ZenML composes them there).
+
+    `llm_settings` are the config's and choose the steps; the steps run by `run_llm_settings`,
+    format_alpaca's artifact: the same settings with "auto" token budgets sized by the table.
+    """
+    adapter, _ = finetune_llm(alpaca_table, run_llm_settings, checkpoint_dir)
     if export_settings.merged:
-        export_merged_model(adapter, llm_settings, export_settings)
+        export_merged_model(adapter, run_llm_settings, export_settings)
     if llm_settings.stop_bias_calibration_studies:
         generation_settings, calibration_reports = calibrate_stop_bias(
-            adapter, alpaca_table, llm_settings
+            adapter, alpaca_table, run_llm_settings
         )
         predictions, rejected_prompts = generate_reports(
             adapter, alpaca_table, generation_settings, calibration_reports
         )
     else:
-        predictions, rejected_prompts = generate_reports(adapter, alpaca_table, llm_settings)
+        predictions, rejected_prompts = generate_reports(adapter, alpaca_table, run_llm_settings)
     evaluate_reports(predictions, rejected_prompts, alpaca_table, evaluation_settings)
 
 
@@ -58,5 +63,12 @@ def llm_pipeline(
     # The prompts depend on the LLM settings (retrieved examples), so they are made here from
     # the studies, as the data pipeline makes them.
     studies = Client().get_artifact_version(studies_version_id)
-    alpaca_table, _ = format_alpaca(studies, llm_settings)
-    llm_stage(alpaca_table, llm_settings, evaluation_settings, checkpoint_dir, export_settings)
+    alpaca_table, _, run_llm_settings = format_alpaca(studies, llm_settings)
+    llm_stage(
+        alpaca_table,
+        llm_settings,
+        run_llm_settings,
+        evaluation_settings,
+        checkpoint_dir,
+        export_settings,
+    )

@@ -26,7 +26,14 @@ def training_pipeline(
     checkpoint_dir: str,
     export_settings: ExportSettings,
 ):
-    alpaca_table = data_pipeline.entrypoint(
+    alpaca_table, run_llm_settings = data_pipeline.entrypoint(
         manifest_path, input_fingerprint, deid_key_id, data_settings, llm_settings
     )
-    llm_stage(alpaca_table, llm_settings, evaluation_settings, checkpoint_dir, export_settings)
+    llm_stage(
+        alpaca_table,
+        llm_settings,
+        run_llm_settings,
+        evaluation_settings,
+        checkpoint_dir,
+        export_settings,
+    )

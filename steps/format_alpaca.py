@@ -1,6 +1,7 @@
-"""Studies -> the Alpaca prompt table, with token-length statistics logged per split and, on
-the model version, whether the token budgets (max_seq_length, max_new_tokens) hold the
-training data."""
+"""Studies -> the Alpaca prompt table, with token-length statistics logged per split; the
+LLM settings with their "auto" token budgets (max_seq_length, max_new_tokens) sized by the
+training data, the settings every later step of the run uses; and, on the model version,
+whether the budgets hold the training data."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pipelines.stack import TRACKER_NAME
 from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.prompt_table import (
     build_prompt_table,
+    resolve_token_budgets,
     token_stats_by_split,
     train_report_shape,
 )
@@ -29,8 +31,13 @@ logger = logging.getLogger(__name__)
 @step(cache_policy=keyed_by_project_sources(__name__), experiment_tracker=TRACKER_NAME)
 def format_alpaca(
     studies: pd.DataFrame, settings: LLMSettings
-) -> tuple[Annotated[pd.DataFrame, "alpaca_table"], Annotated[dict, "alpaca_stats"]]:
+) -> tuple[
+    Annotated[pd.DataFrame, "alpaca_table"],
+    Annotated[dict, "alpaca_stats"],
+    Annotated[LLMSettings, "llm_settings"],
+]:
     table = build_prompt_table(studies, settings.retrieval_k)
+    settings = resolve_token_budgets(table, settings)
     stats = token_stats_by_split(table, settings)
     log_flat_metrics(stats, prefix="alpaca")
     mlflow.log_text(table["prompt"].iloc[0], "alpaca/example_prompt.txt")
@@ -42,4 +49,4 @@ def format_alpaca(
         # The marks that end a report before a second one, as generation will learn them.
         shape = asdict(train_report_shape(table))
         log_metadata(metadata={"token_budgets": budgets, "report_shape": shape}, infer_model=True)
-    return table, stats
+    return table, stats, settings

@@ -165,6 +165,7 @@ def finetune(
     validation rows are written out greedily; each step's rows go to `on_samples(step,
     rows)` as they come and all of them into the result.
     """
+    settings.require_token_budgets("max_seq_length")
     import_backend(settings)
     sampler = None
     if settings.eval_samples:

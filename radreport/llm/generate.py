@@ -434,6 +434,7 @@ class ReportGenerator:
         native where it can run, else torch. `num_threads`, where set, is PyTorch's thread
         count from here on (prompt encoding, torch decoding), as it is in training.
         """
+        settings.require_token_budgets("max_new_tokens")
         if settings.num_threads is not None:
             torch.set_num_threads(settings.num_threads)
         if settings.decoder == "auto":

@@ -3,6 +3,8 @@ retrieval-augmented prompting, the similar training studies shown in it."""
 
 from __future__ import annotations
 
+import sys
+
 import pandas as pd
 
 from radreport.data.alpaca import build_alpaca_dataset, format_prompt
@@ -11,8 +13,10 @@ from radreport.llm.base_model import resolve_base_model
 from radreport.llm.report_shape import ReportShape
 from radreport.llm.retrieval import ImpressionIndex
 from radreport.llm.settings import LLMSettings
+from radreport.llm.token_budgets import sized_budget
 
 PROMPT_COLUMNS = ("study_id", "split", "impression", "report", "examples", "prompt")
+TOKEN_BUDGETS = ("max_seq_length", "max_new_tokens")
 
 
 def build_prompt_table(studies: pd.DataFrame, retrieval_k: int) -> pd.DataFrame:
@@ -48,13 +52,39 @@ def split_rows(table: pd.DataFrame, split: str) -> list[dict]:
     return rows
 
 
+def _base_tokenizer(settings: LLMSettings):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_base_model(settings.base_model))
+
+
+def resolve_token_budgets(table: pd.DataFrame, settings: LLMSettings) -> LLMSettings:
+    """`settings` with max_seq_length and max_new_tokens set to "auto" sized by the table's
+    train split (radreport.llm.token_budgets.sized_budget); unchanged where both are numbers."""
+    auto = [name for name in TOKEN_BUDGETS if getattr(settings, name) == "auto"]
+    if not auto:
+        return settings
+    from transformers import AutoConfig
+
+    path = resolve_base_model(settings.base_model)
+    context = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    # Nothing cut: the lengths are measured before any limit applies.
+    train = build_alpaca_dataset(split_rows(table, "train"), _base_tokenizer(settings), sys.maxsize)
+    longest = {
+        "max_seq_length": max(train.source_lengths, default=0),
+        "max_new_tokens": max(train.report_lengths, default=0),
+    }
+    return settings.model_copy(
+        update={name: sized_budget(name, "auto", longest[name], context) for name in auto}
+    )
+
+
 def token_stats_by_split(table: pd.DataFrame, settings: LLMSettings) -> dict[str, dict]:
     """Per split: examples kept, truncated, dropped, token-length p50/p95/max of the whole
     examples and of the reports, and how many reports generation's budget (max_new_tokens)
     is too short for; with the base model's tokenizer and the training's length limit."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(settings.base_model))
+    settings.require_token_budgets(*TOKEN_BUDGETS)
+    tokenizer = _base_tokenizer(settings)
     stats = {}
     for split in SPLITS:
         data = build_alpaca_dataset(

@@ -25,7 +25,11 @@ class LLMSettings(ConfigSection):
     base_model: str = "bundled:smollm2-135m-instruct"
     load_in_4bit: bool | Literal["auto"] = "auto"
     compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
-    max_seq_length: int = Field(256, gt=0)
+    # The longest training example in tokens (prompt, report and end-of-sequence token);
+    # longer ones are cut or left out by `overlength`. "auto": the longest of the train
+    # split, no longer than the base model's context (radreport.llm.token_budgets), resolved
+    # when the training table is made; the model version stores the number.
+    max_seq_length: PositiveInt | Literal["auto"] = 256
     # The hf backend's attention kernel while training ("auto": SDPA on CUDA,
     # "grouped_eager_or_sdpa" on CPU: radreport.llm.grouped_attention); unsloth brings its own.
     attention: Literal["auto", "sdpa", "eager", "grouped_eager_or_sdpa"] = "auto"
@@ -81,7 +85,9 @@ class LLMSettings(ConfigSection):
     eval_sample_max_new_tokens: int = Field(96, gt=0)
 
     # Generation
-    max_new_tokens: int = Field(256, gt=0)
+    # The most tokens a report may take; it is cut there. "auto": the longest train report's,
+    # end-of-sequence token included, resolved as max_seq_length's is.
+    max_new_tokens: PositiveInt | Literal["auto"] = 256
     num_beams: int = Field(1, gt=0)
     # > 0: greedy decoding never repeats an n-gram of its own output (loops of a small
     # model); the prompt's text, e.g. a retrieved example, may still be copied.
@@ -128,6 +134,17 @@ class LLMSettings(ConfigSection):
     # "torch" (a GPU; a quantized or other model, with a warning that says why). On IU X-Ray
     # with MBR over 8, native wrote reports 3.2-3.9x faster than torch (BENCHMARKS.md).
     decoder: Literal["auto", "torch", "onnxruntime", "native"] = "auto"
+
+    def require_token_budgets(self, *names: str) -> None:
+        """ValueError where one of the named budgets is still "auto": it is a number only once
+        the training data has been measured (radreport.llm.token_budgets)."""
+        for name in names:
+            if getattr(self, name) == "auto":
+                raise ValueError(
+                    f"llm.{name} is 'auto', which the training data sizes: resolve it with "
+                    "radreport.llm.prompt_table.resolve_token_budgets (the pipeline does so "
+                    "when it makes the training table) or give a number"
+                )
 
     @model_validator(mode="after")
     def _checkpoints_fall_on_evaluations(self) -> LLMSettings:

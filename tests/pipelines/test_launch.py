@@ -107,11 +107,31 @@ def test_highlights_say_which_token_budget_is_short_for_the_training_data():
     assert highlights_of({"token_budgets": short}) == (
         "Token budget:   412 of 1868 train reports (22%) need more than max_new_tokens 128 "
         "(the longest: 612 tokens with its end); reports that long are cut there: raise "
-        "llm.max_new_tokens",
+        "llm.max_new_tokens or set it to auto",
         "Token budget:   32 of 1868 train examples (2%) are longer than max_seq_length 736 "
         "(the longest: 2100 tokens; 30 truncated, 2 dropped): the ends of their reports are "
-        "not learned; raise llm.max_seq_length or lower llm.retrieval_k",
+        "not learned; raise llm.max_seq_length (or set it to auto) or lower llm.retrieval_k",
     )
+
+
+def test_highlights_say_what_the_auto_token_budgets_were_sized_to():
+    sized = {**BUDGETS, "max_seq_length": 686, "max_new_tokens": 194, "longer_train_reports": 0}
+    config = {"llm": {"max_seq_length": "auto", "max_new_tokens": "auto"}}
+    assert highlights_of({"token_budgets": sized, "run_config": config}) == (
+        "Auto budgets:   max_seq_length 686 (the longest train example), max_new_tokens 194 "
+        "(the longest train report)",
+    )
+    # One auto budget, capped by the model's context: said, and the shortfall with it.
+    capped = {**BUDGETS, "max_seq_length": 512, "longest_train_example_tokens": 2100}
+    capped["truncated_train_examples"] = 40
+    lines = highlights_of(
+        {"token_budgets": capped, "run_config": {"llm": {"max_seq_length": "auto"}}}
+    )
+    assert lines[0] == "Auto budgets:   max_seq_length 512 (the base model's context)"
+    assert lines[1].startswith("Token budget:   40 of 1868 train examples (2%) are longer")
+    # Budgets given as numbers are not repeated back.
+    numbers = {"llm": {"max_seq_length": 736, "max_new_tokens": 128}}
+    assert highlights_of({"token_budgets": BUDGETS, "run_config": numbers}) == ()
 
 
 def test_highlights_count_the_reports_cut_by_the_token_budget_by_split():

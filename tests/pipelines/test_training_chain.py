@@ -283,6 +283,49 @@ def test_the_llm_pipeline_trains_on_a_stored_studies_version(trained, tiny_confi
     assert "data" not in stored and stored["llm"] == tiny_config.llm.model_dump(mode="json")
 
 
+def test_auto_token_budgets_are_sized_by_the_training_data_and_stored_as_numbers(
+    trained, tiny_config
+):
+    studies = Client().get_pipeline_run(trained.pipeline_run).steps["ingest_studies"]
+    studies = studies.outputs["studies"][0]
+    # Every report ends at once: sized budgets let the random model write long runs of random
+    # word pieces, which can spell a synthetic header's name for the PHI check of this
+    # module's runs to flag.
+    auto = {
+        "max_seq_length": "auto",
+        "max_new_tokens": "auto",
+        "stop_logit_bias": 20.0,
+        "stop_bias_calibration_studies": 0,
+    }
+    config = tiny_config.model_copy(update={"llm": tiny_config.llm.model_copy(update=auto)})
+    report = run_llm(config, str(studies.version))
+
+    model_version = _model_version(report.model)
+    budgets = model_version.run_metadata["token_budgets"]
+    # The tiny model's context (1,024) is longer than any of the tiny data's examples.
+    assert budgets["max_seq_length"] == budgets["longest_train_example_tokens"] > 384
+    assert budgets["max_new_tokens"] == budgets["longest_train_report_tokens"] > 6
+    assert budgets["truncated_train_examples"] == budgets["longer_train_reports"] == 0
+    assert not [line for line in report.lines() if line.startswith("Token budget:")]
+    said = "\n".join(report.lines())
+    assert f"Auto budgets:   max_seq_length {budgets['max_seq_length']} (the longest" in said
+    # Every step after format_alpaca ran by its sized settings; the version keeps the numbers
+    # (what generation reads) and the config as written.
+    run = Client().get_pipeline_run(report.pipeline_run)
+    [sized] = run.steps["format_alpaca"].outputs["llm_settings"]
+    inputs = {
+        "finetune_llm": "settings",
+        "generate_reports": "settings",
+        "export_merged_model": "llm_settings",
+    }
+    for step, name in inputs.items():
+        assert run.steps[step].inputs[name][0].id == sized.id
+    trained_with = model_version.run_metadata["llm_settings"]
+    assert trained_with["max_seq_length"] == budgets["max_seq_length"]
+    assert load_trained_model(report.model).settings.max_new_tokens == budgets["max_new_tokens"]
+    assert model_version.run_metadata["run_config"]["llm"]["max_new_tokens"] == "auto"
+
+
 def test_a_missing_studies_version_is_one_line_naming_the_latest(trained, tmp_path):
     config = tmp_path / "config.yaml"
     config.write_text("model_name: radreport-test\n")
