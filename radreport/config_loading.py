@@ -122,7 +122,7 @@ def load_yaml_model(path: str | Path, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_first_error(exc)}") from None
+        raise ConfigError(f"{path}: {describe_first_error(exc, model)}") from None
 
 
 def read_utf8_text(path: Path) -> str:
@@ -147,8 +147,46 @@ def describe_yaml_error(exc: yaml.YAMLError) -> str:
     return f"{where}not valid YAML ({problem})"
 
 
-def describe_first_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
+def union_field_depth(model: type[BaseModel], loc: tuple) -> int | None:
+    """How many parts of `loc` name a field whose annotation is a union, where `loc` goes on
+    into one of its arms (pydantic adds the arm's tag, e.g. "constrained-int"); None where
+    it does not."""
+    current: Any = model
+    for depth, part in enumerate(loc, start=1):
+        if not _is_model(current):
+            return None
+        field = current.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return None
+        current = field.annotation
+        if get_origin(current) in (Union, UnionType) and depth < len(loc):
+            models = [arm for arm in get_args(current) if _is_model(arm)]
+            # `Section | None` is no choice of arms: its errors go on into the section.
+            if len(models) == 1 and len(get_args(current)) == 2 and type(None) in get_args(current):
+                current = models[0]
+                continue
+            return depth
+    return None
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def describe_first_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    errors = exc.errors()
+    first = errors[0]
+    depth = union_field_depth(model, first["loc"]) if model is not None else None
+    if depth is not None:
+        # A value no arm of a union accepts (`max_new_tokens: lots`, where a number or
+        # "auto" is): say what each arm wanted, not only the first arm's complaint.
+        field = first["loc"][:depth]
+        wanted = [error["msg"] for error in errors if error["loc"][:depth] == field]
+        key = ".".join(str(part) for part in field)
+        said = "; or ".join(
+            [wanted[0], *(msg.replace("Input should", "should", 1) for msg in wanted[1:])]
+        )
+        return f"{key}: {said} (got {first.get('input')!r})"
     key = ".".join(str(part) for part in first["loc"]) or "<top level>"
     if first["type"] == "extra_forbidden":
         return f"{key}: unknown key"

@@ -66,3 +66,46 @@ def test_an_unreadable_yaml_error_keeps_its_line(tmp_path):
     path.write_text("steps: 1\nverbose: [\n")
     with pytest.raises(ConfigError, match=rf"^{path}: line 3: not valid YAML \("):
         load_yaml_model(path, Section)
+
+
+class Budgets(ConfigSection):
+    tokens: PositiveInt | Literal["auto"] = 8
+    threads: PositiveInt | None = None
+
+
+class Run(ConfigSection):
+    budgets: Budgets = Budgets()
+    optional: Budgets | None = None
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # Every arm of a union is named, not only the first one pydantic tried.
+        (
+            "budgets: {tokens: lots}",
+            "budgets.tokens: Input should be a valid integer, unable to parse string as an "
+            "integer; or should be 'auto' (got 'lots')",
+        ),
+        (
+            "budgets: {tokens: 0}",
+            "budgets.tokens: Input should be greater than 0; or should be 'auto' (got 0)",
+        ),
+        # An optional number, or an optional section, is not a choice of arms.
+        ("budgets: {threads: 0}", "budgets.threads: Input should be greater than 0 (got 0)"),
+        (
+            "optional: {tokens: 0}",
+            "optional.tokens: Input should be greater than 0; or should be 'auto' (got 0)",
+        ),
+        ("optional: {tokenz: 3}", "optional.tokenz: unknown key"),
+    ],
+)
+def test_a_value_no_arm_of_a_union_accepts_is_said_with_every_arm(tmp_path, text, said):
+    path = tmp_path / "run.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_yaml_model(path, Run)
+    assert str(raised.value) == f"{path}: {said}"
+    path.write_text("budgets: {tokens: auto}\noptional: {tokens: 16}\n")
+    loaded = load_yaml_model(path, Run)
+    assert (loaded.budgets.tokens, loaded.optional.tokens) == ("auto", 16)
