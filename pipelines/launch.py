@@ -23,7 +23,7 @@ from radreport.data.pseudonyms import resolve_deid_keys
 from radreport.data.run_inputs import RunInputs, resolve_run_inputs
 from radreport.data.settings import DataSettings
 from radreport.llm.bundled import cache_dir
-from radreport.llm.token_budgets import budget_shortfalls, sized_budgets
+from radreport.llm.token_budgets import auto_budget_summary, budget_shortfalls
 from radreport.start_up_gc import resume_full_collections
 
 STUDIES_ARTIFACT = "studies"  # steps/ingest_studies.py's output
@@ -248,8 +248,9 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
             f"(lookup {lookup['finding_f1_micro']:.3f}){length}"
         )
     if budgets := metadata.get("token_budgets"):
-        if sized := sized_budgets(metadata.get("run_config", {}).get("llm", {}), budgets):
-            lines.append(f"Auto budgets:   {sized}")
+        config_llm = metadata.get("run_config", {}).get("llm", {})
+        if summary := auto_budget_summary(config_llm, budgets):
+            lines.append(f"Auto budgets:   {summary}")
         lines += [f"Token budget:   {shortfall}" for shortfall in budget_shortfalls(budgets)]
     if cut := _reports_out_of_room(evaluation):
         budget = metadata.get("llm_settings", {}).get("max_new_tokens")

@@ -54,7 +54,7 @@ _SIZED_TO = {
 }
 
 
-def sized_budgets(config_llm: dict, budgets: dict) -> str:
+def auto_budget_summary(config_llm: dict, budgets: dict) -> str:
     """The budgets that the config (its `llm:` section as written) left to "auto", with the
     numbers the run sized them to and why, as in "max_new_tokens 194 (the longest train
     report)"; empty where the config gave numbers."""
