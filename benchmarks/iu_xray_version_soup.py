@@ -34,6 +34,7 @@ from radreport.config import load_run_config
 from radreport.config_loading import ConfigError
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.predictions import predict_fitting_impressions
+from radreport.llm.prompt_table import resolve_token_budgets
 from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import calibrate_on_validation
 from radreport.llm.trained_generator import trained_report_generator
@@ -41,6 +42,11 @@ from radreport.llm.trained_generator import trained_report_generator
 # What may differ between members: the seed is the point; the bias is chosen per model,
 # and how it was chosen (a version trained before calibration has it off) is redone here.
 MAY_DIFFER = {
+    # Members trained before configs/iu_xray.yaml sized its token budgets by the data had
+    # 736 / 128 by hand; both hold every IU X-Ray training example (BENCHMARKS.md, fortieth
+    # session). The soup decodes with the config's, sized by the members' table.
+    "max_seq_length",
+    "max_new_tokens",
     "seed",
     "stop_logit_bias",
     "stop_bias_calibration_studies",
@@ -84,6 +90,7 @@ def main() -> None:
         settings = load_run_config(args.config).llm
     except ConfigError as exc:
         raise SystemExit(str(exc)) from None
+    settings = resolve_token_budgets(members[0].alpaca_table, settings)
     check_members(settings, members)
     base = resolve_base_model(settings.base_model)
     adapter = args.out / "adapter"

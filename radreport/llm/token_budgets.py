@@ -6,15 +6,16 @@ A number that is short fails quietly. An example longer than max_seq_length lose
 of its report and its end-of-sequence token ("truncate") or is left out ("drop"), so the
 model learns less of where reports end; a report that needs more than max_new_tokens is cut
 mid-sentence. Real CT findings run to hundreds of tokens, and a budget copied from a config
-for short chest X-ray reports (IU X-Ray: 736 and 128) would cut most of them. The training
-data's lengths say so before any report is written.
+for short chest X-ray reports (IU X-Ray's were 736 and 128) would cut most of them. The
+training data's lengths say so before any report is written.
 """
 
 from __future__ import annotations
 
 # A budget is said to be short when more than this share of the training data needs more.
 # The few longest reports of a set are outliers, not what a budget is set for: the IU X-Ray
-# config's 128 new tokens leave out 9 of 1,868 reports (0.5 %, the longest 194 tokens).
+# config's 128 new tokens, before it sized them by the data, left out 9 of 1,868 reports
+# (0.5 %, the longest 194 tokens).
 TOLERATED_SHARE = 0.01
 
 
