@@ -27,7 +27,7 @@ from steps.generate_reports import generate_reports
 def llm_stage(
     alpaca_table,
     llm_settings: LLMSettings,
-    run_llm_settings,
+    run_llm_settings: LLMSettings,
     evaluation_settings: EvaluationSettings,
     checkpoint_dir: str,
     export_settings: ExportSettings,
