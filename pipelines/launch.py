@@ -254,10 +254,19 @@ def highlights_of(metadata: dict) -> tuple[str, ...]:
         lines += [f"Token budget:   {shortfall}" for shortfall in budget_shortfalls(budgets)]
     if cut := _reports_out_of_room(evaluation):
         budget = metadata.get("llm_settings", {}).get("max_new_tokens")
+        longest = (budgets or {}).get("longest_train_report_tokens")
+        if budget and longest and budget >= longest:
+            # More room would not help: the model wrote past every report it was taught.
+            why = (
+                f"; no train report is that long (the longest: {longest} tokens), so these "
+                "are more likely loops than reports the budget cut short"
+            )
+        else:
+            why = "; llm.max_new_tokens gives them more"
         lines.append(
             f"Out of room:    {cut} reports cut where they ran out of room"
             + (f" (max_new_tokens {budget})" if budget else "")
-            + ", not ended by the model; llm.max_new_tokens gives them more"
+            + f", not ended by the model{why}"
         )
     rejected = {split: scores.get("rejected_prompts", 0) for split, scores in evaluation.items()}
     if any(rejected.values()):

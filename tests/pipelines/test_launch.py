@@ -147,5 +147,13 @@ def test_highlights_count_the_reports_cut_by_the_token_budget_by_split():
         "Out of room:    3 of 189 val reports cut where they ran out of room "
         "(max_new_tokens 128), not ended by the model; llm.max_new_tokens gives them more"
     )
+    # A budget no train report needs more of (auto sizes it so): more room is not the cure.
+    metadata["token_budgets"] = {**BUDGETS, "max_new_tokens": 194, "longer_train_reports": 0}
+    metadata["llm_settings"]["max_new_tokens"] = 194
+    assert highlights_of(metadata)[1] == (
+        "Out of room:    3 of 189 val reports cut where they ran out of room "
+        "(max_new_tokens 194), not ended by the model; no train report is that long (the "
+        "longest: 194 tokens), so these are more likely loops than reports the budget cut short"
+    )
     metadata["evaluation"]["val"]["reports_out_of_room"] = 0
     assert [line.split(":")[0] for line in highlights_of(metadata)] == ["Val metrics"]
