@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 from radreport.llm import c_build
@@ -24,12 +26,19 @@ class NativeKernelError(NativeDecoderUnavailable):
     """The native decode kernel could not be compiled or loaded on this machine."""
 
 
-def compiler() -> str:
-    """The C compiler's path (NativeKernelError where there is none)."""
+@contextlib.contextmanager
+def _as_decoder_error() -> Iterator[None]:
+    """A kernel that cannot be built is the native decoder being unavailable here."""
     try:
-        return c_build.compiler(_USER, DECODER_ADVICE)
+        yield
     except c_build.KernelBuildError as error:
         raise NativeKernelError(str(error)) from error
+
+
+def compiler() -> str:
+    """The C compiler's path (NativeKernelError where there is none)."""
+    with _as_decoder_error():
+        return c_build.compiler(_USER, DECODER_ADVICE)
 
 
 def build_key(cc: str) -> str:
@@ -38,10 +47,8 @@ def build_key(cc: str) -> str:
 
 def compile_kernel(target: Path, cc: str) -> None:
     """Compile the decode step into `target`, written whole or not at all."""
-    try:
+    with _as_decoder_error():
         c_build.compile_kernel(target, cc, SOURCE, FLAGS)
-    except c_build.KernelBuildError as error:
-        raise NativeKernelError(str(error)) from error
 
 
 def build_dir() -> Path:
@@ -52,9 +59,7 @@ def build_dir() -> Path:
 @functools.lru_cache(maxsize=1)
 def load_kernel() -> ctypes.CDLL:
     """The compiled decode kernel, built first if this machine has no build of this source yet."""
-    try:
+    with _as_decoder_error():
         library = c_build.load_library(SOURCE, FLAGS, _LIBRARY_NAME, _USER, DECODER_ADVICE)
-    except c_build.KernelBuildError as error:
-        raise NativeKernelError(str(error)) from error
     library.llama_decode_step.restype = ctypes.c_int
     return library
