@@ -61,8 +61,7 @@ def _base_tokenizer(settings: LLMSettings):
 def resolve_token_budgets(table: pd.DataFrame, settings: LLMSettings) -> LLMSettings:
     """`settings` with max_seq_length and max_new_tokens set to "auto" sized by the table's
     train split (radreport.llm.token_budgets.sized_budget); unchanged where both are numbers."""
-    auto = [name for name in TOKEN_BUDGETS if getattr(settings, name) == "auto"]
-    if not auto:
+    if all(getattr(settings, name) != "auto" for name in TOKEN_BUDGETS):
         return settings
     from transformers import AutoConfig
 
@@ -75,7 +74,10 @@ def resolve_token_budgets(table: pd.DataFrame, settings: LLMSettings) -> LLMSett
         "max_new_tokens": max(train.report_lengths, default=0),
     }
     return settings.model_copy(
-        update={name: sized_budget(name, "auto", longest[name], context) for name in auto}
+        update={
+            name: sized_budget(name, getattr(settings, name), longest[name], context)
+            for name in TOKEN_BUDGETS
+        }
     )
 
 
