@@ -16,12 +16,18 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, StoppingCriteriaList
 
 from radreport.data.alpaca import format_prompt, opens_section, response_text
+from radreport.llm.cache_budget import (
+    auto_batch_tokens,
+    available_memory_bytes,
+    cache_bytes_per_position,
+)
 from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.device import cpu_has_bf16
@@ -33,6 +39,7 @@ from radreport.llm.settings import LLMSettings
 logger = logging.getLogger(__name__)
 
 Example = tuple[str, str]
+BatchTokens = int | Literal["auto"] | None
 
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 _DEFAULT_MBR_EPSILON = LLMSettings.model_fields["mbr_epsilon"].default
@@ -316,6 +323,7 @@ class ReportGenerator:
         max_new_tokens: int = 256,
         num_beams: int = 1,
         batch_size: int = 16,
+        batch_tokens: BatchTokens = "auto",
         no_repeat_ngram_size: int = 0,
         mbr_candidates: int = 0,
         mbr_epsilon: float = _DEFAULT_MBR_EPSILON,
@@ -338,6 +346,7 @@ class ReportGenerator:
             mbr_impression_weight=mbr_impression_weight,
             seed=seed,
             stop_logit_bias=stop_logit_bias,
+            batch_tokens=batch_tokens,
         )
 
     def _bind(
@@ -358,6 +367,7 @@ class ReportGenerator:
         pad_id: int | None = None,
         context_length: int | None = None,
         stop_logit_bias: float = 0.0,
+        batch_tokens: BatchTokens = "auto",
     ) -> None:
         self.model, self.tokenizer = model, tokenizer
         if context_length is None:
@@ -378,6 +388,9 @@ class ReportGenerator:
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.batch_size = batch_size
+        # The most key/value cache positions one batch holds (_batches); "auto" is sized
+        # from the memory available when the generator first decodes, None is no cap.
+        self.batch_tokens = batch_tokens
         self.mbr_candidates = mbr_candidates  # > 1: MBR decoding (num_beams 1)
         self.mbr_epsilon = mbr_epsilon
         self.mbr_example_references = mbr_example_references
@@ -408,13 +421,20 @@ class ReportGenerator:
         max_new_tokens: int = 256,
         num_beams: int = 1,
         batch_size: int = 16,
+        batch_tokens: BatchTokens = "auto",
         no_repeat_ngram_size: int = 0,
     ) -> ReportGenerator:
         """A generator around a model already in memory (e.g. the one being trained).
         The caller puts it in eval mode and gives a left-padding tokenizer."""
         generator = cls.__new__(cls)
         generator._bind(
-            model, tokenizer, max_new_tokens, num_beams, batch_size, no_repeat_ngram_size
+            model,
+            tokenizer,
+            max_new_tokens,
+            num_beams,
+            batch_size,
+            no_repeat_ngram_size,
+            batch_tokens=batch_tokens,
         )
         return generator
 
@@ -424,9 +444,9 @@ class ReportGenerator:
         settings: LLMSettings,
         model_dir: str | Path,
         adapter_dir: str | Path | None = None,
-        batch_size: int = 16,
     ) -> ReportGenerator:
-        """Decoding budget, beams and dtype from the LLM settings ("auto" dtype: by device).
+        """Decoding budget, beams, batches and dtype from the LLM settings ("auto" dtype: by
+        device).
 
         With `decoder: onnxruntime` the generator decodes on an ONNX Runtime GenAI export of
         the model (radreport.llm.onnx_generate); with `decoder: native` its greedy and MBR
@@ -438,7 +458,7 @@ class ReportGenerator:
         if settings.num_threads is not None:
             torch.set_num_threads(settings.num_threads)
         if settings.decoder == "auto":
-            return cls._from_auto_decoder(settings, model_dir, adapter_dir, batch_size)
+            return cls._from_auto_decoder(settings, model_dir, adapter_dir)
         if settings.decoder == "onnxruntime":
             from radreport.llm.onnx_export import onnx_model_dir
             from radreport.llm.onnx_generate import OnnxReportGenerator
@@ -447,7 +467,8 @@ class ReportGenerator:
             return OnnxReportGenerator(
                 onnx_model_dir(model_dir, adapter_dir),
                 max_new_tokens=settings.max_new_tokens,
-                batch_size=batch_size,
+                batch_size=settings.generation_batch_size,
+                batch_tokens=settings.generation_batch_tokens,
                 no_repeat_ngram_size=settings.no_repeat_ngram_size,
                 num_threads=settings.num_threads,
                 stop_logit_bias=settings.stop_logit_bias,
@@ -455,7 +476,8 @@ class ReportGenerator:
         options = dict(
             max_new_tokens=settings.max_new_tokens,
             num_beams=settings.num_beams,
-            batch_size=batch_size,
+            batch_size=settings.generation_batch_size,
+            batch_tokens=settings.generation_batch_tokens,
             no_repeat_ngram_size=settings.no_repeat_ngram_size,
             mbr_candidates=settings.mbr_candidates,
             mbr_epsilon=settings.mbr_epsilon,
@@ -491,7 +513,6 @@ class ReportGenerator:
         settings: LLMSettings,
         model_dir: str | Path,
         adapter_dir: str | Path | None,
-        batch_size: int,
     ) -> ReportGenerator:
         """The native decoder on the CPU, where it wrote IU X-Ray reports 3.2-3.9x faster
         than torch, with the same scores within MBR's seed-to-seed spread (three seeds on
@@ -504,11 +525,11 @@ class ReportGenerator:
             native = settings.model_copy(update={"decoder": "native"})
             try:
                 check_native_decoder_can_load(model_dir)
-                return cls.from_settings(native, model_dir, adapter_dir, batch_size)
+                return cls.from_settings(native, model_dir, adapter_dir)
             except NativeDecoderUnavailable as exc:
                 logger.warning("decoder auto: torch, since the native decoder cannot: %s", exc)
         torch_settings = settings.model_copy(update={"decoder": "torch"})
-        return cls.from_settings(torch_settings, model_dir, adapter_dir, batch_size)
+        return cls.from_settings(torch_settings, model_dir, adapter_dir)
 
     def generate(
         self,
@@ -522,7 +543,8 @@ class ReportGenerator:
         """One report per impression, in input order.
 
         `examples[i]` are retrieved (impression, report) pairs shown in the i-th prompt.
-        Prompts are batched by token length, so a batch carries little padding. With MBR
+        Prompts are batched by token length, so a batch carries little padding, and a batch
+        holds at most `batch_size` prompts and `batch_tokens` cache positions. With MBR
         decoding a batch of `batch_size` prompts decodes `batch_size * mbr_candidates` rows;
         each study samples from its own generator, seeded by `seed` and its impression, so
         it gets the same report alone or among any others. With `mbr_example_references`
@@ -548,6 +570,7 @@ class ReportGenerator:
                 budget,
                 progress,
                 lambda prompts: self._generate_batch(prompts, num_beams, budget),
+                num_beams=num_beams,
             )
         self._say_unended(reports, budget)
         return reports
@@ -592,6 +615,7 @@ class ReportGenerator:
                 budget,
                 study_generators([impression_of[p] for p in batch], self.seed, self.model.device),
             ),
+            copies=self.mbr_candidates,
         )
 
     def _prompts(
@@ -611,12 +635,19 @@ class ReportGenerator:
         max_new_tokens: int,
         progress: bool,
         decode_batch: Callable[[list[str]], list],
+        copies: int = 1,
+        num_beams: int = 1,
     ) -> list:
+        """`decode_batch`'s output for each prompt, in input order; each prompt decodes as
+        `copies` rows (MBR's candidates) of `num_beams` beams."""
         outputs: list = [None] * len(prompts)
         bar = tqdm(total=len(prompts), desc="generating", unit="report", disable=not progress)
         with bar:
             lengths = self._prompt_lengths(prompts)
-            for batch in self._batches(lengths, batch_size or self.batch_size, max_new_tokens):
+            batches = self._batches(
+                lengths, batch_size or self.batch_size, max_new_tokens, copies, num_beams
+            )
+            for batch in batches:
                 for index, output in zip(
                     batch, decode_batch([prompts[index] for index in batch]), strict=True
                 ):
@@ -653,11 +684,22 @@ class ReportGenerator:
             raise too_long[0]
         return lengths
 
-    def _batches(self, lengths: list[int], batch_size: int, max_new_tokens: int) -> list[list[int]]:
+    def _batches(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        max_new_tokens: int,
+        copies: int = 1,
+        num_beams: int = 1,
+    ) -> list[list[int]]:
         """Prompt indices by batch, longest first: a batch that does not fit in memory fails
         at once, not at the end. A prompt too close to the context's end to write
         `max_new_tokens` decodes alone: in a batch the longest prompt's room caps every
-        row (_room_to_write), and a study's report would depend on its batch."""
+        row (_room_to_write), and a study's report would depend on its batch.
+
+        A batch takes the next prompts while it holds at most `batch_size` of them and its
+        rows' caches at most `batch_tokens` positions (_cache_positions): long prompts
+        decode in smaller batches, so memory stays bounded whatever their length."""
         order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
         cramped = [
             index
@@ -665,10 +707,77 @@ class ReportGenerator:
             if self.context_length is not None
             and self.context_length - lengths[index] < max_new_tokens
         ]
-        roomy = order[len(cramped) :]  # the cramped prompts are the longest
-        return [[index] for index in cramped] + [
-            roomy[start : start + batch_size] for start in range(0, len(roomy), batch_size)
-        ]
+        batches = [[index] for index in cramped]
+        limit = self._batch_token_limit()
+        batch: list[int] = []
+        for index in order[len(cramped) :]:  # the cramped prompts are the longest
+            grown = [lengths[i] for i in [*batch, index]]
+            if batch and (
+                len(grown) > batch_size
+                or self._cache_positions(grown, max_new_tokens, copies, num_beams) > limit
+            ):
+                batches.append(batch)
+                batch = []
+            batch.append(index)
+        if batch:
+            batches.append(batch)
+        self._say_over_token_limit(batches, lengths, max_new_tokens, copies, num_beams, limit)
+        return batches
+
+    def _cache_positions(
+        self, lengths: list[int], max_new_tokens: int, copies: int, num_beams: int
+    ) -> int:
+        """Key/value positions a batch of prompts with these token `lengths` holds at its
+        end: every row (a prompt's `copies` times `num_beams`) keeps the longest prompt's
+        padded positions and the ones it writes."""
+        room = self._room_to_write(max(lengths), max_new_tokens)
+        return len(lengths) * copies * num_beams * (max(lengths) + room)
+
+    def cache_bytes_per_position(self) -> int:
+        """Bytes a row's keys and values take per position, in the model's own dtype."""
+        return cache_bytes_per_position(self.model.config, self.model.dtype.itemsize)
+
+    def _batch_token_limit(self) -> float:
+        """`batch_tokens` as a number of positions (inf: no cap); "auto" is sized once, from
+        the memory available when this generator first decodes (radreport.llm.cache_budget)."""
+        if self.batch_tokens is None:
+            return float("inf")
+        if self.batch_tokens == "auto":
+            per_position = self.cache_bytes_per_position()
+            device = self.model.device if self.model is not None else torch.device("cpu")
+            available = available_memory_bytes(device)
+            self.batch_tokens = auto_batch_tokens(available, per_position)
+            logger.info(
+                "decode batches hold at most %d prompts and %d cache positions (half of %.1f "
+                "GiB available at %d bytes a position)",
+                self.batch_size,
+                self.batch_tokens,
+                available / 2**30,
+                per_position,
+            )
+        return self.batch_tokens
+
+    def _say_over_token_limit(
+        self,
+        batches: list[list[int]],
+        lengths: list[int],
+        max_new_tokens: int,
+        copies: int,
+        num_beams: int,
+        limit: float,
+    ) -> None:
+        """A warning for each prompt whose rows alone hold more positions than the cap: it
+        decodes alone, but may still run out of memory."""
+        for batch in batches:
+            needed = self._cache_positions([lengths[batch[0]]], max_new_tokens, copies, num_beams)
+            if len(batch) == 1 and needed > limit:
+                logger.warning(
+                    "a %d-token prompt's rows hold %d cache positions, more than "
+                    "generation_batch_tokens (%d); it decodes alone",
+                    lengths[batch[0]],
+                    needed,
+                    limit,
+                )
 
     def _decode_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)

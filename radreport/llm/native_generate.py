@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache
 
+from radreport.llm.cache_budget import cache_bytes_per_position
 from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import (
@@ -493,6 +494,20 @@ class NativeReportGenerator(ReportGenerator):
             matrix_dtype,
             activation_dtype=torch.bfloat16 if bf16_products else torch.float32,
         )
+
+    def _cache_positions(
+        self, lengths: list[int], max_new_tokens: int, copies: int, num_beams: int
+    ) -> int:
+        """Greedy and MBR rows keep a prompt's positions once, shared by its `copies`, and
+        their own room to write (native_decode); beams are PyTorch's, a full cache per beam."""
+        if num_beams > 1:
+            return super()._cache_positions(lengths, max_new_tokens, copies, num_beams)
+        room = self._room_to_write(max(lengths), max_new_tokens)
+        return sum(lengths) + len(lengths) * copies * room
+
+    def cache_bytes_per_position(self) -> int:
+        """The kernel's caches are fp32 whatever its matrices' dtype (NativeLlama.empty_cache)."""
+        return cache_bytes_per_position(self.model.config, torch.float32.itemsize)
 
     def _native_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         prompt_ids = self.tokenizer(prompts)["input_ids"]

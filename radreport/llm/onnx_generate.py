@@ -11,14 +11,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from radreport.llm.cache_budget import cache_bytes_per_position
 from radreport.llm.decode_rows import DecodeRows
 from radreport.llm.decode_rules import DecodeRules
-from radreport.llm.generate import ReportGenerator
+from radreport.llm.generate import BatchTokens, ReportGenerator
 
 
 def load_onnx_model(onnx_dir: str | Path, num_threads: int | None = None):
@@ -107,6 +109,7 @@ class OnnxReportGenerator(ReportGenerator):
         *,
         max_new_tokens: int = 256,
         batch_size: int = 16,
+        batch_tokens: BatchTokens = "auto",
         no_repeat_ngram_size: int = 0,
         num_threads: int | None = None,
         stop_logit_bias: float = 0.0,
@@ -115,6 +118,18 @@ class OnnxReportGenerator(ReportGenerator):
         genai_config = json.loads((onnx_dir / "genai_config.json").read_text())["model"]
         self.onnx_model = load_onnx_model(onnx_dir, num_threads)
         self.context_length = genai_config.get("context_length")
+        decoder = genai_config["decoder"]
+        # The export is fp32 and ONNX Runtime GenAI gives every row a cache as long as the
+        # batch's (onnx_greedy_decode's max_length): the torch decoder's count of positions.
+        self._cache_bytes_per_position = cache_bytes_per_position(
+            SimpleNamespace(
+                num_hidden_layers=decoder["num_hidden_layers"],
+                num_attention_heads=decoder["num_attention_heads"],
+                num_key_value_heads=decoder["num_key_value_heads"],
+                head_dim=decoder["head_size"],
+            ),
+            torch.float32.itemsize,
+        )
         tokenizer = AutoTokenizer.from_pretrained(onnx_dir)
         pad_ids = _as_ids(genai_config.get("pad_token_id"))
         stop_ids = {tokenizer.eos_token_id, *_as_ids(genai_config.get("eos_token_id"))}
@@ -130,7 +145,11 @@ class OnnxReportGenerator(ReportGenerator):
             pad_id=pad_ids[0] if pad_ids else tokenizer.eos_token_id,
             context_length=self.context_length,
             stop_logit_bias=stop_logit_bias,
+            batch_tokens=batch_tokens,
         )
+
+    def cache_bytes_per_position(self) -> int:
+        return self._cache_bytes_per_position
 
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
         if num_beams > 1:

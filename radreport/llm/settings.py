@@ -88,6 +88,16 @@ class LLMSettings(ConfigSection):
     # The most tokens a report may take; it is cut there. "auto": the longest train report's,
     # end-of-sequence token included, resolved as max_seq_length's is.
     max_new_tokens: PositiveInt | Literal["auto"] = 256
+    # Decode batches hold at most generation_batch_size prompts, longest first, and their
+    # rows' key/value caches at most generation_batch_tokens positions (each MBR candidate
+    # and beam is a row; the native decoder keeps a prompt's positions once for all its
+    # candidates), so a batch of long prompts takes fewer of them and decoding's memory
+    # stays bounded however long prompts and reports are. "auto": half the memory available
+    # (the GPU's free memory on CUDA) when the generator first decodes, over what its cache
+    # takes per position (radreport.llm.cache_budget). A prompt whose own rows need more
+    # decodes alone, with a warning.
+    generation_batch_size: PositiveInt = 16
+    generation_batch_tokens: PositiveInt | Literal["auto"] = "auto"
     num_beams: int = Field(1, gt=0)
     # > 0: greedy decoding never repeats an n-gram of its own output (loops of a small
     # model); the prompt's text, e.g. a retrieved example, may still be copied.

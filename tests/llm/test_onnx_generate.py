@@ -49,6 +49,17 @@ def test_onnx_decoder_writes_the_reports_of_fp32_torch_with_the_adapter(
     assert base_only.generate(IMPRESSIONS, progress=False) != onnx_reports  # adapter merged
 
 
+def test_onnx_batches_count_the_fp32_cache_of_the_exported_model(onnx_dir, tiny_llama_dir):
+    torch_generator = ReportGenerator(tiny_llama_dir, dtype=torch.float32)
+    onnx_generator = OnnxReportGenerator(onnx_dir, num_threads=1)
+    assert onnx_generator.cache_bytes_per_position() == 2 * 2 * 2 * 16 * 4
+    assert onnx_generator.cache_bytes_per_position() == torch_generator.cache_bytes_per_position()
+    onnx_generator.batch_tokens = 1  # every prompt alone, and the same reports
+    assert onnx_generator.generate(IMPRESSIONS, progress=False) == OnnxReportGenerator(
+        onnx_dir, num_threads=1, batch_tokens=None
+    ).generate(IMPRESSIONS, progress=False)
+
+
 def test_onnx_decoder_blocks_repeats_like_the_torch_decoder(tmp_path):
     # The bundled SmolLM2 (untuned) loops on this impression: a real case for the blocking.
     impressions = ["Stable chronic lung changes.", "No acute disease."]
