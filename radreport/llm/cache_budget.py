@@ -30,11 +30,14 @@ def cache_bytes_per_position(config, element_bytes: int) -> int:
 
 
 def available_memory_bytes(device: torch.device) -> int:
-    """Memory a new allocation can take now: the GPU's free memory on CUDA, else the
-    system's available memory (free plus reclaimable page cache)."""
+    """Memory a new allocation can take now: on CUDA the GPU's free memory and what
+    PyTorch's caching allocator holds unused (reserved, not allocated: the device counts it
+    as taken, but PyTorch's next tensors reuse it); else the system's available memory
+    (free plus reclaimable page cache)."""
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
+        unused = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + unused)
     import psutil
 
     return int(psutil.virtual_memory().available)

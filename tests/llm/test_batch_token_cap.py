@@ -15,13 +15,7 @@ from radreport.llm import generate as generate_module
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.native_generate import NativeLlama, NativeReportGenerator
 from radreport.llm.settings import LLMSettings
-
-IMPRESSIONS = [
-    "No acute cardiopulmonary disease.",
-    "Cardiomegaly with mild bibasilar infiltrates versus atelectasis, follow-up recommended.",
-    "Clear lungs.",
-    "Stable right upper lobe nodule.",
-]
+from tests.llm.impressions import IMPRESSIONS
 
 
 @pytest.fixture(scope="module")

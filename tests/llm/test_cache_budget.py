@@ -48,3 +48,11 @@ def test_auto_takes_its_share_of_the_available_memory():
 def test_available_memory_on_the_cpu_is_the_systems():
     available = available_memory_bytes(torch.device("cpu"))
     assert 0 < available <= psutil.virtual_memory().total
+
+
+def test_available_memory_on_cuda_counts_what_pytorch_holds_unused(monkeypatch):
+    gib = 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (6 * gib, 16 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: 9 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 7 * gib)
+    assert available_memory_bytes(torch.device("cuda", 0)) == 8 * gib

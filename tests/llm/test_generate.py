@@ -30,13 +30,7 @@ from radreport.llm.predictions import (
 )
 from radreport.llm.repeat_blocking import RepeatedNgramBlocker
 from radreport.llm.settings import LLMSettings
-
-IMPRESSIONS = [
-    "No acute cardiopulmonary disease.",
-    "Cardiomegaly with mild bibasilar infiltrates versus atelectasis, follow-up recommended.",
-    "Clear lungs.",
-    "Stable right upper lobe nodule.",
-]
+from tests.llm.impressions import IMPRESSIONS
 
 
 @pytest.fixture(scope="module")
