@@ -15,6 +15,7 @@ counts. Each prints the peak growth of its resident memory during the one `gener
 (sampled every 5 ms), the bytes its batches count (positions x bytes per position), their
 ratio, and the wall time. Run:
 nice .venv/bin/python benchmarks/generation_batch_memory.py [--prompts 8] [--repeat 4]
+  [--new-tokens 100] [--decoders native torch] [--out FILE]
 """
 
 from __future__ import annotations
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=4)
     parser.add_argument("--new-tokens", type=int, default=100)
     parser.add_argument("--decoders", nargs="+", default=["native", "torch"])
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "generation_batch_memory.json"
+    )
     parser.add_argument("--one", nargs=2, metavar=("DECODER", "CAP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -156,9 +160,8 @@ def main() -> None:
             f"time {capped['seconds'] / whole['seconds']:.2f}x",
             flush=True,
         )
-    out = REPO / "benchmarks" / "results" / "generation_batch_memory.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written: {out.relative_to(REPO)}")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {args.out}")
 
 
 if __name__ == "__main__":
