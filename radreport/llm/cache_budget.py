@@ -15,8 +15,8 @@ import torch
 
 # "auto" gives a batch's caches this share of the memory available when decoding starts.
 # The rest covers what else a batch allocates (the prompts' encoding, the logits, the
-# PyTorch decoder's cache copies as it grows: peaks measured 1.16-1.84x the positions'
-# bytes, benchmarks/generation_batch_memory.py) and the other processes on the machine.
+# allocator's slack: peaks measured 1.16-2.0x the positions' bytes,
+# benchmarks/generation_batch_memory.py) and the other processes on the machine.
 AUTO_MEMORY_SHARE = 0.5
 
 

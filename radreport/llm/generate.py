@@ -20,7 +20,7 @@ from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, StoppingCriteriaList
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaList
 
 from radreport.data.alpaca import format_prompt, opens_section, response_text
 from radreport.llm.cache_budget import (
@@ -32,6 +32,7 @@ from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.device import cpu_has_bf16
 from radreport.llm.mbr import select_reports
+from radreport.llm.preallocated_cache import preallocated_cache
 from radreport.llm.report_shape import ReportShape
 from radreport.llm.section_stop import SectionStop, SectionStopCriteria
 from radreport.llm.settings import LLMSettings
@@ -230,7 +231,9 @@ def _decode_loop(
     # Left padding shifts each prompt right; positions must count real tokens only, or a
     # padded prompt would be encoded at different positions than the same prompt alone.
     positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
+    # Every position the batch can reach, allocated once: DynamicCache would copy each
+    # layer's cache at every step to append one position.
+    cache = preallocated_cache(model.config, input_ids.shape[1] + max_new_tokens)
     step_ids, step_positions = input_ids, positions
     decoding = DecodeRows(input_ids.shape[0] * copies, max_new_tokens, rules, choose, device)
     for step in range(max_new_tokens):

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from radreport.llm import generate as generate_module
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.native_generate import NativeLlama, NativeReportGenerator
+from radreport.llm.preallocated_cache import preallocated_cache
 from radreport.llm.settings import LLMSettings
 from tests.llm.impressions import IMPRESSIONS
 
@@ -79,16 +80,16 @@ def test_capped_batches_write_the_same_reports_in_more_batches(capped, monkeypat
 
 
 def test_the_count_is_what_the_torch_decoders_cache_holds(capped, monkeypatch):
-    """A decode with no stop keeps every row to the end: its cache then holds the counted
-    positions but the last token, which is chosen and never fed back."""
+    """The decode loop allocates each row's positions once: the batch's longest prompt and
+    its budget. A decode with no stop keeps every row to the end and writes all of them but
+    the last token's, which is chosen and never fed back."""
     caches = []
 
-    class RecordedCache(generate_module.DynamicCache):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            caches.append(self)
+    def recorded(config, capacity):
+        caches.append(preallocated_cache(config, capacity))
+        return caches[-1]
 
-    monkeypatch.setattr(generate_module, "DynamicCache", RecordedCache)
+    monkeypatch.setattr(generate_module, "preallocated_cache", recorded)
     kept_rules = capped.rules
     capped.rules = replace(kept_rules, stop_ids=[])
     try:
@@ -99,11 +100,12 @@ def test_the_count_is_what_the_torch_decoders_cache_holds(capped, monkeypatch):
         capped.rules = kept_rules
     lengths = capped._token_counts(capped._prompts(IMPRESSIONS, None))
     counted = capped._cache_positions(lengths, 10, 3, 1)
-    keys = caches[-1].layers[0].keys  # [rows, kv heads, positions, head dim]
-    rows = keys.shape[0]
+    layer = caches[-1].layers[0]
+    rows, kv_heads, allocated, head_dim = layer._keys.shape
     assert rows == 3 * len(IMPRESSIONS)
-    assert rows * keys.shape[2] == counted - rows
-    per_position = 2 * len(caches[-1].layers) * keys.shape[1] * keys.shape[3] * 4
+    assert rows * allocated == counted
+    assert rows * layer.keys.shape[2] == counted - rows
+    per_position = 2 * len(caches[-1].layers) * kv_heads * head_dim * 4
     assert capped.cache_bytes_per_position() == per_position
 
 
