@@ -20,16 +20,14 @@ import hashlib
 import json
 import subprocess
 import sys
-import threading
 import time
 
-from generation_batch_memory import MBR_CANDIDATES, long_prompts
+from generation_batch_memory import MBR_CANDIDATES, PeakMemoryGrowth, long_prompts
 
 CACHES = ("preallocated", "dynamic")
 
 
 def measure_one(cache: str, new_tokens: int, args: argparse.Namespace) -> dict:
-    import psutil
     from transformers import DynamicCache
 
     from radreport.llm import generate as generate_module
@@ -47,30 +45,17 @@ def measure_one(cache: str, new_tokens: int, args: argparse.Namespace) -> dict:
         batch_tokens=None,
     )
     impressions, examples = long_prompts(args.prompts, args.repeat)
-    process = psutil.Process()
-    before = process.memory_info().rss
-    peak = [before]
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    start = time.perf_counter()
-    groups = generator.candidate_groups(impressions, examples, progress=False)
-    seconds = time.perf_counter() - start
-    done.set()
-    watcher.join()
+    with PeakMemoryGrowth() as memory:
+        start = time.perf_counter()
+        groups = generator.candidate_groups(impressions, examples, progress=False)
+        seconds = time.perf_counter() - start
     lengths = generator._token_counts(generator._prompts(impressions, examples))
     return {
         "cache": cache,
         "new_tokens": new_tokens,
         "prompt_tokens": [min(lengths), max(lengths)],
         "seconds": seconds,
-        "peak_growth_gib": (peak[0] - before) / 2**30,
+        "peak_growth_gib": memory.bytes / 2**30,
         "candidates_digest": hashlib.sha256(json.dumps(groups).encode()).hexdigest()[:16],
     }
 

@@ -52,10 +52,33 @@ def long_prompts(count: int, repeat: int) -> tuple[list[str], list[list[tuple[st
     return impressions, examples
 
 
+class PeakMemoryGrowth:
+    """How far this process's resident memory rose above its level at entry, sampled every
+    5 ms by a thread while the block runs: `bytes`, once the block has ended."""
+
+    def __enter__(self) -> PeakMemoryGrowth:
+        import psutil
+
+        self._process = psutil.Process()
+        self._before = self._peak = self._process.memory_info().rss
+        self._done = threading.Event()
+        self._watcher = threading.Thread(target=self._watch)
+        self._watcher.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._done.is_set():
+            self._peak = max(self._peak, self._process.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._watcher.join()
+        self.bytes = self._peak - self._before
+
+
 def measure_one(decoder: str, cap: int | None, args: argparse.Namespace) -> dict:
     """One generate() call in this process: its peak memory growth and what it counted."""
-    import psutil
-
     from radreport.llm.bundled import bundled_model_dir
     from radreport.llm.generate import ReportGenerator
     from radreport.llm.settings import LLMSettings
@@ -76,23 +99,10 @@ def measure_one(decoder: str, cap: int | None, args: argparse.Namespace) -> dict
         generator._cache_positions([lengths[i] for i in batch], args.new_tokens, MBR_CANDIDATES, 1)
         for batch in batches
     )
-    process = psutil.Process()
-    before = process.memory_info().rss
-    peak = [before]
-    done = threading.Event()
-
-    def watch() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], process.memory_info().rss)
-            time.sleep(0.005)
-
-    watcher = threading.Thread(target=watch)
-    watcher.start()
-    start = time.perf_counter()
-    generator.generate(impressions, examples, progress=False)
-    seconds = time.perf_counter() - start
-    done.set()
-    watcher.join()
+    with PeakMemoryGrowth() as memory:
+        start = time.perf_counter()
+        generator.generate(impressions, examples, progress=False)
+        seconds = time.perf_counter() - start
     counted = largest * generator.cache_bytes_per_position()
     return {
         "decoder": decoder,
@@ -101,8 +111,8 @@ def measure_one(decoder: str, cap: int | None, args: argparse.Namespace) -> dict
         "batches": [len(batch) for batch in batches],
         "largest_batch_positions": largest,
         "counted_gib": counted / 2**30,
-        "peak_growth_gib": (peak[0] - before) / 2**30,
-        "growth_over_counted": (peak[0] - before) / counted,
+        "peak_growth_gib": memory.bytes / 2**30,
+        "growth_over_counted": memory.bytes / counted,
         "seconds": seconds,
     }
 
