@@ -31,6 +31,7 @@ from radreport.llm.cache_budget import (
 from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.device import cpu_has_bf16
+from radreport.llm.grouped_decode_attention import register_sdpa_grouped_decode
 from radreport.llm.mbr import select_reports
 from radreport.llm.preallocated_cache import preallocated_cache
 from radreport.llm.report_shape import ReportShape
@@ -67,7 +68,9 @@ def load_generation_model(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ):
-    """(model, tokenizer) ready to decode: eval mode, left padding, adapter merged if possible.
+    """(model, tokenizer) ready to decode: eval mode, left padding, adapter merged if possible,
+    decode steps attending grouped key/value heads without copying them
+    (radreport.llm.grouped_decode_attention).
 
     `model_dir` is a base model or merged folder (or a hub id); `adapter_dir` a LoRA adapter
     trained on it. The adapter is merged into the weights in memory, so decoding pays no
@@ -82,7 +85,12 @@ def load_generation_model(
     tokenizer.padding_side = "left"  # decoder-only: every prompt must end at the last column
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, device_map=str(device))
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir,
+        dtype=dtype,
+        device_map=str(device),
+        attn_implementation=register_sdpa_grouped_decode(),
+    )
     if adapter_dir is not None:
         model = _attach_adapter(model, adapter_dir)
     return model.eval(), tokenizer
