@@ -526,7 +526,8 @@ class ReportGenerator:
         adapter_dir: str | Path | None,
     ) -> ReportGenerator:
         """The native decoder on the CPU, where it wrote IU X-Ray reports 3.2-3.9x faster
-        than torch, with the same scores within MBR's seed-to-seed spread (three seeds on
+        than torch (1.46x since torch's decode steps stopped copying the cache), with the
+        same scores within MBR's seed-to-seed spread (three seeds on
         189 studies, BENCHMARKS.md); torch on a GPU, for a model the kernel does not run
         (a quantized or non-Llama model), or without a C compiler."""
         from radreport.llm.native_generate import check_native_decoder_can_load

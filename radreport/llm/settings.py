@@ -142,7 +142,8 @@ class LLMSettings(ConfigSection):
     # (benchmarks/results/generation.md).
     # "auto": "native" where it can run (a Llama model on the CPU, a C compiler), else
     # "torch" (a GPU; a quantized or other model, with a warning that says why). On IU X-Ray
-    # with MBR over 8, native wrote reports 3.2-3.9x faster than torch (BENCHMARKS.md).
+    # with MBR over 8, native wrote reports 3.2-3.9x faster than torch, 1.46x since torch's
+    # decode steps stopped copying the cache (BENCHMARKS.md).
     decoder: Literal["auto", "torch", "onnxruntime", "native"] = "auto"
 
     def require_token_budgets(self, *names: str) -> None:
