@@ -24,6 +24,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaLi
 
 from radreport.data.alpaca import format_prompt, opens_section, response_text
 from radreport.llm.cache_budget import (
+    AUTO_MEMORY_SHARE,
     auto_batch_tokens,
     available_memory_bytes,
     cache_bytes_per_position,
@@ -733,7 +734,16 @@ class ReportGenerator:
             batch.append(index)
         if batch:
             batches.append(batch)
-        self._say_over_token_limit(batches, lengths, max_new_tokens, copies, num_beams, limit)
+        for lone in (batch[0] for batch in batches if len(batch) == 1):
+            needed = self._cache_positions([lengths[lone]], max_new_tokens, copies, num_beams)
+            if needed > limit:  # it decodes alone, and may still run out of memory
+                logger.warning(
+                    "a %d-token prompt's rows hold %d cache positions, more than "
+                    "generation_batch_tokens (%d); it decodes alone",
+                    lengths[lone],
+                    needed,
+                    limit,
+                )
         return batches
 
     def _cache_positions(
@@ -760,36 +770,15 @@ class ReportGenerator:
             available = available_memory_bytes(device)
             self.batch_tokens = auto_batch_tokens(available, per_position)
             logger.info(
-                "decode batches hold at most %d prompts and %d cache positions (half of %.1f "
-                "GiB available at %d bytes a position)",
+                "decode batches hold at most %d prompts and %d cache positions (%.0f %% of "
+                "%.1f GiB available at %d bytes a position)",
                 self.batch_size,
                 self.batch_tokens,
+                100 * AUTO_MEMORY_SHARE,
                 available / 2**30,
                 per_position,
             )
         return self.batch_tokens
-
-    def _say_over_token_limit(
-        self,
-        batches: list[list[int]],
-        lengths: list[int],
-        max_new_tokens: int,
-        copies: int,
-        num_beams: int,
-        limit: float,
-    ) -> None:
-        """A warning for each prompt whose rows alone hold more positions than the cap: it
-        decodes alone, but may still run out of memory."""
-        for batch in batches:
-            needed = self._cache_positions([lengths[batch[0]]], max_new_tokens, copies, num_beams)
-            if len(batch) == 1 and needed > limit:
-                logger.warning(
-                    "a %d-token prompt's rows hold %d cache positions, more than "
-                    "generation_batch_tokens (%d); it decodes alone",
-                    lengths[batch[0]],
-                    needed,
-                    limit,
-                )
 
     def _decode_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
         encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
