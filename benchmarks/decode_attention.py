@@ -17,11 +17,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import time
 
-from generation_batch_memory import MBR_CANDIDATES, long_prompts
+from generation_batch_memory import MBR_CANDIDATES, long_prompts, result_of
 
 ATTENTIONS = ("sdpa_grouped_decode", "sdpa")
 
@@ -63,8 +62,7 @@ def measure_one(attention: str, dtype: str, new_tokens: int, args: argparse.Name
 def run_one(attention: str, dtype: str, new_tokens: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--one", attention, dtype, str(new_tokens)]
     command += ["--prompts", str(args.prompts), "--repeat", str(args.repeat)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return result_of(command)
 
 
 def main() -> None:

@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import subprocess
 import sys
 import time
 
-from generation_batch_memory import MBR_CANDIDATES, PeakMemoryGrowth, long_prompts
+from generation_batch_memory import MBR_CANDIDATES, PeakMemoryGrowth, long_prompts, result_of
 
 CACHES = ("preallocated", "dynamic")
 
@@ -63,8 +62,7 @@ def measure_one(cache: str, new_tokens: int, args: argparse.Namespace) -> dict:
 def run_one(cache: str, new_tokens: int, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--one", cache, str(new_tokens)]
     command += ["--prompts", str(args.prompts), "--repeat", str(args.repeat)]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return result_of(command)
 
 
 def main() -> None:

@@ -117,6 +117,13 @@ def measure_one(decoder: str, cap: int | None, args: argparse.Namespace) -> dict
     }
 
 
+def result_of(command: list[str]) -> dict:
+    """The JSON object a `--one` run prints last: each setting of these benchmarks runs in
+    a process of its own, so that its memory and caches start clean."""
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def run_one(decoder: str, cap: int | None, args: argparse.Namespace) -> dict:
     command = [
         sys.executable,
@@ -131,8 +138,7 @@ def run_one(decoder: str, cap: int | None, args: argparse.Namespace) -> dict:
         "--new-tokens",
         str(args.new_tokens),
     ]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return result_of(command)
 
 
 def main() -> None:
