@@ -48,6 +48,7 @@ def build_sft_config(
         optim="adamw_torch",
         learning_rate=settings.learning_rate,
         weight_decay=settings.weight_decay,
+        neftune_noise_alpha=settings.neftune_noise_alpha,
         lr_scheduler_type=settings.lr_scheduler,
         # transformers 5 reads a warmup_steps below 1 as a fraction of the training steps.
         warmup_steps=settings.warmup_ratio,

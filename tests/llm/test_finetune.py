@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from radreport.llm.finetune import finetune
 from radreport.llm.settings import LLMSettings
@@ -150,3 +151,26 @@ def test_a_constant_schedule_with_warmup_says_the_warmup_is_ignored(tmp_path, ca
     with caplog.at_level("WARNING", logger="radreport.llm.sft_config"):
         build_sft_config(settings, tmp_path, report_to=[], eval_on_start=False)
     assert "warmup_ratio 0.1 is ignored" in caplog.text
+
+
+def test_neftune_noise_reaches_training_steps_not_evaluation(tiny_llama_dir, tmp_path):
+    """The same seed and data with and without NEFTune: the validation loss before training
+    is the same (no noise at evaluation), the trained adapter is not (noise in training)."""
+    from safetensors.torch import load_file
+
+    runs = {}
+    for name, alpha in (("plain", None), ("neftune", 50.0)):
+        fields = tiny_settings(tiny_llama_dir, max_steps=2, neftune_noise_alpha=alpha)
+        runs[name] = finetune(ROWS, ROWS[:4], LLMSettings(**fields), tmp_path / name, report_to=[])
+    before = {name: run.metrics["eval_loss_before_training"] for name, run in runs.items()}
+    assert before["neftune"] == pytest.approx(before["plain"], rel=1e-6)
+    plain, noisy = (
+        load_file(runs[name].adapter_dir / "adapter_model.safetensors") for name in runs
+    )
+    assert plain.keys() == noisy.keys()
+    assert any(not torch.equal(plain[key], noisy[key]) for key in plain)
+
+
+def test_neftune_alpha_must_be_positive():
+    with pytest.raises(ValueError, match="neftune_noise_alpha"):
+        LLMSettings(neftune_noise_alpha=0)
