@@ -1,5 +1,12 @@
 """IU X-Ray val in two halves: a decoding choice is made on "dev" and scored on "test".
 
+Run on saved predictions (a CSV with study_id, reference and one column per system, as
+iu_xray_paired_delta.py reads): BLEU-4, finding F1 (micro) and length ratio of each column
+on the dev half, the held-out half and all of val; a group written A+B is scored as the mean
+of its columns (one setting trained under several seeds).
+    .venv/bin/python benchmarks/iu_xray_halves.py benchmarks/results/iu_xray_neftune.csv \
+        split90_s42+split90_s1 neftune5_s42
+
 A decoding knob (a stop bias, a selection rule, a candidate pool) chosen on the studies it
 is scored on flatters itself, so the benchmarks that choose one split val by a seeded
 permutation of the study ids, choose by corpus BLEU-4 on one half and score the other half
@@ -8,6 +15,7 @@ beside the exact-impression lookup with the evaluation's own code.
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -128,3 +136,49 @@ def score_half(
         }
         for name, texts in systems.items()
     }
+
+
+def halves_table(table: pd.DataFrame, groups: list[str], seed: int = 0) -> dict:
+    """{part: {group: {bleu4, finding_f1_micro, length_ratio}}} for the dev half, the
+    held-out half and all rows; a group "A+B" is the mean of its columns' scores."""
+    references = table["reference"].tolist()
+    columns = sorted({column for group in groups for column in group.split("+")})
+    dev, held_out = split_halves(table["study_id"].tolist(), seed)
+    parts = {"dev": dev, "held-out": held_out, "all": np.arange(len(table))}
+    result = {}
+    for part, rows in parts.items():
+        part_references = [references[i] for i in rows]
+        texts = {column: [str(table[column].iloc[i]) for i in rows] for column in columns}
+        f1 = score_systems(part_references, texts, EvaluationSettings(bootstrap_resamples=1))
+        each = {}
+        for column in columns:
+            ratio, bleu4 = length_and_bleu(texts[column], part_references)
+            f1_micro = f1[column].metrics["finding_f1_micro"]
+            each[column] = {"bleu4": bleu4, "finding_f1_micro": f1_micro, "length_ratio": ratio}
+        result[part] = {
+            group: {
+                key: float(np.mean([each[column][key] for column in group.split("+")]))
+                for key in ("bleu4", "finding_f1_micro", "length_ratio")
+            }
+            for group in groups
+        }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("predictions", type=Path)
+    parser.add_argument("groups", nargs="+", help="prediction columns; A+B scores their mean")
+    parser.add_argument("--seed", type=int, default=0, help="the halves' permutation seed")
+    args = parser.parse_args()
+    table = pd.read_csv(args.predictions, keep_default_na=False)
+    for part, groups in halves_table(table, args.groups, args.seed).items():
+        for group, scores in groups.items():
+            print(
+                f"{part:8s} {group:28s} BLEU-4 {scores['bleu4']:.4f}  finding F1 "
+                f"{scores['finding_f1_micro']:.4f}  length {scores['length_ratio']:.3f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
