@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from radreport.data.alpaca import AlpacaDataset, build_alpaca_dataset
-from radreport.llm.device import resolve_for_device
+from radreport.llm.device import resolve_backend, resolve_for_device
 from radreport.llm.resume import (
     ADAPTER_DIR_NAME,
     checkpoint_step,
@@ -41,7 +41,7 @@ def import_backend(settings: LLMSettings) -> ModuleType:
     when they were loaded first. This module imports none of them at import time, so a
     process that trains can import it, then the backend, then the rest.
     """
-    return importlib.import_module(_BACKEND_MODULES[resolve_for_device(settings).backend])
+    return importlib.import_module(_BACKEND_MODULES[resolve_backend(settings)])
 
 
 @dataclass(frozen=True)
