@@ -1,5 +1,5 @@
-"""CPU training memory by example length, with gradient checkpointing off (the CPU default of
-`gradient_checkpointing: auto`) and on.
+"""CPU training memory by example length, with gradient checkpointing off, on, or left to
+`gradient_checkpointing: auto` (radreport.llm.training_memory decides by the memory available).
 
 CT findings run to hundreds of tokens, and with retrieval a training example holds several
 of them, so how training memory grows with the example length says where a CPU machine
@@ -10,7 +10,7 @@ own, and prints its peak resident memory (the kernel's high-water mark: model, o
 activations) and the time of the two steps. The main process prints, per setting, the
 growth per 1,000 tokens of a batch row between the shortest and each longer length.
 Run: nice .venv/bin/python benchmarks/train_memory_by_length.py [--tokens 512 1024 2048]
-  [--batch 8] [--compute-dtype auto|bfloat16|float32] [--checkpointing off on] [--out FILE]
+  [--batch 8] [--compute-dtype auto|bfloat16|float32] [--checkpointing off on auto] [--out FILE]
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def rows_of_length(tokens: int, count: int) -> list[dict]:
     return rows
 
 
-def train_once(tokens: int, batch: int, checkpointing: bool, compute_dtype: str) -> dict:
+def train_once(tokens: int, batch: int, checkpointing: str, compute_dtype: str) -> dict:
+    from radreport.llm.device import resolve_for_device
     from radreport.llm.finetune import finetune
     from radreport.llm.settings import LLMSettings
 
@@ -69,9 +70,11 @@ def train_once(tokens: int, batch: int, checkpointing: bool, compute_dtype: str)
         save_steps=100,
         early_stopping_patience=None,
         eval_samples=0,
-        gradient_checkpointing=checkpointing,
+        gradient_checkpointing={"off": False, "on": True}.get(checkpointing, checkpointing),
         compute_dtype=compute_dtype,
     )
+    # What `auto` comes to here, from the memory available now, as finetune resolves it.
+    used = resolve_for_device(settings).gradient_checkpointing
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         result = finetune(rows, rows[:2], settings, folder, report_to=[])
@@ -81,6 +84,7 @@ def train_once(tokens: int, batch: int, checkpointing: bool, compute_dtype: str)
         "longest_example": int(result.metrics.get("train_tokens_max", 0)),
         "batch": batch,
         "checkpointing": checkpointing,
+        "checkpointing_used": used,
         "compute_dtype": compute_dtype,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "seconds": seconds,
@@ -92,18 +96,20 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, nargs="+", default=[512, 1024, 2048])
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--compute-dtype", default="auto", help="auto, bfloat16 or float32")
-    parser.add_argument("--checkpointing", nargs="+", default=["off", "on"], choices=["off", "on"])
+    parser.add_argument(
+        "--checkpointing", nargs="+", default=["off", "on"], choices=["off", "on", "auto"]
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", nargs=2, metavar=("TOKENS", "CHECKPOINTING"), help="internal")
     args = parser.parse_args()
     if args.one:
-        result = train_once(int(args.one[0]), args.batch, args.one[1] == "1", args.compute_dtype)
+        result = train_once(int(args.one[0]), args.batch, args.one[1], args.compute_dtype)
         print(json.dumps(result))
         return
     results = []
-    for checkpointing in [choice == "on" for choice in args.checkpointing]:
+    for checkpointing in args.checkpointing:
         for tokens in sorted(args.tokens):
-            command = [sys.executable, __file__, "--one", str(tokens), str(int(checkpointing))]
+            command = [sys.executable, __file__, "--one", str(tokens), checkpointing]
             options = ["--batch", str(args.batch), "--compute-dtype", args.compute_dtype]
             result = result_of([*command, *options])
             results.append(result)
@@ -114,8 +120,10 @@ def main() -> None:
                     (result["tokens"] - first["tokens"]) / 1000
                 )
                 growth = f", {per_row / args.batch:.2f} GiB per 1,000 tokens of a row"
+            used = "on" if result["checkpointing_used"] else "off"
             print(
-                f"checkpointing {'on ' if checkpointing else 'off'} {tokens:5d} tokens x "
+                f"checkpointing {checkpointing:4s} ({used}) "
+                f"{tokens:5d} tokens x "
                 f"{args.batch}, {result['compute_dtype']}: peak {result['peak_rss_gib']:.2f} GiB, "
                 f"{result['seconds']:.0f} s{growth}",
                 flush=True,
