@@ -43,6 +43,10 @@ _NOT_FINGERPRINTED = {
     "mbr_example_references",
     "mbr_impression_weight",
     "decoder",
+    # Recomputing activations gives the same values (tests/llm/test_resume.py), and `auto`
+    # decides it by the memory free when the run starts (radreport.llm.training_memory):
+    # a run restarted while other processes hold memory resumes all the same.
+    "gradient_checkpointing",
 }
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 # The Trainer writes this last of a checkpoint's files; without it the save was cut short.

@@ -123,6 +123,34 @@ def test_fingerprint_follows_config_and_data_not_generation_knobs(settings):
     assert run_fingerprint(generation_only, ROWS, ROWS[:4]) == base
 
 
+def test_checkpointing_trains_the_same_adapter_so_a_restart_resumes_either_way(
+    tiny_llama_dir, tmp_path, settings
+):
+    """`gradient_checkpointing: auto` depends on the memory free when a run starts, so a
+    restart may decide it the other way; recomputed activations train the same weights."""
+    adapters, recomputed = [], []
+
+    class Recomputes(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            recomputed.append(model.is_gradient_checkpointing)
+
+    for checkpointing in (False, True):
+        fields = tiny_settings(tiny_llama_dir, max_steps=3, gradient_checkpointing=checkpointing)
+        result = finetune(
+            ROWS,
+            ROWS[:4],
+            LLMSettings(**fields),
+            tmp_path / str(checkpointing),
+            callbacks=[Recomputes()],
+        )
+        adapters.append(load_file(result.adapter_dir / "adapter_model.safetensors"))
+    assert recomputed == [False, True]
+    assert adapters[0].keys() == adapters[1].keys()
+    assert all(torch.equal(adapters[0][name], adapters[1][name]) for name in adapters[0])
+    recomputing = settings.model_copy(update={"gradient_checkpointing": True})
+    assert run_fingerprint(recomputing, ROWS, ROWS[:4]) == run_fingerprint(settings, ROWS, ROWS[:4])
+
+
 def test_fingerprint_follows_the_training_code(settings, monkeypatch):
     import radreport.llm.resume as resume
 
