@@ -12,14 +12,12 @@ where the longest batch's activations would not fit (radreport.llm.training_memo
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
 
 from radreport.llm.settings import LLMSettings
-
-logger = logging.getLogger(__name__)
+from radreport.llm.training_memory import cpu_batches_need_checkpointing
 
 # On CPU, a lean eager kernel for short batches and SDPA for long ones, chosen per batch
 # (radreport/llm/grouped_attention.py); on CUDA, SDPA's fused kernels. The name is spelled
@@ -80,41 +78,6 @@ def resolve_backend(settings: LLMSettings) -> str:
     return "unsloth" if cuda_available() else CPU_FASTEST_BACKEND
 
 
-def _cpu_batches_need_checkpointing(settings: LLMSettings, compute_dtype: str) -> bool:
-    """Whether the longest batch (per_device_batch_size rows of max_seq_length tokens) would
-    keep more activations than the CPU's memory holds (radreport.llm.training_memory). A
-    max_seq_length still "auto" is sized later by the data: no recomputation, as before."""
-    if not isinstance(settings.max_seq_length, int):
-        return False
-    from transformers import AutoConfig
-
-    from radreport.llm.base_model import resolve_base_model
-    from radreport.llm.cache_budget import AUTO_MEMORY_SHARE, available_memory_bytes
-    from radreport.llm.training_memory import activation_bytes_per_token, checkpointing_needed
-
-    try:
-        config = AutoConfig.from_pretrained(resolve_base_model(settings.base_model))
-    except (OSError, ValueError):
-        # A hub id out of reach or a folder that is not a model: loading the model says
-        # which, in its own words.
-        return False
-    tokens = settings.per_device_batch_size * settings.max_seq_length
-    needed = tokens * activation_bytes_per_token(config, compute_dtype)
-    available = available_memory_bytes(torch.device("cpu"))
-    if not checkpointing_needed(needed, available):
-        return False
-    logger.info(
-        "gradient checkpointing on (auto): batches of %d x %d tokens would keep about %.1f GiB "
-        "of activations, more than %d %% of the %.1f GiB available",
-        settings.per_device_batch_size,
-        settings.max_seq_length,
-        needed / 2**30,
-        AUTO_MEMORY_SHARE * 100,
-        available / 2**30,
-    )
-    return True
-
-
 def resolve_for_device(settings: LLMSettings) -> LLMSettings:
     """A copy of `settings` with no "auto" left: backend, dtype, 4-bit, checkpointing,
     attention, padding multiple."""
@@ -127,7 +90,7 @@ def resolve_for_device(settings: LLMSettings) -> LLMSettings:
     if checkpointing == "auto":
         # Recomputation buys memory a GPU needs for long reports; on the CPU it costs time
         # (above), so only batches too long for the memory get it.
-        checkpointing = on_cuda or _cpu_batches_need_checkpointing(settings, compute_dtype)
+        checkpointing = on_cuda or cpu_batches_need_checkpointing(settings, compute_dtype)
     return settings.model_copy(
         update={
             "backend": resolve_backend(settings),

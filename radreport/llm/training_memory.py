@@ -13,7 +13,16 @@ products (10.1 GiB with bf16, 5.4 GiB with checkpointing), where 512 tokens took
 
 from __future__ import annotations
 
+import logging
+
+import torch
+
+from radreport.llm import cache_budget
+from radreport.llm.base_model import resolve_base_model
 from radreport.llm.cache_budget import AUTO_MEMORY_SHARE
+from radreport.llm.settings import LLMSettings
+
+logger = logging.getLogger(__name__)
 
 # Bytes a token keeps per layer, per unit of the layer's width (hidden size plus MLP width),
 # without checkpointing, by the dtype of the products. Measured on the bundled SmolLM2-135M
@@ -35,3 +44,36 @@ def checkpointing_needed(batch_activation_bytes: int, available_bytes: int) -> b
     available: the rest holds the model, its gradients and optimizer state, the allocator's
     slack and the machine's other processes."""
     return batch_activation_bytes > AUTO_MEMORY_SHARE * available_bytes
+
+
+def cpu_batches_need_checkpointing(settings: LLMSettings, compute_dtype: str) -> bool:
+    """Whether the longest batch (per_device_batch_size rows of max_seq_length tokens) would
+    keep more activations than the CPU's memory holds, said in a log line when it would. A
+    max_seq_length still "auto" is sized later by the data: no recomputation, as before."""
+    if not isinstance(settings.max_seq_length, int):
+        return False
+    # Imported here: radreport.llm.device imports this module before unsloth has patched
+    # transformers, and this runs only once the backend is imported (finetune).
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(resolve_base_model(settings.base_model))
+    except (OSError, ValueError):
+        # A hub id out of reach or a folder that is not a model: loading the model says
+        # which, in its own words.
+        return False
+    tokens = settings.per_device_batch_size * settings.max_seq_length
+    needed = tokens * activation_bytes_per_token(config, compute_dtype)
+    available = cache_budget.available_memory_bytes(torch.device("cpu"))
+    if not checkpointing_needed(needed, available):
+        return False
+    logger.info(
+        "gradient checkpointing on (auto): batches of %d x %d tokens would keep about %.1f GiB "
+        "of activations, more than %d %% of the %.1f GiB available",
+        settings.per_device_batch_size,
+        settings.max_seq_length,
+        needed / 2**30,
+        AUTO_MEMORY_SHARE * 100,
+        available / 2**30,
+    )
+    return True

@@ -61,7 +61,7 @@ def test_auto_recomputes_where_the_longest_batch_would_not_fit(cpu, caplog):
     cpu(24)
     # 8 rows of 2,048 tokens in fp32: 15.2 GiB counted (19.2 GiB peak measured), over 12.
     settings = LLMSettings(max_seq_length=2048, per_device_batch_size=8)
-    with caplog.at_level(logging.INFO, logger="radreport.llm.device"):
+    with caplog.at_level(logging.INFO, logger="radreport.llm.training_memory"):
         assert resolve_for_device(settings).gradient_checkpointing is True
     assert "gradient checkpointing on (auto): batches of 8 x 2048 tokens" in caplog.text
     assert "50 % of the 24.0 GiB available" in caplog.text
