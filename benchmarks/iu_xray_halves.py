@@ -149,15 +149,10 @@ def halves_table(table: pd.DataFrame, groups: list[str], seed: int = 0) -> dict:
     for part, rows in parts.items():
         part_references = [references[i] for i in rows]
         texts = {column: [str(table[column].iloc[i]) for i in rows] for column in columns}
-        f1 = score_systems(part_references, texts, EvaluationSettings(bootstrap_resamples=1))
-        each = {}
-        for column in columns:
-            ratio, bleu4 = length_and_bleu(texts[column], part_references)
-            f1_micro = f1[column].metrics["finding_f1_micro"]
-            each[column] = {"bleu4": bleu4, "finding_f1_micro": f1_micro, "length_ratio": ratio}
+        scores = score_systems(part_references, texts, EvaluationSettings(bootstrap_resamples=1))
         result[part] = {
             group: {
-                key: float(np.mean([each[column][key] for column in group.split("+")]))
+                key: float(np.mean([scores[c].metrics[key] for c in group.split("+")]))
                 for key in ("bleu4", "finding_f1_micro", "length_ratio")
             }
             for group in groups

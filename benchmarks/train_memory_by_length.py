@@ -113,7 +113,13 @@ def main() -> None:
             options = ["--batch", str(args.batch), "--compute-dtype", args.compute_dtype]
             result = result_of([*command, *options])
             results.append(result)
-            first = next(r for r in results if r["checkpointing"] == checkpointing)
+            # Growth compares runs that kept (or recomputed) alike, which `auto` may not.
+            first = next(
+                r
+                for r in results
+                if (r["checkpointing"], r["checkpointing_used"])
+                == (checkpointing, result["checkpointing_used"])
+            )
             growth = ""
             if result is not first:
                 per_row = (result["peak_rss_gib"] - first["peak_rss_gib"]) / (
