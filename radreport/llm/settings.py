@@ -55,13 +55,13 @@ class LLMSettings(ConfigSection):
     # Optimisation (AdamW)
     learning_rate: float = Field(2e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    epochs: float = Field(1.0, gt=0)
     # NEFTune (Jain et al. 2023): uniform noise of at most alpha / sqrt(tokens x hidden size)
     # added to the input embeddings at every training step, never at evaluation or
     # generation (transformers' Trainer hook). None: no noise. The paper's runs used 5-15.
     neftune_noise_alpha: float | None = Field(None, gt=0)
+    lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0)
     # > 0 overrides epochs; -1 (or below) trains for epochs. 0 is refused: transformers
     # would train one step.
     max_steps: int = -1
