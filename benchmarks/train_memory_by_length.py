@@ -8,9 +8,15 @@ IU X-Ray config's LoRA (rank 64 on all linear layers) and `--batch` examples of 
 `tokens` tokens (IU X-Ray train findings run together and cut there), in a process of its
 own, and prints its peak resident memory (the kernel's high-water mark: model, optimizer and
 activations) and the time of the two steps. The main process prints, per setting, the
-growth per 1,000 tokens of a batch row between the shortest and each longer length.
+growth per 1,000 tokens of a batch row between the shortest and each longer length, and
+that growth per token of the batch against what radreport.llm.training_memory counts.
+
+`--shape LAYERS,HIDDEN,MLP,HEADS,KV_HEADS` trains a random-weight Llama model of that shape
+instead (the bundled model's config and tokenizer otherwise), to check the count on models
+other than the one it was measured on; `--lora-r` sets the LoRA rank (alpha alike).
 Run: nice .venv/bin/python benchmarks/train_memory_by_length.py [--tokens 512 1024 2048]
-  [--batch 8] [--compute-dtype auto|bfloat16|float32] [--checkpointing off on auto] [--out FILE]
+  [--batch 8] [--compute-dtype auto|bfloat16|float32] [--checkpointing off on auto]
+  [--shape 12,576,3072,9,3] [--lora-r 64] [--out FILE]
 """
 
 from __future__ import annotations
@@ -52,17 +58,104 @@ def rows_of_length(tokens: int, count: int) -> list[dict]:
     return rows
 
 
-def train_once(tokens: int, batch: int, checkpointing: str, compute_dtype: str) -> dict:
+def random_model(shape: str, folder: Path) -> str:
+    """A Llama model of `shape` (layers, hidden size, MLP width, heads, KV heads) with random
+    weights (seed 0), saved as safetensors in `folder` with the bundled tokenizer."""
+    import shutil
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from radreport.llm.base_model import resolve_base_model
+
+    layers, hidden, mlp, heads, kv_heads = (int(part) for part in shape.split(","))
+    bundled = Path(resolve_base_model(BASE_MODEL))
+    config = AutoConfig.from_pretrained(bundled)
+    config.update(
+        {
+            "num_hidden_layers": layers,
+            "hidden_size": hidden,
+            "intermediate_size": mlp,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv_heads,
+            "head_dim": hidden // heads,
+        }
+    )
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (bundled / name).exists():
+            shutil.copy(bundled / name, folder / name)
+    return str(folder)
+
+
+def counted_bytes_per_token(
+    base_model: str, compute_dtype: str, lora_r: int, scores_row_tokens: int
+) -> float:
+    """What radreport.llm.training_memory counts a token of a batch to add to peak memory."""
+    from transformers import AutoConfig
+
+    from radreport.llm.base_model import resolve_base_model
+    from radreport.llm.training_memory import activation_bytes_per_token
+
+    config = AutoConfig.from_pretrained(resolve_base_model(base_model))
+    return activation_bytes_per_token(config, compute_dtype, lora_r, scores_row_tokens)
+
+
+class SavedForBackward:
+    """The bytes a training step's forward saves for its backward pass (autograd's saved-tensor
+    hooks see every tensor an operation or autograd Function keeps), counted once per
+    storage: exactly what the step keeps, without the allocator's slack and transients that
+    peak resident memory adds. As a transformers callback it starts each step's count anew;
+    `most` is the largest step's."""
+
+    def __init__(self):
+        from transformers import TrainerCallback
+
+        self.storages: dict[int, int] = {}
+        self.most = 0
+        owner = self
+
+        class _StepBoundary(TrainerCallback):
+            def on_step_begin(self, *args, **kwargs):
+                owner.storages = {}
+
+            def on_step_end(self, *args, **kwargs):
+                owner.most = max(owner.most, sum(owner.storages.values()))
+
+        self.callback = _StepBoundary()
+
+    def pack(self, tensor):
+        storage = tensor.untyped_storage()
+        self.storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    @staticmethod
+    def unpack(tensor):
+        return tensor
+
+
+def train_once(
+    tokens: int,
+    batch: int,
+    checkpointing: str,
+    compute_dtype: str,
+    base_model: str = BASE_MODEL,
+    lora_r: int = 64,
+) -> dict:
+    import torch
+
     from radreport.llm.device import resolve_for_device
     from radreport.llm.finetune import finetune
     from radreport.llm.settings import LLMSettings
+    from radreport.llm.training_memory import attention_keeps_scores
 
     rows = rows_of_length(tokens, batch * 2)
     settings = LLMSettings(
-        base_model=BASE_MODEL,
+        base_model=base_model,
         max_seq_length=tokens + 16,  # room for a decode/encode round trip's extra token
-        lora_r=64,
-        lora_alpha=64,
+        lora_r=lora_r,
+        lora_alpha=lora_r,
         per_device_batch_size=batch,
         max_steps=2,
         warmup_ratio=0.0,
@@ -74,10 +167,16 @@ def train_once(tokens: int, batch: int, checkpointing: str, compute_dtype: str) 
         compute_dtype=compute_dtype,
     )
     # What `auto` comes to here, from the memory available now, as finetune resolves it.
-    used = resolve_for_device(settings).gradient_checkpointing
-    with tempfile.TemporaryDirectory() as folder:
+    resolved = resolve_for_device(settings)
+    used = resolved.gradient_checkpointing
+    scores = tokens if attention_keeps_scores(resolved.attention, tokens) else 0
+    saved = SavedForBackward()
+    hooks = torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack)
+    with tempfile.TemporaryDirectory() as folder, hooks:
         started = time.perf_counter()
-        result = finetune(rows, rows[:2], settings, folder, report_to=[])
+        result = finetune(
+            rows, rows[:2], settings, folder, report_to=[], callbacks=[saved.callback]
+        )
         seconds = time.perf_counter() - started
     return {
         "tokens": tokens,
@@ -88,6 +187,11 @@ def train_once(tokens: int, batch: int, checkpointing: str, compute_dtype: str) 
         "compute_dtype": compute_dtype,
         "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "seconds": seconds,
+        "saved_for_backward_gib": saved.most / 2**30,
+        "lora_r": lora_r,
+        "counted_bytes_per_token": counted_bytes_per_token(
+            base_model, resolved.compute_dtype, lora_r, scores
+        ),
     }
 
 
@@ -99,18 +203,42 @@ def main() -> None:
     parser.add_argument(
         "--checkpointing", nargs="+", default=["off", "on"], choices=["off", "on", "auto"]
     )
+    parser.add_argument("--shape", help="LAYERS,HIDDEN,MLP,HEADS,KV_HEADS of a random model")
+    parser.add_argument("--lora-r", type=int, default=64)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", nargs=2, metavar=("TOKENS", "CHECKPOINTING"), help="internal")
+    parser.add_argument("--base-model", default=BASE_MODEL, help="internal")
     args = parser.parse_args()
     if args.one:
-        result = train_once(int(args.one[0]), args.batch, args.one[1], args.compute_dtype)
+        result = train_once(
+            int(args.one[0]),
+            args.batch,
+            args.one[1],
+            args.compute_dtype,
+            args.base_model,
+            args.lora_r,
+        )
         print(json.dumps(result))
         return
+    with tempfile.TemporaryDirectory() as folder:
+        base_model = random_model(args.shape, Path(folder)) if args.shape else BASE_MODEL
+        results = measure(args, base_model)
+    for result in results:
+        result["shape"] = args.shape or "SmolLM2-135M"
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"written: {args.out}")
+
+
+def measure(args: argparse.Namespace, base_model: str) -> list[dict]:
     results = []
     for checkpointing in args.checkpointing:
         for tokens in sorted(args.tokens):
             command = [sys.executable, __file__, "--one", str(tokens), checkpointing]
-            options = ["--batch", str(args.batch), "--compute-dtype", args.compute_dtype]
+            options = [
+                *("--batch", str(args.batch), "--compute-dtype", args.compute_dtype),
+                *("--base-model", base_model, "--lora-r", str(args.lora_r)),
+            ]
             result = result_of([*command, *options])
             results.append(result)
             # Growth compares runs that kept (or recomputed) alike, which `auto` may not.
@@ -125,7 +253,28 @@ def main() -> None:
                 per_row = (result["peak_rss_gib"] - first["peak_rss_gib"]) / (
                     (result["tokens"] - first["tokens"]) / 1000
                 )
-                growth = f", {per_row / args.batch:.2f} GiB per 1,000 tokens of a row"
+                per_token = (
+                    (result["peak_rss_gib"] - first["peak_rss_gib"])
+                    * 2**30
+                    / ((result["tokens"] - first["tokens"]) * args.batch)
+                )
+                saved_per_token = (
+                    (result["saved_for_backward_gib"] - first["saved_for_backward_gib"])
+                    * 2**30
+                    / ((result["tokens"] - first["tokens"]) * args.batch)
+                )
+                # What the count says a token adds between the two lengths (with kept
+                # attention scores a token of a longer row keeps more).
+                counted = (
+                    result["tokens"] * result["counted_bytes_per_token"]
+                    - first["tokens"] * first["counted_bytes_per_token"]
+                ) / (result["tokens"] - first["tokens"])
+                growth = (
+                    f", {per_row / args.batch:.2f} GiB per 1,000 tokens of a row"
+                    f" ({per_token / 1000:.0f} kB a token of the batch,"
+                    f" {per_token / counted:.2f}x the count; saved for backward"
+                    f" {saved_per_token / 1000:.1f} kB, {saved_per_token / counted:.2f}x)"
+                )
             used = "on" if result["checkpointing_used"] else "off"
             print(
                 f"checkpointing {checkpointing:4s} ({used}) "
@@ -134,9 +283,7 @@ def main() -> None:
                 f"{result['seconds']:.0f} s{growth}",
                 flush=True,
             )
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
-        print(f"written: {args.out}")
+    return results
 
 
 if __name__ == "__main__":

@@ -86,18 +86,21 @@ def resolve_for_device(settings: LLMSettings) -> LLMSettings:
     if load_in_4bit == "auto":
         load_in_4bit = on_cuda
     compute_dtype = _compute_dtype(settings.compute_dtype, on_cuda)
+    attention = _attention(settings.attention, on_cuda)
     checkpointing = settings.gradient_checkpointing
     if checkpointing == "auto":
         # Recomputation buys memory a GPU needs for long reports; on the CPU it costs time
         # (above), so only batches too long for the memory get it.
-        checkpointing = on_cuda or cpu_batches_need_checkpointing(settings, compute_dtype)
+        checkpointing = on_cuda or cpu_batches_need_checkpointing(
+            settings, compute_dtype, attention
+        )
     return settings.model_copy(
         update={
             "backend": resolve_backend(settings),
             "load_in_4bit": load_in_4bit,
             "gradient_checkpointing": checkpointing,
             "compute_dtype": compute_dtype,
-            "attention": _attention(settings.attention, on_cuda),
+            "attention": attention,
             "pad_to_multiple_of": _pad_to_multiple_of(settings.pad_to_multiple_of, on_cuda),
         }
     )

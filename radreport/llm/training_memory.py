@@ -8,7 +8,8 @@ the step time, so `gradient_checkpointing: auto` keeps them where they fit. Long
 do not fit: CT findings run to hundreds of tokens, and with retrieval an example holds
 several. On the bundled 135M model, 8 rows of 2,048 tokens took 19.2 GiB with fp32
 products (10.1 GiB with bf16, 5.4 GiB with checkpointing), where 512 tokens took 7.8 GiB
-(benchmarks/train_memory_by_length.py, BENCHMARKS.md).
+(benchmarks/train_memory_by_length.py, BENCHMARKS.md). The count follows the model's shape:
+wider hidden states keep twice what a wider MLP does, per unit.
 """
 
 from __future__ import annotations
@@ -24,19 +25,56 @@ from radreport.llm.settings import LLMSettings
 
 logger = logging.getLogger(__name__)
 
-# Bytes a token keeps per layer, per unit of the layer's width (hidden size plus MLP width),
-# without checkpointing, by the dtype of the products. Measured on the bundled SmolLM2-135M
-# (30 layers, 576 + 1,536 wide), LoRA rank 64 on all linear layers, batch 8, 512-2,048
-# tokens a row: peak memory grew 0.48-0.67 GiB (bf16) and 0.93 GiB (fp32) per 1,000 tokens
-# of a row, 8.1-11.3 and 15.8 bytes a width unit (benchmarks/train_memory_by_length.py).
-ACTIVATION_BYTES_PER_WIDTH = {"bfloat16": 11.3, "float16": 11.3, "float32": 15.8}
+# What a token keeps for the backward pass, in values of the products' dtype: in each decoder
+# layer 6 per unit of hidden size, 3 per unit of MLP width, 2 per unit of key/value width (KV
+# heads x head size) and 1 per unit of LoRA rank in each of a Llama layer's seven linear
+# projections; once, outside the layers, 1 per unit of hidden size (the final hidden states).
+# Where the attention keeps its scores (eager), also 1 per head and per key of the token's row
+# in each layer. Counted, not fitted by eye: autograd's saved-tensor hooks summed what a step
+# saves on the bundled SmolLM2-135M and five random-weight Llama shapes (hidden 576-1,152, MLP
+# 1,536-3,072, grouped and full KV heads, LoRA rank 16 and 64), bf16 and fp32, rows of
+# 448-1,536 tokens (SDPA) and of 128-384 (the grouped eager kernel); every shape within 1 %
+# (benchmarks/train_memory_by_length.py --shape, BENCHMARKS.md). Fewer adapted projections
+# keep less, so counting seven stays an upper end.
+SAVED_VALUES_PER_LAYER = {"hidden": 6, "mlp": 3, "kv": 2, "lora_rank": 7}
+# Peak memory grows by more than what is saved: the backward's working tensors for the layer
+# it is in, and the allocator's slack. That part does not grow with depth. Per token and per
+# unit of hidden size plus MLP width it measured -40 to 87 bytes between runs of 8 rows of
+# 512 and of 1,024-2,048 tokens, and up to 117 between single rows of 448 and 960 tokens,
+# whose small growth shows the peak's run-to-run wobble (the same file); 128 bytes puts the
+# count above every one of them.
+WORKING_BYTES_PER_WIDTH = 128
+# Where the attention keeps its scores, the backward also works on one layer's scores at a
+# time: per token, per head and per key of its row, the peak grew up to 30 bytes more than
+# the rest of the count (fp32, 2 rows of 128 and of 384 tokens; the same file).
+WORKING_BYTES_PER_SCORE = 32
 
 
-def activation_bytes_per_token(config, compute_dtype: str) -> int:
-    """Bytes one token of a batch keeps for the backward pass over all layers, for a model
-    whose Hugging Face `config` has Llama's names."""
-    width = config.hidden_size + config.intermediate_size
-    return int(config.num_hidden_layers * width * ACTIVATION_BYTES_PER_WIDTH[compute_dtype])
+def activation_bytes_per_token(
+    config, compute_dtype: str, lora_rank: int, scores_row_tokens: int = 0
+) -> int | None:
+    """Bytes one token of a batch adds to a training step's peak memory without
+    checkpointing, for a model whose Hugging Face `config` has Llama's names (hidden_size,
+    intermediate_size, num_hidden_layers, num_attention_heads; num_key_value_heads and
+    head_dim where it has them) and LoRA adapters of `lora_rank`. Where the attention keeps
+    each row's scores for the backward (eager attention), `scores_row_tokens` is the rows'
+    length: a token then also keeps a score per head and per key of its row in each layer.
+    None for a config without those names."""
+    try:
+        hidden, mlp = config.hidden_size, config.intermediate_size
+        layers, heads = config.num_hidden_layers, config.num_attention_heads
+    except AttributeError:
+        return None
+    head_dim = getattr(config, "head_dim", None) or hidden // heads
+    kv = (getattr(config, "num_key_value_heads", None) or heads) * head_dim
+    counts = SAVED_VALUES_PER_LAYER
+    values = counts["hidden"] * hidden + counts["mlp"] * mlp + counts["kv"] * kv
+    per_layer = values + counts["lora_rank"] * lora_rank
+    per_layer += heads * scores_row_tokens
+    saved = getattr(torch, compute_dtype).itemsize * (layers * per_layer + hidden)
+    working = WORKING_BYTES_PER_WIDTH * (hidden + mlp)
+    working += WORKING_BYTES_PER_SCORE * heads * scores_row_tokens
+    return saved + working
 
 
 def checkpointing_needed(batch_activation_bytes: int, available_bytes: int) -> bool:
@@ -46,10 +84,25 @@ def checkpointing_needed(batch_activation_bytes: int, available_bytes: int) -> b
     return batch_activation_bytes > AUTO_MEMORY_SHARE * available_bytes
 
 
-def cpu_batches_need_checkpointing(settings: LLMSettings, compute_dtype: str) -> bool:
+def attention_keeps_scores(attention: str, row_tokens: int) -> bool:
+    """Whether the training attention `attention` (resolved, not "auto") keeps each row's
+    score matrix for the backward at rows of `row_tokens`: eager always, the CPU default
+    (radreport.llm.grouped_attention) up to its eager limit; SDPA never."""
+    from radreport.llm.grouped_attention import ATTENTION_NAME, GROUPED_EAGER_MAX_TOKENS
+
+    if attention == ATTENTION_NAME:
+        return row_tokens <= GROUPED_EAGER_MAX_TOKENS
+    return attention == "eager"
+
+
+def cpu_batches_need_checkpointing(
+    settings: LLMSettings, compute_dtype: str, attention: str
+) -> bool:
     """Whether the longest batch (per_device_batch_size rows of max_seq_length tokens) would
     keep more activations than the CPU's memory holds, said in a log line when it would. A
-    max_seq_length still "auto" is sized later by the data: no recomputation, as before."""
+    max_seq_length still "auto" is sized later by the data: no recomputation, as before.
+    `attention` is the resolved training attention setting (the hf backend's kernel; unsloth
+    brings its own and is counted by the setting too)."""
     if not isinstance(settings.max_seq_length, int):
         return False
     # Imported here: radreport.llm.device imports this module before unsloth has patched
@@ -62,8 +115,19 @@ def cpu_batches_need_checkpointing(settings: LLMSettings, compute_dtype: str) ->
         # A hub id out of reach or a folder that is not a model: loading the model says
         # which, in its own words.
         return False
-    tokens = settings.per_device_batch_size * settings.max_seq_length
-    needed = tokens * activation_bytes_per_token(config, compute_dtype)
+    row_tokens = settings.max_seq_length
+    scores = row_tokens if attention_keeps_scores(attention, row_tokens) else 0
+    per_token = activation_bytes_per_token(config, compute_dtype, settings.lora_r, scores)
+    if per_token is None:
+        logger.info(
+            "gradient checkpointing off (auto): %s's config does not name its layer sizes as "
+            "Llama's does, so its activations are not counted; set gradient_checkpointing: "
+            "true where long batches would not fit",
+            settings.base_model,
+        )
+        return False
+    tokens = settings.per_device_batch_size * row_tokens
+    needed = tokens * per_token
     available = cache_budget.available_memory_bytes(torch.device("cpu"))
     if not checkpointing_needed(needed, available):
         return False

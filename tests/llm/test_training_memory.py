@@ -11,25 +11,100 @@ import pytest
 from radreport.llm import cache_budget, device
 from radreport.llm.device import resolve_for_device
 from radreport.llm.settings import LLMSettings
-from radreport.llm.training_memory import activation_bytes_per_token, checkpointing_needed
+from radreport.llm.training_memory import (
+    activation_bytes_per_token,
+    attention_keeps_scores,
+    checkpointing_needed,
+)
 
 GIB = 2**30
-# The bundled SmolLM2-135M's shape.
-SMOLLM2 = SimpleNamespace(num_hidden_layers=30, hidden_size=576, intermediate_size=1536)
 
 
-def test_bytes_per_token_follow_the_measured_growth():
-    # 30 layers x 2,112 wide: 15.8 bytes a width unit in fp32, 11.3 in bf16.
-    assert activation_bytes_per_token(SMOLLM2, "float32") == int(30 * 2112 * 15.8)
-    assert activation_bytes_per_token(SMOLLM2, "bfloat16") == int(30 * 2112 * 11.3)
-    # What benchmarks/train_memory_by_length.py measured on this model: 0.93 GiB (fp32) and
-    # at most 0.67 GiB (bf16) more per 1,000 tokens of a row.
-    assert 1000 * activation_bytes_per_token(SMOLLM2, "float32") / GIB == pytest.approx(
-        0.93, abs=0.01
+def llama(layers, hidden, mlp, heads, kv_heads):
+    return SimpleNamespace(
+        num_hidden_layers=layers,
+        hidden_size=hidden,
+        intermediate_size=mlp,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
     )
-    assert 1000 * activation_bytes_per_token(SMOLLM2, "bfloat16") / GIB == pytest.approx(
-        0.67, abs=0.01
-    )
+
+
+# The bundled SmolLM2-135M's shape, and the random-weight shapes the benchmark measured.
+SMOLLM2 = llama(30, 576, 1536, 9, 3)
+WIDE_HIDDEN = llama(12, 1152, 1536, 18, 6)
+FULL_KV = llama(12, 1024, 2816, 16, 16)
+WIDE_MLP = llama(12, 576, 3072, 9, 3)
+
+
+def test_bytes_per_token_count_what_each_layer_saves():
+    # Per layer 6 values per hidden unit, 3 per MLP unit, 2 per key/value unit (3 heads x 64)
+    # and the rank in 7 projections, and the final hidden states, in the products' dtype;
+    # plus 128 bytes per width unit.
+    saved_values = 30 * (6 * 576 + 3 * 1536 + 2 * 192 + 7 * 64) + 576
+    working = 128 * (576 + 1536)
+    assert activation_bytes_per_token(SMOLLM2, "bfloat16", 64) == 2 * saved_values + working
+    assert activation_bytes_per_token(SMOLLM2, "float32", 64) == 4 * saved_values + working
+    # A lower rank keeps less: 7 projections x 48 values fewer per layer.
+    fewer = activation_bytes_per_token(SMOLLM2, "float32", 64) - 30 * 4 * 7 * 48
+    assert activation_bytes_per_token(SMOLLM2, "float32", 16) == fewer
+
+
+@pytest.mark.parametrize(
+    ("config", "dtype", "rank", "saved_kb", "peak_growth_kb"),
+    [
+        # benchmarks/results/train_memory_by_shape.json: kB a token of the batch kept for the
+        # backward (saved-tensor hooks) and added to peak resident memory, LoRA rank 64 but
+        # the one run at 16.
+        (SMOLLM2, "bfloat16", 64, 536.3, 707.5),
+        (SMOLLM2, "float32", 64, 1071.7, 1129.0),
+        (WIDE_HIDDEN, "bfloat16", 64, 309.0, 491.1),
+        (FULL_KV, "bfloat16", 64, 413.1, 642.3),
+        (FULL_KV, "float32", 64, 825.7, 1274.9),
+        (WIDE_MLP, "float32", 64, 651.1, 825.5),
+        (llama(12, 576, 1536, 9, 3), "float32", 16, 414.2, 571.0),
+    ],
+)
+def test_the_count_follows_the_measured_shapes(config, dtype, rank, saved_kb, peak_growth_kb):
+    count = activation_bytes_per_token(config, dtype, rank)
+    working = 128 * (config.hidden_size + config.intermediate_size)
+    # What the step saves, to within 1 %.
+    assert (count - working) / 1000 == pytest.approx(saved_kb, rel=0.01)
+    # The whole count is above what peak memory grew by.
+    assert count / 1000 > peak_growth_kb
+
+
+@pytest.mark.parametrize(
+    ("config", "dtype", "saved_gib"),
+    [
+        # The same file: GiB saved for the backward by steps of 2 rows of 128 and of 384
+        # tokens, which take the grouped eager attention kernel (scores kept), LoRA rank 64.
+        (SMOLLM2, "float32", (0.7563, 1.5304)),
+        (SMOLLM2, "bfloat16", (0.3782, 0.7653)),
+        (WIDE_HIDDEN, "float32", (0.6135, 1.1183)),
+        (FULL_KV, "bfloat16", (0.4252, 0.7156)),
+    ],
+)
+def test_rows_whose_attention_keeps_scores_count_them(config, dtype, saved_gib):
+    width = config.hidden_size + config.intermediate_size
+
+    def saved_by_two_rows(tokens):
+        # The count less its working memory: 128 bytes a width unit, 32 a score of the row.
+        working = 128 * width + 32 * config.num_attention_heads * tokens
+        return 2 * tokens * (activation_bytes_per_token(config, dtype, 64, tokens) - working)
+
+    grown = (saved_gib[1] - saved_gib[0]) * GIB
+    assert grown == pytest.approx(saved_by_two_rows(384) - saved_by_two_rows(128), rel=0.01)
+    # Without the scores the count would miss a third of the growth at these lengths.
+    without = 2 * (384 - 128) * (activation_bytes_per_token(config, dtype, 64) - 128 * width)
+    assert grown > 1.3 * without
+
+
+def test_the_cpu_attention_keeps_scores_up_to_its_eager_limit():
+    assert attention_keeps_scores("grouped_eager_or_sdpa", 416)
+    assert not attention_keeps_scores("grouped_eager_or_sdpa", 417)
+    assert attention_keeps_scores("eager", 4096)
+    assert not attention_keeps_scores("sdpa", 128)
 
 
 def test_needed_only_past_the_share_of_available_memory():
@@ -52,14 +127,14 @@ def cpu(monkeypatch):
 
 def test_auto_keeps_activations_where_the_longest_batch_fits(cpu):
     cpu(24)
-    # 8 rows of 679 tokens (the IU X-Ray config's longest example): about 5 GiB in fp32.
+    # 8 rows of 679 tokens (the IU X-Ray config's longest example): 6.8 GiB counted in fp32.
     settings = LLMSettings(max_seq_length=679, per_device_batch_size=8)
     assert resolve_for_device(settings).gradient_checkpointing is False
 
 
 def test_auto_recomputes_where_the_longest_batch_would_not_fit(cpu, caplog):
     cpu(24)
-    # 8 rows of 2,048 tokens in fp32: 15.2 GiB counted (19.2 GiB peak measured), over 12.
+    # 8 rows of 2,048 tokens in fp32: 20.4 GiB counted (19.2 GiB peak measured), over 12.
     settings = LLMSettings(max_seq_length=2048, per_device_batch_size=8)
     with caplog.at_level(logging.INFO, logger="radreport.llm.training_memory"):
         assert resolve_for_device(settings).gradient_checkpointing is True
@@ -84,3 +159,28 @@ def test_a_model_config_out_of_reach_is_left_to_the_loader(cpu, tmp_path):
     cpu(0.5)
     settings = LLMSettings(base_model=str(tmp_path), max_seq_length=2048)
     assert resolve_for_device(settings).gradient_checkpointing is False
+
+
+def test_a_model_without_llama_size_names_is_not_counted_and_says_so(cpu, tmp_path, caplog):
+    # GPT-2's config names its MLP width n_inner (None by default), not intermediate_size.
+    from transformers import GPT2Config
+
+    GPT2Config(n_embd=64, n_layer=2, n_head=2).save_pretrained(tmp_path)
+    cpu(0.5)
+    settings = LLMSettings(base_model=str(tmp_path), max_seq_length=2048)
+    with caplog.at_level(logging.INFO, logger="radreport.llm.training_memory"):
+        assert resolve_for_device(settings).gradient_checkpointing is False
+    assert "does not name its layer sizes as Llama's does" in caplog.text
+
+
+def test_short_rows_count_the_scores_the_cpu_attention_keeps(cpu):
+    # 16 rows of 400 tokens take the grouped eager kernel: 12.1 GB counted in fp32 with their
+    # scores, over half of 20 GiB; rows of 417 take SDPA and keep no scores: 8.9 GB.
+    cpu(20)
+    eager_rows = LLMSettings(max_seq_length=400, per_device_batch_size=16)
+    assert resolve_for_device(eager_rows).gradient_checkpointing is True
+    sdpa_rows = eager_rows.model_copy(update={"max_seq_length": 417})
+    assert resolve_for_device(sdpa_rows).gradient_checkpointing is False
+    # SDPA asked for by name keeps no scores at 400 tokens either.
+    named_sdpa = eager_rows.model_copy(update={"attention": "sdpa"})
+    assert resolve_for_device(named_sdpa).gradient_checkpointing is False
