@@ -13,10 +13,11 @@ that growth per token of the batch against what radreport.llm.training_memory co
 
 `--shape LAYERS,HIDDEN,MLP,HEADS,KV_HEADS` trains a random-weight Llama model of that shape
 instead (the bundled model's config and tokenizer otherwise), to check the count on models
-other than the one it was measured on; `--lora-r` sets the LoRA rank (alpha alike).
+other than the one it was measured on; `--lora-r` sets the LoRA rank (alpha alike) and
+`--backend` the training backend (auto: hf on the CPU).
 Run: nice .venv/bin/python benchmarks/train_memory_by_length.py [--tokens 512 1024 2048]
   [--batch 8] [--compute-dtype auto|bfloat16|float32] [--checkpointing off on auto]
-  [--shape 12,576,3072,9,3] [--lora-r 64] [--out FILE]
+  [--shape 12,576,3072,9,3] [--lora-r 64] [--backend auto|hf|unsloth] [--out FILE]
 """
 
 from __future__ import annotations
@@ -142,6 +143,7 @@ def train_once(
     compute_dtype: str,
     base_model: str = BASE_MODEL,
     lora_r: int = 64,
+    backend: str = "auto",
 ) -> dict:
     import torch
 
@@ -156,6 +158,7 @@ def train_once(
         max_seq_length=tokens + 16,  # room for a decode/encode round trip's extra token
         lora_r=lora_r,
         lora_alpha=lora_r,
+        backend=backend,
         per_device_batch_size=batch,
         max_steps=2,
         warmup_ratio=0.0,
@@ -189,6 +192,7 @@ def train_once(
         "seconds": seconds,
         "saved_for_backward_gib": saved.most / 2**30,
         "lora_r": lora_r,
+        "backend": resolved.backend,
         "counted_bytes_per_token": counted_bytes_per_token(
             base_model, resolved.compute_dtype, lora_r, scores
         ),
@@ -205,6 +209,7 @@ def main() -> None:
     )
     parser.add_argument("--shape", help="LAYERS,HIDDEN,MLP,HEADS,KV_HEADS of a random model")
     parser.add_argument("--lora-r", type=int, default=64)
+    parser.add_argument("--backend", default="auto", help="auto, hf or unsloth")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", nargs=2, metavar=("TOKENS", "CHECKPOINTING"), help="internal")
     parser.add_argument("--base-model", default=BASE_MODEL, help="internal")
@@ -217,6 +222,7 @@ def main() -> None:
             args.compute_dtype,
             args.base_model,
             args.lora_r,
+            args.backend,
         )
         print(json.dumps(result))
         return
@@ -238,6 +244,7 @@ def measure(args: argparse.Namespace, base_model: str) -> list[dict]:
             options = [
                 *("--batch", str(args.batch), "--compute-dtype", args.compute_dtype),
                 *("--base-model", base_model, "--lora-r", str(args.lora_r)),
+                *("--backend", args.backend),
             ]
             result = result_of([*command, *options])
             results.append(result)

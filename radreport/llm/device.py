@@ -7,7 +7,9 @@ NF4 weights on every CPU matmul: x2.5 slower), no recomputation (x1.33), bf16 on
 the CPU has it natively (emulated bf16 was x30 slower; on AMX, bf16 trains 1.65-2x faster
 than fp32: benchmarks/results/train_throughput_amx*.md), the hf backend, and attention
 that takes a lean eager kernel for short batches. Recomputation is turned on there too
-where the longest batch's activations would not fit (radreport.llm.training_memory).
+where the longest batch's activations would not fit (radreport.llm.training_memory), and
+always with unsloth, whose recomputation took no longer on the CPU (BENCHMARKS.md, "CPU
+training memory by model shape").
 """
 
 from __future__ import annotations
@@ -87,16 +89,22 @@ def resolve_for_device(settings: LLMSettings) -> LLMSettings:
         load_in_4bit = on_cuda
     compute_dtype = _compute_dtype(settings.compute_dtype, on_cuda)
     attention = _attention(settings.attention, on_cuda)
+    backend = resolve_backend(settings)
     checkpointing = settings.gradient_checkpointing
     if checkpointing == "auto":
-        # Recomputation buys memory a GPU needs for long reports; on the CPU it costs time
-        # (above), so only batches too long for the memory get it.
-        checkpointing = on_cuda or cpu_batches_need_checkpointing(
-            settings, compute_dtype, attention
+        # Recomputation buys memory a GPU needs for long reports. On the CPU the hf backend's
+        # costs time (above), so only batches too long for the memory get it; unsloth's cost
+        # none there (8 rows of 512 and of 1,536 tokens: 28 s and 115 s against 28 s and
+        # 125 s, half the memory or less), and its own CPU path keeps about twice what
+        # training_memory counts for the hf backend's kernels.
+        checkpointing = (
+            on_cuda
+            or backend == "unsloth"
+            or cpu_batches_need_checkpointing(settings, compute_dtype, attention)
         )
     return settings.model_copy(
         update={
-            "backend": resolve_backend(settings),
+            "backend": backend,
             "load_in_4bit": load_in_4bit,
             "gradient_checkpointing": checkpointing,
             "compute_dtype": compute_dtype,

@@ -101,8 +101,8 @@ def cpu_batches_need_checkpointing(
     """Whether the longest batch (per_device_batch_size rows of max_seq_length tokens) would
     keep more activations than the CPU's memory holds, said in a log line when it would. A
     max_seq_length still "auto" is sized later by the data: no recomputation, as before.
-    `attention` is the resolved training attention setting (the hf backend's kernel; unsloth
-    brings its own and is counted by the setting too)."""
+    `attention` is the resolved training attention of the hf backend, whose kernels this
+    counts (radreport.llm.device always recomputes with unsloth)."""
     if not isinstance(settings.max_seq_length, int):
         return False
     # Imported here: radreport.llm.device imports this module before unsloth has patched

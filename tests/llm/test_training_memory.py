@@ -184,3 +184,12 @@ def test_short_rows_count_the_scores_the_cpu_attention_keeps(cpu):
     # SDPA asked for by name keeps no scores at 400 tokens either.
     named_sdpa = eager_rows.model_copy(update={"attention": "sdpa"})
     assert resolve_for_device(named_sdpa).gradient_checkpointing is False
+
+
+def test_auto_always_recomputes_with_unsloth_on_the_cpu(cpu):
+    # Its recomputation took no longer there, and its CPU path keeps more than the count.
+    cpu(24)
+    settings = LLMSettings(backend="unsloth", max_seq_length=128, per_device_batch_size=1)
+    assert resolve_for_device(settings).gradient_checkpointing is True
+    hf = settings.model_copy(update={"backend": "hf"})
+    assert resolve_for_device(hf).gradient_checkpointing is False
