@@ -7,9 +7,10 @@ needs checkpointing. Each setting runs 2 training steps of the bundled SmolLM2-1
 IU X-Ray config's LoRA (rank 64 on all linear layers) and `--batch` examples of exactly
 `tokens` tokens (IU X-Ray train findings run together and cut there), in a process of its
 own, and prints its peak resident memory (the kernel's high-water mark: model, optimizer and
-activations) and the time of the two steps. The main process prints, per setting, the
-growth per 1,000 tokens of a batch row between the shortest and each longer length, and
-that growth per token of the batch against what radreport.llm.training_memory counts.
+activations), the bytes its steps saved for the backward pass (autograd's saved-tensor
+hooks) and the time of the two steps. The main process prints, per setting, the growth per
+1,000 tokens of a batch row between the shortest and each longer length, and the growth of
+both per token of the batch against what radreport.llm.training_memory counts.
 
 `--shape LAYERS,HIDDEN,MLP,HEADS,KV_HEADS` trains a random-weight Llama model of that shape
 instead (the bundled model's config and tokenizer otherwise), to check the count on models
@@ -32,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 from generation_batch_memory import IU, result_of
+from transformers import TrainerCallback
 
 BASE_MODEL = "bundled:smollm2-135m-instruct"
 
@@ -103,28 +105,22 @@ def counted_bytes_per_token(
     return activation_bytes_per_token(config, compute_dtype, lora_r, scores_row_tokens)
 
 
-class SavedForBackward:
+class SavedForBackward(TrainerCallback):
     """The bytes a training step's forward saves for its backward pass (autograd's saved-tensor
     hooks see every tensor an operation or autograd Function keeps), counted once per
-    storage: exactly what the step keeps, without the allocator's slack and transients that
-    peak resident memory adds. As a transformers callback it starts each step's count anew;
+    storage: exactly what the step keeps, without the allocator's slack and the working
+    tensors that peak resident memory adds. As a callback it starts each step's count anew;
     `most` is the largest step's."""
 
     def __init__(self):
-        from transformers import TrainerCallback
-
         self.storages: dict[int, int] = {}
         self.most = 0
-        owner = self
 
-        class _StepBoundary(TrainerCallback):
-            def on_step_begin(self, *args, **kwargs):
-                owner.storages = {}
+    def on_step_begin(self, *args, **kwargs):
+        self.storages = {}
 
-            def on_step_end(self, *args, **kwargs):
-                owner.most = max(owner.most, sum(owner.storages.values()))
-
-        self.callback = _StepBoundary()
+    def on_step_end(self, *args, **kwargs):
+        self.most = max(self.most, sum(self.storages.values()))
 
     def pack(self, tensor):
         storage = tensor.untyped_storage()
@@ -177,9 +173,7 @@ def train_once(
     hooks = torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack)
     with tempfile.TemporaryDirectory() as folder, hooks:
         started = time.perf_counter()
-        result = finetune(
-            rows, rows[:2], settings, folder, report_to=[], callbacks=[saved.callback]
-        )
+        result = finetune(rows, rows[:2], settings, folder, report_to=[], callbacks=[saved])
         seconds = time.perf_counter() - started
     return {
         "tokens": tokens,
