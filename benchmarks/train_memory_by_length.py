@@ -15,10 +15,13 @@ both per token of the batch against what radreport.llm.training_memory counts.
 `--shape LAYERS,HIDDEN,MLP,HEADS,KV_HEADS` trains a random-weight Llama model of that shape
 instead (the bundled model's config and tokenizer otherwise), to check the count on models
 other than the one it was measured on; `--lora-r` sets the LoRA rank (alpha alike) and
-`--backend` the training backend (auto: hf on the CPU).
+`--backend` the training backend (auto: hf on the CPU); `--architecture qwen2` (or another
+model type with Llama's size names) and `--vocab` change the random model's kind and
+vocabulary.
 Run: nice .venv/bin/python benchmarks/train_memory_by_length.py [--tokens 512 1024 2048]
   [--batch 8] [--compute-dtype auto|bfloat16|float32] [--checkpointing off on auto]
-  [--shape 12,576,3072,9,3] [--lora-r 64] [--backend auto|hf|unsloth] [--out FILE]
+  [--shape 12,576,3072,9,3 [--architecture qwen2] [--vocab 151936]] [--lora-r 64]
+  [--backend auto|hf|unsloth] [--out FILE]
 """
 
 from __future__ import annotations
@@ -61,9 +64,11 @@ def rows_of_length(tokens: int, count: int) -> list[dict]:
     return rows
 
 
-def random_model(shape: str, folder: Path) -> str:
-    """A Llama model of `shape` (layers, hidden size, MLP width, heads, KV heads) with random
-    weights (seed 0), saved as safetensors in `folder` with the bundled tokenizer."""
+def random_model(shape: str, folder: Path, architecture: str = "llama", vocab: int = 0) -> str:
+    """A model of `architecture` (a transformers model type with Llama's size names: llama,
+    qwen2, mistral, ...) and `shape` (layers, hidden size, MLP width, heads, KV heads) with
+    random weights (seed 0) and the bundled model's vocabulary or `vocab` rows (the bundled
+    tokenizer's ids stay below it), saved as safetensors in `folder` with that tokenizer."""
     import shutil
 
     import torch
@@ -73,17 +78,30 @@ def random_model(shape: str, folder: Path) -> str:
 
     layers, hidden, mlp, heads, kv_heads = (int(part) for part in shape.split(","))
     bundled = Path(resolve_base_model(BASE_MODEL))
-    config = AutoConfig.from_pretrained(bundled)
-    config.update(
-        {
-            "num_hidden_layers": layers,
-            "hidden_size": hidden,
-            "intermediate_size": mlp,
-            "num_attention_heads": heads,
-            "num_key_value_heads": kv_heads,
-            "head_dim": hidden // heads,
-        }
-    )
+    base = AutoConfig.from_pretrained(bundled)
+    sizes = {
+        "num_hidden_layers": layers,
+        "hidden_size": hidden,
+        "intermediate_size": mlp,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": hidden // heads,
+        "vocab_size": vocab or base.vocab_size,
+    }
+    if architecture == "llama":
+        config = base
+        config.update(sizes)
+    else:
+        # Sized when made: some model types derive per-layer fields from the layer count.
+        special = {name: getattr(base, name) for name in ("bos_token_id", "eos_token_id")}
+        config = AutoConfig.for_model(
+            architecture,
+            **sizes,
+            **special,
+            pad_token_id=base.pad_token_id,
+            tie_word_embeddings=True,
+            max_position_embeddings=base.max_position_embeddings,
+        )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
     for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
@@ -92,17 +110,23 @@ def random_model(shape: str, folder: Path) -> str:
     return str(folder)
 
 
-def counted_bytes_per_token(
-    base_model: str, compute_dtype: str, lora_r: int, scores_row_tokens: int
-) -> float:
-    """What radreport.llm.training_memory counts a token of a batch to add to peak memory."""
+def counted_bytes_per_token(settings, scores_row_tokens: int) -> float:
+    """What radreport.llm.training_memory counts a token of a batch to add to peak memory,
+    for `settings` resolved for this machine."""
     from transformers import AutoConfig
 
     from radreport.llm.base_model import resolve_base_model
-    from radreport.llm.training_memory import activation_bytes_per_token
+    from radreport.llm.training_memory import activation_bytes_per_token, fused_kernels_take
 
-    config = AutoConfig.from_pretrained(resolve_base_model(base_model))
-    return activation_bytes_per_token(config, compute_dtype, lora_r, scores_row_tokens)
+    config = AutoConfig.from_pretrained(resolve_base_model(settings.base_model))
+    dtype = settings.compute_dtype
+    return activation_bytes_per_token(
+        config,
+        dtype,
+        settings.lora_r,
+        scores_row_tokens,
+        fused_kernels_take(config, settings, dtype),
+    )
 
 
 class SavedForBackward(TrainerCallback):
@@ -140,6 +164,7 @@ def train_once(
     base_model: str = BASE_MODEL,
     lora_r: int = 64,
     backend: str = "auto",
+    stock_kernels: bool = False,
 ) -> dict:
     import torch
 
@@ -155,6 +180,8 @@ def train_once(
         lora_r=lora_r,
         lora_alpha=lora_r,
         backend=backend,
+        fused_lora=not stock_kernels,
+        fused_elementwise=not stock_kernels,
         per_device_batch_size=batch,
         max_steps=2,
         warmup_ratio=0.0,
@@ -187,9 +214,8 @@ def train_once(
         "saved_for_backward_gib": saved.most / 2**30,
         "lora_r": lora_r,
         "backend": resolved.backend,
-        "counted_bytes_per_token": counted_bytes_per_token(
-            base_model, resolved.compute_dtype, lora_r, scores
-        ),
+        "stock_kernels": stock_kernels,
+        "counted_bytes_per_token": counted_bytes_per_token(resolved, scores),
     }
 
 
@@ -202,8 +228,13 @@ def main() -> None:
         "--checkpointing", nargs="+", default=["off", "on"], choices=["off", "on", "auto"]
     )
     parser.add_argument("--shape", help="LAYERS,HIDDEN,MLP,HEADS,KV_HEADS of a random model")
+    parser.add_argument("--architecture", default="llama", help="model type of --shape")
+    parser.add_argument("--vocab", type=int, default=0, help="vocabulary rows of --shape")
     parser.add_argument("--lora-r", type=int, default=64)
     parser.add_argument("--backend", default="auto", help="auto, hf or unsloth")
+    parser.add_argument(
+        "--stock-kernels", action="store_true", help="fused_lora and fused_elementwise off"
+    )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--one", nargs=2, metavar=("TOKENS", "CHECKPOINTING"), help="internal")
     parser.add_argument("--base-model", default=BASE_MODEL, help="internal")
@@ -217,14 +248,19 @@ def main() -> None:
             args.base_model,
             args.lora_r,
             args.backend,
+            args.stock_kernels,
         )
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as folder:
-        base_model = random_model(args.shape, Path(folder)) if args.shape else BASE_MODEL
+        base_model = BASE_MODEL
+        if args.shape:
+            base_model = random_model(args.shape, Path(folder), args.architecture, args.vocab)
         results = measure(args, base_model)
     for result in results:
         result["shape"] = args.shape or "SmolLM2-135M"
+        if args.shape:
+            result["architecture"], result["vocab"] = args.architecture, args.vocab or 49152
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
         print(f"written: {args.out}")
@@ -239,6 +275,7 @@ def measure(args: argparse.Namespace, base_model: str) -> list[dict]:
                 *("--batch", str(args.batch), "--compute-dtype", args.compute_dtype),
                 *("--base-model", base_model, "--lora-r", str(args.lora_r)),
                 *("--backend", args.backend),
+                *(["--stock-kernels"] if args.stock_kernels else []),
             ]
             result = result_of([*command, *options])
             results.append(result)

@@ -37,6 +37,15 @@ logger = logging.getLogger(__name__)
 # (benchmarks/train_memory_by_length.py --shape, BENCHMARKS.md). Fewer adapted projections
 # keep less, so counting seven stays an upper end.
 SAVED_VALUES_PER_LAYER = {"hidden": 6, "mlp": 3, "kv": 2, "lora_rank": 7}
+# Those are our compiled RMSNorm and SwiGLU kernels' (radreport.llm.fused_rms_norm,
+# fused_swiglu), which take transformers' Llama modules only. Other model types' modules (and
+# Llama's with fused_elementwise off) keep 1 more value per MLP unit and, with 16-bit
+# products, 4 more bytes per hidden unit (their norms compute in fp32): measured on the same
+# five shapes with fused_elementwise and fused_lora off, and on a random-weight Qwen2 model
+# (8 layers, 896 / 4,864 wide, vocabulary 151,936), within 1 %. The LoRA layers keep the same
+# either way.
+STOCK_EXTRA_VALUES_PER_MLP = 1
+STOCK_16_BIT_EXTRA_BYTES_PER_HIDDEN = 4
 # Peak memory grows by more than what is saved: the backward's working tensors for the layer
 # it is in, and the allocator's slack. That part does not grow with depth. Per token and per
 # unit of hidden size plus MLP width it measured -40 to 87 bytes between runs of 8 rows of
@@ -51,7 +60,11 @@ WORKING_BYTES_PER_SCORE = 32
 
 
 def activation_bytes_per_token(
-    config, compute_dtype: str, lora_rank: int, scores_row_tokens: int = 0
+    config,
+    compute_dtype: str,
+    lora_rank: int,
+    scores_row_tokens: int = 0,
+    fused_kernels: bool = True,
 ) -> int | None:
     """Bytes one token of a batch adds to a training step's peak memory without
     checkpointing, for a model whose Hugging Face `config` has Llama's names (hidden_size,
@@ -59,7 +72,8 @@ def activation_bytes_per_token(
     head_dim where it has them) and LoRA adapters of `lora_rank`. Where the attention keeps
     each row's scores for the backward (eager attention), `scores_row_tokens` is the rows'
     length: a token then also keeps a score per head and per key of its row in each layer.
-    None for a config without those names."""
+    `fused_kernels`: whether our RMSNorm and SwiGLU kernels run the model's layers
+    (fused_kernels_take). None for a config without those names."""
     try:
         hidden, mlp = config.hidden_size, config.intermediate_size
         layers, heads = config.num_hidden_layers, config.num_attention_heads
@@ -71,7 +85,12 @@ def activation_bytes_per_token(
     values = counts["hidden"] * hidden + counts["mlp"] * mlp + counts["kv"] * kv
     per_layer = values + counts["lora_rank"] * lora_rank
     per_layer += heads * scores_row_tokens
-    saved = getattr(torch, compute_dtype).itemsize * (layers * per_layer + hidden)
+    value_bytes = getattr(torch, compute_dtype).itemsize
+    if not fused_kernels:
+        per_layer += STOCK_EXTRA_VALUES_PER_MLP * mlp
+        if value_bytes == 2:
+            per_layer += STOCK_16_BIT_EXTRA_BYTES_PER_HIDDEN // value_bytes * hidden
+    saved = value_bytes * (layers * per_layer + hidden)
     working = WORKING_BYTES_PER_WIDTH * (hidden + mlp)
     working += WORKING_BYTES_PER_SCORE * heads * scores_row_tokens
     return saved + working
@@ -82,6 +101,16 @@ def checkpointing_needed(batch_activation_bytes: int, available_bytes: int) -> b
     available: the rest holds the model, its gradients and optimizer state, the allocator's
     slack and the machine's other processes."""
     return batch_activation_bytes > AUTO_MEMORY_SHARE * available_bytes
+
+
+def fused_kernels_take(config, settings: LLMSettings, compute_dtype: str) -> bool:
+    """Whether our compiled RMSNorm and SwiGLU kernels will run this model's layers: they take
+    transformers' Llama modules, with fused_elementwise on and bf16 or fp32 products."""
+    return (
+        settings.fused_elementwise
+        and getattr(config, "model_type", None) == "llama"
+        and compute_dtype in ("bfloat16", "float32")
+    )
 
 
 def attention_keeps_scores(attention: str, row_tokens: int) -> bool:
@@ -117,7 +146,8 @@ def cpu_batches_need_checkpointing(
         return False
     row_tokens = settings.max_seq_length
     scores = row_tokens if attention_keeps_scores(attention, row_tokens) else 0
-    per_token = activation_bytes_per_token(config, compute_dtype, settings.lora_r, scores)
+    fused = fused_kernels_take(config, settings, compute_dtype)
+    per_token = activation_bytes_per_token(config, compute_dtype, settings.lora_r, scores, fused)
     if per_token is None:
         logger.info(
             "gradient checkpointing off (auto): %s's config does not name its layer sizes as "

@@ -9,12 +9,14 @@ from types import SimpleNamespace
 import pytest
 
 from radreport.llm import cache_budget, device
+from radreport.llm.base_model import resolve_base_model
 from radreport.llm.device import resolve_for_device
 from radreport.llm.settings import LLMSettings
 from radreport.llm.training_memory import (
     activation_bytes_per_token,
     attention_keeps_scores,
     checkpointing_needed,
+    fused_kernels_take,
 )
 
 GIB = 2**30
@@ -105,6 +107,40 @@ def test_the_cpu_attention_keeps_scores_up_to_its_eager_limit():
     assert not attention_keeps_scores("grouped_eager_or_sdpa", 417)
     assert attention_keeps_scores("eager", 4096)
     assert not attention_keeps_scores("sdpa", 128)
+
+
+QWEN2_LIKE = llama(8, 896, 4864, 14, 2)
+
+
+@pytest.mark.parametrize(
+    ("config", "dtype", "saved_kb"),
+    [
+        # The same file, with transformers' own norm and MLP modules (fused_elementwise off
+        # on Llama shapes, or a Qwen2 model, which our kernels do not take): kB a token saved.
+        (llama(12, 576, 1536, 9, 3), "float32", 504.1),
+        (FULL_KV, "bfloat16", 530.0),
+        (QWEN2_LIKE, "float32", 821.8),
+        (QWEN2_LIKE, "bfloat16", 439.8),
+    ],
+)
+def test_stock_modules_count_what_they_keep(config, dtype, saved_kb):
+    working = 128 * (config.hidden_size + config.intermediate_size)
+    stock = activation_bytes_per_token(config, dtype, 64, fused_kernels=False)
+    assert (stock - working) / 1000 == pytest.approx(saved_kb, rel=0.01)
+    # Our kernels keep less: one value fewer per MLP unit (and fp32 norms' extra in bf16).
+    assert activation_bytes_per_token(config, dtype, 64) < stock
+
+
+def test_the_fused_kernels_take_llama_models_only():
+    from transformers import AutoConfig, Qwen2Config
+
+    llama_config = AutoConfig.from_pretrained(resolve_base_model(LLMSettings().base_model))
+    assert fused_kernels_take(llama_config, LLMSettings(), "bfloat16")
+    assert fused_kernels_take(llama_config, LLMSettings(), "float32")
+    assert not fused_kernels_take(llama_config, LLMSettings(), "float16")
+    assert not fused_kernels_take(llama_config, LLMSettings(fused_elementwise=False), "float32")
+    qwen2 = Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=2)
+    assert not fused_kernels_take(qwen2, LLMSettings(), "float32")
 
 
 def test_needed_only_past_the_share_of_available_memory():
