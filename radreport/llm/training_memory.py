@@ -51,7 +51,8 @@ STOCK_16_BIT_EXTRA_BYTES_PER_HIDDEN = 4
 # unit of hidden size plus MLP width it measured -40 to 87 bytes between runs of 8 rows of
 # 512 and of 1,024-2,048 tokens, and up to 117 between single rows of 448 and 960 tokens,
 # whose small growth shows the peak's run-to-run wobble (the same file); 128 bytes puts the
-# count above every one of them.
+# count above every one of them. Stock modules in fp32 grew up to 1.6x the count between
+# single rows, but 0.53x between 8 rows of the shape that grew 1.57x (BENCHMARKS.md).
 WORKING_BYTES_PER_WIDTH = 128
 # Where the attention keeps its scores, the backward also works on one layer's scores at a
 # time: per token, per head and per key of its row, the peak grew up to 30 bytes more than
