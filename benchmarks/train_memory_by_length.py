@@ -165,6 +165,7 @@ def train_once(
     lora_r: int = 64,
     backend: str = "auto",
     stock_kernels: bool = False,
+    lora_dropout: float = 0.0,
 ) -> dict:
     import torch
 
@@ -179,6 +180,7 @@ def train_once(
         max_seq_length=tokens + 16,  # room for a decode/encode round trip's extra token
         lora_r=lora_r,
         lora_alpha=lora_r,
+        lora_dropout=lora_dropout,
         backend=backend,
         fused_lora=not stock_kernels,
         fused_elementwise=not stock_kernels,
@@ -215,6 +217,7 @@ def train_once(
         "lora_r": lora_r,
         "backend": resolved.backend,
         "stock_kernels": stock_kernels,
+        "lora_dropout": lora_dropout,
         "counted_bytes_per_token": counted_bytes_per_token(resolved, scores),
     }
 
@@ -232,6 +235,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=0, help="vocabulary rows of --shape")
     parser.add_argument("--lora-r", type=int, default=64)
     parser.add_argument("--backend", default="auto", help="auto, hf or unsloth")
+    parser.add_argument("--lora-dropout", type=float, default=0.0)
     parser.add_argument(
         "--stock-kernels", action="store_true", help="fused_lora and fused_elementwise off"
     )
@@ -249,6 +253,7 @@ def main() -> None:
             args.lora_r,
             args.backend,
             args.stock_kernels,
+            args.lora_dropout,
         )
         print(json.dumps(result))
         return
@@ -276,6 +281,7 @@ def measure(args: argparse.Namespace, base_model: str) -> list[dict]:
                 *("--base-model", base_model, "--lora-r", str(args.lora_r)),
                 *("--backend", args.backend),
                 *(["--stock-kernels"] if args.stock_kernels else []),
+                *("--lora-dropout", str(args.lora_dropout)),
             ]
             result = result_of([*command, *options])
             results.append(result)
