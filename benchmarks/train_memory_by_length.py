@@ -110,22 +110,17 @@ def random_model(shape: str, folder: Path, architecture: str = "llama", vocab: i
     return str(folder)
 
 
-def counted_bytes_per_token(settings, scores_row_tokens: int) -> float:
+def counted_bytes_per_token(settings, row_tokens: int) -> float:
     """What radreport.llm.training_memory counts a token of a batch to add to peak memory,
-    for `settings` resolved for this machine."""
+    for `settings` resolved for this machine, on rows of `row_tokens`."""
     from transformers import AutoConfig
 
     from radreport.llm.base_model import resolve_base_model
-    from radreport.llm.training_memory import activation_bytes_per_token, fused_kernels_take
+    from radreport.llm.training_memory import settings_bytes_per_token
 
     config = AutoConfig.from_pretrained(resolve_base_model(settings.base_model))
-    dtype = settings.compute_dtype
-    return activation_bytes_per_token(
-        config,
-        dtype,
-        settings.lora_r,
-        scores_row_tokens,
-        fused_kernels_take(config, settings, dtype),
+    return settings_bytes_per_token(
+        config, settings, settings.compute_dtype, settings.attention, row_tokens
     )
 
 
@@ -172,7 +167,6 @@ def train_once(
     from radreport.llm.device import resolve_for_device
     from radreport.llm.finetune import finetune
     from radreport.llm.settings import LLMSettings
-    from radreport.llm.training_memory import attention_keeps_scores
 
     rows = rows_of_length(tokens, batch * 2)
     settings = LLMSettings(
@@ -197,7 +191,6 @@ def train_once(
     # What `auto` comes to here, from the memory available now, as finetune resolves it.
     resolved = resolve_for_device(settings)
     used = resolved.gradient_checkpointing
-    scores = tokens if attention_keeps_scores(resolved.attention, tokens) else 0
     saved = SavedForBackward()
     hooks = torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack)
     with tempfile.TemporaryDirectory() as folder, hooks:
@@ -218,7 +211,7 @@ def train_once(
         "backend": resolved.backend,
         "stock_kernels": stock_kernels,
         "lora_dropout": lora_dropout,
-        "counted_bytes_per_token": counted_bytes_per_token(resolved, scores),
+        "counted_bytes_per_token": counted_bytes_per_token(resolved, tokens),
     }
 
 

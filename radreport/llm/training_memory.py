@@ -135,6 +135,23 @@ def attention_keeps_scores(attention: str, row_tokens: int) -> bool:
     return attention == "eager"
 
 
+def settings_bytes_per_token(
+    config, settings: LLMSettings, compute_dtype: str, attention: str, row_tokens: int
+) -> int | None:
+    """activation_bytes_per_token for training with `settings` (resolved `compute_dtype` and
+    `attention`) on rows of `row_tokens`: the LoRA rank and dropout, the scores the attention
+    keeps at that length, and whether the fused kernels take the model."""
+    scores = row_tokens if attention_keeps_scores(attention, row_tokens) else 0
+    return activation_bytes_per_token(
+        config,
+        compute_dtype,
+        settings.lora_r,
+        scores,
+        fused_kernels_take(config, settings, compute_dtype),
+        settings.lora_dropout > 0,
+    )
+
+
 def cpu_batches_need_checkpointing(
     settings: LLMSettings, compute_dtype: str, attention: str
 ) -> bool:
@@ -156,12 +173,7 @@ def cpu_batches_need_checkpointing(
         # which, in its own words.
         return False
     row_tokens = settings.max_seq_length
-    scores = row_tokens if attention_keeps_scores(attention, row_tokens) else 0
-    fused = fused_kernels_take(config, settings, compute_dtype)
-    dropout = settings.lora_dropout > 0
-    per_token = activation_bytes_per_token(
-        config, compute_dtype, settings.lora_r, scores, fused, dropout
-    )
+    per_token = settings_bytes_per_token(config, settings, compute_dtype, attention, row_tokens)
     if per_token is None:
         logger.info(
             "gradient checkpointing off (auto): %s's config does not name its layer sizes as "

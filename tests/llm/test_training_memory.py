@@ -39,6 +39,14 @@ FULL_KV = llama(12, 1024, 2816, 16, 16)
 WIDE_MLP = llama(12, 576, 3072, 9, 3)
 
 
+def saved_part(config, dtype, rank=64, scores_row_tokens=0, **options):
+    """The count less its working memory (128 bytes a width unit, 32 a score of the row):
+    what it says a token keeps for the backward, in bytes."""
+    width = config.hidden_size + config.intermediate_size
+    working = 128 * width + 32 * config.num_attention_heads * scores_row_tokens
+    return activation_bytes_per_token(config, dtype, rank, scores_row_tokens, **options) - working
+
+
 def test_bytes_per_token_count_what_each_layer_saves():
     # Per layer 6 values per hidden unit, 3 per MLP unit, 2 per key/value unit (3 heads x 64)
     # and the rank in 7 projections, and the final hidden states, in the products' dtype;
@@ -69,9 +77,8 @@ def test_bytes_per_token_count_what_each_layer_saves():
 )
 def test_the_count_follows_the_measured_shapes(config, dtype, rank, saved_kb, peak_growth_kb):
     count = activation_bytes_per_token(config, dtype, rank)
-    working = 128 * (config.hidden_size + config.intermediate_size)
     # What the step saves, to within 1 %.
-    assert (count - working) / 1000 == pytest.approx(saved_kb, rel=0.01)
+    assert saved_part(config, dtype, rank) / 1000 == pytest.approx(saved_kb, rel=0.01)
     # The whole count is above what peak memory grew by.
     assert count / 1000 > peak_growth_kb
 
@@ -88,17 +95,13 @@ def test_the_count_follows_the_measured_shapes(config, dtype, rank, saved_kb, pe
     ],
 )
 def test_rows_whose_attention_keeps_scores_count_them(config, dtype, saved_gib):
-    width = config.hidden_size + config.intermediate_size
-
     def saved_by_two_rows(tokens):
-        # The count less its working memory: 128 bytes a width unit, 32 a score of the row.
-        working = 128 * width + 32 * config.num_attention_heads * tokens
-        return 2 * tokens * (activation_bytes_per_token(config, dtype, 64, tokens) - working)
+        return 2 * tokens * saved_part(config, dtype, scores_row_tokens=tokens)
 
     grown = (saved_gib[1] - saved_gib[0]) * GIB
     assert grown == pytest.approx(saved_by_two_rows(384) - saved_by_two_rows(128), rel=0.01)
     # Without the scores the count would miss a third of the growth at these lengths.
-    without = 2 * (384 - 128) * (activation_bytes_per_token(config, dtype, 64) - 128 * width)
+    without = 2 * (384 - 128) * saved_part(config, dtype)
     assert grown > 1.3 * without
 
 
@@ -124,11 +127,10 @@ QWEN2_LIKE = llama(8, 896, 4864, 14, 2)
     ],
 )
 def test_stock_modules_count_what_they_keep(config, dtype, saved_kb):
-    working = 128 * (config.hidden_size + config.intermediate_size)
-    stock = activation_bytes_per_token(config, dtype, 64, fused_kernels=False)
-    assert (stock - working) / 1000 == pytest.approx(saved_kb, rel=0.01)
+    stock = saved_part(config, dtype, fused_kernels=False)
+    assert stock / 1000 == pytest.approx(saved_kb, rel=0.01)
     # Our kernels keep less: one value fewer per MLP unit (and fp32 norms' extra in bf16).
-    assert activation_bytes_per_token(config, dtype, 64) < stock
+    assert saved_part(config, dtype) < stock
 
 
 @pytest.mark.parametrize(
@@ -142,12 +144,10 @@ def test_stock_modules_count_what_they_keep(config, dtype, saved_kb):
     ],
 )
 def test_lora_dropout_counts_what_it_keeps(config, dtype, saved_kb):
-    working = 128 * (config.hidden_size + config.intermediate_size)
-    with_dropout = activation_bytes_per_token(config, dtype, 64, lora_dropout=True)
-    assert (with_dropout - working) / 1000 == pytest.approx(saved_kb, rel=0.01)
+    with_dropout = saved_part(config, dtype, lora_dropout=True)
+    assert with_dropout / 1000 == pytest.approx(saved_kb, rel=0.01)
     # Without the term the count would miss a third or more of it.
-    without = activation_bytes_per_token(config, dtype, 64) - working
-    assert saved_kb * 1000 > 1.4 * without
+    assert saved_kb * 1000 > 1.4 * saved_part(config, dtype)
 
 
 def test_the_fused_kernels_take_llama_models_only():
