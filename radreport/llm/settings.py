@@ -67,11 +67,11 @@ class LLMSettings(ConfigSection):
     max_steps: int = -1
     per_device_batch_size: int = Field(8, gt=0)
     gradient_accumulation_steps: int = Field(1, gt=0)
-    # Recompute activations in the backward pass instead of keeping them. "auto": on CUDA;
-    # on the CPU only where the longest batch (per_device_batch_size x max_seq_length) would
-    # keep more than half the memory available (radreport.llm.training_memory), since there
-    # it costs 1.04-1.33x the step time (benchmarks/train_memory_by_length.py,
-    # benchmarks/train_throughput.py).
+    # Recompute activations in the backward pass instead of keeping them. "auto": on CUDA
+    # and with unsloth; with hf on the CPU only where the longest batch (per_device_batch_size
+    # x max_seq_length) would keep more than half the memory available
+    # (radreport.llm.training_memory), since there it costs 1.04-1.33x the step time
+    # (benchmarks/train_memory_by_length.py, benchmarks/train_throughput.py).
     gradient_checkpointing: bool | Literal["auto"] = "auto"
     batching: Literal["padded", "length_grouped", "padding_free"] = "length_grouped"
     # Padded batches are as long as their longest row rounded up to this multiple, so batch
