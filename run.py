@@ -364,7 +364,11 @@ def generate(
     )
     try:
         [report] = predict_impressions(
-            generator, [impression], model.train_pairs, model.settings.retrieval_k
+            generator,
+            [impression],
+            model.train_pairs,
+            model.settings.retrieval_k,
+            model.settings.retrieval_match,
         )
     except PromptTooLong as exc:
         fail(f"--impression is too long: {exc}", 2)
@@ -488,6 +492,7 @@ def evaluate(
         table["impression"].tolist(),
         model.train_pairs,
         model.settings.retrieval_k,
+        model.settings.retrieval_match,
     )
     written = [report is not None for report in generated]
     table["generated"] = [report or "" for report in generated]

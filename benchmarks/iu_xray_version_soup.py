@@ -130,7 +130,11 @@ def main() -> None:
     _, val = train_and_val(0)
     started = time.perf_counter()
     reports, too_long = predict_fitting_impressions(
-        generator, val["impression"].tolist(), members[0].train_pairs, settings.retrieval_k
+        generator,
+        val["impression"].tolist(),
+        members[0].train_pairs,
+        settings.retrieval_k,
+        settings.retrieval_match,
     )
     seconds = time.perf_counter() - started
     if too_long:

@@ -45,7 +45,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     config = load_run_config(REPO / "configs" / "iu_xray.yaml")
-    table = build_prompt_table(iu_train_studies(), config.llm.retrieval_k)
+    table = build_prompt_table(
+        iu_train_studies(), config.llm.retrieval_k, config.llm.retrieval_match
+    )
     auto = config.llm.model_copy(update={"max_seq_length": "auto", "max_new_tokens": "auto"})
     print(f"{len(table)} train rows, retrieval_k {config.llm.retrieval_k}")
     for round_ in range(1, args.rounds + 1):

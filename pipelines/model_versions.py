@@ -72,6 +72,9 @@ def generation_settings(metadata: dict) -> LLMSettings:
     """The settings the version was trained with, with the stop bias calibrated for it when
     its run calibrated one (steps/calibrate_stop_bias.py)."""
     settings = dict(metadata["llm_settings"])
+    # Versions trained before `retrieval_match` existed were prompted with examples found by
+    # words; decoding them with another retriever would show examples they never learned from.
+    settings.setdefault("retrieval_match", "words")
     if "stop_bias_calibration" in metadata:
         settings["stop_logit_bias"] = metadata["stop_bias_calibration"]["chosen_bias"]
     return LLMSettings.model_validate(settings)

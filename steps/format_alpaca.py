@@ -36,7 +36,7 @@ def format_alpaca(
     Annotated[dict, "alpaca_stats"],
     Annotated[LLMSettings, "llm_settings"],
 ]:
-    table = build_prompt_table(studies, settings.retrieval_k)
+    table = build_prompt_table(studies, settings.retrieval_k, settings.retrieval_match)
     settings = resolve_token_budgets(table, settings)
     stats = token_stats_by_split(table, settings)
     log_flat_metrics(stats, prefix="alpaca")

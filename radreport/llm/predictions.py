@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Mapping
 import pandas as pd
 
 from radreport.llm.generate import PromptTooLong, ReportGenerator
-from radreport.llm.retrieval import ImpressionIndex
+from radreport.llm.retrieval import ImpressionIndex, RetrievalMatch
 
 EVALUATION_SPLITS = ("val", "test")
 PREDICTION_COLUMNS = ("study_id", "split", "impression", "reference", "generated", "out_of_room")
@@ -110,11 +110,14 @@ def predict_impressions(
     impressions: list[str],
     train: pd.DataFrame | None = None,
     retrieval_k: int = 0,
+    retrieval_match: RetrievalMatch = "characters",
 ) -> list[str]:
     """Reports for new impressions; with retrieval_k > 0 the prompts show the k most similar
-    studies of `train` (impression, report), as the model saw in training. PromptTooLong
-    for the first impression whose prompt fills the model's context."""
-    return generator.generate(impressions, _retrieved_examples(impressions, train, retrieval_k))
+    studies of `train` (impression, report), found as the model's were in training
+    (`retrieval_match`). PromptTooLong for the first impression whose prompt fills the
+    model's context."""
+    examples = _retrieved_examples(impressions, train, retrieval_k, retrieval_match)
+    return generator.generate(impressions, examples)
 
 
 def predict_fitting_impressions(
@@ -122,10 +125,11 @@ def predict_fitting_impressions(
     impressions: list[str],
     train: pd.DataFrame | None = None,
     retrieval_k: int = 0,
+    retrieval_match: RetrievalMatch = "characters",
 ) -> tuple[list[str | None], list[PromptTooLong]]:
     """predict_impressions for every impression whose prompt fits the model's context; the
     others get None in place of a report, and their PromptTooLong (in input order)."""
-    examples = _retrieved_examples(impressions, train, retrieval_k)
+    examples = _retrieved_examples(impressions, train, retrieval_k, retrieval_match)
     reports, _, too_long = _generate_fitting(generator, impressions, examples)
     return reports, too_long
 
@@ -166,8 +170,12 @@ def _generate_fitting(
 
 
 def _retrieved_examples(
-    impressions: list[str], train: pd.DataFrame | None, retrieval_k: int
+    impressions: list[str],
+    train: pd.DataFrame | None,
+    retrieval_k: int,
+    retrieval_match: RetrievalMatch,
 ) -> list[list[tuple[str, str]]] | None:
     if retrieval_k > 0 and train is not None and not train.empty:
-        return ImpressionIndex.from_table(train).nearest(impressions, retrieval_k)
+        index = ImpressionIndex.from_table(train, match=retrieval_match)
+        return index.nearest(impressions, retrieval_k)
     return None

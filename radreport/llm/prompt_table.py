@@ -11,7 +11,7 @@ from radreport.data.alpaca import build_alpaca_dataset, format_prompt
 from radreport.data.splits import SPLITS
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.report_shape import ReportShape
-from radreport.llm.retrieval import ImpressionIndex
+from radreport.llm.retrieval import ImpressionIndex, RetrievalMatch
 from radreport.llm.settings import LLMSettings
 from radreport.llm.token_budgets import sized_budget
 
@@ -19,13 +19,15 @@ PROMPT_COLUMNS = ("study_id", "split", "impression", "report", "examples", "prom
 TOKEN_BUDGETS = ("max_seq_length", "max_new_tokens")
 
 
-def build_prompt_table(studies: pd.DataFrame, retrieval_k: int) -> pd.DataFrame:
+def build_prompt_table(
+    studies: pd.DataFrame, retrieval_k: int, retrieval_match: RetrievalMatch = "characters"
+) -> pd.DataFrame:
     """Examples come from the train split only, never from the study itself, so validation
     and test prompts see nothing a deployed model would not have."""
     table = studies[["study_id", "split", "impression", "report"]].reset_index(drop=True)
     train = table[table["split"] == "train"]
     if retrieval_k > 0 and not train.empty:
-        index = ImpressionIndex.from_table(train)
+        index = ImpressionIndex.from_table(train, match=retrieval_match)
         examples = index.nearest(
             table["impression"].tolist(), retrieval_k, study_ids=table["study_id"].tolist()
         )

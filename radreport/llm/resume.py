@@ -30,6 +30,7 @@ _NOT_FINGERPRINTED = {
     "max_new_tokens",
     "num_beams",
     "retrieval_k",
+    "retrieval_match",
     "num_threads",
     "eval_samples",
     "eval_sample_max_new_tokens",

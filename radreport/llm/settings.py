@@ -138,6 +138,11 @@ class LLMSettings(ConfigSection):
     # radiologist's impression among candidates it rates alike.
     mbr_impression_weight: float = Field(0.0, ge=0.0)
     retrieval_k: int = Field(0, ge=0)
+    # How the retrieved studies are found: TF-IDF over the impressions' character 2- to
+    # 5-grams, which keep the writer's numbering and punctuation and so find the reports of
+    # the same template (radreport.llm.retrieval), or over their words and word pairs, the
+    # earlier rule (versions trained before this setting existed retrieve by words).
+    retrieval_match: Literal["characters", "words"] = "characters"
     # "onnxruntime": greedy decoding on the CPU through an ONNX Runtime GenAI export of the
     # model (adapter merged, fp32; exported once, cached by content). The same tokens as
     # fp32 PyTorch, about 2x faster per report here; beams and MBR need "torch".

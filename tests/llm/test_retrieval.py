@@ -106,3 +106,50 @@ def test_among_identical_impressions_the_most_typical_report_comes_first():
         "The lungs are  clear .",
         "Small calcified granuloma. Lungs otherwise clear.",
     ]
+
+
+# Two radiologists write the same impression, one numbered and one not, each above the
+# findings of their own template; the unnumbered writer's report is the more common one.
+WRITERS = pd.DataFrame(
+    {
+        "study_id": ["a", "b", "c", "d", "e"],
+        "impression": ["No acute pulmonary disease."] * 3 + ["1. No acute pulmonary disease."] * 2,
+        "report": ["The lungs are clear."] * 3
+        + ["PA and lateral chest examination was obtained. The lungs are clear."] * 2,
+    }
+)
+
+
+def test_characters_find_the_same_writers_numbered_impression_and_words_do_not():
+    query = ["1. No acute pulmonary disease."]
+    [[by_characters]] = ImpressionIndex.from_table(WRITERS).nearest(query, k=1)
+    assert by_characters == (
+        "1. No acute pulmonary disease.",
+        "PA and lateral chest examination was obtained. The lungs are clear.",
+    )
+    # Word tokens drop the "1." (and the full stop), so every row ties and the most typical
+    # report of the impression comes first.
+    [[by_words]] = ImpressionIndex.from_table(WRITERS, match="words").nearest(query, k=1)
+    assert by_words == ("No acute pulmonary disease.", "The lungs are clear.")
+    # Unnumbered, the query is the first writer's again under either rule.
+    for match in ("characters", "words"):
+        index = ImpressionIndex.from_table(WRITERS, match=match)
+        [[nearest]] = index.nearest(["No acute pulmonary disease."], k=1)
+        assert nearest == ("No acute pulmonary disease.", "The lungs are clear.")
+
+
+def test_characters_rank_a_misspelt_impression_by_its_near_neighbour(index):
+    # No word of "pnuemonia" or "RLL" matches a training word; character n-grams still do.
+    [[nearest]] = index.nearest(["Right lower lobe pnuemonia"], k=1)
+    assert nearest[0] == "Right lower lobe pneumonia."
+    [[by_words]] = ImpressionIndex.from_table(TRAINING, match="words").nearest(
+        ["Right lower lobe pnuemonia"], k=1
+    )
+    assert by_words[0] == "Right lower lobe pneumonia."  # "right lower lobe" alone suffices
+    [[only_characters]] = index.nearest(["Cardiomegally"], k=1)
+    assert only_characters[0] == "Cardiomegaly with small bilateral pleural effusions."
+
+
+def test_an_unknown_match_is_refused():
+    with pytest.raises(ValueError, match="'characters' or 'words', not 'letters'"):
+        ImpressionIndex(["a"], ["b"], match="letters")

@@ -397,7 +397,11 @@ def test_generate_cli_on_onnxruntime_writes_the_fp32_torch_report(trained, tmp_p
         max_new_tokens=settings.max_new_tokens, stop_logit_bias=settings.stop_logit_bias,
     )  # fmt: skip
     expected = predict_impressions(
-        torch_generator, [impression], model.train_pairs, settings.retrieval_k
+        torch_generator,
+        [impression],
+        model.train_pairs,
+        settings.retrieval_k,
+        settings.retrieval_match,
     )
     assert report and report == expected[0]
     assert list((tmp_path / "onnx").glob("*/model.onnx"))  # exported into the cache
