@@ -6,7 +6,10 @@ and, with `mbr_example_references`, a pseudo-reference for MBR. This scores that
 study's findings as if they were the report, for both rules, beside the exact-impression
 lookup, with the evaluation's own code on the halves of `iu_xray_halves.py` (a choice is
 made on dev and scored on held-out) and split by whether the val impression occurs in train
-as written (the same characters) or not. No model runs; about 20 seconds.
+as written (the same characters) or not. A second lookup, `lookup_as_written`, matches the
+impression as written rather than normalised (the most common report among the training
+studies with exactly that impression, else the lookup's report): the writer-aware bar a
+retriever by characters should be held to. No model runs; about 20 seconds.
 
     .venv/bin/python benchmarks/iu_xray_retrieval_match.py
 
@@ -18,6 +21,7 @@ benchmarks/results/iu_xray_retrieval_match.csv first_by_characters`).
 from __future__ import annotations
 
 import json
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -26,11 +30,28 @@ from iu_xray_halves import halves_table
 
 from radreport.llm.retrieval import ImpressionIndex
 from radreport.metrics.baselines import baseline_reports
+from radreport.metrics.normalize import normalize_report
 from radreport.metrics.scoring import score_systems
 from radreport.metrics.settings import EvaluationSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MATCHES = ("characters", "words")
+
+
+def lookup_as_written(train, impressions: list[str], fallbacks: list[str]) -> list[str]:
+    """The most common report (normalised; the first of them as written) of the training
+    studies whose impression is exactly the query, else the fallback."""
+    reports_by_impression = defaultdict(list)
+    for impression, report in zip(train["impression"], train["report"], strict=True):
+        reports_by_impression[impression].append(report)
+    chosen = {}
+    for impression, reports in reports_by_impression.items():
+        normalised = [normalize_report(report) for report in reports]
+        most_common = Counter(normalised).most_common(1)[0][0]
+        chosen[impression] = reports[normalised.index(most_common)]
+    return [
+        chosen.get(text, fallback) for text, fallback in zip(impressions, fallbacks, strict=True)
+    ]
 
 
 def main() -> None:
@@ -42,10 +63,17 @@ def main() -> None:
     table["exact_impression_lookup"] = baseline_reports(
         train.rename(columns={"report": "reference"}), impressions
     )["exact_impression_lookup"]
+    table["lookup_as_written"] = lookup_as_written(
+        train, impressions, table["exact_impression_lookup"].tolist()
+    )
     for match in MATCHES:
         index = ImpressionIndex.from_table(train, match=match)
         table[f"first_by_{match}"] = [row[0][1] for row in index.nearest(impressions, k=1)]
-    columns = ["exact_impression_lookup", *(f"first_by_{match}" for match in MATCHES)]
+    columns = [
+        "exact_impression_lookup",
+        "lookup_as_written",
+        *(f"first_by_{match}" for match in MATCHES),
+    ]
     RESULTS.mkdir(exist_ok=True)
     table.to_csv(RESULTS / "iu_xray_retrieval_match.csv", index=False)
 
