@@ -7,7 +7,8 @@ from collections.abc import Collection, Iterable, Mapping
 import pandas as pd
 
 from radreport.llm.generate import PromptTooLong, ReportGenerator
-from radreport.llm.retrieval import ImpressionIndex, RetrievalMatch
+from radreport.llm.retrieval import ImpressionIndex
+from radreport.llm.settings import RetrievalMatch
 
 EVALUATION_SPLITS = ("val", "test")
 PREDICTION_COLUMNS = ("study_id", "split", "impression", "reference", "generated", "out_of_room")

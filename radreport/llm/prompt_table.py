@@ -11,8 +11,8 @@ from radreport.data.alpaca import build_alpaca_dataset, format_prompt
 from radreport.data.splits import SPLITS
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.report_shape import ReportShape
-from radreport.llm.retrieval import ImpressionIndex, RetrievalMatch
-from radreport.llm.settings import LLMSettings
+from radreport.llm.retrieval import ImpressionIndex
+from radreport.llm.settings import LLMSettings, RetrievalMatch
 from radreport.llm.token_budgets import sized_budget
 
 PROMPT_COLUMNS = ("study_id", "split", "impression", "report", "examples", "prompt")

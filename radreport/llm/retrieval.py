@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
+from radreport.llm.settings import RetrievalMatch
 from radreport.metrics.normalize import normalize_report
 
 Example = tuple[str, str]
-RetrievalMatch = Literal["characters", "words"]
 
 # Similarities are computed for this many queries at once, so memory stays bounded for any
 # number of queries (a dense block of QUERY_CHUNK x training-set floats).

@@ -17,6 +17,8 @@ from radreport.config_loading import ConfigSection
 # The stop bias's bounds, either side of 0; stop bias calibration never steps beyond them.
 STOP_LOGIT_BIAS_LIMIT = 20.0
 ALL_LINEAR_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# How retrieval-augmented prompts find their examples (radreport.llm.retrieval).
+RetrievalMatch = Literal["characters", "words"]
 
 
 class LLMSettings(ConfigSection):
@@ -142,7 +144,7 @@ class LLMSettings(ConfigSection):
     # 5-grams, which keep the writer's numbering and punctuation and so find the reports of
     # the same template (radreport.llm.retrieval), or over their words and word pairs, the
     # earlier rule (versions trained before this setting existed retrieve by words).
-    retrieval_match: Literal["characters", "words"] = "characters"
+    retrieval_match: RetrievalMatch = "characters"
     # "onnxruntime": greedy decoding on the CPU through an ONNX Runtime GenAI export of the
     # model (adapter merged, fp32; exported once, cached by content). The same tokens as
     # fp32 PyTorch, about 2x faster per report here; beams and MBR need "torch".
