@@ -21,7 +21,6 @@ benchmarks/results/iu_xray_retrieval_match.csv first_by_characters`).
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -29,29 +28,13 @@ from iu_xray_finetune import load_studies
 from iu_xray_halves import halves_table
 
 from radreport.llm.retrieval import ImpressionIndex
-from radreport.metrics.baselines import baseline_reports
+from radreport.metrics.baselines import baseline_reports, exact_lookup_reports
 from radreport.metrics.normalize import normalize_report
 from radreport.metrics.scoring import score_systems
 from radreport.metrics.settings import EvaluationSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MATCHES = ("characters", "words")
-
-
-def lookup_as_written(train, impressions: list[str], fallbacks: list[str]) -> list[str]:
-    """The most common report (normalised; the first of them as written) of the training
-    studies whose impression is exactly the query, else the fallback."""
-    reports_by_impression = defaultdict(list)
-    for impression, report in zip(train["impression"], train["report"], strict=True):
-        reports_by_impression[impression].append(report)
-    chosen = {}
-    for impression, reports in reports_by_impression.items():
-        normalised = [normalize_report(report) for report in reports]
-        most_common = Counter(normalised).most_common(1)[0][0]
-        chosen[impression] = reports[normalised.index(most_common)]
-    return [
-        chosen.get(text, fallback) for text, fallback in zip(impressions, fallbacks, strict=True)
-    ]
 
 
 def main() -> None:
@@ -63,8 +46,13 @@ def main() -> None:
     table["exact_impression_lookup"] = baseline_reports(
         train.rename(columns={"report": "reference"}), impressions
     )["exact_impression_lookup"]
-    table["lookup_as_written"] = lookup_as_written(
-        train, impressions, table["exact_impression_lookup"].tolist()
+    train_reports = train["report"].tolist()
+    table["lookup_as_written"] = exact_lookup_reports(
+        train["impression"].tolist(),
+        train_reports,
+        [normalize_report(report) for report in train_reports],
+        impressions,
+        table["exact_impression_lookup"].tolist(),
     )
     for match in MATCHES:
         index = ImpressionIndex.from_table(train, match=match)

@@ -76,13 +76,17 @@ def _tfidf_reports(
     return [train_reports[indexed[position]] if position >= 0 else fallback for position in nearest]
 
 
-def _exact_lookup_reports(
+def exact_lookup_reports(
     train_impressions: list[str],
     train_reports: list[str],
     normalized_reports: list[str],
     queries: list[str],
     fallbacks: list[str],
 ) -> list[str]:
+    """For each query, the most frequent report (by `normalized_reports`, the first such row
+    on ties) of the training rows whose impression equals it, else its fallback. The
+    baseline compares normalised impressions; given them as written, it is a lookup that
+    tells writers apart (benchmarks/iu_xray_retrieval_match.py)."""
     rows_by_impression: dict[str, list[int]] = defaultdict(list)
     for row, impression in enumerate(train_impressions):
         if impression:
@@ -107,7 +111,7 @@ def baseline_reports(train: pd.DataFrame, impressions: Sequence[str]) -> dict[st
     train_impressions = [normalize_report(text) for text in train["impression"].astype(str)]
     queries = [normalize_report(str(text)) for text in impressions]
     tfidf = _tfidf_reports(train_impressions, train_reports, queries, most_frequent)
-    exact = _exact_lookup_reports(
+    exact = exact_lookup_reports(
         train_impressions, train_reports, normalized_reports, queries, tfidf
     )
     return {
