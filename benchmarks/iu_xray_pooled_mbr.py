@@ -49,9 +49,10 @@ def member_candidates(spec: str, impressions: list[str]) -> tuple[list, list, di
     if settings.mbr_candidates < 2:
         raise SystemExit(f"{spec} decodes without MBR: nothing to pool")
     generator = trained_report_generator(settings, member.adapter_dir, member.alpaca_table)
-    examples = ImpressionIndex.from_table(member.train_pairs).nearest(
-        impressions, settings.retrieval_k
-    )
+    # Found as the version's own prompts were (a version trained before retrieval_match
+    # existed retrieves by words).
+    index = ImpressionIndex.from_table(member.train_pairs, match=settings.retrieval_match)
+    examples = index.nearest(impressions, settings.retrieval_k)
     started = time.perf_counter()
     groups = generator.candidate_groups(impressions, examples)
     print(
