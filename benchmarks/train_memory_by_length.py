@@ -285,33 +285,7 @@ def measure(args: argparse.Namespace, base_model: str) -> list[dict]:
                 if (r["checkpointing"], r["checkpointing_used"])
                 == (checkpointing, result["checkpointing_used"])
             )
-            growth = ""
-            if result is not first:
-                per_row = (result["peak_rss_gib"] - first["peak_rss_gib"]) / (
-                    (result["tokens"] - first["tokens"]) / 1000
-                )
-                per_token = (
-                    (result["peak_rss_gib"] - first["peak_rss_gib"])
-                    * 2**30
-                    / ((result["tokens"] - first["tokens"]) * args.batch)
-                )
-                saved_per_token = (
-                    (result["saved_for_backward_gib"] - first["saved_for_backward_gib"])
-                    * 2**30
-                    / ((result["tokens"] - first["tokens"]) * args.batch)
-                )
-                # What the count says a token adds between the two lengths (with kept
-                # attention scores a token of a longer row keeps more).
-                counted = (
-                    result["tokens"] * result["counted_bytes_per_token"]
-                    - first["tokens"] * first["counted_bytes_per_token"]
-                ) / (result["tokens"] - first["tokens"])
-                growth = (
-                    f", {per_row / args.batch:.2f} GiB per 1,000 tokens of a row"
-                    f" ({per_token / 1000:.0f} kB a token of the batch,"
-                    f" {per_token / counted:.2f}x the count; saved for backward"
-                    f" {saved_per_token / 1000:.1f} kB, {saved_per_token / counted:.2f}x)"
-                )
+            growth = "" if result is first else growth_text(result, first, args.batch)
             used = "on" if result["checkpointing_used"] else "off"
             print(
                 f"checkpointing {checkpointing:4s} ({used}) "
@@ -321,6 +295,29 @@ def measure(args: argparse.Namespace, base_model: str) -> list[dict]:
                 flush=True,
             )
     return results
+
+
+def bytes_per_batch_token(result: dict, first: dict, key: str, batch: int) -> float:
+    """Bytes a token of the batch added to `key` (GiB) from `first`'s length to `result`'s."""
+    return (result[key] - first[key]) * 2**30 / ((result["tokens"] - first["tokens"]) * batch)
+
+
+def growth_text(result: dict, first: dict, batch: int) -> str:
+    """Peak memory's and the saved tensors' growth from `first` to `result`, per token of the
+    batch and against what the count says a token adds between the two lengths (with kept
+    attention scores a token of a longer row keeps more)."""
+    per_token = bytes_per_batch_token(result, first, "peak_rss_gib", batch)
+    saved_per_token = bytes_per_batch_token(result, first, "saved_for_backward_gib", batch)
+    counted = (
+        result["tokens"] * result["counted_bytes_per_token"]
+        - first["tokens"] * first["counted_bytes_per_token"]
+    ) / (result["tokens"] - first["tokens"])
+    return (
+        f", {per_token * 1000 / 2**30:.2f} GiB per 1,000 tokens of a row"
+        f" ({per_token / 1000:.0f} kB a token of the batch,"
+        f" {per_token / counted:.2f}x the count; saved for backward"
+        f" {saved_per_token / 1000:.1f} kB, {saved_per_token / counted:.2f}x)"
+    )
 
 
 if __name__ == "__main__":
