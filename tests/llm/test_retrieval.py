@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from radreport.llm import retrieval
 from radreport.llm.retrieval import ImpressionIndex
 
 TRAINING = pd.DataFrame(
@@ -151,3 +153,61 @@ def test_characters_find_a_misspelt_impression_words_miss(index):
 def test_an_unknown_match_is_refused():
     with pytest.raises(ValueError, match="'characters' or 'words', not 'letters'"):
         ImpressionIndex(["a"], ["b"], match="letters")
+
+
+def ranked_by_every_pair(index, impression, k, own_study=None, distinct=True):
+    """The ranking the index promises, by its definition: every training pair sorted by
+    similarity, then typicality, then table order, the query's own study left out."""
+    similarity = (
+        index.vectorizer.transform([impression]) @ index.vectorizer.transform(index.impressions).T
+    ).toarray()[0]
+    order = sorted(
+        range(len(index.impressions)),
+        key=lambda pair: (-similarity[pair], -index.typicality[pair], pair),
+    )
+    examples, seen = [], set()
+    for pair in order:
+        if len(examples) == k:
+            break
+        if own_study is not None and index.study_ids[pair] == own_study:
+            continue
+        if distinct and index.normalized_reports[pair] in seen:
+            continue
+        seen.add(index.normalized_reports[pair])
+        examples.append((index.impressions[pair], index.reports[pair]))
+    return examples
+
+
+@pytest.mark.parametrize("candidates", [1, 2, 32])
+@pytest.mark.parametrize("distinct", [True, False])
+def test_ranking_among_the_most_similar_impressions_is_the_full_ranking(
+    monkeypatch, candidates, distinct
+):
+    """Each query is ranked among the pairs of its most similar impressions only; with
+    repeated impressions, repeated reports, tied similarities and queries that are
+    training studies themselves, the examples must be those of ranking every pair."""
+    monkeypatch.setattr(retrieval, "CANDIDATE_IMPRESSIONS", candidates)
+    monkeypatch.setattr(retrieval, "SIMILARITY_BLOCK", 7)  # several query blocks
+    rng = np.random.default_rng(candidates)
+    phrases = ["No acute disease.", "no acute disease.", "Left effusion.", "Clear lungs.",
+               "1. No acute disease.", "Cardiomegaly.", "Right effusion.", "Zzz"]  # fmt: skip
+    reports = ["Lungs clear.", "lungs  clear .", "Effusion on the left.", "Heart enlarged.",
+               "Normal chest.", "Granuloma."]  # fmt: skip
+    n = 60
+    training = pd.DataFrame(
+        {
+            "study_id": [f"s{i}" for i in range(n)],
+            "impression": rng.choice(phrases, n),
+            "report": rng.choice(reports, n),
+        }
+    )
+    index = ImpressionIndex.from_table(training)
+    queries = [*training["impression"], "Effusion.", "No acute cardiopulmonary disease.", "q"]
+    ids = [*training["study_id"], None, None, None]
+    for k in (1, 3, 5):
+        got = index.nearest(queries, k, study_ids=ids, distinct=distinct)
+        expected = [
+            ranked_by_every_pair(index, query, k, own, distinct)
+            for query, own in zip(queries, ids, strict=True)
+        ]
+        assert got == expected
