@@ -19,6 +19,7 @@ from radreport.llm.prompt_table import (
     build_prompt_table,
     resolve_token_budgets,
     token_stats_by_split,
+    tokenize_splits,
     train_report_shape,
 )
 from radreport.llm.settings import LLMSettings
@@ -37,8 +38,9 @@ def format_alpaca(
     Annotated[LLMSettings, "llm_settings"],
 ]:
     table = build_prompt_table(studies, settings.retrieval_k, settings.retrieval_match)
-    settings = resolve_token_budgets(table, settings)
-    stats = token_stats_by_split(table, settings)
+    tokens = tokenize_splits(table, settings)  # once, for the budgets and the statistics
+    settings = resolve_token_budgets(table, settings, tokens)
+    stats = token_stats_by_split(table, settings, tokens)
     log_flat_metrics(stats, prefix="alpaca")
     mlflow.log_text(table["prompt"].iloc[0], "alpaca/example_prompt.txt")
     budgets = token_budgets(stats["train"], settings.max_seq_length, settings.max_new_tokens)

@@ -7,7 +7,12 @@ import sys
 
 import pandas as pd
 
-from radreport.data.alpaca import build_alpaca_dataset, format_prompt
+from radreport.data.alpaca import (
+    TokenizedParts,
+    fit_alpaca_dataset,
+    format_prompt,
+    tokenize_rows,
+)
 from radreport.data.splits import SPLITS
 from radreport.llm.base_model import resolve_base_model
 from radreport.llm.report_shape import ReportShape
@@ -60,17 +65,33 @@ def _base_tokenizer(settings: LLMSettings):
     return AutoTokenizer.from_pretrained(resolve_base_model(settings.base_model))
 
 
-def resolve_token_budgets(table: pd.DataFrame, settings: LLMSettings) -> LLMSettings:
+def tokenize_splits(table: pd.DataFrame, settings: LLMSettings) -> dict[str, list[TokenizedParts]]:
+    """Each split's prompt and report token ids with the base model's tokenizer: tokenized
+    once, for both the token budgets and the statistics."""
+    tokenizer = _base_tokenizer(settings)
+    return {split: tokenize_rows(split_rows(table, split), tokenizer) for split in SPLITS}
+
+
+def resolve_token_budgets(
+    table: pd.DataFrame,
+    settings: LLMSettings,
+    tokens: dict[str, list[TokenizedParts]] | None = None,
+) -> LLMSettings:
     """`settings` with max_seq_length and max_new_tokens set to "auto" sized by the table's
-    train split (radreport.llm.token_budgets.sized_budget); unchanged where both are numbers."""
+    train split (radreport.llm.token_budgets.sized_budget); unchanged where both are numbers.
+    `tokens`: the table's `tokenize_splits`, when the caller has them."""
     if all(getattr(settings, name) != "auto" for name in TOKEN_BUDGETS):
         return settings
     from transformers import AutoConfig
 
     path = resolve_base_model(settings.base_model)
     context = getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", None)
+    if tokens is None:
+        train_tokens = tokenize_rows(split_rows(table, "train"), _base_tokenizer(settings))
+    else:
+        train_tokens = tokens["train"]
     # Nothing cut: the lengths are measured before any limit applies.
-    train = build_alpaca_dataset(split_rows(table, "train"), _base_tokenizer(settings), sys.maxsize)
+    train = fit_alpaca_dataset(train_tokens, sys.maxsize)
     longest = {
         "max_seq_length": max(train.source_lengths, default=0),
         "max_new_tokens": max(train.report_lengths, default=0),
@@ -83,17 +104,21 @@ def resolve_token_budgets(table: pd.DataFrame, settings: LLMSettings) -> LLMSett
     )
 
 
-def token_stats_by_split(table: pd.DataFrame, settings: LLMSettings) -> dict[str, dict]:
+def token_stats_by_split(
+    table: pd.DataFrame,
+    settings: LLMSettings,
+    tokens: dict[str, list[TokenizedParts]] | None = None,
+) -> dict[str, dict]:
     """Per split: examples kept, truncated, dropped, token-length p50/p95/max of the whole
     examples and of the reports, and how many reports generation's budget (max_new_tokens)
-    is too short for; with the base model's tokenizer and the training's length limit."""
+    is too short for; with the base model's tokenizer and the training's length limit.
+    `tokens`: the table's `tokenize_splits`, when the caller has them."""
     settings.require_token_budgets(*TOKEN_BUDGETS)
-    tokenizer = _base_tokenizer(settings)
+    if tokens is None:
+        tokens = tokenize_splits(table, settings)
     stats = {}
     for split in SPLITS:
-        data = build_alpaca_dataset(
-            split_rows(table, split), tokenizer, settings.max_seq_length, settings.overlength
-        )
+        data = fit_alpaca_dataset(tokens[split], settings.max_seq_length, settings.overlength)
         stats[split] = {
             **data.stats(),
             "reports_over_max_new_tokens": data.reports_longer_than(settings.max_new_tokens),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from radreport.data import alpaca
 from radreport.data.alpaca import (
     IGNORE_INDEX,
     INSTRUCTION_HEADER,
@@ -123,3 +124,29 @@ def test_length_statistics_use_untruncated_lengths(tokenizer):
     assert data.reports_longer_than(max(report_tokens)) == 0
     assert data.reports_longer_than(min(report_tokens) - 1) == 2
     assert token_length_stats(list(range(1, 101)))["p95"] == pytest.approx(95.05)
+
+
+def test_rows_tokenized_in_batches_get_each_text_s_own_ids(tokenizer, monkeypatch):
+    """Batches of texts (several, the last one short) give the ids of one call per text."""
+    monkeypatch.setattr(alpaca, "TOKENIZE_BATCH", 2)
+    rows = [
+        *ROWS,
+        {
+            "impression": "Effusion.",
+            "report": " A small left effusion. ",
+            "examples": [(ROWS[0]["impression"], ROWS[0]["report"])],
+        },
+        {"impression": "Clear.", "report": ""},
+        {"impression": "Nodule #3.", "report": "A 4 mm nodule.\nStable."},
+    ]
+    parts = alpaca.tokenize_rows(rows, tokenizer)
+    expected = [
+        (
+            tokenizer(format_prompt(row["impression"], row.get("examples", ())))["input_ids"],
+            tokenizer(row["report"].strip(), add_special_tokens=False)["input_ids"]
+            + [tokenizer.eos_token_id],
+        )
+        for row in rows
+    ]
+    assert parts == expected
+    assert alpaca.tokenize_rows([], tokenizer) == []

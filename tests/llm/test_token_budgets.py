@@ -14,6 +14,7 @@ from radreport.llm.prompt_table import (
     build_prompt_table,
     resolve_token_budgets,
     token_stats_by_split,
+    tokenize_splits,
 )
 from radreport.llm.settings import LLMSettings
 from radreport.llm.token_budgets import budget_shortfalls, sized_budget, token_budgets
@@ -72,6 +73,10 @@ def test_auto_budgets_are_the_train_split_s_longest_example_and_report(tiny_llam
     # Sized to the data, the budgets hold all of it: nothing truncated, no shortfall said.
     stats = token_stats_by_split(table, sized)
     assert stats["train"]["truncated"] == stats["train"]["dropped"] == 0
+    # The step tokenizes once for both: the same budgets and statistics.
+    tokens = tokenize_splits(table, settings)
+    assert resolve_token_budgets(table, settings, tokens) == sized
+    assert token_stats_by_split(table, sized, tokens) == stats
     assert stats["train"]["reports_over_max_new_tokens"] == 0
     budgets = token_budgets(stats["train"], sized.max_seq_length, sized.max_new_tokens)
     assert budget_shortfalls(budgets) == []
