@@ -24,6 +24,7 @@ from radreport.llm.resume import (
 )
 from radreport.llm.run_folder import RunFolder, claim_run_folder
 from radreport.llm.settings import LLMSettings
+from radreport.llm.validation_sample import validation_loss_rows
 
 if TYPE_CHECKING:
     # Not at run time: it imports transformers, which must load after the backend.
@@ -83,6 +84,15 @@ def prepare_training(
     settings = resolve_for_device(settings)
     if settings.num_threads is not None:
         torch.set_num_threads(settings.num_threads)
+    loss_rows = validation_loss_rows(val_rows, settings.eval_loss_studies, settings.seed)
+    if len(loss_rows) < len(val_rows):
+        logger.info(
+            "validation loss on %d of the %d val studies, drawn by seed %d (llm.eval_loss_studies)",
+            len(loss_rows),
+            len(val_rows),
+            settings.seed,
+        )
+    val_rows = loss_rows
     fingerprint = run_fingerprint(settings, train_rows, val_rows)
     run_folder = claim_run_folder(Path(output_dir), fingerprint)
     try:

@@ -94,6 +94,11 @@ class LLMSettings(ConfigSection):
     # text behind each validation loss can be read; short, as they cost training time.
     eval_samples: int = Field(4, ge=0)
     eval_sample_max_new_tokens: int = Field(96, gt=0)
+    # The validation loss (and early stopping) on at most this many val studies, a sample
+    # drawn by `seed` where the split is larger (radreport.llm.validation_sample): on a large
+    # archive every evaluation over the whole split would cost more than the training
+    # between two. None: every val study.
+    eval_loss_studies: PositiveInt | None = 1000
 
     # Generation
     # The most tokens a report may take; it is cut there. "auto": the longest train report's,
