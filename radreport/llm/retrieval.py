@@ -61,6 +61,27 @@ def usable_cores() -> int:
 
 
 @dataclass(frozen=True)
+class _TextGroups:
+    """Items grouped by equal text: `texts` the distinct ones (sorted), `group[i]` item i's
+    text, and the items of text t are `members[start[t]:start[t + 1]]`, in input order."""
+
+    texts: np.ndarray
+    group: np.ndarray
+    members: np.ndarray
+    start: np.ndarray
+
+    @classmethod
+    def of(cls, texts: Sequence[str]) -> _TextGroups:
+        distinct, group = np.unique(np.asarray(texts, dtype=object), return_inverse=True)
+        members = np.argsort(group, kind="stable")
+        start = np.searchsorted(group[members], np.arange(len(distinct) + 1))
+        return cls(distinct, group, members, start)
+
+    def items_of(self, text: int) -> np.ndarray:
+        return self.members[self.start[text] : self.start[text + 1]]
+
+
+@dataclass(frozen=True)
 class _RankedPairs:
     pairs: np.ndarray  # pair positions, best first
     complete: bool  # every pair of the index, not only the most similar impressions'
@@ -98,14 +119,9 @@ class ImpressionIndex:
         # was written; similarities are then computed once per distinct impression (IU X-Ray
         # train: 911 for 2,069 pairs), each standing for all the pairs that share it.
         matrix = self.vectorizer.fit_transform(self.impressions)
-        texts = np.asarray(self.impressions, dtype=object)
-        _, first, self.pair_text = np.unique(texts, return_index=True, return_inverse=True)
-        self.text_matrix = matrix[first]
-        # The pairs of distinct impression t: text_pairs[text_start[t]:text_start[t + 1]].
-        self.text_pairs = np.argsort(self.pair_text, kind="stable")
-        self.text_start = np.searchsorted(
-            self.pair_text[self.text_pairs], np.arange(len(first) + 1)
-        )
+        self.pairs_by_text = _TextGroups.of(self.impressions)
+        first_pairs = self.pairs_by_text.members[self.pairs_by_text.start[:-1]]
+        self.text_matrix = matrix[first_pairs]
         self.normalized_reports = [normalize_report(report) for report in self.reports]
         self.typicality = _typicality(self.impressions, self.normalized_reports)
 
@@ -148,23 +164,19 @@ class ImpressionIndex:
             return []
         # Queries with the same text share their similarities and ranking; only the study
         # each one must not be given differs.
-        query_texts, query_text = np.unique(
-            np.asarray([str(text) for text in impressions], dtype=object), return_inverse=True
-        )
-        queries_of_text = np.split(
-            np.argsort(query_text, kind="stable"),
-            np.cumsum(np.bincount(query_text, minlength=len(query_texts)))[:-1],
-        )
+        queries = _TextGroups.of([str(text) for text in impressions])
         own_ids = None if study_ids is None or self.study_ids is None else list(study_ids)
         neighbours: list[list[Example]] = [[] for _ in impressions]
-        for start, similarity in self._similarity_blocks(query_texts):
+        for start, similarity in self._similarity_blocks(queries.texts):
             for row, text_similarity in enumerate(similarity):
                 ranked = self._ranked_pairs(text_similarity, CANDIDATE_IMPRESSIONS)
-                for query in queries_of_text[start + row]:
+                everything = None  # every pair ranked, made once for the text when needed
+                for query in queries.items_of(start + row):
                     own = None if own_ids is None else own_ids[query]
                     examples = self._examples(ranked.pairs, k, own, distinct)
                     if len(examples) < k and not ranked.complete:
-                        everything = self._ranked_pairs(text_similarity, len(text_similarity))
+                        if everything is None:
+                            everything = self._ranked_pairs(text_similarity, len(text_similarity))
                         examples = self._examples(everything.pairs, k, own, distinct)
                     neighbours[query] = examples
         return neighbours
@@ -210,11 +222,12 @@ class ImpressionIndex:
             texts = np.flatnonzero(text_similarity >= threshold)
         else:
             texts = np.arange(n_texts)
-        starts, ends = self.text_start[texts], self.text_start[texts + 1]
+        groups = self.pairs_by_text
+        starts, ends = groups.start[texts], groups.start[texts + 1]
         lengths = ends - starts
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        pairs = self.text_pairs[offsets + np.arange(lengths.sum())]
-        pair_similarity = text_similarity[self.pair_text[pairs]]
+        pairs = groups.members[offsets + np.arange(lengths.sum())]
+        pair_similarity = text_similarity[groups.group[pairs]]
         order = np.lexsort((pairs, -self.typicality[pairs], -pair_similarity))
         return _RankedPairs(pairs[order], complete=len(texts) == n_texts)
 
