@@ -352,11 +352,10 @@ def generate(
     max_new_tokens: int | None,
 ) -> None:
     """Write the detailed report for one impression with a trained model version."""
-    from radreport.llm.predictions import predict_impressions
-
     if not impression.strip():
         fail("--impression is empty", 2)
     from radreport.llm.generate import PromptTooLong
+    from radreport.llm.predictions import predict_impressions
 
     model = load_model_or_exit(model_spec)
     generator = report_generator(
@@ -462,8 +461,6 @@ def evaluate(
     empty, DIR/rejected.csv says why, the other rows are written and scored, and the command
     then exits with status 2 naming the first rejected row.
     """
-    from radreport.llm.predictions import predict_fitting_impressions
-    from radreport.metrics.evaluate import evaluate_reports
     from radreport.metrics.report_tables import read_prompt_table
 
     try:
@@ -484,6 +481,11 @@ def evaluate(
     # Its own files and the evaluation report's.
     own_files = ("predictions.csv", "generation.json", "metrics.json", "rejected.csv")
     prepare_output_dir(out, (*own_files, *REPORT_FILES))
+    # Imported once the input is known good: torch and the metrics take seconds to load, and
+    # a mistyped file should be refused at once.
+    from radreport.llm.predictions import predict_fitting_impressions
+    from radreport.metrics.evaluate import evaluate_reports
+
     model = load_model_or_exit(model_spec)
     settings = decoding_settings(model, decoder, stop_bias, max_new_tokens)
     generator = report_generator(model, settings)

@@ -9,8 +9,8 @@ Column names are matched without regard to case or surrounding spaces ("Impressi
 
 from __future__ import annotations
 
+import csv
 import io
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -39,25 +39,32 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         reason = str(exc).strip().splitlines()[-1]
         raise ValueError(f"{path}: not a readable CSV ({reason})") from None
-    return table.rename(columns=_known_column_names(table.columns, path))
+    return table.rename(columns=_known_column_names(table.columns, _header_cells(text), path))
 
 
-def _known_column_names(columns, path) -> dict[str, str]:
-    """Header -> our name for the known columns; ValueError when two headers name the same
-    one, which would leave it unclear which column holds the text."""
+def _header_cells(text: str) -> list[str]:
+    """The header as written: pandas renames a repeated header ("impression.1"), which
+    would hide the repeat from a match on the name and misname it in the error."""
+    return next(csv.reader(io.StringIO(text)), [])
+
+
+def _known_column_names(columns, header: list[str], path) -> dict[str, str]:
+    """pandas' column name -> our name for the known columns; ValueError when two headers
+    name the same one, which would leave it unclear which column holds the text."""
+    columns = [str(column) for column in columns]
+    # pandas takes a first column as the index when the rows have one field more than the
+    # header; the names are then its own.
+    written = header if len(header) == len(columns) else columns
     renames, seen = {}, {}
-    for column in map(str, columns):
-        key = column.strip().lower()
-        repeat = re.fullmatch(r"(.+)\.\d+", key)
-        if repeat and repeat.group(1) in seen:  # pandas numbers a repeated header: ".1"
-            key = repeat.group(1)
+    for column, name in zip(columns, written, strict=True):
+        key = name.strip().lower()
         if key not in KNOWN_COLUMNS:
             continue
         if key in seen:
             raise ValueError(
-                f"{path}: column '{key}' appears twice (headers {seen[key]!r} and {column!r})"
+                f"{path}: column '{key}' appears twice (headers {seen[key]!r} and {name!r})"
             )
-        seen[key] = column
+        seen[key] = name
         if key != column:
             renames[column] = key
     return renames

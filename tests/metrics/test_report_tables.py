@@ -41,6 +41,35 @@ def test_column_names_match_without_case_or_spaces(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("header", "first", "second"),
+    [
+        ("study_id,impression,findings,impression", "impression", "impression"),
+        # pandas names the repeat " Impression .1", which no longer reads as "impression"
+        ("study_id, Impression ,findings, Impression ", " Impression ", " Impression "),
+        ("study_id,Impression,findings,IMPRESSION", "Impression", "IMPRESSION"),
+    ],
+)
+def test_a_known_column_given_twice_is_refused_with_its_headers_as_written(
+    tmp_path, header, first, second
+):
+    path = tmp_path / "twice.csv"
+    path.write_text(f"{header}\na,b,c,d\n")
+    expected = f"twice.csv: column 'impression' appears twice (headers {first!r} and {second!r})"
+    with pytest.raises(ValueError) as error:
+        read_prompt_table(path)
+    assert str(error.value).endswith(expected)
+
+
+def test_other_columns_may_repeat_and_a_known_name_may_carry_a_suffix(tmp_path):
+    path = tmp_path / "notes.csv"
+    path.write_text("study_id,note,impression,note,impression.1\na,x,Normal.,y,z\n")
+    table = read_prompt_table(path)
+    assert table[["study_id", "impression"]].to_dict("records") == [
+        {"study_id": "a", "impression": "Normal."}
+    ]
+
+
+@pytest.mark.parametrize(
     ("content", "message"),
     [
         (
