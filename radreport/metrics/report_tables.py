@@ -39,13 +39,29 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         reason = str(exc).strip().splitlines()[-1]
         raise ValueError(f"{path}: not a readable CSV ({reason})") from None
-    return table.rename(columns=_known_column_names(table.columns, _header_cells(text), path))
+    header = _header_cells(text, path)
+    return table.rename(columns=_known_column_names(table.columns, header, path))
 
 
-def _header_cells(text: str) -> list[str]:
+def _header_cells(text: str, path) -> list[str]:
     """The header as written: pandas renames a repeated header ("impression.1"), which
-    would hide the repeat from a match on the name and misname it in the error."""
-    return next(csv.reader(io.StringIO(text)), [])
+    would hide the repeat from a match on the name and misname it in the error.
+
+    ValueError when the first row has more fields than the header. pandas refuses such a
+    row anywhere else, but there it takes the rows' first fields as an index instead, and
+    every column would be read one to the left: the impression as the study id."""
+    reader = csv.reader(io.StringIO(text))
+    records = (record for record in reader if record)  # blank lines, as pandas skips them
+    try:
+        header, row = next(records, []), next(records, None)
+    except csv.Error:  # what pandas read and the csv module cannot: its names are used
+        return []
+    if row is not None and len(row) > len(header):
+        raise ValueError(
+            f"{path}: not a readable CSV (line {reader.line_num} has {len(row)} fields, "
+            f"the header has {len(header)})"
+        )
+    return header
 
 
 def _known_column_names(columns, header: list[str], path) -> dict[str, str]:

@@ -79,6 +79,16 @@ def test_other_columns_may_repeat_and_a_known_name_may_carry_a_suffix(tmp_path):
         (b"", "empty file"),
         (b"study_id,impression,findings\n", "no rows"),
         (b'study_id,impression\na,"never closed\n', "not a readable CSV"),
+        # pandas would read the first fields as an index and shift every column left
+        (
+            b"study_id,impression,findings\na,Normal.,Clear.,extra\nb,X.,Y.\n",
+            "not a readable CSV \\(line 2 has 4 fields, the header has 3\\)",
+        ),
+        (
+            b"\nstudy_id,impression,findings\n\na,Normal.,Clear.,x\nb,X.,Y.,y\n",
+            "not a readable CSV \\(line 4 has 4 fields, the header has 3\\)",
+        ),
+        (b"study_id,impression\na,b\nc,d,e\n", "not a readable CSV"),
     ],
 )
 def test_unreadable_tables_are_refused_in_one_line(tmp_path, content, message):
