@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
 
 from radreport.llm.settings import RetrievalMatch
 from radreport.metrics.normalize import normalize_report
@@ -38,16 +38,26 @@ SIMILARITY_BLOCK = 1 << 23
 # pairs hold fewer than k examples the query is ranked against every pair, so the result is
 # always the full ranking's.
 CANDIDATE_IMPRESSIONS = 32
+# Cosines are compared to this many decimals. Impressions equally similar to a query ("12
+# mm nodule" and "13 mm nodule" to "8 mm nodule") would otherwise be ordered by rounding
+# in the last bits, which follows the order of the terms in the sparse rows and so the
+# order of the training table, not by their typical report and table position as the
+# ranking promises.
+SIMILARITY_DECIMALS = 12
+
+
+def _normalized(texts: Sequence[str]) -> list[str]:
+    """normalize_report of each text, computed once per distinct text (a common impression
+    or a template report recurs hundreds of times in an archive)."""
+    done = {text: normalize_report(text) for text in dict.fromkeys(texts)}
+    return [done[text] for text in texts]
 
 
 def _typicality(impressions: Sequence[str], normalized_reports: Sequence[str]) -> np.ndarray:
     """For each pair, how many pairs share its impression and its report (both normalised
     as they are scored): the report written most often for an impression ranks first among
     that impression's pairs, as in the exact-impression lookup baseline."""
-    keys = [
-        (normalize_report(impression), report)
-        for impression, report in zip(impressions, normalized_reports, strict=True)
-    ]
+    keys = list(zip(_normalized(impressions), normalized_reports, strict=True))
     counts = Counter(keys)
     return np.array([counts[key] for key in keys], dtype=np.int64)
 
@@ -87,12 +97,31 @@ class _RankedPairs:
     complete: bool  # every pair of the index, not only the most similar impressions'
 
 
-def _vectorizer(match: RetrievalMatch) -> TfidfVectorizer:
+def _counter(match: RetrievalMatch) -> CountVectorizer:
+    """The terms an impression is compared by; TF-IDF weighted by _TermWeights."""
     if match == "characters":
-        return TfidfVectorizer(analyzer="char", ngram_range=(2, 5), sublinear_tf=True)
+        return CountVectorizer(analyzer="char", ngram_range=(2, 5), dtype=np.float64)
     if match == "words":
-        return TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+        return CountVectorizer(ngram_range=(1, 2), dtype=np.float64)
     raise ValueError(f"retrieval match must be 'characters' or 'words', not {match!r}")
+
+
+class _TermWeights:
+    """sklearn's TfidfVectorizer (sublinear TF, smoothed IDF, L2-normalised rows) fitted on
+    every pair's impression, with each distinct impression counted once instead of once per
+    pair: the counting, most of the fit, is done on the distinct texts (IU X-Ray train: 911
+    for 2,069 studies), and the IDF is fitted on their rows repeated as often as each was
+    written, so it is the one every pair gives. The rows equal TfidfVectorizer's but for the
+    last bits, which SIMILARITY_DECIMALS leaves out of the ranking."""
+
+    def __init__(self, match: RetrievalMatch, texts: _TextGroups):
+        self.counter = _counter(match)
+        counts = self.counter.fit_transform(texts.texts)
+        self.weights = TfidfTransformer(sublinear_tf=True).fit(counts[texts.group])
+        self.text_matrix = self.weights.transform(counts)
+
+    def transform(self, texts: Sequence[str]):
+        return self.weights.transform(self.counter.transform(texts))
 
 
 class ImpressionIndex:
@@ -114,15 +143,13 @@ class ImpressionIndex:
         self.impressions = [str(text) for text in impressions]
         self.reports = [str(text) for text in reports]
         self.study_ids = None if study_ids is None else np.asarray(study_ids, dtype=object)
-        self.vectorizer = _vectorizer(match)
-        # Fitted on every pair, so a repeated impression weighs in the IDF as often as it
-        # was written; similarities are then computed once per distinct impression (IU X-Ray
-        # train: 911 for 2,069 pairs), each standing for all the pairs that share it.
-        matrix = self.vectorizer.fit_transform(self.impressions)
+        # Similarities are computed once per distinct impression (IU X-Ray train: 911 for
+        # 2,069 pairs), each standing for all the pairs that share it; a repeated impression
+        # still weighs in the IDF as often as it was written.
         self.pairs_by_text = _TextGroups.of(self.impressions)
-        first_pairs = self.pairs_by_text.members[self.pairs_by_text.start[:-1]]
-        self.text_matrix = matrix[first_pairs]
-        self.normalized_reports = [normalize_report(report) for report in self.reports]
+        self.vectorizer = _TermWeights(match, self.pairs_by_text)
+        self.text_matrix = self.vectorizer.text_matrix
+        self.normalized_reports = _normalized(self.reports)
         self.typicality = _typicality(self.impressions, self.normalized_reports)
 
     @classmethod
@@ -192,7 +219,7 @@ class ImpressionIndex:
         def cosines(start: int) -> np.ndarray:
             # Rows of the TF-IDF matrix are L2-normalised, so the dot product is the cosine.
             queries = self.vectorizer.transform(query_texts[start : start + block])
-            return (queries @ index_t).toarray()
+            return np.round((queries @ index_t).toarray(), SIMILARITY_DECIMALS)
 
         starts = range(0, len(query_texts), block)
         workers = min(usable_cores(), len(starts))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from radreport.llm import retrieval
 from radreport.llm.retrieval import ImpressionIndex
@@ -155,12 +156,71 @@ def test_an_unknown_match_is_refused():
         ImpressionIndex(["a"], ["b"], match="letters")
 
 
+@pytest.mark.parametrize(
+    ("match", "definition"),
+    [
+        ("characters", TfidfVectorizer(analyzer="char", ngram_range=(2, 5), sublinear_tf=True)),
+        ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
+    ],
+)
+def test_term_weights_are_tfidf_fitted_on_every_pair(match, definition):
+    """Each distinct impression is counted once, but the IDF must be the one every pair
+    gives: a repeated impression weighs as often as it was written."""
+    impressions = ["No acute disease."] * 5 + ["no acute disease.", "Left effusion.",
+                   "1. Left effusion.", "Clear lungs, no effusion."] * 2  # fmt: skip
+    index = ImpressionIndex(impressions, [f"r{i}" for i in range(len(impressions))], match=match)
+    full = definition.fit_transform(impressions)
+    np.testing.assert_array_equal(index.vectorizer.weights.idf_, definition.idf_)
+    groups = index.pairs_by_text
+    for text, pairs in enumerate(np.split(groups.members, groups.start[1:-1])):
+        for pair in pairs:  # every pair of a distinct impression has its row
+            np.testing.assert_allclose(
+                index.text_matrix[text].toarray(), full[pair].toarray(), rtol=1e-12, atol=0
+            )
+    queries = ["Small left effusion.", "No acute cardiopulmonary disease.", "zzz"]
+    np.testing.assert_allclose(
+        index.vectorizer.transform(queries).toarray(),
+        definition.transform(queries).toarray(),
+        rtol=1e-12,
+        atol=0,
+    )
+
+
+def test_equally_similar_impressions_are_ordered_by_the_table_not_by_rounding():
+    """'12 mm' and '13 mm' are equally similar to '8 mm' (their digits weigh the same), but
+    the cosines computed for them differed in the last bits, by the order of the terms in
+    the sparse rows, which follows the order of the table: the tie must go to the earlier
+    row, as the ranking promises, whichever of the two it is."""
+    nodule = "{} mm right lower lobe pulmonary nodule; follow-up CT is recommended."
+    # A table (drawn from the demo's report templates) where the last bits put 13 first.
+    others = [
+        "Right lower lobe consolidation, compatible with pneumonia.",
+        "1. 8 mm left upper lobe pulmonary nodule; follow-up CT is recommended. 2. Mild "
+        "cardiomegaly.",
+        "1. 14 mm right upper lobe pulmonary nodule; follow-up CT is recommended. 2. Right "
+        "upper lobe consolidation, compatible with pneumonia. 3. Small left pneumothorax. 4. "
+        "Mild cardiomegaly.",
+        "1. Moderate right pleural effusion. 2. Mild cardiomegaly.",
+        "1. Small bilateral pleural effusions. 2. Left upper lobe consolidation, compatible "
+        "with pneumonia.",
+    ]
+    for first, second in ((12, 13), (13, 12)):
+        table = [nodule.format(first), nodule.format(second), *others]
+        index = ImpressionIndex(table, [f"report {i}" for i in range(len(table))])
+        [examples] = index.nearest([nodule.format(8)], k=2)
+        assert [impression for impression, _ in examples] == table[:2]
+
+
 def ranked_by_every_pair(index, impression, k, own_study=None, distinct=True):
     """The ranking the index promises, by its definition: every training pair sorted by
     similarity, then typicality, then table order, the query's own study left out."""
-    similarity = (
-        index.vectorizer.transform([impression]) @ index.vectorizer.transform(index.impressions).T
-    ).toarray()[0]
+    similarity = np.round(
+        (
+            index.vectorizer.transform([impression])
+            @ index.vectorizer.transform(index.impressions).T
+        ).toarray()[0],
+        retrieval.SIMILARITY_DECIMALS,
+    )
     order = sorted(
         range(len(index.impressions)),
         key=lambda pair: (-similarity[pair], -index.typicality[pair], pair),
