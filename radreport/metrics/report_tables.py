@@ -50,7 +50,7 @@ def _header_cells(text: str, path) -> list[str]:
     ValueError when the first row has more fields than the header. pandas refuses such a
     row anywhere else, but there it takes the rows' first fields as an index instead, and
     every column would be read one to the left: the impression as the study id."""
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text, newline=""))
     records = (record for record in reader if record)  # blank lines, as pandas skips them
     try:
         header, row = next(records, []), next(records, None)

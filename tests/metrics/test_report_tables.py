@@ -88,6 +88,10 @@ def test_other_columns_may_repeat_and_a_known_name_may_carry_a_suffix(tmp_path):
             b"\nstudy_id,impression,findings\n\na,Normal.,Clear.,x\nb,X.,Y.,y\n",
             "not a readable CSV \\(line 4 has 4 fields, the header has 3\\)",
         ),
+        (
+            b"study_id,impression,findings\ra,Normal.,Clear.,extra\rb,X.,Y.\r",  # old Mac lines
+            "not a readable CSV \\(line 2 has 4 fields, the header has 3\\)",
+        ),
         (b"study_id,impression\na,b\nc,d,e\n", "not a readable CSV"),
     ],
 )
