@@ -219,7 +219,8 @@ class ImpressionIndex:
         def cosines(start: int) -> np.ndarray:
             # Rows of the TF-IDF matrix are L2-normalised, so the dot product is the cosine.
             queries = self.vectorizer.transform(query_texts[start : start + block])
-            return np.round((queries @ index_t).toarray(), SIMILARITY_DECIMALS)
+            similarity = (queries @ index_t).toarray()
+            return np.round(similarity, SIMILARITY_DECIMALS, out=similarity)  # no 2nd block
 
         starts = range(0, len(query_texts), block)
         workers = min(usable_cores(), len(starts))
