@@ -1,8 +1,8 @@
-"""Every test session gets its own ZenML store and MLflow database.
+"""Every test session gets its own ZenML store, MLflow database and radreport cache.
 
 Set before anything imports ZenML: ZENML_CONFIG_PATH moves the global config,
 the SQLite store and the local artifact store (which holds the MLflow DB), so
-tests never touch the user's runs.
+tests never touch the user's runs. The folder is removed when every test passed.
 """
 
 from __future__ import annotations
@@ -14,11 +14,25 @@ from pathlib import Path
 
 import pytest
 
+from radreport.llm.bundled import cache_dir
+
 ZENML_TEST_HOME = Path(tempfile.mkdtemp(prefix="radreport-zenml-tests-"))
 os.environ["ZENML_CONFIG_PATH"] = str(ZENML_TEST_HOME / "config")
 os.environ["ZENML_ANALYTICS_OPT_IN"] = "false"
 os.environ["ZENML_LOGGING_VERBOSITY"] = "WARN"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Checkpoints, hand-off folders, ONNX exports and compiled kernels go to the session's own
+# cache: a finished checkpoint that an earlier session left in the user's cache would be
+# restored instead of trained, so a second run of the suite would test less than a fresh
+# machine does, and it would leave its runs among the user's. The bundled model's converted
+# folder (about 20 s to make, the same for every session) is shared with the user's cache.
+_USER_CACHE_DIR = cache_dir()
+TEST_CACHE_DIR = ZENML_TEST_HOME / "radreport-cache"
+TEST_CACHE_DIR.mkdir()
+(_USER_CACHE_DIR / "models").mkdir(parents=True, exist_ok=True)
+(TEST_CACHE_DIR / "models").symlink_to(_USER_CACHE_DIR / "models", target_is_directory=True)
+os.environ["RADREPORT_CACHE_DIR"] = str(TEST_CACHE_DIR)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,6 +53,9 @@ def pytest_sessionfinish(session, exitstatus):
         shutil.rmtree(REPOSITORY_DIR, ignore_errors=True)
     else:
         REPOSITORY_CONFIG.unlink(missing_ok=True)
+    # Kept after a failure, to look into (its path is in the failing test's ZenML logs).
+    if exitstatus == 0:
+        shutil.rmtree(ZENML_TEST_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
