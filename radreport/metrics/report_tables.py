@@ -68,8 +68,7 @@ def _known_column_names(columns, header: list[str], path) -> dict[str, str]:
     """pandas' column name -> our name for the known columns; ValueError when two headers
     name the same one, which would leave it unclear which column holds the text."""
     columns = [str(column) for column in columns]
-    # pandas takes a first column as the index when the rows have one field more than the
-    # header; the names are then its own.
+    # Where the csv module could not read the header as pandas did, pandas' names are used.
     written = header if len(header) == len(columns) else columns
     renames, seen = {}, {}
     for column, name in zip(columns, written, strict=True):
