@@ -59,11 +59,11 @@ def print_report(report) -> None:
 
 
 def train_with(config_path: Path, studies: str | None = None) -> None:
+    config = load_config_or_exit(config_path)  # before ZenML's import: a bad config in 1-2 s
     from pipelines.console import console_logs_to_stderr
     from pipelines.launch import StudiesVersionNotFound, run_llm, run_training
 
     console_logs_to_stderr()
-    config = load_config_or_exit(config_path)
     from radreport.llm.finetune import import_backend
 
     # Before the pipelines load transformers: unsloth has to patch it first.
