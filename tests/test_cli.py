@@ -39,6 +39,30 @@ def test_help_lists_every_subcommand_without_heavy_imports():
     assert probe.stdout.strip() == "[]"
 
 
+def test_bad_input_is_refused_before_any_ml_library_loads(tmp_path):
+    """A mistyped file costs a second, not the import of torch, ZenML or scikit-learn."""
+    reports = tmp_path / "reports.csv"
+    reports.write_text("study_id,impression,Impression\na,b,c\n")
+    config = tmp_path / "bad.yaml"
+    config.write_text("model_name: x\nllm:\n  retrieval_k: -1\n")
+    heavy = ("torch", "transformers", "zenml", "mlflow", "sklearn")
+    probe = (
+        "import sys, run\n"
+        "try:\n    run.cli(sys.argv[1:])\n"
+        "except SystemExit as exit:\n"
+        f"    print(exit.code, [m for m in {heavy!r} if m in sys.modules])"
+    )
+    for arguments in (
+        ["evaluate", "--reports", str(reports), "--out", str(tmp_path / "out")],
+        ["train", "--config", str(config)],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *arguments], capture_output=True, text=True, cwd=REPO
+        )
+        assert result.stdout.strip() == "2 []", result.stdout + result.stderr
+        assert result.stderr.startswith("error: ")
+
+
 @pytest.mark.parametrize("name", ["demo", "iu_xray", "llama3_8b_single_gpu"])
 def test_shipped_configs_validate(name):
     config = load_run_config(REPO / "configs" / f"{name}.yaml")

@@ -10,24 +10,28 @@ The protocol (R2Gen normalisation, sacrebleu BLEU, ROUGE-L beta 1.2, finding F1 
 approximation of CheXbert F1) is described in ../shared/knowledge/evaluation.md.
 """
 
-from radreport.metrics.baseline_table import (
-    baseline_table_json,
-    baseline_table_text,
-    score_baselines,
-    score_baselines_from_csv,
-)
-from radreport.metrics.evaluate import EvaluationResult, evaluate_reports
-from radreport.metrics.report_tables import read_report_table, standardize_report_table
-from radreport.metrics.settings import EvaluationSettings
+from __future__ import annotations
 
-__all__ = [
-    "EvaluationResult",
-    "EvaluationSettings",
-    "baseline_table_json",
-    "baseline_table_text",
-    "evaluate_reports",
-    "read_report_table",
-    "score_baselines",
-    "score_baselines_from_csv",
-    "standardize_report_table",
-]
+import importlib
+
+# Each name is imported from its module on first use (PEP 562), not with the package: the
+# baselines and the evaluation import scikit-learn (about a second), and a command that
+# only reads a report table or a config (`run.py evaluate` refusing a bad CSV) needs none.
+_MODULE_OF = {
+    "EvaluationResult": "radreport.metrics.evaluate",
+    "EvaluationSettings": "radreport.metrics.settings",
+    "baseline_table_json": "radreport.metrics.baseline_table",
+    "baseline_table_text": "radreport.metrics.baseline_table",
+    "evaluate_reports": "radreport.metrics.evaluate",
+    "read_report_table": "radreport.metrics.report_tables",
+    "score_baselines": "radreport.metrics.baseline_table",
+    "score_baselines_from_csv": "radreport.metrics.baseline_table",
+    "standardize_report_table": "radreport.metrics.report_tables",
+}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_MODULE_OF[name]), name)
