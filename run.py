@@ -178,13 +178,15 @@ def baselines(train_csv: Path, reports_csv: Path, as_json: bool) -> None:
     Rows without a reference (empty findings or report) are left out of both tables, with a
     warning: a training row has nothing to retrieve, a scored row nothing to compare with.
     """
+    train = rows_with_reference("--train", train_csv, read_reports_or_exit("--train", train_csv))
+    reports = read_reports_or_exit("--reports", reports_csv)
+    reports = rows_with_reference("--reports", reports_csv, reports)
+    # Once both tables are known good: the scoring imports scikit-learn (about a second).
     from radreport.metrics import baseline_table_json, baseline_table_text, score_baselines
     from radreport.start_up_gc import resume_full_collections
 
     resume_full_collections()
-    train = rows_with_reference("--train", train_csv, read_reports_or_exit("--train", train_csv))
-    reports = read_reports_or_exit("--reports", reports_csv)
-    table = score_baselines(train, rows_with_reference("--reports", reports_csv, reports))
+    table = score_baselines(train, reports)
     click.echo(baseline_table_json(table) if as_json else baseline_table_text(table))
 
 

@@ -54,6 +54,7 @@ def test_bad_input_is_refused_before_any_ml_library_loads(tmp_path):
     )
     for arguments in (
         ["evaluate", "--reports", str(reports), "--out", str(tmp_path / "out")],
+        ["baselines", "--train", str(reports), "--reports", str(reports)],
         ["train", "--config", str(config)],
     ):
         result = subprocess.run(
