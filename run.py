@@ -297,6 +297,33 @@ def decoding_settings(
     return settings
 
 
+def check_decoding_ranges(stop_bias: float | None, max_new_tokens: int | None) -> None:
+    """--stop-bias and --max-new-tokens against their fields' bounds before a model loads
+    (seconds), so that a value out of range is refused at once; how they fit the version's
+    other settings is checked once it has loaded (decoding_settings)."""
+    from typing import Annotated
+
+    from pydantic import TypeAdapter, ValidationError
+
+    from radreport.llm.settings import LLMSettings
+
+    for option, key, value in (
+        ("--stop-bias", "stop_logit_bias", stop_bias),
+        ("--max-new-tokens", "max_new_tokens", max_new_tokens),
+    ):
+        if value is None:
+            continue
+        field = LLMSettings.model_fields[key]
+        # The field's type with its bounds (a float's Ge and Le are kept apart as metadata).
+        bounded = (
+            Annotated[(field.annotation, *field.metadata)] if field.metadata else field.annotation
+        )
+        try:
+            TypeAdapter(bounded).validate_python(value)
+        except ValidationError as exc:
+            fail(f"{option} {value}: {exc.errors()[0]['msg']}", 2)
+
+
 def report_generator(model, settings):
     """The model version's generator, decoding by `settings` (decoding_settings)."""
     from radreport.llm.native_kernel import NativeDecoderUnavailable
@@ -356,6 +383,7 @@ def generate(
     """Write the detailed report for one impression with a trained model version."""
     if not impression.strip():
         fail("--impression is empty", 2)
+    check_decoding_ranges(stop_bias, max_new_tokens)
     from radreport.llm.generate import PromptTooLong
     from radreport.llm.predictions import predict_impressions
 
@@ -465,6 +493,7 @@ def evaluate(
     """
     from radreport.metrics.report_tables import read_prompt_table
 
+    check_decoding_ranges(stop_bias, max_new_tokens)
     try:
         table = read_prompt_table(reports_csv)
     except ValueError as exc:

@@ -40,11 +40,13 @@ def test_help_lists_every_subcommand_without_heavy_imports():
 
 
 def test_bad_input_is_refused_before_any_ml_library_loads(tmp_path):
-    """A mistyped file costs a second, not the import of torch, ZenML or scikit-learn."""
+    """A mistyped file or option costs a second, not the import of torch, ZenML or sklearn."""
     reports = tmp_path / "reports.csv"
     reports.write_text("study_id,impression,Impression\na,b,c\n")
     config = tmp_path / "bad.yaml"
     config.write_text("model_name: x\nllm:\n  retrieval_k: -1\n")
+    good = tmp_path / "good.csv"
+    good.write_text("study_id,impression\na,Effusion.\n")
     heavy = ("torch", "transformers", "zenml", "mlflow", "sklearn")
     probe = (
         "import sys, run\n"
@@ -56,12 +58,16 @@ def test_bad_input_is_refused_before_any_ml_library_loads(tmp_path):
         ["evaluate", "--reports", str(reports), "--out", str(tmp_path / "out")],
         ["baselines", "--train", str(reports), "--reports", str(reports)],
         ["train", "--config", str(config)],
+        ["generate", "--impression", "Effusion.", "--stop-bias", "30"],
+        ["generate", "--impression", "Effusion.", "--max-new-tokens", "0"],
+        ["evaluate", "--reports", str(good), "--out", str(tmp_path / "kept"), "--stop-bias", "-21"],
     ):
         result = subprocess.run(
             [sys.executable, "-c", probe, *arguments], capture_output=True, text=True, cwd=REPO
         )
         assert result.stdout.strip() == "2 []", result.stdout + result.stderr
         assert result.stderr.startswith("error: ")
+    assert not (tmp_path / "kept").exists()  # refused before --out is made
 
 
 @pytest.mark.parametrize("name", ["demo", "iu_xray", "llama3_8b_single_gpu"])
