@@ -23,10 +23,11 @@ os.environ["ZENML_LOGGING_VERBOSITY"] = "WARN"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # Checkpoints, hand-off folders, ONNX exports and compiled kernels go to the session's own
-# cache: a finished checkpoint that an earlier session left in the user's cache would be
-# restored instead of trained, so a second run of the suite would test less than a fresh
-# machine does, and it would leave its runs among the user's. The bundled model's converted
-# folder (about 20 s to make, the same for every session) is shared with the user's cache.
+# cache, not among the user's runs. A training run started again with the same settings and
+# data restores the finished run it finds there instead of training: today's tests train
+# tiny models kept in per-session folders, whose paths make every session's runs differ, but
+# a test with a fixed model would otherwise train only on a fresh machine. The bundled
+# model's converted folder (about 20 s to make, the same for every session) is shared.
 _USER_CACHE_DIR = cache_dir()
 TEST_CACHE_DIR = ZENML_TEST_HOME / "radreport-cache"
 TEST_CACHE_DIR.mkdir()
