@@ -269,6 +269,18 @@ def load_model_or_exit(spec: str | None):
     return model
 
 
+def decoding_overrides(
+    decoder: str | None, stop_bias: float | None, max_new_tokens: int | None
+) -> list[tuple[str, str, object]]:
+    """(option, LLM settings key, value) of each decoding option given on the command line."""
+    given = (
+        ("--decoder", "decoder", decoder),
+        ("--stop-bias", "stop_logit_bias", stop_bias),
+        ("--max-new-tokens", "max_new_tokens", max_new_tokens),
+    )
+    return [(option, key, value) for option, key, value in given if value is not None]
+
+
 def decoding_settings(
     model,
     decoder: str | None = None,
@@ -283,13 +295,7 @@ def decoding_settings(
     from radreport.llm.settings import LLMSettings
 
     settings = model.settings
-    for option, key, value in (
-        ("--decoder", "decoder", decoder),
-        ("--stop-bias", "stop_logit_bias", stop_bias),
-        ("--max-new-tokens", "max_new_tokens", max_new_tokens),
-    ):
-        if value is None:
-            continue
+    for option, key, value in decoding_overrides(decoder, stop_bias, max_new_tokens):
         try:
             settings = LLMSettings.model_validate({**settings.model_dump(), key: value})
         except ValidationError as exc:
@@ -297,8 +303,10 @@ def decoding_settings(
     return settings
 
 
-def check_decoding_ranges(stop_bias: float | None, max_new_tokens: int | None) -> None:
-    """--stop-bias and --max-new-tokens against their fields' bounds before a model loads
+def check_decoding_ranges(
+    decoder: str | None, stop_bias: float | None, max_new_tokens: int | None
+) -> None:
+    """The decoding options against their fields' types and bounds before a model loads
     (seconds), so that a value out of range is refused at once; how they fit the version's
     other settings is checked once it has loaded (decoding_settings)."""
     from typing import Annotated
@@ -307,12 +315,7 @@ def check_decoding_ranges(stop_bias: float | None, max_new_tokens: int | None) -
 
     from radreport.llm.settings import LLMSettings
 
-    for option, key, value in (
-        ("--stop-bias", "stop_logit_bias", stop_bias),
-        ("--max-new-tokens", "max_new_tokens", max_new_tokens),
-    ):
-        if value is None:
-            continue
+    for option, key, value in decoding_overrides(decoder, stop_bias, max_new_tokens):
         field = LLMSettings.model_fields[key]
         # The field's type with its bounds (a float's Ge and Le are kept apart as metadata).
         bounded = (
@@ -383,7 +386,7 @@ def generate(
     """Write the detailed report for one impression with a trained model version."""
     if not impression.strip():
         fail("--impression is empty", 2)
-    check_decoding_ranges(stop_bias, max_new_tokens)
+    check_decoding_ranges(decoder, stop_bias, max_new_tokens)
     from radreport.llm.generate import PromptTooLong
     from radreport.llm.predictions import predict_impressions
 
@@ -493,7 +496,7 @@ def evaluate(
     """
     from radreport.metrics.report_tables import read_prompt_table
 
-    check_decoding_ranges(stop_bias, max_new_tokens)
+    check_decoding_ranges(decoder, stop_bias, max_new_tokens)
     try:
         table = read_prompt_table(reports_csv)
     except ValueError as exc:
