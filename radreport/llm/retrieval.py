@@ -106,6 +106,7 @@ def _counter(match: RetrievalMatch) -> CountVectorizer:
     raise ValueError(f"retrieval match must be 'characters' or 'words', not {match!r}")
 
 
+@dataclass(frozen=True)
 class _TermWeights:
     """sklearn's TfidfVectorizer (sublinear TF, smoothed IDF, L2-normalised rows) fitted on
     every pair's impression, with each distinct impression counted once instead of once per
@@ -114,11 +115,16 @@ class _TermWeights:
     written, so it is the one every pair gives. The rows equal TfidfVectorizer's but for the
     last bits, which SIMILARITY_DECIMALS leaves out of the ranking."""
 
-    def __init__(self, match: RetrievalMatch, texts: _TextGroups):
-        self.counter = _counter(match)
-        counts = self.counter.fit_transform(texts.texts)
-        self.weights = TfidfTransformer(sublinear_tf=True).fit(counts[texts.group])
-        self.text_matrix = self.weights.transform(counts)
+    counter: CountVectorizer
+    weights: TfidfTransformer
+
+    @classmethod
+    def fit(cls, match: RetrievalMatch, texts: _TextGroups):
+        """The weights, and the distinct texts' rows (in `texts.texts` order)."""
+        counter = _counter(match)
+        counts = counter.fit_transform(texts.texts)
+        weights = TfidfTransformer(sublinear_tf=True).fit(counts[texts.group])
+        return cls(counter, weights), weights.transform(counts)
 
     def transform(self, texts: Sequence[str]):
         return self.weights.transform(self.counter.transform(texts))
@@ -147,8 +153,7 @@ class ImpressionIndex:
         # 2,069 pairs), each standing for all the pairs that share it; a repeated impression
         # still weighs in the IDF as often as it was written.
         self.pairs_by_text = _TextGroups.of(self.impressions)
-        self.vectorizer = _TermWeights(match, self.pairs_by_text)
-        self.text_matrix = self.vectorizer.text_matrix
+        self.vectorizer, self.text_matrix = _TermWeights.fit(match, self.pairs_by_text)
         self.normalized_reports = _normalized(self.reports)
         self.typicality = _typicality(self.impressions, self.normalized_reports)
 
