@@ -510,7 +510,7 @@ def evaluate(
         "predictions.csv keeps the input's row order",
     )  # fmt: skip
     scorable = rows_to_score(reports_csv, table)
-    from radreport.metrics.report_html import REPORT_FILES
+    from radreport.metrics.report_files import REPORT_FILES
 
     # Its own files and the evaluation report's.
     own_files = ("predictions.csv", "generation.json", "metrics.json", "rejected.csv")

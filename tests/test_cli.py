@@ -47,7 +47,7 @@ def test_bad_input_is_refused_before_any_ml_library_loads(tmp_path):
     config.write_text("model_name: x\nllm:\n  retrieval_k: -1\n")
     good = tmp_path / "good.csv"
     good.write_text("study_id,impression\na,Effusion.\n")
-    heavy = ("torch", "transformers", "zenml", "mlflow", "sklearn")
+    heavy = ("torch", "transformers", "zenml", "mlflow", "sklearn", "matplotlib")
     probe = (
         "import sys, run\n"
         "try:\n    run.cli(sys.argv[1:])\n"
@@ -61,6 +61,7 @@ def test_bad_input_is_refused_before_any_ml_library_loads(tmp_path):
         ["generate", "--impression", "Effusion.", "--stop-bias", "30"],
         ["generate", "--impression", "Effusion.", "--max-new-tokens", "0"],
         ["evaluate", "--reports", str(good), "--out", str(tmp_path / "kept"), "--stop-bias", "-21"],
+        ["evaluate", "--reports", str(good), "--out", str(good)],  # --out is a file
     ):
         result = subprocess.run(
             [sys.executable, "-c", probe, *arguments], capture_output=True, text=True, cwd=REPO

@@ -24,6 +24,7 @@ from radreport.metrics.plots import (
     plot_per_finding_f1,
     plot_report_lengths,
 )
+from radreport.metrics.report_files import PLOT_FILES, REPORT_FILE, SAMPLES_FILE
 
 if TYPE_CHECKING:
     from radreport.metrics.evaluate import EvaluationResult
@@ -79,12 +80,6 @@ def _examples_html(samples: pd.DataFrame, n_examples: int) -> str:
 def _embedded_png(path: Path) -> str:
     encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{encoded}">'
-
-
-# The files write_evaluation_report writes into its folder.
-REPORT_FILE, SAMPLES_FILE = "evaluation.html", "samples.csv"
-PLOT_FILES = ("metric_comparison.png", "per_finding_f1.png", "report_lengths.png")
-REPORT_FILES = (REPORT_FILE, SAMPLES_FILE, *PLOT_FILES)
 
 
 def write_evaluation_report(result: EvaluationResult, output_dir: Path) -> tuple[Path, list[Path]]:
