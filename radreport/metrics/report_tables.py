@@ -39,29 +39,45 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         reason = str(exc).strip().splitlines()[-1]
         raise ValueError(f"{path}: not a readable CSV ({reason})") from None
+    _refuse_an_inferred_index(table, text, path)
     header = _header_cells(text, path)
     return table.rename(columns=_known_column_names(table.columns, header, path))
 
 
+def _records(text: str):
+    """The csv module's records with pandas' blank lines (empty or only spaces) left out."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    for record in reader:
+        if record and not (len(record) == 1 and not record[0].strip()):
+            yield reader.line_num, record
+
+
 def _header_cells(text: str, path) -> list[str]:
     """The header as written: pandas renames a repeated header ("impression.1"), which
-    would hide the repeat from a match on the name and misname it in the error.
-
-    ValueError when the first row has more fields than the header. pandas refuses such a
-    row anywhere else, but there it takes the rows' first fields as an index instead, and
-    every column would be read one to the left: the impression as the study id."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    records = (record for record in reader if record)  # blank lines, as pandas skips them
+    would hide the repeat from a match on the name and misname it in the error."""
     try:
-        header, row = next(records, []), next(records, None)
+        return next((record for _, record in _records(text)), [])
     except csv.Error:  # what pandas read and the csv module cannot: its names are used
         return []
-    if row is not None and len(row) > len(header):
-        raise ValueError(
-            f"{path}: not a readable CSV (line {reader.line_num} has {len(row)} fields, "
-            f"the header has {len(header)})"
-        )
-    return header
+
+
+def _refuse_an_inferred_index(table: pd.DataFrame, text: str, path) -> None:
+    """ValueError when pandas took the rows' first fields as an index, which it does when
+    the first row has more fields than the header (it refuses such a row anywhere else):
+    every column would be read one to the left, the impression as the study id. The line is
+    named where the csv module finds it."""
+    if isinstance(table.index, pd.RangeIndex):
+        return
+    reason = "the first row has more fields than the header"
+    try:
+        records = _records(text)
+        _, header = next(records)
+        line, row = next(records)
+        if len(row) > len(header):
+            reason = f"line {line} has {len(row)} fields, the header has {len(header)}"
+    except (csv.Error, StopIteration):  # a cell over the csv module's size limit
+        pass
+    raise ValueError(f"{path}: not a readable CSV ({reason})")
 
 
 def _known_column_names(columns, header: list[str], path) -> dict[str, str]:

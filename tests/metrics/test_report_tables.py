@@ -92,6 +92,16 @@ def test_other_columns_may_repeat_and_a_known_name_may_carry_a_suffix(tmp_path):
             b"study_id,impression,findings\ra,Normal.,Clear.,extra\rb,X.,Y.\r",  # old Mac lines
             "not a readable CSV \\(line 2 has 4 fields, the header has 3\\)",
         ),
+        # a line of spaces, which pandas skips as blank, before that row
+        (
+            b"study_id,impression,findings\n \n00123,No acute disease.,Heart normal.,\n",
+            "not a readable CSV \\(line 3 has 4 fields, the header has 3\\)",
+        ),
+        # a cell over the csv module's size limit in that row: pandas' index still tells
+        (
+            b"study_id,impression,findings\n" + b"x" * 200_000 + b",Normal.,Clear.,extra\n",
+            "not a readable CSV \\(the first row has more fields than the header\\)",
+        ),
         (b"study_id,impression\na,b\nc,d,e\n", "not a readable CSV"),
     ],
 )
