@@ -215,9 +215,11 @@ def warn_rows(path: Path, table, rows: list[int], problem: str, consequence: str
     """One stderr line: how many rows of the file have `problem`, the first one named."""
     if rows:
         first = rows[0]
+        study_id = table["study_id"].iloc[first]
+        named = f"study_id {study_id}" if study_id.strip() else "no study_id"
         click.echo(
             f"warning: {path}: {len(rows)} of {len(table)} rows {problem} (first: row "
-            f"{first + 1}, study_id {table['study_id'].iloc[first]}); {consequence}",
+            f"{first + 1}, {named}); {consequence}",
             err=True,
         )
 
@@ -494,7 +496,7 @@ def evaluate(
     empty, DIR/rejected.csv says why, the other rows are written and scored, and the command
     then exits with status 2 naming the first rejected row.
     """
-    from radreport.metrics.report_tables import read_prompt_table
+    from radreport.metrics.report_tables import empty_rows, read_prompt_table
 
     check_decoding_ranges(decoder, stop_bias, max_new_tokens)
     try:
@@ -502,6 +504,11 @@ def evaluate(
     except ValueError as exc:
         fail(f"--reports {exc}", 2)
     warn_empty_impressions(reports_csv, table)
+    no_id = empty_rows(table, "study_id")
+    warn_rows(
+        reports_csv, table, no_id, "have an empty study_id",
+        "predictions.csv names them by their position alone",
+    )  # fmt: skip
     repeated = [
         index for index, seen in enumerate(table["study_id"].duplicated(keep=False)) if seen
     ]
@@ -542,7 +549,9 @@ def evaluate(
         f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows, stop bias "
         f"{generator.rules.stop_logit_bias:+g}) and {out / 'generation.json'}"
     )
-    (out / "metrics.json").unlink(missing_ok=True)  # never a previous run's scores
+    # Never a previous run's scores: a run that scores nothing writes none of these.
+    for name in ("metrics.json", *REPORT_FILES):
+        (out / name).unlink(missing_ok=True)
     scored_rows = [
         fits and has_reference for fits, has_reference in zip(written, scorable, strict=True)
     ]

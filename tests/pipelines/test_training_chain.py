@@ -25,6 +25,7 @@ from pipelines.model_versions import load_trained_model
 from pipelines.stack import mlflow_tracking_uri
 from radreport.config import RunConfig
 from radreport.data.run_inputs import demo_studies_dir
+from radreport.metrics.report_files import REPORT_FILES
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -524,6 +525,21 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
     assert "2 of 6 rows share their study_id with another row (first: row 1, study_id ok-1)" in (
         result.stderr
     )
+    # Into the same folder, a table with nothing to score: none of the first run's scores,
+    # report or rejections stay beside the new predictions.
+    assert all((out / name).exists() for name in REPORT_FILES)
+    unnamed = tmp_path / "unnamed.csv"
+    unnamed.write_text("study_id,impression\n,Small nodule.\n")
+    again = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run.py"), "evaluate", "--reports", str(unnamed),
+         "--model", trained.model, "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "1 of 1 rows have an empty study_id (first: row 1, no study_id)" in again.stderr
+    assert sorted(path.name for path in out.iterdir()) == ["generation.json", "predictions.csv"]
+    predictions = pd.read_csv(out / "predictions.csv", keep_default_na=False)
+    assert predictions["study_id"].tolist() == [""] and predictions["prediction"].iloc[0]
 
 
 def test_without_a_version_the_newest_version_with_an_adapter_is_used(trained, caplog):
