@@ -83,7 +83,9 @@ class DeidSettings(ConfigSection):
     key_env: str = "RADREPORT_DEID_KEY"
     key: SecretStr | None = None
     require_key: bool = Field(False, description="refuse the built-in demo key")
-    max_date_shift_days: int = Field(730, ge=1)
+    # At most a century: dates move back by up to this many days, and a shift of millions
+    # of days took every DICOM date before the year 1, where Python's dates end.
+    max_date_shift_days: int = Field(730, ge=1, le=36_500)
 
 
 class SplitSettings(ConfigSection):

@@ -94,8 +94,8 @@ OVERLAY_AND_CURVE_GROUPS = (0x5000, 0x6000)  # repeating groups 50xx and 60xx
 def _shift_date(value: str, shift: dt.timedelta) -> str:
     try:
         return (dt.datetime.strptime(value[:8], "%Y%m%d") + shift).strftime("%Y%m%d") + value[8:]
-    except ValueError:
-        return ""  # an unparsable date cannot be shifted, so it cannot be kept
+    except (ValueError, OverflowError):  # OverflowError: shifted before the year 1
+        return ""  # a date that cannot be shifted cannot be kept
 
 
 def _shifted(value: object, shift: dt.timedelta) -> object:

@@ -25,6 +25,9 @@ def test_unknown_keys_and_fields_are_errors():
     with pytest.raises(ValidationError):
         SyntheticSettings(min_slices=40, max_slices=32)
     assert DataSettings.model_validate({"dicom": {"depth": 16}}).dicom.depth == 16
+    # Shifts beyond a century would move DICOM dates before the year 1.
+    with pytest.raises(ValidationError, match="less than or equal to 36500"):
+        DeidSettings(max_date_shift_days=5_000_000)
 
 
 def test_key_comes_from_env_then_config_then_demo(monkeypatch, caplog):

@@ -87,3 +87,12 @@ def test_real_ct_header_keeps_what_a_model_needs(testdata):
     assert "CompressedSamples" not in _all_text(clean)
     np.testing.assert_array_equal(clean.PixelSpacing, header.PixelSpacing)
     assert clean.RescaleIntercept == header.RescaleIntercept
+
+
+def test_a_date_that_cannot_move_back_is_dropped_and_the_others_still_move():
+    # "00010101", a placeholder some systems write, has no earlier day to move to.
+    header = _demo_header()
+    header.ContentDate = "00010101"
+    clean = deidentify_dataset(header, KEYS)
+    assert clean.ContentDate == ""
+    assert clean.StudyDate and clean.StudyDate != header.StudyDate
