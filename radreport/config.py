@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from radreport.config_loading import ConfigError, ConfigSection, load_yaml_model
 from radreport.data.settings import DataSettings
@@ -25,6 +25,12 @@ class DataSourceSettings(DataSettings):
     """Which studies a run uses: the bundled synthetic CT demo or a manifest of your own."""
 
     source: Literal["synthetic", "manifest"] = "synthetic"
+
+    @model_validator(mode="after")
+    def _manifest_source_has_a_path(self) -> DataSourceSettings:
+        if self.source == "manifest" and self.manifest.path is None:
+            raise ValueError("source is 'manifest' but manifest.path is not set")
+        return self
 
 
 class RunConfig(ConfigSection):

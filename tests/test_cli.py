@@ -47,6 +47,23 @@ def test_bad_input_is_refused_before_any_ml_library_loads(tmp_path):
     config.write_text("model_name: x\nllm:\n  retrieval_k: -1\n")
     good = tmp_path / "good.csv"
     good.write_text("study_id,impression\na,Effusion.\n")
+    # What a run's data section needs from outside the config, before the stack starts.
+    no_path = tmp_path / "no_path.yaml"
+    no_path.write_text("model_name: x\ndata:\n  source: manifest\n")
+    no_manifest = tmp_path / "no_manifest.yaml"
+    no_manifest.write_text("model_name: x\ndata:\n  source: manifest\n  manifest: {path: a.csv}\n")
+    no_key = tmp_path / "no_key.yaml"
+    no_key.write_text(
+        "model_name: x\ndata:\n  deid: {require_key: true, key_env: RADREPORT_TEST_UNSET}\n"
+    )
+    said = {
+        no_path: "data: source is 'manifest' but manifest.path is not set",
+        no_manifest: (
+            f"data.manifest.path: a.csv does not exist (relative to the working directory, {REPO})"
+        ),
+        no_key: "data.deid: no de-identification key: set $RADREPORT_TEST_UNSET or deid.key in "
+        "the config",
+    }
     heavy = ("torch", "transformers", "zenml", "mlflow", "sklearn", "matplotlib")
     probe = (
         "import sys, run\n"
@@ -62,12 +79,20 @@ def test_bad_input_is_refused_before_any_ml_library_loads(tmp_path):
         ["generate", "--impression", "Effusion.", "--max-new-tokens", "0"],
         ["evaluate", "--reports", str(good), "--out", str(tmp_path / "kept"), "--stop-bias", "-21"],
         ["evaluate", "--reports", str(good), "--out", str(good)],  # --out is a file
+        ["train", "--config", str(no_path)],
+        ["data", "--config", str(no_manifest)],
+        ["train", "--config", str(no_manifest)],
+        ["train", "--config", str(no_key)],
+        ["data", "--config", str(no_key)],
     ):
         result = subprocess.run(
             [sys.executable, "-c", probe, *arguments], capture_output=True, text=True, cwd=REPO
         )
         assert result.stdout.strip() == "2 []", result.stdout + result.stderr
         assert result.stderr.startswith("error: ")
+        config = Path(arguments[-1])
+        if config in said:
+            assert result.stderr.strip() == f"error: {config}: {said[config]}"
     assert not (tmp_path / "kept").exists()  # refused before --out is made
 
 
@@ -107,6 +132,7 @@ def test_shipped_configs_validate(name):
             "export.base_model: Base model folder '/nonexistent/original' does not exist",
         ),
         ("model_name: x\nexport:\n  dtype: float32\n", "export.dtype:"),
+        ("model_name: x\ndata:\n  deid: {key_env: ''}\n", "data.deid.key_env: String should"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, expected):
@@ -387,7 +413,9 @@ def test_data_config_with_an_unreadable_manifest_exits_2_before_the_pipeline(
     config = manifest_config(tmp_path, manifest, "bundled:smollm2-135m-instruct")
     result = run_cli("data", "--config", str(config))
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"error: manifest {manifest} does not exist"
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {config}: data.manifest.path: {manifest} does not exist"
+    )
     assert "Traceback" not in result.stderr
 
 

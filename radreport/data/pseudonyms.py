@@ -60,16 +60,26 @@ class DeidKeys:
         return -dt.timedelta(days=1 + draw % self.max_date_shift_days)
 
 
-def resolve_deid_keys(settings: DeidSettings) -> DeidKeys:
-    """Secret from the environment variable, else the config, else the demo key (warned)."""
-    secret = os.environ.get(settings.key_env) or (
+def _configured_secret(settings: DeidSettings) -> str | None:
+    return os.environ.get(settings.key_env) or (
         settings.key.get_secret_value() if settings.key else None
     )
+
+
+def check_deid_key(settings: DeidSettings) -> None:
+    """DeidKeyError where the settings refuse the demo key and no key is set: a run can say
+    so before it starts."""
+    if settings.require_key and not _configured_secret(settings):
+        raise DeidKeyError(
+            f"no de-identification key: set ${settings.key_env} or deid.key in the config"
+        )
+
+
+def resolve_deid_keys(settings: DeidSettings) -> DeidKeys:
+    """Secret from the environment variable, else the config, else the demo key (warned)."""
+    check_deid_key(settings)
+    secret = _configured_secret(settings)
     if not secret:
-        if settings.require_key:
-            raise DeidKeyError(
-                f"no de-identification key: set ${settings.key_env} or deid.key in the config"
-            )
         logger.warning(
             "De-identifying with the built-in DEMO key: pseudonyms are reproducible by anyone. "
             "Set $%s for real patient data.",

@@ -80,7 +80,7 @@ class DicomSettings(ConfigSection):
 class DeidSettings(ConfigSection):
     """Keyed pseudonymisation. The key comes from `key_env`, else `key`, else the demo key."""
 
-    key_env: str = "RADREPORT_DEID_KEY"
+    key_env: str = Field("RADREPORT_DEID_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     key: SecretStr | None = None
     require_key: bool = Field(False, description="refuse the built-in demo key")
     # At most a century: dates move back by up to this many days, and a shift of millions
