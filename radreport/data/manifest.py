@@ -149,8 +149,14 @@ def _json_lines_rows(path: Path, text: str) -> _ParsedRows:
             bad_lines.append(_bad_line(path, number, str(problem)))
             continue
         lines.append(number)
-    table = pd.DataFrame(records, dtype=object).fillna("").astype(str)
-    return _ParsedRows(table, lines, bad_lines)
+    table = pd.DataFrame(records, dtype=object).fillna("")
+    return _ParsedRows(table.map(_json_value_text), lines, bad_lines)
+
+
+def _json_value_text(value: object) -> str:
+    """A JSON value as the text a CSV cell would hold: strings as they are, anything else as
+    JSON (Python's str would write labels {"effusion": true} as {'effusion': True})."""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _read_rows(path: Path) -> _ParsedRows:

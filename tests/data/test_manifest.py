@@ -101,6 +101,24 @@ def test_jsonl_loads_like_csv_and_absolute_dirs_stay(tmp_path):
     assert list(studies["study_id"]) == ["a", "b"] and studies["dicom_dir"][0] == str(folder)
 
 
+def test_json_values_that_are_not_strings_are_read_as_json_text(tmp_path):
+    rows = [
+        _row("a", labels={"effusion": True, "nodule": False}),  # labels as a JSON object
+        _row("b", labels='{"effusion": false}'),  # as a string of JSON, like a CSV cell
+        {**_row("c"), "study_id": 7, "labels": None},  # a number; null is empty
+    ]
+    path = tmp_path / "m.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    manifest = load_manifest(path)
+    assert manifest.rejected == []
+    assert manifest.studies["study_id"].tolist() == ["a", "b", "7"]
+    assert [json.loads(text) if text else None for text in manifest.studies["labels"]] == [
+        {"effusion": True, "nodule": False},
+        {"effusion": False},
+        None,
+    ]
+
+
 def test_a_missing_column_fails_the_file_naming_it(tmp_path):
     rows = [{k: v for k, v in _row("a").items() if k != "report"}]
     with pytest.raises(ManifestError, match="no column 'report'"):
