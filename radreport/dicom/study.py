@@ -189,24 +189,57 @@ def _ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> S
     result.files_seen = len(files)
     headers, rejected = _header_pass(files, settings)
     rejected = not_files + rejected
-    candidates, dropped = _usable_series(headers, task, settings)
+    try:
+        rejected += _from_headers(result, folder, headers, task, settings, keys)
+    except Exception as error:  # no check foresaw it: the images are lost, not the scrub
+        _without_images(result, headers, keys)
+        # The exception text may quote header values, so only its type is kept.
+        rejected.append(QuarantineEntry(str(folder), Reason.INGESTION_ERROR, type(error).__name__))
+    result.quarantine = [replace(entry, study_id=task.study_id) for entry in rejected]
+    return result
+
+
+def _from_headers(
+    result: StudyImages,
+    folder: Path,
+    headers: list[FileHeader],
+    task: StudyTask,
+    settings: DicomSettings,
+    keys: DeidKeys,
+) -> list[QuarantineEntry]:
+    """The volume, its de-identified facts and the values that scrub the report, set on
+    `result`; the quarantine entries of what was not used."""
+    candidates, rejected = _usable_series(headers, task, settings)
     by_path = {header.path: header for header in headers}
-    geometry, result.volume, failed = _first_buildable(candidates, by_path, settings)
-    rejected += dropped + failed
+    geometry, volume, failed = _first_buildable(candidates, by_path, settings)
+    rejected += failed
     if geometry is None:
         reason, message = (
             (Reason.NO_USABLE_SERIES, "no series passed every check")
-            if files
+            if result.files_seen
             else (Reason.NO_FILES, "the folder holds no files")
         )
         rejected.append(QuarantineEntry(str(folder), reason, message))
-    else:
-        result.header = _deidentified_facts(geometry, by_path[geometry.slices[0].path], keys)
     # Patient and study identifiers are the same in every file of the study: one header
     # (the one whose pixels were used, when there is one) is enough to scrub the report.
     representative = by_path[geometry.slices[0].path] if geometry else next(iter(headers), None)
     if representative:
         result.identifiers = identifying_values(representative.dataset)
         result.pseudonyms = header_pseudonyms(representative.dataset, keys)
-    result.quarantine = [replace(entry, study_id=task.study_id) for entry in rejected]
-    return result
+    if geometry is not None:
+        result.header = _deidentified_facts(geometry, by_path[geometry.slices[0].path], keys)
+        result.volume = volume
+    return rejected
+
+
+def _without_images(result: StudyImages, headers: list[FileHeader], keys: DeidKeys) -> None:
+    """After an error no check foresaw, the study goes on without images; its report is
+    still scrubbed, with the identifying values of every header read (more than one
+    patient's, where the folder mixes them: scrubbing more is the safe side)."""
+    result.volume, result.header = None, {}
+    for header in headers:
+        try:
+            result.identifiers |= identifying_values(header.dataset)
+            result.pseudonyms |= header_pseudonyms(header.dataset, keys)
+        except Exception:  # a header these cannot read adds nothing
+            continue

@@ -12,6 +12,7 @@ import pydicom
 
 from radreport.data.pseudonyms import DeidKeys
 from radreport.data.quarantine import Reason
+from radreport.dicom.deidentify import identifying_values
 from radreport.dicom.study import StudyTask, ingest_study
 
 KEYS = DeidKeys("test-secret")
@@ -107,6 +108,30 @@ def test_the_returned_header_facts_are_de_identified(tmp_path, series_files, cop
     assert CT5N_PATIENT in result.identifiers  # kept in memory to scrub the report
     assert result.pseudonyms[CT5N_PATIENT] == KEYS.patient(CT5N_PATIENT)
     assert np.issubdtype(result.volume.dtype, np.uint8)
+
+
+def test_an_error_past_the_headers_costs_the_images_but_keeps_what_scrubs_the_report(
+    tmp_path, series_files, copy_into, permissive, monkeypatch
+):
+    folder = tmp_path / "study"
+    paths = copy_into(folder, *series_files("98892001/CT5N"))
+    original = pydicom.dcmread(paths[0])
+
+    def fails(*_):
+        raise OverflowError  # what a date shift past the year 1 raised, once
+
+    # No input is known to fail here now; the error stands for the next one no check foresaw.
+    monkeypatch.setattr("radreport.dicom.study._deidentified_facts", fails)
+    result = ingest_study(StudyTask("s", CT5N_PATIENT, str(folder)), permissive, KEYS)
+
+    assert result.volume is None and result.header == {}
+    assert [(e.path, e.reason, e.message) for e in result.quarantine] == [
+        (str(folder), Reason.INGESTION_ERROR, "OverflowError")
+    ]
+    # The headers' names and ids still reach the report's scrub.
+    assert identifying_values(original) <= result.identifiers
+    assert CT5N_PATIENT in result.identifiers
+    assert result.pseudonyms[CT5N_PATIENT] == KEYS.patient(CT5N_PATIENT)
 
 
 def test_linked_folders_are_followed_and_entries_that_are_not_files_recorded(
