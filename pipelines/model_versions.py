@@ -44,6 +44,7 @@ def load_trained_model(spec: str | None) -> TrainedModel:
     if not name.strip() or (colon and not version.strip()):
         # "name:" is a typo or an unset variable, not a request for the latest version.
         raise ModelVersionNotFound(f"model '{spec}' is not NAME or NAME:VERSION")
+    name, version = name.strip(), version.strip()  # "NAME:1 " from a copied line
     client = Client()
     try:
         model_version = client.get_model_version(name, version or ModelStages.LATEST)
@@ -113,6 +114,11 @@ def _not_found(client: Client, name: str, version: str) -> str:
         return f"model '{name}' has no versions yet; train one: python run.py demo"
     latest = client.get_model_version(name, ModelStages.LATEST).name
     stages = ", ".join(stage.value for stage in ModelStages if stage != ModelStages.NONE)
+    if version in stages.split(", "):
+        return (
+            f"model '{name}' has no version in stage '{version}' (latest: {latest}; `zenml "
+            f"model version update {name} {latest} --stage {version}` puts it there)"
+        )
     return (
         f"model '{name}' has no version '{version}' (latest: {latest}; a version is its "
         f"number, its name or a stage: {stages})"

@@ -454,6 +454,9 @@ def test_a_missing_model_or_version_is_named_with_what_exists(trained):
         load_trained_model(f"{name}:999")
     with pytest.raises(ModelVersionNotFound, match=f"no model 'absent' \\(models here: .*{name}"):
         load_trained_model("absent")
+    with pytest.raises(ModelVersionNotFound, match="has no version in stage 'staging' \\(latest"):
+        load_trained_model(f"{name}:staging")
+    assert load_trained_model(f" {trained.model} ").label == trained.model
     for malformed in (f"{name}:", f":{trained.model.split(':')[1]}", " "):
         with pytest.raises(ModelVersionNotFound, match="is not NAME or NAME:VERSION"):
             load_trained_model(malformed)
