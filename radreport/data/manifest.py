@@ -167,13 +167,22 @@ def _read_rows(path: Path) -> _ParsedRows:
 
 
 def _our_fields(table: pd.DataFrame, columns: Mapping[str, str], path: Path) -> pd.DataFrame:
+    """Our fields from the manifest's columns, matched without regard to case or surrounding
+    spaces (a spreadsheet's "Study_ID ", as the report tables of `evaluate` are read)."""
+    headers: dict[str, list[int]] = {}
+    for position, column in enumerate(table.columns):
+        headers.setdefault(str(column).strip().lower(), []).append(position)
     fields = {}
     for name in MANIFEST_FIELDS:
         source = columns.get(name, name)
-        if (table.columns == source).sum() > 1:
-            raise ManifestError(f"manifest {path}: column '{source}' appears twice in the header")
-        if source in table.columns:
-            fields[name] = table[source].astype(str).str.strip()
+        positions = headers.get(source.strip().lower(), [])
+        if len(positions) > 1:
+            written = " and ".join(repr(str(table.columns[p])) for p in positions)
+            raise ManifestError(
+                f"manifest {path}: column '{source}' appears twice in the header ({written})"
+            )
+        if positions:
+            fields[name] = table.iloc[:, positions[0]].astype(str).str.strip()
         elif name in REQUIRED_MANIFEST_FIELDS:
             raise ManifestError(f"manifest {path} has no column '{source}' (field {name})")
         else:

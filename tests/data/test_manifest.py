@@ -216,7 +216,12 @@ def test_a_quote_never_closed_is_named_on_its_line_not_as_a_missing_id(tmp_path)
         (
             "m.csv",
             b"study_id,patient_id,report,impression,report\ns,p,i,r,r\n",
-            ": column 'report' appears twice in the header",
+            ": column 'report' appears twice in the header ('report' and 'report')",
+        ),
+        (
+            "m.csv",
+            b"study_id,patient_id,impression,Report,report \ns,p,i,r,r\n",
+            ": column 'report' appears twice in the header ('Report' and 'report ')",
         ),
     ],
 )
@@ -226,6 +231,15 @@ def test_a_file_that_cannot_be_read_fails_in_one_line(tmp_path, name, content, p
     with pytest.raises(ManifestError) as raised:
         load_manifest(path)
     assert str(raised.value) == f"manifest {path}{problem}"
+
+
+def test_headers_match_without_regard_to_case_or_surrounding_spaces(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(" Study_ID ,Patient_ID,IMPRESSION,Findings\ns1,p1,Normal.,Clear.\n")
+    studies = load_manifest(path, {"report": "findings"}).studies
+    assert studies[["study_id", "patient_id", "impression", "report"]].values.tolist() == [
+        ["s1", "p1", "Normal.", "Clear."]
+    ]
 
 
 def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path):
