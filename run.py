@@ -454,6 +454,7 @@ def write_generation_record(
             "rows": rows,
         },
         "llm_settings": settings.model_dump(mode="json"),
+        "decoding_engine": generator.decoding_engine(),
         "report_shape": asdict(section_stop.shape) if section_stop and section_stop.shape else None,
         "reports_written": written,
         "reports_out_of_room": generator.reports_out_of_room,

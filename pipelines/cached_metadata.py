@@ -14,14 +14,16 @@ from zenml.client import Client
 from zenml.enums import ExecutionStatus
 
 # The model-version keys each step logs (steps/format_alpaca.py, steps/finetune_llm.py,
-# steps/export_merged_model.py, steps/calibrate_stop_bias.py, steps/evaluate_reports.py).
+# steps/export_merged_model.py, steps/calibrate_stop_bias.py, steps/generate_reports.py,
+# steps/evaluate_reports.py).
 # Each key is taken from the run that really executed the step that logs it: a cached step's
 # original run can be older than another cached step's, with other settings.
 MODEL_METADATA_BY_STEP = {
     "format_alpaca": ("token_budgets", "report_shape"),
-    "finetune_llm": ("training", "llm_settings"),
+    "finetune_llm": ("training", "llm_settings", "llm_settings_resolved"),
     "export_merged_model": ("merged_model",),
     "calibrate_stop_bias": ("stop_bias_calibration",),
+    "generate_reports": ("decoding_engine",),
     "evaluate_reports": ("evaluation",),
 }
 

@@ -4,8 +4,6 @@ secrets out of the stored run config, name the ZenML model version, report where
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 from dataclasses import dataclass
 
@@ -19,7 +17,7 @@ from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import (
 from pipelines.cached_metadata import carry_cached_step_metadata
 from pipelines.run_failure import raise_if_a_step_failed
 from radreport.config import RunConfig
-from radreport.data.pseudonyms import resolve_deid_keys
+from radreport.data.pseudonyms import deid_key_id, resolve_deid_keys
 from radreport.data.run_inputs import RunInputs, resolve_run_inputs
 from radreport.data.settings import DataSettings
 from radreport.llm.bundled import cache_dir
@@ -69,7 +67,7 @@ def data_settings_without_secrets(config: RunConfig) -> tuple[DataSettings, str]
     secret = resolve_deid_keys(deid).secret
     if deid.key is not None:
         os.environ[deid.key_env] = deid.key.get_secret_value()
-    key_id = hmac.new(secret.encode(), b"radreport-deid-key-id", hashlib.sha256).hexdigest()[:16]
+    key_id = deid_key_id(secret)
     stored = config.data.model_dump(exclude={"source"})
     stored["deid"]["key"] = None
     return DataSettings.model_validate(stored), key_id
@@ -180,8 +178,21 @@ def run_model_pipeline(pipeline, config: RunConfig, stored_config: dict, **param
         raise
     carry_cached_step_metadata(run)
     if run.model_version is not None:
-        log_metadata(metadata={"run_config": stored_config}, model_version_id=run.model_version.id)
+        metadata = {"run_config": stored_config, "data": data_record(run)}
+        log_metadata(metadata=metadata, model_version_id=run.model_version.id)
     return report_of(Client().get_pipeline_run(run.id), mlflow_experiment=config.model_name)
+
+
+def data_record(run) -> dict:
+    """The dataset version the model trained on, with the content hash of the manifest and
+    DICOM files it was made from and the id of its de-identification key (and whether that
+    is the public demo key), as its ingestion recorded them."""
+    from steps.ingest_studies import DATASET_PROVENANCE
+
+    [studies] = run.steps["format_alpaca"].inputs[STUDIES_ARTIFACT]
+    # None where a version was made before ingestion recorded these.
+    made_from = {key: studies.run_metadata.get(key) for key in DATASET_PROVENANCE}
+    return {"studies_artifact_version": studies.version, **made_from}
 
 
 def stored_run_config(config: RunConfig, data_settings: DataSettings) -> dict:

@@ -22,6 +22,7 @@ from radreport.llm.settings import LLMSettings
 from radreport.llm.stop_bias_calibration import NothingToCalibrateOn, calibrate_on_validation
 from radreport.llm.stop_bias_plot import plot_calibration
 from radreport.llm.trained_generator import trained_report_generator
+from steps.tracking import tag_model_version
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ def calibrate_stop_bias(
 ) -> tuple[
     Annotated[LLMSettings, "generation_settings"], Annotated[pd.DataFrame, "calibration_reports"]
 ]:
+    tag_model_version()
     generator = trained_report_generator(settings, adapter, alpaca_table)
     try:
         calibration = calibrate_on_validation(generator, alpaca_table, settings)

@@ -17,6 +17,7 @@ from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.predictions import rejections_by_split
 from radreport.metrics.evaluate import evaluate_reports as score_generated_reports
 from radreport.metrics.settings import EvaluationSettings
+from steps.tracking import tag_model_version
 
 
 @step(cache_policy=keyed_by_project_sources(__name__), experiment_tracker=TRACKER_NAME)
@@ -31,6 +32,7 @@ def evaluate_reports(
     (their prompts did not fit the model's context), since its scores leave them out, and
     its reports that ran out of room (cut by the token budget), since their text does not
     say so."""
+    tag_model_version()
     train = alpaca_table[alpaca_table["split"] == "train"]
     rejected_by_split = rejections_by_split(rejected_prompts)
     evaluation = {split: {"rejected_prompts": count} for split, count in rejected_by_split.items()}
@@ -55,7 +57,9 @@ def evaluate_reports(
             mlflow.log_metric(
                 f"{split}_reports_out_of_room", evaluation[split]["reports_out_of_room"]
             )
-            if split == "val" or not html:
+            # The version's report is the test split's where there is one: the validation
+            # split chose the checkpoint and the stop bias, so its scores are optimistic.
+            if split == "test" or not html:
                 html = result.html_path.read_text()
     for split, scores in evaluation.items():
         mlflow.log_metric(f"{split}_rejected_prompts", scores["rejected_prompts"])

@@ -18,10 +18,12 @@ from pipelines.stack import TRACKER_NAME
 from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.adapter_handoff import fresh_handoff_dir
 from radreport.llm.bundled import cache_dir
+from radreport.llm.device import DEVICE_RESOLVED_SETTINGS, cuda_available
 from radreport.llm.finetune import finetune
 from radreport.llm.prompt_table import split_rows
 from radreport.llm.settings import LLMSettings
 from radreport.llm.training_curves import plot_training_curves
+from steps.tracking import tag_model_version
 
 
 def _log_samples(step: int, rows: list[dict]) -> None:
@@ -42,6 +44,7 @@ def finetune_llm(
     Annotated[dict, "training_metrics"],
 ]:
     """Checkpoints go to `checkpoint_dir`: a killed run started again resumes there."""
+    tag_model_version()
     mlflow.log_params({f"llm_{k}": v for k, v in settings.model_dump().items()})
     # ZenML stores the adapter after this function returns, when the run folder is no
     # longer locked: the copy it stores must be this run's alone.
@@ -59,7 +62,16 @@ def finetune_llm(
     with tempfile.TemporaryDirectory() as plots:
         for path in plot_training_curves(result.log_history, Path(plots)):
             mlflow.log_artifact(str(path), "training")
-    metadata = {"training": result.metrics, "llm_settings": settings.model_dump()}
+    # What this machine made of the config's "auto" settings: two runs of one config on a
+    # GPU and on a CPU differ here, and nowhere else in their settings.
+    resolved = {key: getattr(result.settings, key) for key in DEVICE_RESOLVED_SETTINGS}
+    resolved["device"] = "cuda" if cuda_available() else "cpu"
+    mlflow.log_params({f"llm_{key}_resolved": value for key, value in resolved.items()})
+    metadata = {
+        "training": result.metrics,
+        "llm_settings": settings.model_dump(),
+        "llm_settings_resolved": resolved,
+    }
     if result.resumed_from_step is not None:  # a killed run started again
         mlflow.set_tag("resumed_from_step", result.resumed_from_step)
         metadata["resumed_from_step"] = result.resumed_from_step

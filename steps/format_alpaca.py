@@ -24,7 +24,7 @@ from radreport.llm.prompt_table import (
 )
 from radreport.llm.settings import LLMSettings
 from radreport.llm.token_budgets import budget_shortfalls, token_budgets
-from steps.tracking import log_flat_metrics
+from steps.tracking import log_flat_metrics, tag_model_version
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def format_alpaca(
     Annotated[dict, "alpaca_stats"],
     Annotated[LLMSettings, "llm_settings"],
 ]:
+    tag_model_version()
     table = build_prompt_table(studies, settings.retrieval_k, settings.retrieval_match)
     tokens = tokenize_splits(table, settings)  # once, for the budgets and the statistics
     settings = resolve_token_budgets(table, settings, tokens)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import pandas as pd
-from zenml import step
+from zenml import log_metadata, step
 from zenml.config import ResourceSettings
 from zenml.utils.cuda_utils import cleanup_gpu_memory
 
@@ -39,6 +39,8 @@ def generate_reports(
     predictions, rejected = predict_splits(
         generator, alpaca_table, decoded=decoded, decoded_out_of_room=decoded_out_of_room
     )
+    # Which engine `decoder: auto` chose on this machine, in what precision.
+    log_metadata(metadata={"decoding_engine": generator.decoding_engine()}, infer_model=True)
     del generator
     cleanup_gpu_memory(force=True)
     return predictions, rejected

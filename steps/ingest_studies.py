@@ -6,16 +6,20 @@ from typing import Annotated
 
 import mlflow
 import pandas as pd
-from zenml import save_artifact, step
+from zenml import log_metadata, save_artifact, step
 
 from materializers.study_volumes import StudyVolumesMaterializer
 from pipelines.stack import TRACKER_NAME
 from pipelines.step_cache import keyed_by_project_sources
 from radreport.data.build import build_dataset
 from radreport.data.errors import NoUsableStudiesError
+from radreport.data.pseudonyms import DEMO_DEID_KEY_ID
 from radreport.data.settings import DataSettings
 from radreport.data.study_volumes import StudyVolumes
-from steps.tracking import log_flat_metrics
+from steps.tracking import log_flat_metrics, tag_model_version
+
+# Recorded with each version of `studies`, and with the model versions trained on it.
+DATASET_PROVENANCE = ("input_fingerprint", "deid_key_id", "demo_deid_key")
 
 
 @step(
@@ -33,15 +37,24 @@ def ingest_studies(
     Annotated[StudyVolumes, "volumes"],
     Annotated[pd.DataFrame, "quarantine"],
 ]:
-    """`input_fingerprint` and `deid_key_id` are unused here but key the cache: same bytes
-    and same pseudonym key -> same dataset version."""
+    """`input_fingerprint` and `deid_key_id` key the cache (same bytes and same pseudonym key
+    -> same dataset version) and are recorded with the studies."""
+    tag_model_version()
     try:
         build = build_dataset(manifest_path, settings)
     except NoUsableStudiesError as error:
         if error.quarantine is None:
             raise
         raise _with_kept_quarantine(error) from error
-    mlflow.log_params({"input_fingerprint": input_fingerprint, "deid_key_id": deid_key_id})
+    # Pseudonyms made with the public demo key can be recomputed by anyone: said wherever
+    # the dataset and the models trained on it are looked at.
+    provenance = {
+        "input_fingerprint": input_fingerprint,
+        "deid_key_id": deid_key_id,
+        "demo_deid_key": deid_key_id == DEMO_DEID_KEY_ID,
+    }
+    mlflow.log_params(provenance)
+    log_metadata(metadata=provenance, artifact_name="studies", infer_artifact=True)
     log_flat_metrics(build.summary, prefix="data")
     mlflow.log_dict(build.summary, "data/summary.json")
     return build.studies, build.volumes, build.quarantine

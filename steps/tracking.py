@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from numbers import Number
 
 import mlflow
+from zenml import get_step_context
 
 
 def flatten_numbers(values: Mapping, prefix: str = "") -> dict[str, float]:
@@ -22,3 +23,14 @@ def flatten_numbers(values: Mapping, prefix: str = "") -> dict[str, float]:
 
 def log_flat_metrics(values: Mapping, prefix: str = "", step: int | None = None) -> None:
     mlflow.log_metrics(flatten_numbers(values, prefix), step=step)
+
+
+def tag_model_version() -> None:
+    """The ZenML model version the pipeline run makes, as tags of its MLflow run, so that a
+    run found in the MLflow UI leads to the version that holds its adapter. A run without a
+    model (the data pipeline) gets none."""
+    model_version = get_step_context().model_version
+    if model_version is not None:
+        mlflow.set_tags(
+            {"zenml_model": model_version.model.name, "zenml_model_version": model_version.name}
+        )

@@ -25,6 +25,15 @@ DEMO_DEID_KEY = "radreport-DEMO-KEY-not-for-real-patient-data"
 PSEUDONYM_HEX_CHARS = 15  # 60 bits, and with its prefix it fits a 16-character SH element
 
 
+def deid_key_id(secret: str) -> str:
+    """A non-reversible id of a key: runs made with different keys are told apart, and the
+    key itself is never stored."""
+    return hmac.new(secret.encode(), b"radreport-deid-key-id", hashlib.sha256).hexdigest()[:16]
+
+
+DEMO_DEID_KEY_ID = deid_key_id(DEMO_DEID_KEY)
+
+
 class DeidKeyError(RuntimeError):
     """Real patient data was requested to be de-identified with no key configured."""
 

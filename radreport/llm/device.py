@@ -80,6 +80,17 @@ def resolve_backend(settings: LLMSettings) -> str:
     return "unsloth" if cuda_available() else CPU_FASTEST_BACKEND
 
 
+# The settings resolve_for_device decides where the config says "auto".
+DEVICE_RESOLVED_SETTINGS = (
+    "backend",
+    "load_in_4bit",
+    "gradient_checkpointing",
+    "compute_dtype",
+    "attention",
+    "pad_to_multiple_of",
+)
+
+
 def resolve_for_device(settings: LLMSettings) -> LLMSettings:
     """A copy of `settings` with no "auto" left: backend, dtype, 4-bit, checkpointing,
     attention, padding multiple."""

@@ -52,6 +52,7 @@ class FineTuneResult:
     log_history: list[dict]
     resumed_from_step: int | None
     samples: SampleRows  # generated at each evaluation of this process (see eval_samples)
+    settings: LLMSettings  # as trained: resolved for this machine, no "auto" left
 
 
 @dataclass
@@ -203,6 +204,7 @@ def finetune(
         log_history=list(run.trainer.state.log_history),
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
         samples=sampler.samples if sampler else [],
+        settings=run.settings,
     )
 
 

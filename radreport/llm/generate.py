@@ -310,6 +310,10 @@ def beam_decode(
     return output[:, input_ids.shape[1] :]
 
 
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
 class PromptTooLong(ValueError):
     """A prompt that leaves the model no room to write: `index` is its impression's position
     in the input, so callers can name the row."""
@@ -417,6 +421,15 @@ class ReportGenerator:
     def reports_out_of_room(self) -> int:
         """How many of the last `generate` call's reports ran out of room."""
         return sum(self.last_out_of_room)
+
+    def decoding_engine(self) -> dict[str, str]:
+        """What writes the reports, where and in what precision: `decoder: auto` chooses by
+        machine, and the precision can change tokens, so a record of reports says it."""
+        return {
+            "decoder": "torch",
+            "device": self.model.device.type,
+            "dtype": dtype_name(self.model.dtype),
+        }
 
     def follow_report_shape(self, shape: ReportShape) -> ReportGenerator:
         """Reports end before any second report begun past their end, by the marks `shape`

@@ -36,6 +36,7 @@ from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import (
     ReportGenerator,
     default_dtype,
+    dtype_name,
     epsilon_sampler,
     most_probable,
 )
@@ -485,6 +486,7 @@ class NativeReportGenerator(ReportGenerator):
         super().__init__(model_dir, adapter_dir, device="cpu", dtype=torch.float32, **options)
         if matrix_dtype == torch.bfloat16:
             round_matrices_to_bfloat16(self.model)  # prefill and beams on the same values
+        self.matrix_dtype = matrix_dtype
         self.compute_dtype = compute_dtype or default_compute_dtype(matrix_dtype)
         # bfloat16 products need bfloat16 matrices; fp32 matrices keep every product fp32.
         bf16_products = matrix_dtype == torch.bfloat16 and self.compute_dtype == torch.bfloat16
@@ -494,6 +496,14 @@ class NativeReportGenerator(ReportGenerator):
             matrix_dtype,
             activation_dtype=torch.bfloat16 if bf16_products else torch.float32,
         )
+
+    def decoding_engine(self) -> dict[str, str]:
+        return {
+            "decoder": "native",
+            "device": "cpu",
+            "matrix_dtype": dtype_name(self.matrix_dtype),
+            "compute_dtype": dtype_name(self.compute_dtype),
+        }
 
     def _cache_positions(
         self, lengths: list[int], max_new_tokens: int, copies: int, num_beams: int

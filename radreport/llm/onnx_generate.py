@@ -151,6 +151,9 @@ class OnnxReportGenerator(ReportGenerator):
     def cache_bytes_per_position(self) -> int:
         return self._cache_bytes_per_position
 
+    def decoding_engine(self) -> dict[str, str]:
+        return {"decoder": "onnxruntime", "device": "cpu", "dtype": "float32"}  # the export's
+
     def _generate_batch(self, prompts: list[str], num_beams: int, max_new_tokens: int) -> list[str]:
         if num_beams > 1:
             raise ValueError("the onnxruntime decoder decodes greedily; beams need decoder torch")

@@ -24,6 +24,7 @@ from pipelines.launch import run_data, run_llm, run_training
 from pipelines.model_versions import load_trained_model
 from pipelines.stack import mlflow_tracking_uri
 from radreport.config import RunConfig
+from radreport.data.pseudonyms import DEMO_DEID_KEY_ID
 from radreport.data.run_inputs import demo_studies_dir
 from radreport.metrics.report_files import REPORT_FILES
 
@@ -148,6 +149,29 @@ def test_chain_creates_a_model_version_with_adapter_and_evaluation(trained):
     assert "reports cut where they ran out of room (max_new_tokens 6)" in cut
 
 
+def test_the_version_records_its_data_and_what_the_machine_made_of_auto(trained):
+    model_version = _model_version(trained.model)
+    run = Client().get_pipeline_run(trained.pipeline_run)
+    [studies] = run.steps["ingest_studies"].outputs["studies"]
+    # The dataset it trained on, with the hash of the files it was made from; the tests
+    # de-identify with the public demo key, which the record says.
+    assert model_version.run_metadata["data"] == {
+        "studies_artifact_version": studies.version,
+        "input_fingerprint": run.config.parameters["input_fingerprint"],
+        "deid_key_id": DEMO_DEID_KEY_ID,
+        "demo_deid_key": True,
+    }
+    assert studies.run_metadata["demo_deid_key"] is True
+    # The tiny config leaves backend, dtype and the rest "auto": what the CPU made of them.
+    resolved = model_version.run_metadata["llm_settings_resolved"]
+    assert model_version.run_metadata["llm_settings"]["backend"] == "auto"
+    assert resolved["backend"] == "hf" and resolved["device"] == "cpu"
+    assert resolved["load_in_4bit"] is False and "auto" not in resolved.values()
+    # decoder "auto" on the CPU: the native decoder, its matrices in bfloat16.
+    engine = model_version.run_metadata["decoding_engine"]
+    assert engine["decoder"] == "native" and engine["matrix_dtype"] == "bfloat16"
+
+
 def test_the_stop_bias_chosen_on_val_writes_the_reports_and_stays_with_the_version(trained):
     model_version = _model_version(trained.model)
     calibration = model_version.run_metadata["stop_bias_calibration"]
@@ -227,6 +251,16 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained, tiny_config):
     assert sorted(set(samples["step"])) == [0, 1, 2]
     assert {"study_id", "impression", "reference", "generated"} <= set(samples.columns)
     assert samples.groupby("step").size().nunique() == 1  # the same studies at each step
+    # The run leads to its model version, which holds the test split's evaluation report.
+    name, version = trained.model.split(":")
+    assert (run.data.tags["zenml_model"], run.data.tags["zenml_model_version"]) == (name, version)
+    assert run.data.params["llm_backend_resolved"] == "hf"
+    assert run.data.params["demo_deid_key"] == "True"
+    test_html = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id, artifact_path="evaluation/test/evaluation.html"
+    )
+    report = _model_version(trained.model).get_artifact("evaluation_report").load()
+    assert str(report) == Path(test_html).read_text()
 
 
 def _model_version(label: str):
@@ -514,6 +548,7 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
         "rows": 6,
     }
     assert record["reports_written"] == 5
+    assert record["decoding_engine"]["decoder"] == "native"  # decoder auto, on the CPU
     # The tiny model ends no report within its 6 tokens: every one ran out, and was said.
     assert record["reports_out_of_room"] == 5
     assert "5 of 5 reports ran out of room before they ended (max_new_tokens 6" in result.stderr
