@@ -25,21 +25,27 @@ COMPARED_METRICS = {
 }
 
 
+def _has_interval(table: pd.DataFrame, metric: str) -> bool:
+    return f"{metric}_ci_low" in table.columns and f"{metric}_ci_high" in table.columns
+
+
 def _error_bars(table: pd.DataFrame, metric: str) -> np.ndarray:
-    """Distances from the point to the interval ends, (2, n_systems); 0 where no interval.
+    """Distances from the point to the interval ends, (2, n_systems); NaN, drawn as no bar,
+    where the metric has no interval (a bar of width 0 would read as a certain score).
 
     A percentile interval need not contain the point (macro F1 over a varying set of
     observations, rounding at a score of 1), so a distance below 0 is drawn as 0."""
     point = table[metric].to_numpy(dtype=float)
-    if f"{metric}_ci_low" not in table.columns:
-        return np.zeros((2, len(table)))
+    if not _has_interval(table, metric):
+        return np.full((2, len(table)), np.nan)
     low = table[f"{metric}_ci_low"].to_numpy(dtype=float)
     high = table[f"{metric}_ci_high"].to_numpy(dtype=float)
-    return np.clip(np.nan_to_num(np.vstack([point - low, high - point])), 0.0, None)
+    return np.clip(np.vstack([point - low, high - point]), 0.0, None)
 
 
-def plot_metric_comparison(table: pd.DataFrame, path: Path) -> Path:
-    """Grouped bars: one group per metric, one bar per system (rows of `table`), with CIs."""
+def metric_comparison_figure(table: pd.DataFrame) -> Figure:
+    """Grouped bars: one group per metric, one bar per system (rows of `table`), with CIs;
+    a metric without intervals is labelled so."""
     metrics = [metric for metric in COMPARED_METRICS if metric in table.columns]
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     axes = figure.add_subplot()
@@ -56,11 +62,19 @@ def plot_metric_comparison(table: pd.DataFrame, path: Path) -> Path:
             label=str(system),
         )
     axes.set_xticks(positions + width * (len(table) - 1) / 2)
-    axes.set_xticklabels([COMPARED_METRICS[metric] for metric in metrics], rotation=20)
+    labels = [
+        COMPARED_METRICS[metric] + ("" if _has_interval(table, metric) else "\n(no CI)")
+        for metric in metrics
+    ]
+    axes.set_xticklabels(labels, rotation=20)
     axes.set_ylim(0, 1)
     axes.set_ylabel("score (95 % bootstrap CI)")
     axes.legend(fontsize="small", ncols=min(len(table), 3))
-    figure.savefig(path, dpi=110)
+    return figure
+
+
+def plot_metric_comparison(table: pd.DataFrame, path: Path) -> Path:
+    metric_comparison_figure(table).savefig(path, dpi=110)
     return path
 
 
