@@ -46,6 +46,7 @@ def calibrate_stop_bias(
         # the config gives, and say so where the run is looked at.
         logger.warning("stop bias not calibrated, %g kept: %s", settings.stop_logit_bias, error)
         mlflow.set_tag("stop_bias_not_calibrated", str(error))
+        mlflow.log_param("llm_stop_logit_bias_decoded", settings.stop_logit_bias)
         return settings, kept_reports_table()
     finally:
         del generator
@@ -60,6 +61,8 @@ def calibrate_stop_bias(
             step=index,
         )
     mlflow.log_metric("stop_bias_chosen", calibration.chosen_bias)
+    # Beside the param llm_stop_logit_bias, the config's start: the bias the reports have.
+    mlflow.log_param("llm_stop_logit_bias_decoded", calibration.chosen_bias)
     with tempfile.TemporaryDirectory() as plots:
         path = plot_calibration(calibration, Path(plots) / "stop_bias_calibration.png")
         mlflow.log_artifact(str(path), "generation")

@@ -17,7 +17,7 @@ from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.predictions import rejections_by_split
 from radreport.metrics.evaluate import evaluate_reports as score_generated_reports
 from radreport.metrics.settings import EvaluationSettings
-from steps.tracking import tag_model_version
+from steps.tracking import log_flat_params, tag_model_version
 
 
 @step(cache_policy=keyed_by_project_sources(__name__), experiment_tracker=TRACKER_NAME)
@@ -33,6 +33,7 @@ def evaluate_reports(
     its reports that ran out of room (cut by the token budget), since their text does not
     say so."""
     tag_model_version()
+    log_flat_params(settings.model_dump(mode="json"), "evaluation")
     train = alpaca_table[alpaca_table["split"] == "train"]
     rejected_by_split = rejections_by_split(rejected_prompts)
     evaluation = {split: {"rejected_prompts": count} for split, count in rejected_by_split.items()}

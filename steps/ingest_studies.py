@@ -16,7 +16,7 @@ from radreport.data.errors import NoUsableStudiesError
 from radreport.data.pseudonyms import DEMO_DEID_KEY_ID
 from radreport.data.settings import DataSettings
 from radreport.data.study_volumes import StudyVolumes
-from steps.tracking import log_flat_metrics, tag_model_version
+from steps.tracking import log_flat_metrics, log_flat_params, tag_model_version
 
 # Recorded with each version of `studies`, and with the model versions trained on it.
 DATASET_PROVENANCE = ("input_fingerprint", "deid_key_id", "demo_deid_key")
@@ -54,6 +54,7 @@ def ingest_studies(
         "demo_deid_key": deid_key_id == DEMO_DEID_KEY_ID,
     }
     mlflow.log_params(provenance)
+    log_flat_params(settings.model_dump(mode="json"), "data")  # no key: the launch drops it
     log_metadata(metadata=provenance, artifact_name="studies", infer_artifact=True)
     log_flat_metrics(build.summary, prefix="data")
     mlflow.log_dict(build.summary, "data/summary.json")

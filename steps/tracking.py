@@ -21,6 +21,21 @@ def flatten_numbers(values: Mapping, prefix: str = "") -> dict[str, float]:
     return flat
 
 
+def flatten_values(values: Mapping, prefix: str) -> dict[str, object]:
+    """Leaves of a nested mapping as `prefix_key_subkey`."""
+    flat: dict[str, object] = {}
+    for key, value in values.items():
+        name = f"{prefix}_{key}"
+        flat |= flatten_values(value, name) if isinstance(value, Mapping) else {name: value}
+    return flat
+
+
+def log_flat_params(values: Mapping, prefix: str) -> None:
+    """A settings section as MLflow params, so runs that differ in it differ in the compare
+    view too."""
+    mlflow.log_params(flatten_values(values, prefix))
+
+
 def log_flat_metrics(values: Mapping, prefix: str = "", step: int | None = None) -> None:
     mlflow.log_metrics(flatten_numbers(values, prefix), step=step)
 

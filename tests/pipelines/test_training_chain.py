@@ -256,6 +256,11 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained, tiny_config):
     assert (run.data.tags["zenml_model"], run.data.tags["zenml_model_version"]) == (name, version)
     assert run.data.params["llm_backend_resolved"] == "hf"
     assert run.data.params["demo_deid_key"] == "True"
+    # Every section of the config, not the llm's alone; the bias the reports were decoded at.
+    assert run.data.params["data_split_test"] == "0.2"
+    assert run.data.params["evaluation_bootstrap_resamples"] == "20"
+    assert run.data.params["llm_stop_logit_bias"] == "10.0"
+    assert run.data.params["llm_stop_logit_bias_decoded"] == "5.0"
     test_html = mlflow.artifacts.download_artifacts(
         run_id=run.info.run_id, artifact_path="evaluation/test/evaluation.html"
     )
