@@ -113,8 +113,9 @@ def _not_found(client: Client, name: str, version: str) -> str:
     if not version:
         return f"model '{name}' has no versions yet; train one: python run.py demo"
     latest = client.get_model_version(name, ModelStages.LATEST).name
-    stages = ", ".join(stage.value for stage in ModelStages if stage != ModelStages.NONE)
-    if version in stages.split(", "):
+    stage_names = [stage.value for stage in ModelStages if stage != ModelStages.NONE]
+    stages = ", ".join(stage_names)
+    if version in stage_names:
         return (
             f"model '{name}' has no version in stage '{version}' (latest: {latest}; `zenml "
             f"model version update {name} {latest} --stage {version}` puts it there)"

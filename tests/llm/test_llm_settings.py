@@ -51,6 +51,18 @@ def test_auto_on_cpu_is_the_measured_fastest_setup(monkeypatch):
     assert resolve_for_device(LLMSettings()).compute_dtype == "bfloat16"
 
 
+def test_what_the_machine_decides_is_the_list_a_run_records(monkeypatch):
+    """steps/finetune_llm.py records DEVICE_RESOLVED_SETTINGS; a setting resolved by machine
+    but missing from it would go unrecorded."""
+    configured = LLMSettings().model_dump()
+    for on_cuda in (False, True):
+        monkeypatch.setattr(device, "cuda_available", lambda on_cuda=on_cuda: on_cuda)
+        resolved = resolve_for_device(LLMSettings()).model_dump()
+        decided = {key for key, value in configured.items() if value == "auto"}
+        decided &= {key for key in resolved if resolved[key] != "auto"}
+        assert decided == set(device.DEVICE_RESOLVED_SETTINGS)
+
+
 def test_auto_attention_is_the_per_batch_kernel_on_cpu_and_sdpa_on_cuda(monkeypatch):
     from radreport.llm.grouped_attention import ATTENTION_NAME
 
