@@ -256,7 +256,8 @@ def test_chain_logs_metrics_and_plots_to_mlflow(trained, tiny_config):
     assert (run.data.tags["zenml_model"], run.data.tags["zenml_model_version"]) == (name, version)
     assert run.data.params["llm_backend_resolved"] == "hf"
     assert run.data.params["demo_deid_key"] == "True"
-    # Every section of the config, not the llm's alone; the bias the reports were decoded at.
+    # The data and evaluation sections too, not the llm section alone; and the bias the
+    # reports were decoded at.
     assert run.data.params["data_split_test"] == "0.2"
     assert run.data.params["evaluation_bootstrap_resamples"] == "20"
     assert run.data.params["llm_stop_logit_bias"] == "10.0"
