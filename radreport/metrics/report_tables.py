@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -26,6 +27,8 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
     line, naming the file) for what is not a readable UTF-8 CSV."""
     try:
         text = decode_utf8(Path(path).read_bytes()).removeprefix("\ufeff")  # a spreadsheet's BOM
+        # Excel's separator line ("sep=,") names the separator for Excel alone.
+        text = re.sub(r"\A(?:sep=.)(?:\r\n|\r|\n)", "", text)
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except IsADirectoryError:

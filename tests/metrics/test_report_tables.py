@@ -113,6 +113,13 @@ def test_unreadable_tables_are_refused_in_one_line(tmp_path, content, message):
     assert "\n" not in str(error.value)
 
 
+def test_excels_separator_line_is_not_the_header(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"sep=,\r\nstudy_id,impression,findings\r\n00123,Normal.,Clear.\r\n")
+    table = read_prompt_table(path)
+    assert table.values.tolist() == [["00123", "Normal.", "Clear."]]
+
+
 def test_a_directory_is_not_a_table(tmp_path):
     with pytest.raises(ValueError, match="is a directory"):
         read_prompt_table(tmp_path)
