@@ -9,25 +9,22 @@ import mlflow
 from zenml import get_step_context
 
 
-def flatten_numbers(values: Mapping, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves of a nested mapping as `prefix_key_subkey`; other values are skipped."""
-    flat: dict[str, float] = {}
-    for key, value in values.items():
-        name = f"{prefix}_{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat |= flatten_numbers(value, name)
-        elif isinstance(value, Number) and not isinstance(value, bool) and value == value:
-            flat[name] = float(value)
-    return flat
-
-
-def flatten_values(values: Mapping, prefix: str) -> dict[str, object]:
+def flatten_values(values: Mapping, prefix: str = "") -> dict[str, object]:
     """Leaves of a nested mapping as `prefix_key_subkey`."""
     flat: dict[str, object] = {}
     for key, value in values.items():
-        name = f"{prefix}_{key}"
+        name = f"{prefix}_{key}" if prefix else str(key)
         flat |= flatten_values(value, name) if isinstance(value, Mapping) else {name: value}
     return flat
+
+
+def flatten_numbers(values: Mapping, prefix: str = "") -> dict[str, float]:
+    """The numeric leaves (not booleans, not NaN) of flatten_values, as floats."""
+    return {
+        name: float(value)
+        for name, value in flatten_values(values, prefix).items()
+        if isinstance(value, Number) and not isinstance(value, bool) and value == value
+    }
 
 
 def log_flat_params(values: Mapping, prefix: str) -> None:
