@@ -18,7 +18,7 @@ from pipelines.stack import TRACKER_NAME
 from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.adapter_handoff import fresh_handoff_dir
 from radreport.llm.bundled import cache_dir
-from radreport.llm.device import DEVICE_RESOLVED_SETTINGS, cuda_available
+from radreport.llm.device import device_decisions
 from radreport.llm.finetune import finetune
 from radreport.llm.prompt_table import split_rows
 from radreport.llm.settings import LLMSettings
@@ -64,8 +64,7 @@ def finetune_llm(
             mlflow.log_artifact(str(path), "training")
     # What this machine made of the config's "auto" settings: two runs of one config on a
     # GPU and on a CPU differ here, and nowhere else in their settings.
-    resolved = {key: getattr(result.settings, key) for key in DEVICE_RESOLVED_SETTINGS}
-    resolved["device"] = "cuda" if cuda_available() else "cpu"
+    resolved = device_decisions(result.settings)
     mlflow.log_params({f"llm_{key}_resolved": value for key, value in resolved.items()})
     metadata = {
         "training": result.metrics,

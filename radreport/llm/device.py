@@ -91,6 +91,13 @@ DEVICE_RESOLVED_SETTINGS = (
 )
 
 
+def device_decisions(resolved: LLMSettings) -> dict[str, object]:
+    """What resolve_for_device decided for `resolved` (its result), and the device: the
+    record that tells apart two runs of one config on different machines."""
+    decisions = {key: getattr(resolved, key) for key in DEVICE_RESOLVED_SETTINGS}
+    return decisions | {"device": "cuda" if cuda_available() else "cpu"}
+
+
 def resolve_for_device(settings: LLMSettings) -> LLMSettings:
     """A copy of `settings` with no "auto" left: backend, dtype, 4-bit, checkpointing,
     attention, padding multiple."""
