@@ -478,6 +478,25 @@ def warn_empty_impressions(reports_csv: Path, table) -> None:
     )
 
 
+def warn_unclear_study_ids(reports_csv: Path, table) -> None:
+    """Rows without a study_id, and rows that share one: written all the same, and
+    predictions.csv, in the input's row order, tells them apart by position."""
+    from radreport.metrics.report_tables import empty_rows
+
+    no_id = empty_rows(table, "study_id")
+    warn_rows(
+        reports_csv, table, no_id, "have an empty study_id",
+        "predictions.csv names them by their position alone",
+    )  # fmt: skip
+    repeated = [
+        index for index, seen in enumerate(table["study_id"].duplicated(keep=False)) if seen
+    ]
+    warn_rows(
+        reports_csv, table, repeated, "share their study_id with another row",
+        "predictions.csv keeps the input's row order",
+    )  # fmt: skip
+
+
 def rows_to_score(reports_csv: Path, table) -> list[bool]:
     """The rows with a reference to score against (none in a table without references); the
     rows with an empty one are counted in a warning."""
@@ -518,7 +537,7 @@ def evaluate(
     empty, DIR/rejected.csv says why, the other rows are written and scored, and the command
     then exits with status 2 naming the first rejected row.
     """
-    from radreport.metrics.report_tables import empty_rows, read_prompt_table
+    from radreport.metrics.report_tables import read_prompt_table
 
     check_decoding_ranges(decoder, stop_bias, max_new_tokens)
     try:
@@ -526,18 +545,7 @@ def evaluate(
     except ValueError as exc:
         fail(f"--reports {exc}", 2)
     warn_empty_impressions(reports_csv, table)
-    no_id = empty_rows(table, "study_id")
-    warn_rows(
-        reports_csv, table, no_id, "have an empty study_id",
-        "predictions.csv names them by their position alone",
-    )  # fmt: skip
-    repeated = [
-        index for index, seen in enumerate(table["study_id"].duplicated(keep=False)) if seen
-    ]
-    warn_rows(
-        reports_csv, table, repeated, "share their study_id with another row",
-        "predictions.csv keeps the input's row order",
-    )  # fmt: skip
+    warn_unclear_study_ids(reports_csv, table)
     scorable = rows_to_score(reports_csv, table)
     from radreport.metrics.report_files import REPORT_FILES
 
