@@ -435,11 +435,18 @@ def generate(
 
 
 def write_generation_record(
-    path: Path, model, settings, generator, reports_csv: Path, rows: int, written: int
+    path: Path,
+    model,
+    settings,
+    generator,
+    reports_csv: Path,
+    written: list[bool],
+    out_of_room: list[bool],
 ) -> None:
     """How predictions.csv was written, to tell two evaluations apart or repeat one: the model
     version, the decoding settings after any override, the input file's digest and what became
-    of its `rows` (`written`: those with a report; the others' prompts did not fit)."""
+    of each row (`written`: it has a report, else its prompt did not fit; `out_of_room`: the
+    token budget cut its report)."""
     import json
     from dataclasses import asdict
 
@@ -451,13 +458,16 @@ def write_generation_record(
         "reports_csv": {
             "path": str(reports_csv),
             "sha256": sha256_of_file(reports_csv),
-            "rows": rows,
+            "rows": len(written),
         },
         "llm_settings": settings.model_dump(mode="json"),
         "decoding_engine": generator.decoding_engine(),
         "report_shape": asdict(section_stop.shape) if section_stop and section_stop.shape else None,
-        "reports_written": written,
-        "reports_out_of_room": generator.reports_out_of_room,
+        "reports_written": sum(written),
+        "reports_out_of_room": sum(out_of_room),
+        # Row numbers as in rejected.csv (1 = the first row after the header), since study
+        # ids need not be unique.
+        "rows_out_of_room": [row for row, cut in enumerate(out_of_room, start=1) if cut],
     }
     path.write_text(json.dumps(record, indent=2) + "\n")
 
@@ -560,7 +570,7 @@ def evaluate(
     model = load_model_or_exit(model_spec)
     settings = decoding_settings(model, decoder, stop_bias, max_new_tokens)
     generator = report_generator(model, settings)
-    generated, too_long = predict_fitting_impressions(
+    generated, out_of_room, too_long = predict_fitting_impressions(
         generator,
         table["impression"].tolist(),
         model.train_pairs,
@@ -569,11 +579,12 @@ def evaluate(
     )
     written = [report is not None for report in generated]
     table["generated"] = [report or "" for report in generated]
+    table["out_of_room"] = out_of_room
     table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(
         out / "predictions.csv", index=False
     )
     write_generation_record(
-        out / "generation.json", model, settings, generator, reports_csv, len(table), sum(written)
+        out / "generation.json", model, settings, generator, reports_csv, written, out_of_room
     )
     click.echo(
         f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows, stop bias "

@@ -129,7 +129,7 @@ def main() -> None:
     # The sweep's own val rows (val.csv's, in order), so the halves below are its halves.
     _, val = train_and_val(0)
     started = time.perf_counter()
-    reports, too_long = predict_fitting_impressions(
+    reports, _, too_long = predict_fitting_impressions(
         generator,
         val["impression"].tolist(),
         members[0].train_pairs,

@@ -64,7 +64,7 @@ def main() -> None:
     # The sweep's own val rows (val.csv's, in order), so the halves below are its halves.
     _, val = train_and_val(0)
     started = time.perf_counter()
-    reports, too_long = predict_fitting_impressions(
+    reports, _, too_long = predict_fitting_impressions(
         generator, val["impression"].tolist(), pool, settings.retrieval_k, settings.retrieval_match
     )
     seconds = time.perf_counter() - started

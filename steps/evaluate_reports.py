@@ -44,10 +44,7 @@ def evaluate_reports(
             mlflow.log_metrics({f"{split}_{k}": v for k, v in result.flat_metrics().items()})
             mlflow.log_artifacts(str(Path(out) / split), f"evaluation/{split}")
             # With each report's out_of_room, so the dashboard shows which ones were cut.
-            cut = samples["out_of_room"].to_numpy()
-            mlflow.log_table(
-                result.samples.assign(out_of_room=cut), f"evaluation/{split}_samples.json"
-            )
+            mlflow.log_table(result.samples, f"evaluation/{split}_samples.json")
             evaluation[split] = {
                 "model": result.metrics,
                 "baselines": result.baselines,

@@ -127,12 +127,13 @@ def predict_fitting_impressions(
     train: pd.DataFrame | None = None,
     retrieval_k: int = 0,
     retrieval_match: RetrievalMatch = "characters",
-) -> tuple[list[str | None], list[PromptTooLong]]:
+) -> tuple[list[str | None], list[bool], list[PromptTooLong]]:
     """predict_impressions for every impression whose prompt fits the model's context; the
-    others get None in place of a report, and their PromptTooLong (in input order)."""
+    others get None in place of a report, and their PromptTooLong (in input order). The
+    middle list says whether each report ran out of room (the token budget or the context's
+    end cut it); False where there is none."""
     examples = _retrieved_examples(impressions, train, retrieval_k, retrieval_match)
-    reports, _, too_long = _generate_fitting(generator, impressions, examples)
-    return reports, too_long
+    return _generate_fitting(generator, impressions, examples)
 
 
 def _generate_fitting(

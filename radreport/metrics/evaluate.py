@@ -21,6 +21,9 @@ from radreport.metrics.settings import EvaluationSettings
 
 MODEL = "model"
 SAMPLE_COLUMNS = ("study_id", "impression", "reference", "generated")
+# Kept in the sample table when given: whether the token budget cut the report, which its
+# text does not show and which explains a low score.
+OUT_OF_ROOM = "out_of_room"
 
 
 @dataclass
@@ -31,9 +34,9 @@ class EvaluationResult:
         in scoring.py). baselines: the same keys per baseline name (baselines.BASELINE_LABELS).
     per_finding: the model's precision / recall / F1 per CheXpert observation.
     per_finding_f1: F1 per observation (rows) for the model and each baseline (columns).
-    samples: one row per report: study_id, impression, reference, generated, sentence_bleu,
-        rouge_l, generated_length, reference_length, finding_f1, finding_agreement,
-        missed_findings, false_findings.
+    samples: one row per report: study_id, impression, reference, generated (out_of_room
+        when the reports came with it), sentence_bleu, rouge_l, generated_length,
+        reference_length, finding_f1, finding_agreement, missed_findings, false_findings.
     html_path, plot_paths: files written by `evaluate_reports(output_dir=...)`, else empty.
     """
 
@@ -105,7 +108,13 @@ def _check_samples(samples: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"generated reports: missing column '{missing[0]}'")
     if samples.empty:
         raise ValueError("generated reports: no rows to evaluate")
-    return samples[list(SAMPLE_COLUMNS)].fillna("").astype(str).reset_index(drop=True)
+    checked = samples[list(SAMPLE_COLUMNS)].fillna("").astype(str).reset_index(drop=True)
+    if OUT_OF_ROOM in samples.columns:
+        flags = samples[OUT_OF_ROOM]
+        if flags.isna().any() or not flags.isin([True, False]).all():
+            raise ValueError(f"generated reports: column '{OUT_OF_ROOM}' must be true or false")
+        checked[OUT_OF_ROOM] = flags.astype(bool).to_numpy()
+    return checked
 
 
 def evaluate_reports(
@@ -116,7 +125,8 @@ def evaluate_reports(
 ) -> EvaluationResult:
     """Score generated reports and the baselines on the same studies.
 
-    samples: columns study_id, impression, reference, generated (raw text).
+    samples: columns study_id, impression, reference, generated (raw text); optionally
+        out_of_room (bool), kept in the sample table.
     train: the training pairs the baselines retrieve from, in either table layout
         (study_id, impression, findings) or (study_id, patient_id, impression, report), or
         already standardised (study_id, impression, reference).

@@ -34,6 +34,7 @@ EXAMPLE_COLUMNS = [
     "impression",
     "reference",
     "generated",
+    "out_of_room",
     "sentence_bleu",
     "finding_f1",
     "missed_findings",
@@ -68,12 +69,24 @@ def _comparison_html(result: EvaluationResult) -> str:
 
 
 def _examples_html(samples: pd.DataFrame, n_examples: int) -> str:
+    columns = [column for column in EXAMPLE_COLUMNS if column in samples.columns]
     ranked = samples.sort_values("sentence_bleu", kind="stable")
-    worst = ranked.head(n_examples)[EXAMPLE_COLUMNS]
-    best = ranked.tail(n_examples).iloc[::-1][EXAMPLE_COLUMNS]
+    worst = ranked.head(n_examples)[columns]
+    best = ranked.tail(n_examples).iloc[::-1][columns]
     return (
         f"<h3>Worst {len(worst)} by sentence BLEU</h3>{worst.to_html(index=False)}"
         f"<h3>Best {len(best)} by sentence BLEU</h3>{best.to_html(index=False)}"
+    )
+
+
+def _out_of_room_html(samples: pd.DataFrame) -> str:
+    if "out_of_room" not in samples.columns:
+        return ""
+    cut = int(samples["out_of_room"].sum())
+    return (
+        f"<p>{cut} of {len(samples)} reports ran out of room: the token budget cut them "
+        "before the model ended them (<code>out_of_room</code> in the examples and "
+        f"{SAMPLES_FILE}).</p>"
     )
 
 
@@ -115,6 +128,7 @@ finding metrics and the baselines.</p>
 <h2>Report lengths (model)</h2>
 <p>Length ratio (generated / reference, in words and punctuation marks, as BLEU counts them):
 {_with_interval(result.metrics, "length_ratio")}.</p>
+{_out_of_room_html(result.samples)}
 {_embedded_png(plots[2])}
 <h2>Examples</h2>
 {_examples_html(result.samples, settings.n_examples)}

@@ -371,10 +371,14 @@ def test_only_the_impressions_that_do_not_fit_are_left_without_a_report(generato
     too_long = _impression_of_prompt_length(generator, context)
     impressions = [too_long, "Clear lungs.", fits, too_long]
     assert [error.index for error in generator.prompts_too_long(impressions)] == [0, 3]
-    reports, errors = predict_fitting_impressions(generator, impressions)
+    reports, out_of_room, errors = predict_fitting_impressions(generator, impressions)
     assert [error.index for error in errors] == [0, 3]
     assert reports[0] is None and reports[3] is None
     assert reports[1:3] == generator.generate(impressions[1:3], progress=False)
+    # The prompt one token short of the context has room for one token only: the context's
+    # end cuts its report, and the row says so; the rows without a report are not cut.
+    assert out_of_room == [False, *generator.last_out_of_room, False]
+    assert out_of_room[2] is True
 
 
 def _split_table(generator) -> pd.DataFrame:

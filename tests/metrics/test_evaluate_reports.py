@@ -117,6 +117,27 @@ def test_missing_generated_column_is_an_error():
         evaluate_reports(SAMPLES.drop(columns="generated"), TRAIN)
 
 
+def test_which_reports_ran_out_of_room_is_kept_in_the_sample_table(tmp_path):
+    cut = SAMPLES.assign(out_of_room=[False, True, False])
+    result = evaluate_reports(cut, TRAIN, SETTINGS, tmp_path)
+    assert result.samples["out_of_room"].tolist() == [False, True, False]
+    written = pd.read_csv(tmp_path / "samples.csv")
+    assert written["out_of_room"].tolist() == [False, True, False]
+    page = result.html_path.read_text()
+    assert "1 of 3 reports ran out of room" in page
+    # Scores do not depend on it.
+    assert result.metrics == pytest.approx(evaluate_reports(SAMPLES, TRAIN, SETTINGS).metrics)
+    # Without the column the table and page say nothing of it.
+    plain = evaluate_reports(SAMPLES, TRAIN, SETTINGS, tmp_path / "plain")
+    assert "out_of_room" not in plain.samples.columns
+    assert "ran out of room" not in plain.html_path.read_text()
+
+
+def test_an_out_of_room_flag_that_is_not_true_or_false_is_an_error():
+    with pytest.raises(ValueError, match="column 'out_of_room' must be true or false"):
+        evaluate_reports(SAMPLES.assign(out_of_room=[False, "yes", None]), TRAIN)
+
+
 def test_settings_reject_unknown_keys():
     with pytest.raises(ValueError):
         EvaluationSettings(bootstrap_resample=10)

@@ -557,6 +557,7 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
     assert record["decoding_engine"]["decoder"] == "native"  # decoder auto, on the CPU
     # The tiny model ends no report within its 6 tokens: every one ran out, and was said.
     assert record["reports_out_of_room"] == 5
+    assert record["rows_out_of_room"] == [1, 3, 4, 5, 6]  # not row 2: it has no report
     assert "5 of 5 reports ran out of room before they ended (max_new_tokens 6" in result.stderr
     assert record["report_shape"] == {"ends_at_blank_line": True, "ends_at_repeated_label": True}
     rejected = pd.read_csv(out / "rejected.csv")
@@ -565,6 +566,10 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["metrics"]["n_reports"] == 4
     assert {sample["study_id"] for sample in metrics["samples"]} == {"ok-1", "ok-3", "empty-4"}
+    # Each scored report says the budget cut it, in the table beside the evaluation report.
+    samples = pd.read_csv(out / "samples.csv", keep_default_na=False)
+    assert samples["out_of_room"].tolist() == [True] * 4
+    assert "4 of 4 reports ran out of room" in (out / "evaluation.html").read_text()
     # A repeated study id is said; the rows stay in input order.
     assert "2 of 6 rows share their study_id with another row (first: row 1, study_id ok-1)" in (
         result.stderr
