@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 
+from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -150,45 +151,77 @@ def deidentify_dataset(dataset: Dataset, keys: DeidKeys) -> Dataset:
     return result
 
 
-IDENTIFYING_KEYWORDS = (
-    "PatientName",
-    "PatientID",
-    "OtherPatientIDs",
-    "AccessionNumber",
-    "PatientBirthDate",
-    "PatientAddress",
-    "ReferringPhysicianName",
-    "PerformingPhysicianName",
-    "NameOfPhysiciansReadingStudy",
-    "OperatorsName",
-    "InstitutionName",
-    "InstitutionAddress",
-    "StationName",
-)
-
-
-PERSON_NAME_KEYWORDS = frozenset(
+# Identifying values a header may hold besides person names, at any depth (a nested
+# OtherPatientIDsSequence holds PatientID items); read to scrub the study's report.
+IDENTIFYING_KEYWORDS = frozenset(
     {
-        "PatientName",
-        "ReferringPhysicianName",
-        "PerformingPhysicianName",
-        "NameOfPhysiciansReadingStudy",
-        "OperatorsName",
+        "PatientID",
+        "OtherPatientIDs",
+        "AccessionNumber",
+        "PatientBirthDate",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+        "MedicalRecordLocator",
+        "InstitutionName",
+        "InstitutionAddress",
+        "InstitutionalDepartmentName",
+        "StationName",
     }
 )
 
 
 def identifying_values(dataset: Dataset) -> set[str]:
-    """Raw identifying header values, for scrubbing the study's report text only."""
+    """Raw identifying header values, for scrubbing the study's report text only: every
+    person name (VR PN, whatever the attribute: the patient's other and birth names, the
+    requesting physician, the physicians of record, ...) and the IDENTIFYING_KEYWORDS
+    values, in nested sequences too."""
     values = set()
-    for keyword in IDENTIFYING_KEYWORDS:
-        value = dataset.get(keyword)
-        items = list(value) if isinstance(value, MultiValue) else [value]
+    for element in _elements(dataset):
+        is_name = element.VR == "PN"
+        if not is_name and element.keyword not in IDENTIFYING_KEYWORDS:
+            continue
+        value = element.value
+        items = list(value) if isinstance(value, MultiValue | list) else [value]
         texts = [str(item).strip() for item in items if item not in (None, "")]
-        if keyword in PERSON_NAME_KEYWORDS:
+        if is_name:
             texts = [as_person_name(text) for text in texts]
         values.update(text for text in texts if text)
     return values
+
+
+# Longer values are not names or ids, and are not read: a private element may hold
+# gigabytes that the header reader deferred.
+_LONGEST_VALUE_READ = 64 * 1024
+
+
+def _elements(dataset: Dataset):
+    """The person-name and IDENTIFYING_KEYWORDS elements of `dataset` and of its sequences'
+    items. An element is converted (and a deferred one read) only when it is one of those;
+    one whose value pydicom cannot convert holds nothing readable to scrub with."""
+    for tag in list(dataset.keys()):
+        stored = dataset.get_item(tag, keep_deferred=True)
+        vr = stored.VR or _dictionary_vr(tag)
+        if vr != "SQ":
+            wanted = vr == "PN" or keyword_for_tag(tag) in IDENTIFYING_KEYWORDS
+            if not wanted or (getattr(stored, "length", 0) or 0) > _LONGEST_VALUE_READ:
+                continue
+        try:
+            element = dataset[tag]
+        except Exception:
+            continue
+        if element.VR == "SQ":
+            for item in element.value or ():
+                yield from _elements(item)
+        else:
+            yield element
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    """The data dictionary's VR of a tag whose file did not say it (implicit VR)."""
+    try:
+        return dictionary_VR(tag)
+    except KeyError:  # private or unknown
+        return None
 
 
 def as_person_name(text: str) -> str:

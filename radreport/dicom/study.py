@@ -9,10 +9,12 @@ travel back in memory only, to scrub this study's report.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from radreport.data.pseudonyms import DeidKeys
@@ -187,12 +189,12 @@ def _ingest_study(task: StudyTask, settings: DicomSettings, keys: DeidKeys) -> S
     result = StudyImages(study_id=task.study_id)
     files, not_files = study_files(folder)
     result.files_seen = len(files)
-    headers, rejected = _header_pass(files, settings)
-    rejected = not_files + rejected
+    headers, header_rejected = _header_pass(files, settings)
+    rejected = not_files + header_rejected
     try:
-        rejected += _from_headers(result, folder, headers, task, settings, keys)
+        rejected += _from_headers(result, folder, headers, header_rejected, task, settings, keys)
     except Exception as error:  # no check foresaw it: the images are lost, not the scrub
-        _without_images(result, headers, keys)
+        _without_images(result, headers, header_rejected, keys)
         # The exception text may quote header values, so only its type is kept.
         rejected.append(QuarantineEntry(str(folder), Reason.INGESTION_ERROR, type(error).__name__))
     result.quarantine = [replace(entry, study_id=task.study_id) for entry in rejected]
@@ -203,6 +205,7 @@ def _from_headers(
     result: StudyImages,
     folder: Path,
     headers: list[FileHeader],
+    header_rejected: list[QuarantineEntry],
     task: StudyTask,
     settings: DicomSettings,
     keys: DeidKeys,
@@ -220,26 +223,75 @@ def _from_headers(
             else (Reason.NO_FILES, "the folder holds no files")
         )
         rejected.append(QuarantineEntry(str(folder), reason, message))
-    # Patient and study identifiers are the same in every file of the study: one header
-    # (the one whose pixels were used, when there is one) is enough to scrub the report.
-    representative = by_path[geometry.slices[0].path] if geometry else next(iter(headers), None)
-    if representative:
-        result.identifiers = identifying_values(representative.dataset)
-        result.pseudonyms = header_pseudonyms(representative.dataset, keys)
+    _scrub_values_from(result, _identifying_datasets(headers, header_rejected), keys)
     if geometry is not None:
         result.header = _deidentified_facts(geometry, by_path[geometry.slices[0].path], keys)
         result.volume = volume
     return rejected
 
 
-def _without_images(result: StudyImages, headers: list[FileHeader], keys: DeidKeys) -> None:
+def _without_images(
+    result: StudyImages,
+    headers: list[FileHeader],
+    header_rejected: list[QuarantineEntry],
+    keys: DeidKeys,
+) -> None:
     """After an error no check foresaw, the study goes on without images; its report is
-    still scrubbed, with the identifying values of every header read (more than one
-    patient's, where the folder mixes them: scrubbing more is the safe side)."""
+    still scrubbed, with the identifying values of its headers."""
     result.volume, result.header = None, {}
+    _scrub_values_from(result, _identifying_datasets(headers, header_rejected), keys)
+
+
+# Header checks that fail on a DICOM file pydicom has parsed: its names still scrub the
+# report (a study of MR images only, or of derived images only, has no other header).
+_PARSED_BUT_REJECTED = frozenset(
+    {
+        Reason.MISSING_TRANSFER_SYNTAX,
+        Reason.INVALID_ATTRIBUTE_VALUE,
+        Reason.PIXEL_DATA_TRUNCATED,
+        Reason.MISSING_REQUIRED_ATTRIBUTE,
+        Reason.UNSUPPORTED_SOP_CLASS,
+        Reason.NO_PIXEL_DATA,
+        Reason.UNSUPPORTED_PIXEL_FORMAT,
+        Reason.SIZE_LIMIT_EXCEEDED,
+        Reason.UNSUPPORTED_TRANSFER_SYNTAX,
+        Reason.NO_DECODER,
+        Reason.LOCALIZER,
+        Reason.PROJECTION_IMAGE,
+        Reason.DERIVED_IMAGE,
+        Reason.BURNED_IN_ANNOTATION,
+    }
+)
+
+
+def _identifying_datasets(
+    headers: list[FileHeader], header_rejected: list[QuarantineEntry]
+) -> Iterator[Callable[[], Dataset]]:
+    """Loaders of the headers whose values scrub the report: one file of each series and
+    patient among the usable ones, and one of each series among the DICOM files the header
+    checks rejected. Patient and study values repeat in every file of a series, and reading
+    each file's whole header would cost more than the scan; where a folder mixes patients
+    or series, every one of them is scrubbed (more is the safe side)."""
+    sampled = {}
     for header in headers:
+        sampled.setdefault((header.series_uid, header.patient_id), header)
+    for header in sampled.values():
+        yield lambda header=header: header.dataset
+    first_rejected = {}
+    for entry in header_rejected:
+        if entry.reason in _PARSED_BUT_REJECTED:
+            first_rejected.setdefault(entry.series_uid, entry.path)
+    for path in first_rejected.values():
+        yield lambda path=path: dcmread(path, stop_before_pixels=True, defer_size="1 MB")
+
+
+def _scrub_values_from(
+    result: StudyImages, datasets: Iterator[Callable[[], Dataset]], keys: DeidKeys
+) -> None:
+    for load in datasets:
         try:
-            result.identifiers |= identifying_values(header.dataset)
-            result.pseudonyms |= header_pseudonyms(header.dataset, keys)
+            dataset = load()
+            result.identifiers |= identifying_values(dataset)
+            result.pseudonyms |= header_pseudonyms(dataset, keys)
         except Exception:  # a header these cannot read adds nothing
             continue

@@ -11,6 +11,7 @@ from pydicom.uid import CTImageStorage
 
 from radreport.data.pseudonyms import DeidKeys
 from radreport.data.synthetic import plan_studies, study_header
+from radreport.data.text_scrub import scrub_report
 from radreport.dicom.deidentify import deidentify_dataset, identifying_values
 
 KEYS = DeidKeys("test-secret")
@@ -96,3 +97,40 @@ def test_a_date_that_cannot_move_back_is_dropped_and_the_others_still_move():
     clean = deidentify_dataset(header, KEYS)
     assert clean.ContentDate == ""
     assert clean.StudyDate and clean.StudyDate != header.StudyDate
+
+
+def test_every_person_name_and_identifier_reaches_the_report_scrub_wherever_it_sits():
+    header = _demo_header()
+    header.OtherPatientNames = ["Allan^Edgar", "Pym^Arthur"]
+    header.PatientBirthName = "Perry^Edgar"
+    header.RequestingPhysician = "Griswold^Rufus"
+    header.PhysiciansOfRecord = "Moran^John"
+    header.InstitutionalDepartmentName = "Baltimore Thoracic Unit"
+    other_id = Dataset()
+    other_id.PatientID = "OTHERX998877"
+    header.OtherPatientIDsSequence = [other_id]
+    step = Dataset()
+    step.ScheduledPerformingPhysicianName = "Usher^Roderick"
+    header.ScheduledProcedureStepSequence = [step]
+    header.private_block(0x0009, "ACME 1.1", create=True).add_new(0x10, "PN", "Valdemar^Ernest")
+    values = identifying_values(header)
+    assert {
+        "Allan^Edgar",
+        "Pym^Arthur",
+        "Perry^Edgar",
+        "Griswold^Rufus",
+        "Moran^John",
+        "Baltimore Thoracic Unit",
+        "OTHERX998877",
+        "Usher^Roderick",
+        "Valdemar^Ernest",
+    } <= values
+    report = (
+        "Prior imaging filed under Edgar Allan and Edgar Perry; see also A. Pym. Rufus Griswold "
+        "requested the study; John Moran to follow up, Roderick Usher and Ernest Valdemar "
+        "informed. Outside id OTHERX998877. Baltimore Thoracic Unit."
+    )
+    scrubbed = scrub_report(report, values)
+    for word in ("Allan", "Perry", "Pym", "Griswold", "Moran", "Usher", "Valdemar", "OTHERX"):
+        assert word not in scrubbed
+    assert "Baltimore" not in scrubbed

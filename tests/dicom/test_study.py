@@ -276,3 +276,31 @@ def test_pydicom_says_nothing_of_a_broken_file_that_would_quote_its_path(
     assert "DOE_JOHN" not in said
     messages = " ".join(entry.message for entry in result.quarantine)
     assert "DOE_JOHN" not in messages and str(tmp_path) not in messages
+
+
+def test_names_in_files_the_header_checks_reject_still_scrub_the_report(
+    tmp_path, testdata, series_files, copy_into, permissive
+):
+    # An MR-only folder and a CT series of derived images only: no header passes the checks,
+    # but each file's names and ids are still the study's.
+    mr_folder = tmp_path / "mr"
+    for index in range(2):
+        mr = pydicom.dcmread(testdata("MR_small.dcm"))
+        mr.PatientName, mr.PatientID = "Roe^Rita", "MRN-4417"
+        mr.SOPInstanceUID = pydicom.uid.generate_uid(entropy_srcs=["mr", str(index)])
+        mr_folder.mkdir(exist_ok=True)
+        mr.save_as(mr_folder / f"mr{index}.dcm")
+    derived_folder = tmp_path / "derived"
+    for path in copy_into(derived_folder, *series_files("98892001/CT5N")):
+        ct = pydicom.dcmread(path)
+        ct.ImageType = ["DERIVED", "SECONDARY", "MPR"]
+        ct.OtherPatientNames = "Roe^Richard"
+        ct.save_as(path)
+    mr = ingest_study(StudyTask("mr", "MRN-4417", str(mr_folder)), permissive, KEYS)
+    derived = ingest_study(StudyTask("d", CT5N_PATIENT, str(derived_folder)), permissive, KEYS)
+
+    assert mr.volume is None and derived.volume is None
+    assert set(_reasons(mr).values()) == {Reason.UNSUPPORTED_SOP_CLASS, Reason.NO_USABLE_SERIES}
+    assert {"Roe^Rita", "MRN-4417"} <= mr.identifiers
+    assert mr.pseudonyms["MRN-4417"] == KEYS.patient("MRN-4417")
+    assert {"Roe^Richard", CT5N_PATIENT} <= derived.identifiers
