@@ -34,6 +34,17 @@ def deid_key_id(secret: str) -> str:
 DEMO_DEID_KEY_ID = deid_key_id(DEMO_DEID_KEY)
 
 
+def canonical_patient_id(patient_id: str) -> str:
+    """One patient's id however a spreadsheet or another system wrote it: surrounding
+    spaces, letter case and the leading zeros of an all-digit id (Excel drops them) do not
+    tell two patients apart. Otherwise one patient's studies could land in two splits, and
+    images whose header says 0001004 would not meet the manifest row that says 1004."""
+    text = patient_id.strip().upper()
+    if text.isascii() and text.isdigit():
+        return text.lstrip("0") or "0"
+    return text
+
+
 class DeidKeyError(RuntimeError):
     """Real patient data was requested to be de-identified with no key configured."""
 
@@ -52,7 +63,7 @@ class DeidKeys:
         return kind + self._digest(kind, value).hex()[:PSEUDONYM_HEX_CHARS]
 
     def patient(self, patient_id: str) -> str:
-        return self.pseudonym("P", patient_id)
+        return self.pseudonym("P", canonical_patient_id(patient_id))
 
     def study(self, study_id: str) -> str:
         return self.pseudonym("S", study_id)
@@ -65,7 +76,9 @@ class DeidKeys:
 
     def date_shift(self, patient_id: str) -> dt.timedelta:
         """A fixed shift into the past per patient, so intervals between studies survive."""
-        draw = int.from_bytes(self._digest("date-shift", patient_id)[:8], "big")
+        draw = int.from_bytes(
+            self._digest("date-shift", canonical_patient_id(patient_id))[:8], "big"
+        )
         return -dt.timedelta(days=1 + draw % self.max_date_shift_days)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from radreport.data.pseudonyms import canonical_patient_id
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
 from radreport.dicom.geometry import GeometryProblem, StackGeometry, stack_geometry
@@ -23,8 +24,9 @@ def drop_other_patients(
     headers: list[FileHeader], patient_id: str
 ) -> tuple[list[FileHeader], list[QuarantineEntry]]:
     kept, rejected = [], []
+    wanted = canonical_patient_id(patient_id)
     for header in headers:
-        if header.patient_id == patient_id:
+        if canonical_patient_id(header.patient_id) == wanted:
             kept.append(header)
         else:
             message = "header PatientID differs from the manifest's patient_id"

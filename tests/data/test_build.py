@@ -14,6 +14,7 @@ from pydicom.data import get_testdata_file
 
 from radreport.data.build import STUDY_COLUMNS, build_dataset
 from radreport.data.errors import NoUsableStudiesError
+from radreport.data.pseudonyms import DEMO_DEID_KEY, DeidKeys
 from radreport.data.quarantine import Reason
 from radreport.data.settings import DataSettings, DeidSettings, DicomSettings
 from radreport.data.study_volumes import StudyVolumes
@@ -171,3 +172,26 @@ def test_the_demo_key_is_refused_when_a_real_key_is_required(tmp_path, monkeypat
     monkeypatch.setenv("RADREPORT_DEID_KEY", "a-real-secret")
     keyed = build_dataset(_manifest(tmp_path, rows), settings)
     assert keyed.studies["study_id"][0].startswith("S")
+
+
+def test_one_patient_id_written_two_ways_is_one_patient(tmp_path):
+    # Excel drops an all-digit id's leading zeros, and ids get typed in another case: the
+    # studies stay one patient's (one pseudonym, one split), and the header's 98890234
+    # meets the manifest's 0098890234.
+    series = Path(get_testdata_file("dicomdirtests/98892001/CT5N/2062", download=False)).parent
+    shutil.copytree(series, tmp_path / "ct5n")
+    rows = [
+        {**ROW, "study_id": "s1", "patient_id": "0098890234", "dicom_dir": "ct5n"},
+        {**ROW, "study_id": "s2", "patient_id": "98890234"},
+        {**ROW, "study_id": "s3", "patient_id": "mrn107"},
+        {**ROW, "study_id": "s4", "patient_id": " MRN107"},
+        {**ROW, "study_id": "s5", "patient_id": "MRN0107"},  # not all digits: another id
+    ]
+    result = build_dataset(_manifest(tmp_path, rows), DataSettings(dicom=SMALL), tmp_path / "o")
+    assert result.summary["studies_with_images"] == 1
+    assert "patient_id_mismatch" not in result.summary["quarantined_by_reason"]
+    keys = DeidKeys(DEMO_DEID_KEY)
+    studies = result.studies.set_index("study_id").loc[[keys.study(f"s{i}") for i in range(1, 6)]]
+    patients, splits = studies["patient_id"].tolist(), studies["split"].tolist()
+    assert patients[0] == patients[1] and patients[2] == patients[3] != patients[4]
+    assert splits[0] == splits[1] and splits[2] == splits[3]
