@@ -55,6 +55,7 @@ class Reason(str, Enum):
     STUDY_IN_TWO_ROWS = "study_in_two_rows"  # one StudyInstanceUID in two rows' folders
     TOO_FEW_SLICES = "too_few_slices"
     INCONSISTENT_GEOMETRY = "inconsistent_geometry"
+    NOT_AXIAL = "not_axial"  # a sagittal or coronal series
     DUPLICATE_SLICE_POSITION = "duplicate_slice_position"
     IRREGULAR_SPACING = "irregular_spacing"
     GANTRY_TILT = "gantry_tilt"

@@ -3,6 +3,12 @@
 Slices are ordered by the projection of ImagePositionPatient on the slice normal (the cross
 product of the two ImageOrientationPatient directions). InstanceNumber is never used: in
 pydicom's dicomdirtests/98892001/CT5N it rises while the position falls.
+
+Only axial series are read (the slice normal nearer the head-foot axis than the other two),
+and every volume is built in one orientation, whatever the scanner wrote: depth from feet to
+head, rows from front to back, columns from the patient's right to left (DICOM's patient
+axes +z, +y, +x). A prone scan's images (rows and columns reversed) or a stack whose normal
+points to the feet would otherwise reach the model mirrored.
 """
 
 from __future__ import annotations
@@ -30,6 +36,12 @@ class StackGeometry:
     median_spacing_mm: float
     irregular: bool
     tilt_degrees: float
+    # What turns the stored images into the one orientation (module docstring): swap rows
+    # and columns (their directions run along y and x), then reverse each axis named.
+    transposed: bool = False
+    reverse_rows: bool = False
+    reverse_columns: bool = False
+    reverse_depth: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +55,33 @@ def _directions(orientation: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray,
     column = np.asarray(orientation[3:], dtype=np.float64)
     normal = np.cross(row, column)
     return row, column, normal / np.linalg.norm(normal)
+
+
+_PLANES = ("sagittal", "coronal", "axial")  # by the patient axis the normal is nearest
+
+
+def _not_axial(normal: np.ndarray) -> str | None:
+    plane = _PLANES[int(np.argmax(np.abs(normal)))]
+    if plane == "axial":
+        return None
+    degrees = float(np.degrees(np.arccos(min(1.0, abs(float(normal[2]))))))
+    return (
+        f"a {plane} series (its slice normal is {degrees:.0f} degrees from the head-foot "
+        "axis): only axial series are read"
+    )
+
+
+def _to_one_orientation(row: np.ndarray, column: np.ndarray, normal: np.ndarray) -> dict:
+    """How an axial series' stored images become rows along +y and columns along +x, and
+    its stack (ordered along the normal) runs along +z."""
+    transposed = abs(row[0]) < abs(row[1])  # moving along a row goes front-back, not sideways
+    across, down = (column, row) if transposed else (row, column)
+    return {
+        "transposed": bool(transposed),
+        "reverse_columns": bool(across[0] < 0),
+        "reverse_rows": bool(down[1] < 0),
+        "reverse_depth": bool(normal[2] < 0),
+    }
 
 
 def _inconsistency(slices: list[SliceHeader]) -> str | None:
@@ -77,6 +116,9 @@ def stack_geometry(
     if inconsistency:
         return GeometryProblem(Reason.INCONSISTENT_GEOMETRY, inconsistency)
     row, column, normal = _directions(slices[0].orientation)
+    not_axial = _not_axial(normal)
+    if not_axial:
+        return GeometryProblem(Reason.NOT_AXIAL, not_axial)
     positions = np.array([s.position for s in slices], dtype=np.float64)
     order = np.argsort(positions @ normal, kind="stable")
     positions = positions[order]
@@ -85,10 +127,14 @@ def stack_geometry(
     if np.any(steps < SAME_POSITION_MM):
         return GeometryProblem(Reason.DUPLICATE_SLICE_POSITION, "two slices share a position")
     median = float(np.median(steps))
-    worst = float(np.max(np.abs(steps - median)))
-    irregular = worst > settings.spacing_rtol * median
+    deviations = np.abs(steps - median)
+    worst = int(np.argmax(deviations))
+    irregular = float(deviations[worst]) > settings.spacing_rtol * median
     if irregular and settings.irregular_spacing == "quarantine":
-        message = f"spacing deviates {worst:.2f} mm from the median {median:.2f} mm"
+        message = (
+            f"slices {worst + 1} and {worst + 2} (in position order) are {steps[worst]:.2f} mm "
+            f"apart, where the median step is {median:.2f} mm"
+        )
         return GeometryProblem(Reason.IRREGULAR_SPACING, message)
     tilt = _tilt_degrees(normal, positions, max(abs(s.gantry_tilt) for s in slices))
     if tilt > settings.max_tilt_degrees and settings.gantry_tilt == "quarantine":
@@ -104,4 +150,5 @@ def stack_geometry(
         median_spacing_mm=median,
         irregular=bool(irregular),
         tilt_degrees=tilt,
+        **_to_one_orientation(row, column, normal),
     )

@@ -59,7 +59,27 @@ def build_volume(
     stored = series_stored(geometry, headers)
     if geometry.tilt_degrees > settings.max_tilt_degrees:
         stored = shift_slices(stored, geometry.in_plane_shift_px)
-    in_plane = resize_in_plane(stored, settings.height, settings.width)
+    in_plane = _in_one_orientation(stored, geometry, settings)
     hounsfield = to_hounsfield(in_plane, *_rescale(geometry))
     resized = resample_slices(hounsfield, geometry.positions_mm, settings.depth)
+    if geometry.reverse_depth:
+        resized = resized[::-1]
     return to_storage(resized, settings.storage_dtype)
+
+
+def _in_one_orientation(
+    stored: np.ndarray, geometry: StackGeometry, settings: DicomSettings
+) -> np.ndarray:
+    """The in-plane resize, with rows and columns turned into the one orientation
+    (geometry.py). Turned after the resize, on the small images: reversing an axis commutes
+    with the resize (its cell centres are symmetric), and a transposed series is resized to
+    the transposed shape."""
+    if geometry.transposed:
+        small = resize_in_plane(stored, settings.width, settings.height).transpose(0, 2, 1)
+    else:
+        small = resize_in_plane(stored, settings.height, settings.width)
+    if geometry.reverse_rows:
+        small = small[:, ::-1]
+    if geometry.reverse_columns:
+        small = small[:, :, ::-1]
+    return np.ascontiguousarray(small)

@@ -32,7 +32,8 @@ def test_ct2_gap_is_detected(series_files, permissive):
     geometry = stack_geometry(_slices(series_files("77654033/CT2"), permissive), permissive)
     assert isinstance(geometry, GeometryProblem)
     assert geometry.reason == Reason.IRREGULAR_SPACING
-    assert "201.25 mm" in geometry.message
+    assert "slices 1 and 2 (in position order) are 202.50 mm apart" in geometry.message
+    assert "the median step is 1.25 mm" in geometry.message
 
 
 def test_ct2_gap_is_accepted_for_resampling_when_configured(series_files, permissive):

@@ -12,8 +12,10 @@ import pydicom
 
 from radreport.data.pseudonyms import DeidKeys
 from radreport.data.quarantine import Reason
+from radreport.data.settings import DicomSettings
 from radreport.dicom.deidentify import identifying_values
 from radreport.dicom.study import StudyTask, ingest_study
+from radreport.dicom.write_series import SeriesLayout, write_ct_series
 
 KEYS = DeidKeys("test-secret")
 CT5N_PATIENT = "98890234"  # PatientID in pydicom's dicomdirtests CT5N headers
@@ -304,3 +306,63 @@ def test_names_in_files_the_header_checks_reject_still_scrub_the_report(
     assert {"Roe^Rita", "MRN-4417"} <= mr.identifiers
     assert mr.pseudonyms["MRN-4417"] == KEYS.patient("MRN-4417")
     assert {"Roe^Richard", CT5N_PATIENT} <= derived.identifiers
+
+
+def _ramp_series(folder, seed: str = "ramp") -> list:
+    """Six 16 x 12 slices whose every voxel differs, 1 mm pixels, 2 mm apart from z = 0."""
+    depth, rows, columns = np.meshgrid(np.arange(6), np.arange(16), np.arange(12), indexing="ij")
+    hounsfield = (-900 + 50 * depth + 20 * rows + 7 * columns).astype(np.float32)
+    study = pydicom.Dataset()
+    study.StudyInstanceUID, study.PatientID = "1.2.826.0.1.3680043.8.498.7", "ramp-patient"
+    layout = SeriesLayout(1.0, 2.0, (0.0, 0.0, 0.0))
+    return write_ct_series(hounsfield, folder, study, layout, seed=seed)
+
+
+def _rewritten(paths, folder, orientation, image_of, first_pixel_of):
+    """The same anatomy stored another way: each slice's image turned by `image_of`, its
+    orientation `orientation`, its first pixel at `first_pixel_of(x, y, z)`."""
+    folder.mkdir()
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        image = np.ascontiguousarray(image_of(ds.pixel_array))
+        ds.Rows, ds.Columns = image.shape
+        ds.PixelData = image.tobytes()
+        ds.ImageOrientationPatient = orientation
+        ds.ImagePositionPatient = list(first_pixel_of(*map(float, ds.ImagePositionPatient)))
+        ds.save_as(folder / path.name)
+
+
+def test_every_axial_series_is_built_in_one_orientation_and_others_are_refused(tmp_path):
+    settings = DicomSettings(min_slices=3, workers=1, depth=4, height=10, width=8)
+    written = _ramp_series(tmp_path / "supine")
+
+    def volume_of(folder):
+        task = StudyTask(folder.name, "ramp-patient", str(folder))
+        return ingest_study(task, settings, KEYS)
+
+    expected = volume_of(tmp_path / "supine").volume
+    assert expected is not None
+    stored_ways = {
+        # prone: rows run back to front and columns left to right; the first pixel is the
+        # opposite corner
+        "prone": ([-1, 0, 0, 0, -1, 0], lambda a: a[::-1, ::-1], lambda x, y, z: (11, 15, z)),
+        # rows run back to front, so the normal points to the feet
+        "feet": ([1, 0, 0, 0, -1, 0], lambda a: a[::-1], lambda x, y, z: (x, 15, z)),
+        # moving along a row goes front to back: rows and columns swapped
+        "transposed": ([0, 1, 0, 1, 0, 0], lambda a: a.T, lambda x, y, z: (x, y, z)),
+    }
+    for name, (orientation, image_of, first_pixel_of) in stored_ways.items():
+        _rewritten(written, tmp_path / name, orientation, image_of, first_pixel_of)
+        result = volume_of(tmp_path / name)
+        assert result.volume is not None, name
+        np.testing.assert_array_equal(result.volume, expected, err_msg=name)
+    # A sagittal series: slices side by side along x.
+    _rewritten(written, tmp_path / "sagittal", [0, 1, 0, 0, 0, -1], lambda a: a, _sideways)
+    sagittal = volume_of(tmp_path / "sagittal")
+    assert sagittal.volume is None
+    entry = next(e for e in sagittal.quarantine if e.reason == Reason.NOT_AXIAL)
+    assert "a sagittal series (its slice normal is 90 degrees from the head-foot" in entry.message
+
+
+def _sideways(x, y, z):
+    return (z, 0.0, 0.0)  # the axial z steps become steps along x
