@@ -51,6 +51,7 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"\b\d{{1,2}}-{_MONTH}-(?:\d{{4}}|\d{{2}})\b", re.I), DATE),
     (re.compile(rf"\b\d{{2}}{_MONTH}\d{{4}}\b", re.I), DATE),
     (re.compile(rf"\b{_MONTH}\s+\d{{1,2}},?\s+'\d{{2}}\b", re.I), DATE),
+    (re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}\s+'?\d{{2}}\b", re.I), DATE),  # 14 Mar 61
     (
         re.compile(rf"\b({_TITLES})\.?[ \t]+[A-Z][\w'-]+(?:[ \t]+[A-Z][\w'-]+){{0,2}}"),
         rf"\1. {NAME}",

@@ -113,6 +113,9 @@ def test_identifiers_are_found_as_prose_writes_them():
         f"Seen with {NAME}. {NAME} tolerated it. {NAME} called. MRN P0123456789abcde. "
         f"At [REDACTED]. DOB {DATE}, {DATE}, {DATE}, {DATE}."
     )
+    assert scrub_report("DOB 14 Mar 61, seen 3rd May '19; 2 mm nodule.") == (
+        f"DOB {DATE}, seen {DATE}; 2 mm nodule."
+    )
     # A padded number keeps its zeros unless 4 digits remain: 3-digit numbers are findings;
     # after its label, any number is the id it names.
     assert scrub_report("Accession 456, 456 HU.", (), {"000456": "A1"}) == (
