@@ -393,6 +393,17 @@ MAX_NEW_TOKENS_OPTION = click.option(
 )
 
 
+def check_utf8_argument(option: str, value: str) -> None:
+    """Bytes that are not UTF-8 in an argument (a latin-1 shell) reach Python as lone
+    surrogates, which no tokenizer takes: one line naming the first, not a traceback."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        byte = ord(value[error.start]) - 0xDC00  # surrogateescape's mapping of the byte
+        detail = f"byte 0x{byte:02x}" if 0 <= byte < 0x100 else "a lone surrogate"
+        fail(f"{option} is not UTF-8 text ({detail} at character {error.start + 1})", 2)
+
+
 @cli.command()
 @click.option("--impression", required=True, help="The radiologist's impression.")
 @click.option("--model", "model_spec", default=None, help="NAME[:VERSION]; default: latest demo.")
@@ -409,6 +420,7 @@ def generate(
     """Write the detailed report for one impression with a trained model version."""
     if not impression.strip():
         fail("--impression is empty", 2)
+    check_utf8_argument("--impression", impression)
     check_decoding_ranges(decoder, stop_bias, max_new_tokens)
     from radreport.llm.generate import PromptTooLong
     from radreport.llm.predictions import predict_impressions

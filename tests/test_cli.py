@@ -352,7 +352,7 @@ def test_data_manifest_quarantines_bad_lines_and_keeps_the_other_rows(tmp_path, 
         ("m.csv", b"", ": empty file"),
         ("m.jsonl", b"", ": empty file"),
         ("m.csv", b"study_id,impression,report\ns1,Normal.,Clear.\n", " has no column "
-         "'patient_id' (field patient_id)"),
+         "'patient_id' (field patient_id); the header has 'study_id', 'impression', 'report'"),
         ("folder.csv", None, " is a directory, not a manifest file"),
         ("missing.csv", None, " does not exist"),
     ],
@@ -454,3 +454,15 @@ def test_evaluate_refuses_an_unreadable_reports_csv_before_loading_a_model(
     assert result.stderr.strip().count("\n") == 0
     assert expected in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_impression_that_is_not_utf8_is_refused_in_one_line():
+    # A latin-1 shell passes é as the byte 0xe9, which Python holds as a lone surrogate.
+    result = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "generate", "--impression", b"caf\xe9 effusion"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "error: --impression is not UTF-8 text (byte 0xe9 at character 4)\n"

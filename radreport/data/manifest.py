@@ -22,6 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from radreport.csv_text import (
+    CsvTextError,
+    csv_text,
+    header_key,
+    header_text,
+    separator_hint,
+    without_missing_markers,
+)
 from radreport.data.errors import ManifestError, NoUsableStudiesError
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.quarantine_table import quarantine_table, reason_counts_text
@@ -29,6 +37,7 @@ from radreport.data.settings import MANIFEST_FIELDS, REQUIRED_MANIFEST_FIELDS
 from radreport.utf8_text import NotUtf8Text, decode_utf8
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")
+TEXT_FIELDS = ("impression", "report")
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,12 @@ def _manifest_text(path: Path) -> str:
         raise ManifestError(f"manifest {path}: {error}") from None
     if not text.strip():
         raise ManifestError(f"manifest {path}: empty file")
-    return text.removeprefix("\ufeff")  # the byte-order mark spreadsheet programs write
+    if path.suffix.lower() != ".csv":
+        return text.removeprefix("\ufeff")  # the byte-order mark some editors write
+    try:
+        return csv_text(text)
+    except CsvTextError as error:
+        raise ManifestError(f"manifest {path}: {error}") from None
 
 
 def _bad_line(path: Path, line: int, problem: str) -> QuarantineEntry:
@@ -167,15 +181,16 @@ def _read_rows(path: Path) -> _ParsedRows:
 
 
 def _our_fields(table: pd.DataFrame, columns: Mapping[str, str], path: Path) -> pd.DataFrame:
-    """Our fields from the manifest's columns, matched without regard to case or surrounding
-    spaces (a spreadsheet's "Study_ID ", as the report tables of `evaluate` are read)."""
+    """Our fields from the manifest's columns, matched without regard to case, surrounding
+    spaces or invisible characters (a spreadsheet's "Study_ID ", as the report tables of
+    `evaluate` are read)."""
     headers: dict[str, list[int]] = {}
     for position, column in enumerate(table.columns):
-        headers.setdefault(str(column).strip().lower(), []).append(position)
+        headers.setdefault(header_key(column), []).append(position)
     fields = {}
     for name in MANIFEST_FIELDS:
         source = columns.get(name, name)
-        positions = headers.get(source.strip().lower(), [])
+        positions = headers.get(header_key(source), [])
         if len(positions) > 1:
             written = " and ".join(repr(str(table.columns[p])) for p in positions)
             raise ManifestError(
@@ -184,9 +199,13 @@ def _our_fields(table: pd.DataFrame, columns: Mapping[str, str], path: Path) -> 
         if positions:
             fields[name] = table.iloc[:, positions[0]].astype(str).str.strip()
         elif name in REQUIRED_MANIFEST_FIELDS:
-            raise ManifestError(f"manifest {path} has no column '{source}' (field {name})")
+            header = [str(column) for column in table.columns]
+            hint = separator_hint(header) or f"the header has {header_text(header)}"
+            raise ManifestError(f"manifest {path} has no column '{source}' (field {name}); {hint}")
         else:
             fields[name] = pd.Series("", index=table.index)
+    for name in TEXT_FIELDS:  # NA, NULL, ... alone: an empty impression or report
+        fields[name] = fields[name].map(without_missing_markers)
     return pd.DataFrame(fields)
 
 

@@ -3,19 +3,28 @@
 - IU X-Ray layout: study_id, impression, findings (the findings section is the reference).
 - The project's manifest layout: study_id, patient_id, impression, report.
 Both become columns study_id, impression, reference; a missing impression is "".
-Column names are matched without regard to case or surrounding spaces ("Impression" is
-"impression"); a file that cannot be read as a UTF-8 CSV is refused with one line naming it.
+Column names are matched without regard to case, surrounding spaces or invisible characters
+("Impression" is "impression"); a file that cannot be read as a UTF-8 CSV is refused with
+one line naming it (radreport.csv_text: what else is refused, and the missing-value markers
+read as empty).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import re
 from pathlib import Path
 
 import pandas as pd
 
+from radreport.csv_text import (
+    CsvTextError,
+    csv_text,
+    header_key,
+    header_text,
+    separator_hint,
+    without_missing_markers,
+)
 from radreport.utf8_text import NotUtf8Text, decode_utf8
 
 REPORT_COLUMNS = ("findings", "report")
@@ -24,17 +33,17 @@ KNOWN_COLUMNS = ("study_id", "impression", *REPORT_COLUMNS)
 
 def read_csv_text(path: str | Path) -> pd.DataFrame:
     """Every cell as text ("" where empty), known column names normalised; ValueError (one
-    line, naming the file) for what is not a readable UTF-8 CSV."""
+    line, naming the file) for what is not a readable UTF-8 CSV, and for a row with more or
+    fewer fields than the header (a line break in an unquoted cell splits a row in two)."""
     try:
-        text = decode_utf8(Path(path).read_bytes()).removeprefix("\ufeff")  # a spreadsheet's BOM
-        # Excel's separator line ("sep=,") names the separator for Excel alone.
-        text = re.sub(r"\A(?:sep=.)(?:\r\n|\r|\n)", "", text)
+        text = csv_text(decode_utf8(Path(path).read_bytes()))
     except FileNotFoundError:
         raise ValueError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ValueError(f"{path}: is a directory, not a CSV file") from None
-    except NotUtf8Text as exc:
+    except (NotUtf8Text, CsvTextError) as exc:
         raise ValueError(f"{path}: {exc}") from None
+    _refuse_uneven_rows(text, path)
     try:
         table = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
@@ -48,11 +57,32 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
 
 
 def _records(text: str):
-    """The csv module's records with pandas' blank lines (empty or only spaces) left out."""
+    """The csv module's records, each with the line it starts on (a quoted cell may span
+    lines), and with pandas' blank lines (empty or only spaces) left out."""
     reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
     for record in reader:
         if record and not (len(record) == 1 and not record[0].strip()):
-            yield reader.line_num, record
+            yield start, record
+        start = reader.line_num + 1
+
+
+def _refuse_uneven_rows(text: str, path) -> None:
+    """ValueError naming the first row whose field count is not the header's. pandas
+    refuses a longer row but pads a shorter one: a line break in an unquoted cell then
+    makes two rows, the second one's first words its study id."""
+    try:
+        records = _records(text)
+        _, header = next(records)
+        for line, record in records:
+            if len(record) != len(header):
+                hint = separator_hint(header)
+                raise ValueError(
+                    f"{path}: not a readable CSV (line {line} has {len(record)} fields, the "
+                    f"header has {len(header)}){'; ' + hint if hint else ''}"
+                )
+    except (csv.Error, StopIteration):  # pandas reads it, or says why it cannot
+        return
 
 
 def _header_cells(text: str, path) -> list[str]:
@@ -91,7 +121,7 @@ def _known_column_names(columns, header: list[str], path) -> dict[str, str]:
     written = header if len(header) == len(columns) else columns
     renames, seen = {}, {}
     for column, name in zip(columns, written, strict=True):
-        key = name.strip().lower()
+        key = header_key(name)
         if key not in KNOWN_COLUMNS:
             continue
         if key in seen:
@@ -107,17 +137,9 @@ def _known_column_names(columns, header: list[str], path) -> dict[str, str]:
 def _require_columns(table: pd.DataFrame, source: str) -> None:
     for column in ("study_id", "impression"):
         if column not in table.columns:
-            raise ValueError(f"{source}: missing column '{column}'{_separator_hint(table)}")
-
-
-def _separator_hint(table: pd.DataFrame) -> str:
-    """A header read as one column that holds semicolons or tabs: another separator."""
-    if len(table.columns) == 1:
-        header = str(table.columns[0])
-        for separator, name in ((";", "semicolons"), ("\t", "tabs")):
-            if separator in header:
-                return f" (the header is one column separated by {name}: save it comma-separated)"
-    return ""
+            header = [str(name) for name in table.columns]
+            hint = separator_hint(header) or f"the header has {header_text(header)}"
+            raise ValueError(f"{source}: missing column '{column}' ({hint})")
 
 
 def standardize_report_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -131,7 +153,16 @@ def standardize_report_table(table: pd.DataFrame, source: str) -> pd.DataFrame:
     standard = table[["study_id", "impression", report_column]].rename(
         columns={report_column: "reference"}
     )
-    return standard.fillna("").astype(str).reset_index(drop=True)
+    return _texts_without_markers(standard.fillna("").astype(str).reset_index(drop=True))
+
+
+def _texts_without_markers(table: pd.DataFrame) -> pd.DataFrame:
+    """A missing-value marker (NA, NULL, ...) alone in an impression or a reference is an
+    empty one, said and handled as such; study ids are left as written."""
+    for column in ("impression", "reference"):
+        if column in table.columns:
+            table[column] = table[column].map(without_missing_markers)
+    return table
 
 
 def read_report_table(path: str | Path) -> pd.DataFrame:
@@ -156,7 +187,7 @@ def read_prompt_table(path: str | Path) -> pd.DataFrame:
         table = standardize_report_table(table, str(path))
     else:
         _require_columns(table, str(path))
-        table = table[["study_id", "impression"]].reset_index(drop=True)
+        table = _texts_without_markers(table[["study_id", "impression"]].reset_index(drop=True))
     if table.empty:
         raise ValueError(f"{path}: no rows")
     return table

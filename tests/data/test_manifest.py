@@ -303,3 +303,67 @@ def test_iu_xray_loads_through_a_column_mapping():
     assert {e.reason for e in manifest.rejected} == {Reason.MANIFEST_EMPTY_IMPRESSION}
     assert (manifest.studies["patient_id"] == manifest.studies["study_id"]).all()
     assert (manifest.studies["dicom_dir"] == "").all()
+
+
+def test_excels_separator_line_is_passed_over_and_lines_keep_their_numbers(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfsep=,\r\nstudy_id,patient_id,impression,report\r\n"
+        b"a,p1,Normal.,Clear.\r\nb,p2,,Clear.\r\n"
+    )
+    manifest = load_manifest(path)
+    assert list(manifest.studies["study_id"]) == ["a"]
+    assert list(manifest.studies["manifest_line"]) == [3]
+    assert _rejections(manifest) == [("manifest_empty_impression", "b", "line 4: empty impression")]
+
+
+def test_a_missing_value_marker_alone_is_an_empty_impression_or_report(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text(
+        "study_id,patient_id,impression,report\n"
+        "a,p1,NA,Clear.\nb,p2,\\N,Clear.\nc,p3,Normal.,NULL\nd,p4,No NA.,Clear.\n"
+    )
+    manifest = load_manifest(path)
+    assert list(manifest.studies["study_id"]) == ["d"]
+    assert [reason for reason, _, _ in _rejections(manifest)] == [
+        "manifest_empty_impression",
+        "manifest_empty_impression",
+        "manifest_empty_report",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            b'study_id,patient_id,impression,report\na,p1,"He said \\"no\\" today.",Clear.\n',
+            'line 2: a quote escaped with a backslash \\(\\\\"\\), as database dumps write it',
+        ),
+        (b"study_id,patient_id,impression,report\na,p1,No\x00ne.,Clear.\n", "line 2: a NUL"),
+        (
+            b"sep=;\nstudy_id;patient_id;impression;report\na;p1;Normal.;Clear.\n",
+            "line 1: the file says its fields are separated by semicolons",
+        ),
+        (
+            b"study_id\tpatient_id\timpression\treport\na\tp1\tNormal.\tClear.\n",
+            "has no column 'study_id' \\(field study_id\\); the header is one column separated "
+            "by tabs",
+        ),
+        (
+            b"study_id,patient_id,impresion,report\na,p1,Normal.,Clear.\n",
+            "has no column 'impression' \\(field impression\\); the header has 'study_id', "
+            "'patient_id', 'impresion', 'report'",
+        ),
+    ],
+)
+def test_text_read_wrong_without_a_word_is_refused_with_its_line(tmp_path, content, message):
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    with pytest.raises(ManifestError, match=message):
+        load_manifest(path)
+
+
+def test_invisible_characters_in_a_header_do_not_hide_its_column(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("study_id,patient_id,\u200bimpression,report\na,p1,Normal.,Clear.\n")
+    assert list(load_manifest(path).studies["impression"]) == ["Normal."]

@@ -103,6 +103,32 @@ def test_other_columns_may_repeat_and_a_known_name_may_carry_a_suffix(tmp_path):
             "not a readable CSV \\(the first row has more fields than the header\\)",
         ),
         (b"study_id,impression\na,b\nc,d,e\n", "not a readable CSV"),
+        # A line break in an unquoted cell: two short rows, the second one's first words
+        # its study id. The line is the record's first, past a quoted cell's line break.
+        (
+            b'study_id,impression,findings\nA0,"Two\nlines.",Ref.\nA1,No acute\n'
+            b"disease.,Heart normal.\n",
+            "not a readable CSV \\(line 4 has 2 fields, the header has 3\\)",
+        ),
+        (
+            b"sep=,\nstudy_id,impression,findings\na,Normal.,Clear.\nb,X.\n",
+            "not a readable CSV \\(line 4 has 2 fields, the header has 3\\)",
+        ),
+        # Tab-separated, with commas in a cell.
+        (
+            b"study_id\timpression\tfindings\na\tNo effusion, no edema.\tClear.\n",
+            "not a readable CSV \\(line 2 has 2 fields, the header has 1\\); the header is one "
+            "column separated by tabs: save it comma-separated",
+        ),
+        (
+            b"sep=;\nstudy_id;impression\na;b\n",
+            "line 1: the file says its fields are separated by semicolons \\(sep=;\\)",
+        ),
+        (
+            b'study_id,impression\na,"He said \\"no effusion\\" today."\n',
+            "line 2: a quote escaped with a backslash",
+        ),
+        (b"study_id,impression\na,No\x00 effusion.\n", "line 2: a NUL character"),
     ],
 )
 def test_unreadable_tables_are_refused_in_one_line(tmp_path, content, message):
@@ -131,3 +157,26 @@ def test_prompt_table_without_references(tmp_path):
     assert read_prompt_table(path).to_dict("records") == [
         {"study_id": "a", "impression": "Normal."}
     ]
+
+
+def test_a_missing_value_marker_alone_is_an_empty_text(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(
+        '"","study_id","impression","findings"\n'  # as R's write.csv writes it
+        '"1","a",NA,"Clear."\n"2","b","Effusion.",NULL\n"3","NA","No NA here.","\\N"\n'
+    )
+    table = read_report_table(path)
+    assert table.values.tolist() == [
+        ["a", "", "Clear."],
+        ["b", "Effusion.", ""],
+        ["NA", "No NA here.", ""],  # a study id is kept as written
+    ]
+
+
+def test_invisible_characters_in_a_header_do_not_hide_its_column(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("study_id,impression\u200b,findings\na,Normal.,Clear.\n")
+    assert read_report_table(path).values.tolist() == [["a", "Normal.", "Clear."]]
+    path.write_text("study_id,impresion,findings\na,Normal.,Clear.\n")
+    with pytest.raises(ValueError, match="missing column 'impression' \\(the header has "):
+        read_report_table(path)
