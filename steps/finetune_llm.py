@@ -60,7 +60,7 @@ def finetune_llm(
     )
     mlflow.log_metrics({f"final_{k}": float(v) for k, v in result.metrics.items()})
     with tempfile.TemporaryDirectory() as plots:
-        for path in plot_training_curves(result.log_history, Path(plots)):
+        for path in plot_training_curves(result.log_history, Path(plots), result.learning_rates):
             mlflow.log_artifact(str(path), "training")
     # What this machine made of the config's "auto" settings: two runs of one config on a
     # GPU and on a CPU differ here, and nowhere else in their settings.

@@ -50,6 +50,9 @@ class FineTuneResult:
     adapter_dir: Path
     metrics: dict[str, float]
     log_history: list[dict]
+    # (step, learning rate that optimizer step took) for every step of the run; empty where
+    # this process ran no scheduler (a finished run restored).
+    learning_rates: list[tuple[int, float]]
     resumed_from_step: int | None
     samples: SampleRows  # generated at each evaluation of this process (see eval_samples)
     settings: LLMSettings  # as trained: resolved for this machine, no "auto" left
@@ -202,10 +205,26 @@ def finetune(
         adapter_dir=adapter_dir,
         metrics=_summary(final_eval, run),
         log_history=list(run.trainer.state.log_history),
+        learning_rates=learning_rate_schedule(run.trainer),
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
         samples=sampler.samples if sampler else [],
         settings=run.settings,
     )
+
+
+def learning_rate_schedule(trainer) -> list[tuple[int, float]]:
+    """The learning rate each optimizer step of the run took, from the scheduler's own rule
+    (a resumed run's steps before its checkpoint included). The trainer logs the rate every
+    logging_steps only, which hides a warmup of a few steps. Step s takes the rule's rate
+    at s - 1 (the scheduler moves on after each step), which is what the trainer logs at
+    step s."""
+    scheduler = getattr(trainer, "lr_scheduler", None)
+    rules = getattr(scheduler, "lr_lambdas", None)
+    if not rules:
+        return []
+    base = float(scheduler.base_lrs[0])
+    steps = int(trainer.state.max_steps)
+    return [(step, base * float(rules[0](step - 1))) for step in range(1, steps + 1)]
 
 
 def _save_adapter(run: PreparedTraining, adapter_dir: Path) -> None:

@@ -15,8 +15,12 @@ def _series(log_history: list[dict], key: str) -> tuple[list[int], list[float]]:
     return [step for step, _ in points], [value for _, value in points]
 
 
-def plot_training_curves(log_history: list[dict], out_dir: Path) -> list[Path]:
-    """loss_curves.png (train and validation loss) and learning_rate.png; returns the paths."""
+def plot_training_curves(
+    log_history: list[dict], out_dir: Path, learning_rates: list[tuple[int, float]] = ()
+) -> list[Path]:
+    """loss_curves.png (train and validation loss) and learning_rate.png; returns the paths.
+    `learning_rates` (finetune.learning_rate_schedule: every step's rate) draws the
+    schedule; without it, the rates the trainer logged."""
     out_dir.mkdir(parents=True, exist_ok=True)
     loss_path, lr_path = out_dir / "loss_curves.png", out_dir / "learning_rate.png"
     figure, axis = plt.subplots(figsize=(6, 4))
@@ -28,8 +32,11 @@ def plot_training_curves(log_history: list[dict], out_dir: Path) -> list[Path]:
     figure.savefig(loss_path, dpi=100, bbox_inches="tight")
     plt.close(figure)
     figure, axis = plt.subplots(figsize=(6, 3))
-    axis.plot(*_series(log_history, "learning_rate"))
-    axis.set(xlabel="step", ylabel="learning rate", title="Learning-rate schedule")
+    if learning_rates:
+        axis.plot([step for step, _ in learning_rates], [rate for _, rate in learning_rates])
+    else:
+        axis.plot(*_series(log_history, "learning_rate"))
+    axis.set(xlabel="optimizer step", ylabel="learning rate", title="Learning-rate schedule")
     figure.savefig(lr_path, dpi=100, bbox_inches="tight")
     plt.close(figure)
     return [loss_path, lr_path]

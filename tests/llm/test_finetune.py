@@ -144,6 +144,26 @@ def test_a_one_step_run_with_warmup_trains(tiny_llama_dir, tmp_path, scheduler):
     assert lora_b and any(bool(tensor.abs().sum() > 0) for tensor in lora_b)
 
 
+def test_every_steps_learning_rate_is_recorded_and_agrees_with_the_logged_ones(
+    tiny_llama_dir, tmp_path
+):
+    """The trainer logs the rate every logging_steps: 3 here, which would hide the warmup."""
+    fields = tiny_settings(
+        tiny_llama_dir, max_steps=8, warmup_ratio=0.25, lr_scheduler="linear", logging_steps=3
+    )
+    result = finetune(ROWS, ROWS[:4], LLMSettings(**fields), tmp_path / "run", report_to=[])
+    steps = [step for step, _ in result.learning_rates]
+    rates = [rate for _, rate in result.learning_rates]
+    assert steps == list(range(1, 9))
+    # Two warmup steps from 0, the full rate at step 3, then linearly down to the last step.
+    assert rates[:3] == pytest.approx([0.0, 2.5e-3, 5e-3])
+    assert rates[2:] == pytest.approx([5e-3 * (8 - s) / 6 for s in range(2, 8)])
+    # The trainer's own logged rates are the same, at the steps it logged.
+    logged = {e["step"]: e["learning_rate"] for e in result.log_history if "learning_rate" in e}
+    assert len(logged) >= 3
+    assert all(rates[step - 1] == pytest.approx(rate) for step, rate in logged.items())
+
+
 def test_a_constant_schedule_with_warmup_says_the_warmup_is_ignored(tmp_path, caplog):
     from radreport.llm.sft_config import build_sft_config
 
