@@ -6,9 +6,9 @@ institution, addresses); then patterns catch what no header lists: dates, titled
 ("Dr. ..."), names in the places reports put them (after "signed by", "dictated by",
 "discussed with" and the like, before a credential such as ", MD", after a "Patient:" or
 "Radiologist:" label, two to four capitalised words after a bare "Patient"), long
-identifiers, phone numbers and e-mail addresses. A name with none of these cues that no
-header of the study carries is not found: that is the known gap (named-entity models would
-close part of it, at the cost of a model download).
+identifiers, phone numbers, e-mail addresses and ages over 89 (which become "90+"). A name
+with none of these cues that no header of the study carries is not found: that is the known
+gap (named-entity models would close part of it, at the cost of a model download).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 
 NAME, DATE, IDENTIFIER, REDACTED = "[NAME]", "[DATE]", "[ID]", "[REDACTED]"
+AGE_90_OR_OLDER = "90+"
+_OLD_AGE = r"(?:9\d|1[0-4]\d)"  # 90 to 149
 MIN_IDENTIFIER_CHARS = 3  # shorter header values (sex, a digit) would wreck ordinary words
 
 _MONTH = (
@@ -72,6 +74,9 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     # A full name after a bare "Patient" or "Pt": "Patient John Smith MRN ...".
     (re.compile(rf"(?i:\b(patient|pt\.?)[ \t]+){_FULL_NAME}"), rf"\1 {NAME}"),
+    # An age over 89 identifies (HIPAA's Safe Harbor): "93-year-old", "93 yo", "aged 93".
+    (re.compile(rf"\b{_OLD_AGE}(?=[ -]?(?:years?\b|yrs?\b|y/?o\b))", re.I), AGE_90_OR_OLDER),
+    (re.compile(rf"(?i:\b(aged?:?[ \t]+)){_OLD_AGE}\b"), rf"\g<1>{AGE_90_OR_OLDER}"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), REDACTED),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), IDENTIFIER),  # a US social security number
     # Any id after the label that introduces it, however short: "MRN 1234", "Acc# XK-4471".

@@ -116,6 +116,9 @@ def test_identifiers_are_found_as_prose_writes_them():
     assert scrub_report("DOB 14 Mar 61, seen 3rd May '19; 2 mm nodule.") == (
         f"DOB {DATE}, seen {DATE}; 2 mm nodule."
     )
+    assert scrub_report(
+        "A 93-year-old, 101 yo, aged 95, age: 90. A 45 year old; 95 HU; 92 years ago."
+    ) == ("A 90+-year-old, 90+ yo, aged 90+, age: 90+. A 45 year old; 95 HU; 90+ years ago.")
     # A padded number keeps its zeros unless 4 digits remain: 3-digit numbers are findings;
     # after its label, any number is the id it names.
     assert scrub_report("Accession 456, 456 HU.", (), {"000456": "A1"}) == (
