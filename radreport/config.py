@@ -8,10 +8,11 @@ default.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from radreport.config_loading import ConfigError, ConfigSection, load_yaml_model
 from radreport.data.settings import DataSettings
@@ -33,6 +34,11 @@ class DataSourceSettings(DataSettings):
         return self
 
 
+# A model name is written in `--model NAME:VERSION` and names the run's checkpoint folder:
+# no colon, no path separator, nothing a shell or a file system reads otherwise.
+MODEL_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
 class RunConfig(ConfigSection):
     model_name: str = Field(description="ZenML model whose versions this run creates")
     description: str = ""
@@ -40,6 +46,17 @@ class RunConfig(ConfigSection):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+
+    @field_validator("model_name")
+    @classmethod
+    def _usable_model_name(cls, name: str) -> str:
+        if not MODEL_NAME_PATTERN.fullmatch(name):
+            raise ValueError(
+                "not a usable model name: up to 100 letters, digits, '.', '_' and '-', "
+                "starting with a letter or digit (it is written NAME:VERSION in --model and "
+                "names a checkpoint folder)"
+            )
+        return name
 
 
 def load_run_config(path: str | Path) -> RunConfig:

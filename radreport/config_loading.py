@@ -192,8 +192,11 @@ def describe_first_error(exc: ValidationError, model: type[BaseModel] | None = N
         return f"{key}: unknown key"
     if first["type"] == "missing":
         return f"{key}: required key is missing"
-    if first["type"] == "value_error" and isinstance(first.get("input"), dict):
-        # A check across several keys of a section: its message names them and their
-        # values, where the whole section as "got" would be one very long line.
-        return f"{key}: {first['ctx']['error']}"
+    if first["type"] == "value_error":
+        said = first["ctx"]["error"]  # our validator's own words, without "Value error, "
+        if isinstance(first.get("input"), dict):
+            # A check across several keys of a section: its message names them and their
+            # values, where the whole section as "got" would be one very long line.
+            return f"{key}: {said}"
+        return f"{key}: {said} (got {first.get('input')!r})"
     return f"{key}: {first['msg']} (got {first.get('input')!r})"

@@ -109,3 +109,20 @@ def test_a_value_no_arm_of_a_union_accepts_is_said_with_every_arm(tmp_path, text
     path.write_text("budgets: {tokens: auto}\noptional: {tokens: 16}\n")
     loaded = load_yaml_model(path, Run)
     assert (loaded.budgets.tokens, loaded.optional.tokens) == ("auto", 16)
+
+
+@pytest.mark.parametrize("name", ["a:b", "a/b", "../x", "", " demo", "radreport demo", "-x"])
+def test_a_model_name_that_cannot_be_used_is_refused_in_the_validators_words(tmp_path, name):
+    from radreport.config import load_run_config
+
+    path = tmp_path / "run.yaml"
+    path.write_text(f"model_name: {name!r}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_run_config(path)
+    assert str(raised.value) == (
+        f"{path}: model_name: not a usable model name: up to 100 letters, digits, '.', '_' "
+        "and '-', starting with a letter or digit (it is written NAME:VERSION in --model and "
+        f"names a checkpoint folder) (got {name!r})"
+    )
+    path.write_text("model_name: radreport-demo_2.1\n")
+    assert load_run_config(path).model_name == "radreport-demo_2.1"
