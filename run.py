@@ -100,7 +100,8 @@ def train_with(config_path: Path, studies: str | None = None) -> None:
 def input_errors_exit():
     """Data errors in one line each. A manifest that cannot be read is refused like the files
     of `evaluate` and `baselines` (exit 2); input read fine that leaves no usable study, and a
-    run that fails at a step, exit 1 (ZenML has logged the step's traceback above it)."""
+    run that fails at a step, exit 1 (ZenML has logged the step's traceback above it); Ctrl-C
+    exits 130."""
     from pipelines.run_failure import PipelineRunFailed
     from radreport.data.errors import DatasetError, ManifestError
 
@@ -110,6 +111,14 @@ def input_errors_exit():
         fail(str(exc), 2)
     except (DatasetError, PipelineRunFailed) as exc:
         fail(str(exc), 1)
+    except KeyboardInterrupt:
+        # ZenML has marked the run failed. 130: the shell's code for a command that SIGINT
+        # ended, so a script or scheduler tells an interruption from a failure.
+        fail(
+            "interrupted: the run stops here, marked failed; the same command again reuses "
+            "the steps that finished and resumes training from its last checkpoint",
+            130,
+        )
 
 
 @cli.command()

@@ -79,12 +79,22 @@ def resolve_inputs(config: RunConfig) -> RunInputs:
     return resolve_run_inputs(data.source, data.synthetic, data.manifest.path, columns)
 
 
+def mark_orphaned_runs() -> None:
+    """This process runs pipelines from now on; earlier runs whose process died are marked
+    failed (pipelines.orphaned_runs)."""
+    from pipelines.orphaned_runs import hold_launch_lock, mark_orphaned_runs_failed
+
+    hold_launch_lock()
+    mark_orphaned_runs_failed()
+
+
 def common_parameters(config: RunConfig) -> dict:
     """Also makes sure the radreport stack is active: a repository's active stack is reset to
     ZenML's default when another store (a test run's) was used from the same checkout."""
     from pipelines.stack import ensure_stack
 
     ensure_stack()
+    mark_orphaned_runs()
     inputs = resolve_inputs(config)
     data_settings, key_id = data_settings_without_secrets(config)
     return {
@@ -146,6 +156,7 @@ def run_llm(config: RunConfig, studies: str) -> RunReport:
     from pipelines.stack import ensure_stack
 
     ensure_stack()
+    mark_orphaned_runs()
     from pipelines.llm import llm_pipeline  # after ensure_stack, as in run_data
 
     resume_full_collections()

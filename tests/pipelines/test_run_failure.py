@@ -3,8 +3,12 @@ step and the step's error, and exit status 1."""
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -91,3 +95,116 @@ def test_a_run_with_no_usable_study_keeps_its_quarantine_as_an_artifact(radrepor
     assert quarantine["study_id"].nunique() == 2
     # De-identified like every quarantine: the manifest's study ids are not in it.
     assert not set(quarantine["study_id"]) & {"s-one", "s-two"}
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _training(config_path: Path, log: Path) -> subprocess.Popen:
+    with log.open("w") as stderr:
+        return subprocess.Popen(
+            [sys.executable, str(REPO / "run.py"), "train", "--config", str(config_path)],
+            stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPO, start_new_session=True,
+        )  # fmt: skip
+
+
+def _wait_until_training(process: subprocess.Popen, log: Path, earlier: set) -> None:
+    """Until a run that is not in `earlier` (run ids) is in its finetune_llm step."""
+    deadline = time.monotonic() + 300
+    while True:
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "finetune_llm never started"
+        try:
+            run = Client().get_pipeline("training_pipeline").last_run
+        except KeyError:  # no run yet
+            run = None
+        if run is not None and run.id not in earlier:
+            step = run.steps.get("finetune_llm")
+            if step is not None and step.status.value == "running":
+                break
+        time.sleep(0.5)
+    time.sleep(2)  # inside the step, past ZenML's start-up of it
+
+
+def _run_ids() -> set:
+    try:
+        return {run.id for run in Client().get_pipeline("training_pipeline").runs}
+    except KeyError:
+        return set()
+
+
+def test_ctrl_c_says_so_in_one_line_and_a_killed_run_is_marked_failed_by_the_next(
+    radreport_stack, tiny_llama_dir, tmp_path
+):
+    import mlflow
+
+    from pipelines.orphaned_runs import ORPHANED, mark_orphaned_runs_failed
+    from pipelines.stack import mlflow_tracking_uri
+
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(
+        {
+            "study_id": [f"s{i}" for i in range(8)],
+            "patient_id": [f"p{i}" for i in range(8)],
+            "impression": ["No acute disease.", "Small effusion."] * 4,
+            "report": ["Lungs clear.", "Small left effusion."] * 4,
+        }
+    ).to_csv(manifest, index=False)
+    config = {
+        "model_name": "radreport-interrupted",
+        "data": {
+            "source": "manifest",
+            "manifest": {"path": str(manifest)},
+            "split": {"train": 0.5, "val": 0.5, "test": 0.0},
+        },
+        # Far more steps than the test waits for: the run is always caught training.
+        "llm": {
+            "base_model": str(tiny_llama_dir),
+            "max_steps": 100_000,
+            "eval_steps": 100_000,
+            "save_steps": 100_000,
+        },
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    # Ctrl-C: one line and exit 130; ZenML marks the run failed.
+    log = tmp_path / "interrupted.log"
+    earlier = _run_ids()
+    process = _training(path, log)
+    _wait_until_training(process, log, earlier)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    said = [line.strip() for line in ANSI.sub("", log.read_text()).splitlines()]
+    assert (
+        said.count(
+            "error: interrupted: the run stops here, marked failed; the same command again reuses "
+            "the steps that finished and resumes training from its last checkpoint"
+        )
+        == 1
+    )  # a progress bar closing may write after it
+    assert "Aborted!" not in said
+    assert Client().get_pipeline("training_pipeline").last_run.status.value == "failed"
+
+    # SIGKILL: nothing of the process is left to say so, and the run stays running...
+    log = tmp_path / "killed.log"
+    earlier = _run_ids()
+    process = _training(path, log)
+    _wait_until_training(process, log, earlier)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    killed = Client().get_pipeline("training_pipeline").last_run
+    assert killed.status.value == "running"
+    # ... until the next command that starts a run finds no live process it can belong to.
+    assert mark_orphaned_runs_failed() == [killed.name]
+    again = Client().get_pipeline_run(killed.id)
+    assert again.status.value == "failed" and again.body.status_reason == ORPHANED
+    assert again.steps["finetune_llm"].status.value == "failed"
+    mlflow.set_tracking_uri(mlflow_tracking_uri())
+    [tracked] = mlflow.search_runs(
+        experiment_names=["radreport-interrupted"],
+        filter_string=f"attributes.run_name = '{killed.name}'",
+        output_format="list",
+    )
+    assert tracked.info.status == "KILLED"
+    assert mark_orphaned_runs_failed() == []  # once
