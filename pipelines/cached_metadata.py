@@ -20,7 +20,13 @@ from zenml.enums import ExecutionStatus
 # original run can be older than another cached step's, with other settings.
 MODEL_METADATA_BY_STEP = {
     "format_alpaca": ("token_budgets", "report_shape"),
-    "finetune_llm": ("training", "llm_settings", "llm_settings_resolved"),
+    "finetune_llm": (
+        "training",
+        "llm_settings",
+        "llm_settings_resolved",
+        "resumed_from_step",
+        "restored_from_step",
+    ),
     "export_merged_model": ("merged_model",),
     "calibrate_stop_bias": ("stop_bias_calibration",),
     "generate_reports": ("decoding_engine",),

@@ -71,9 +71,12 @@ def finetune_llm(
         "llm_settings": settings.model_dump(),
         "llm_settings_resolved": resolved,
     }
-    if result.resumed_from_step is not None:  # a killed run started again
-        mlflow.set_tag("resumed_from_step", result.resumed_from_step)
-        metadata["resumed_from_step"] = result.resumed_from_step
+    if result.resumed_from_step is not None:
+        # A killed run started again trained on from its checkpoint; a finished run's
+        # checkpoint found again was restored, with no step trained.
+        key = "restored_from_step" if result.restored else "resumed_from_step"
+        mlflow.set_tag(key, result.resumed_from_step)
+        metadata[key] = result.resumed_from_step
     log_metadata(
         metadata=metadata,
         infer_model=True,

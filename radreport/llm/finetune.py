@@ -53,7 +53,8 @@ class FineTuneResult:
     # (step, learning rate that optimizer step took) for every step of the run; empty where
     # this process ran no scheduler (a finished run restored).
     learning_rates: list[tuple[int, float]]
-    resumed_from_step: int | None
+    resumed_from_step: int | None  # the checkpoint this run started from, if any
+    restored: bool  # that checkpoint ended the run: nothing was trained, its result restored
     samples: SampleRows  # generated at each evaluation of this process (see eval_samples)
     settings: LLMSettings  # as trained: resolved for this machine, no "auto" left
 
@@ -192,7 +193,8 @@ def finetune(
     run = prepare_training(train_rows, val_rows, settings, output_dir, report_to, callbacks)
     try:
         resume_from = run.resume_from
-        if resume_from and training_finished(resume_from):
+        restored = bool(resume_from and training_finished(resume_from))
+        if restored:
             _restore_finished_run(run, resume_from)
         else:
             run.trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -207,6 +209,7 @@ def finetune(
         log_history=list(run.trainer.state.log_history),
         learning_rates=learning_rate_schedule(run.trainer),
         resumed_from_step=checkpoint_step(resume_from) if resume_from else None,
+        restored=restored,
         samples=sampler.samples if sampler else [],
         settings=run.settings,
     )

@@ -25,6 +25,7 @@ def main(job_path: str) -> None:
                 "adapter_dir": str(result.adapter_dir),
                 "metrics": result.metrics,
                 "resumed_from_step": result.resumed_from_step,
+                "restored": result.restored,
             }
         )
     )

@@ -100,7 +100,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_llama_dir, tmp_path):
     recorder = StepRecorder()
     result = finetune(ROWS, ROWS[:4], LLMSettings(**fields), output_dir, callbacks=[recorder])
 
-    assert result.resumed_from_step == saved_step
+    assert result.resumed_from_step == saved_step and not result.restored
     assert recorder.steps == list(range(saved_step + 1, MAX_STEPS + 1))
     assert result.metrics["train_steps"] == MAX_STEPS
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
@@ -313,7 +313,7 @@ def test_the_same_run_started_while_it_trains_waits_and_restores_what_it_trained
         output = first.communicate(timeout=240)
     first_result = worker_result(first, output)
     assert first_result["resumed_from_step"] is None
-    assert recorder.steps == [] and second.resumed_from_step == MAX_STEPS
+    assert recorder.steps == [] and second.resumed_from_step == MAX_STEPS and second.restored
     assert second.metrics["eval_loss"] == pytest.approx(first_result["metrics"]["eval_loss"])
 
 

@@ -297,6 +297,19 @@ def test_training_again_on_unchanged_input_is_a_cache_hit(trained, tiny_config):
     assert load_trained_model(rerun.model).settings == calibrated(tiny_config.llm, rerun.model)
 
 
+def test_a_finished_run_found_again_is_recorded_as_restored_and_carried(trained, tiny_config):
+    # Another token budget: finetune_llm runs again (its settings changed) but finds the
+    # finished checkpoint of the same training in its run folder, and trains nothing.
+    # (Before the seed test below: another training config removes that folder.)
+    budget = tiny_config.llm.model_copy(update={"max_new_tokens": 7})
+    restored = run_training(tiny_config.model_copy(update={"llm": budget}))
+    metadata = _model_version(restored.model).run_metadata
+    assert metadata["restored_from_step"] == 2 and "resumed_from_step" not in metadata
+    # A cache hit of that run carries it to its version, as the other keys of the step.
+    again = run_training(tiny_config.model_copy(update={"llm": budget}))
+    assert _model_version(again.model).run_metadata["restored_from_step"] == 2
+
+
 def test_cached_metadata_comes_from_the_run_that_executed_each_step(trained, tiny_config):
     # Other LLM settings: the data steps stay cached (from the first run), training reruns.
     other = tiny_config.model_copy(update={"llm": tiny_config.llm.model_copy(update={"seed": 7})})
