@@ -88,7 +88,7 @@ def _is_trained(model_version) -> bool:
 def _newest_trained(client: Client, name: str, latest):
     """The newest version that holds an adapter, for a request without a version: the latest
     one has none while its run is going, or after it failed or was killed."""
-    versions = client.list_model_versions(model_name_or_id=name, sort_by="desc:number", size=100)
+    versions = client.list_model_versions(model=name, sort_by="desc:number", size=100)
     for model_version in versions:
         if _is_trained(model_version):
             logger.warning(
@@ -99,7 +99,10 @@ def _newest_trained(client: Client, name: str, latest):
                 model_version.name,
             )
             return model_version
-    raise ModelVersionNotFound(f"model version {name}:{latest.name} has no adapter")
+    raise ModelVersionNotFound(
+        f"no version of model '{name}' holds an adapter (latest: {latest.name}; runs that "
+        "failed, were stopped or are still going leave none)"
+    )
 
 
 def _not_found(client: Client, name: str, version: str) -> str:

@@ -622,3 +622,12 @@ def test_without_a_version_the_newest_version_with_an_adapter_is_used(trained, c
             load_trained_model(f"{name}:{empty.name}")
     finally:
         client.delete_model_version(empty.id)
+    # A model none of whose versions holds one: said of the model, not of its latest version.
+    client.create_model(name="radreport-untrained")
+    client.create_model_version(model_name_or_id="radreport-untrained", name="failed")
+    with pytest.raises(ModelVersionNotFound) as raised:
+        load_trained_model("radreport-untrained")
+    assert str(raised.value) == (
+        "no version of model 'radreport-untrained' holds an adapter (latest: failed; runs that "
+        "failed, were stopped or are still going leave none)"
+    )
