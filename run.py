@@ -172,8 +172,10 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
     if config_path is not None:
         config = load_config_or_exit(config_path)
         check_data_inputs_or_exit(config_path, config)
+        from pipelines.console import console_logs_to_stderr
         from pipelines.launch import run_data
 
+        console_logs_to_stderr()  # as `train`: stdout is the run's report alone
         with input_errors_exit():
             print_report(run_data(config))
         return

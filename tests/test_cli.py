@@ -429,6 +429,8 @@ def test_data_config_puts_bad_lines_in_the_quarantine_artifact(
     config = manifest_config(tmp_path, manifest, str(tiny_llama_dir))
     result = run_cli("data", "--config", str(config))
     assert result.returncode == 0, result.stderr
+    # Log lines go to stderr, as train's do: stdout is the run's report alone.
+    assert "built-in DEMO key" in result.stderr and "DEMO key" not in result.stdout
     run = Client().get_pipeline("data_pipeline").last_run
     quarantine = run.steps["ingest_studies"].outputs["quarantine"][0].load()
     assert quarantine[["path", "study_id", "reason_code", "message"]].values.tolist() == [
