@@ -4,6 +4,7 @@ secrets out of the stored run config, name the ZenML model version, report where
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -23,6 +24,8 @@ from radreport.data.settings import DataSettings
 from radreport.llm.bundled import cache_dir
 from radreport.llm.token_budgets import auto_budget_summary, budget_shortfalls
 from radreport.start_up_gc import resume_full_collections
+
+logger = logging.getLogger(__name__)
 
 STUDIES_ARTIFACT = "studies"  # steps/ingest_studies.py's output
 
@@ -84,8 +87,11 @@ def mark_orphaned_runs() -> None:
     failed (pipelines.orphaned_runs)."""
     from pipelines.orphaned_runs import hold_launch_lock, mark_orphaned_runs_failed
 
-    hold_launch_lock()
-    mark_orphaned_runs_failed()
+    try:
+        hold_launch_lock()
+        mark_orphaned_runs_failed()
+    except Exception as error:  # housekeeping: it must never cost the run it precedes
+        logger.warning("Could not look for runs left running by a killed process: %r", error)
 
 
 def common_parameters(config: RunConfig) -> dict:

@@ -157,3 +157,16 @@ def test_highlights_count_the_reports_cut_by_the_token_budget_by_split():
     )
     metadata["evaluation"]["val"]["reports_out_of_room"] = 0
     assert [line.split(":")[0] for line in highlights_of(metadata)] == ["Val metrics"]
+
+
+def test_looking_for_orphaned_runs_never_costs_the_run_it_precedes(monkeypatch, caplog):
+    import pipelines.orphaned_runs
+    from pipelines.launch import mark_orphaned_runs
+
+    def store_locked(*_):
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(pipelines.orphaned_runs, "mark_orphaned_runs_failed", store_locked)
+    mark_orphaned_runs()  # no exception: the run goes on
+    assert "Could not look for runs left running by a killed process" in caplog.text
+    assert "database is locked" in caplog.text
