@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -100,12 +101,21 @@ def test_a_run_with_no_usable_study_keeps_its_quarantine_as_an_artifact(radrepor
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _training(config_path: Path, log: Path) -> subprocess.Popen:
+@contextmanager
+def _training(config_path: Path, log: Path):
+    """`run.py train` in its own process group, killed with it when the test ends however
+    it ends: the run trains for far longer than any test waits."""
     with log.open("w") as stderr:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, str(REPO / "run.py"), "train", "--config", str(config_path)],
             stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPO, start_new_session=True,
         )  # fmt: skip
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
 
 
 def _wait_until_training(process: subprocess.Popen, log: Path, earlier: set) -> None:
@@ -171,10 +181,10 @@ def test_ctrl_c_says_so_in_one_line_and_a_killed_run_is_marked_failed_by_the_nex
     # Ctrl-C: one line and exit 130; ZenML marks the run failed.
     log = tmp_path / "interrupted.log"
     earlier = _run_ids()
-    process = _training(path, log)
-    _wait_until_training(process, log, earlier)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(timeout=120) == 130
+    with _training(path, log) as process:
+        _wait_until_training(process, log, earlier)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=120) == 130
     said = [line.strip() for line in ANSI.sub("", log.read_text()).splitlines()]
     assert (
         said.count(
@@ -189,10 +199,10 @@ def test_ctrl_c_says_so_in_one_line_and_a_killed_run_is_marked_failed_by_the_nex
     # SIGKILL: nothing of the process is left to say so, and the run stays running...
     log = tmp_path / "killed.log"
     earlier = _run_ids()
-    process = _training(path, log)
-    _wait_until_training(process, log, earlier)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+    with _training(path, log) as process:
+        _wait_until_training(process, log, earlier)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
     killed = Client().get_pipeline("training_pipeline").last_run
     assert killed.status.value == "running"
     # ... until the next command that starts a run finds no live process it can belong to.
