@@ -102,23 +102,30 @@ def input_errors_exit():
     of `evaluate` and `baselines` (exit 2); input read fine that leaves no usable study, and a
     run that fails at a step, exit 1 (ZenML has logged the step's traceback above it); Ctrl-C
     exits 130."""
-    from pipelines.run_failure import PipelineRunFailed
+    from pipelines.run_failure import PipelineRunFailed, PipelineRunInterrupted
     from radreport.data.errors import DatasetError, ManifestError
 
     try:
         yield
     except ManifestError as exc:
         fail(str(exc), 2)
+    except PipelineRunInterrupted as exc:
+        interrupted(f"{exc}, marked failed")
     except (DatasetError, PipelineRunFailed) as exc:
         fail(str(exc), 1)
     except KeyboardInterrupt:
-        # ZenML has marked the run failed. 130: the shell's code for a command that SIGINT
-        # ended, so a script or scheduler tells an interruption from a failure.
-        fail(
-            "interrupted: the run stops here, marked failed; the same command again reuses "
-            "the steps that finished and resumes training from its last checkpoint",
-            130,
-        )
+        interrupted("the run stops here, marked failed")
+
+
+def interrupted(what: str) -> None:
+    """A signal ended the run: ZenML's handler raises its own exception in the step, or
+    Python's KeyboardInterrupt after it, whichever is raised last. 130 is the shell's code
+    for a command that SIGINT ended, so a script or scheduler tells it from a failure."""
+    fail(
+        f"interrupted: {what}; the same command again reuses the steps that finished and "
+        "resumes training from its last checkpoint",
+        130,
+    )
 
 
 @cli.command()

@@ -11,6 +11,10 @@ class PipelineRunFailed(RuntimeError):
     error on one line; ZenML has logged the full traceback before."""
 
 
+class PipelineRunInterrupted(PipelineRunFailed):
+    """A signal (Ctrl-C, a scheduler's stop) ended a step; ZenML marked the run failed."""
+
+
 def raise_if_a_step_failed(pipeline_name: str, error: Exception) -> None:
     """PipelineRunFailed from `error` when it is the local orchestrator's report that steps
     of the pipeline's latest run failed; otherwise nothing, and the caller re-raises `error`
@@ -29,8 +33,10 @@ def raise_if_a_step_failed(pipeline_name: str, error: Exception) -> None:
         return
     name, step = failed[0]
     info = step.exception_info
+    kind = (info.source or "").rsplit(".", 1)[-1] if info is not None else ""
+    if kind == "RunInterruptedException":  # ZenML's signal handler, when it is the last word
+        raise PipelineRunInterrupted(f"ZenML run {run.name} stopped at step {name}") from error
     cause = "see the traceback above"
     if info is not None and info.message and info.message.strip():
-        kind = (info.source or "").rsplit(".", 1)[-1]
         cause = f"{kind + ': ' if kind else ''}{info.message.strip().splitlines()[0]}"
     raise PipelineRunFailed(f"ZenML run {run.name} failed at step {name}: {cause}") from error
