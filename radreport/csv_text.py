@@ -8,8 +8,11 @@ MySQL's \\N) is empty.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import unicodedata
+from collections.abc import Iterator
 
 # Excel's first line "sep=," names the separator for Excel alone.
 _SEPARATOR_LINE = re.compile(r"\Asep=(.)(\r\n|\r|\n)")
@@ -62,6 +65,20 @@ def csv_text(text: str) -> str:
             "export it that way"
         )
     return text
+
+
+def csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
+    """The csv module's non-empty records, each with the file line it starts on (a quoted
+    cell may span lines); CsvTextError naming the line where the csv module fails."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    try:
+        for fields in reader:
+            if fields:
+                yield start, fields
+            start = reader.line_num + 1
+    except csv.Error as error:
+        raise CsvTextError(f"line {reader.line_num}: {error}") from None
 
 
 def header_key(name: object) -> str:

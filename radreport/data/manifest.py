@@ -24,6 +24,7 @@ import pandas as pd
 
 from radreport.csv_text import (
     CsvTextError,
+    csv_records,
     csv_text,
     header_key,
     header_text,
@@ -90,18 +91,11 @@ def _bad_line(path: Path, line: int, problem: str) -> QuarantineEntry:
 
 
 def _csv_records(path: Path, text: str) -> Iterator[tuple[int, list[str]]]:
-    """Each non-blank record and the file line it starts on (a quoted field may span lines)."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    start = 1
+    """csv_records, a file the csv module cannot read told in one line."""
     try:
-        for fields in reader:
-            if fields:
-                yield start, fields
-            start = reader.line_num + 1
-    except csv.Error as error:
-        raise ManifestError(
-            f"manifest {path}: not a readable CSV (line {reader.line_num}: {error})"
-        ) from None
+        yield from csv_records(text)
+    except CsvTextError as error:
+        raise ManifestError(f"manifest {path}: not a readable CSV ({error})") from None
 
 
 def _csv_rows(path: Path, text: str) -> _ParsedRows:

@@ -11,7 +11,6 @@ read as empty).
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pandas as pd
 
 from radreport.csv_text import (
     CsvTextError,
+    csv_records,
     csv_text,
     header_key,
     header_text,
@@ -57,14 +57,10 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
 
 
 def _records(text: str):
-    """The csv module's records, each with the line it starts on (a quoted cell may span
-    lines), and with pandas' blank lines (empty or only spaces) left out."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    start = 1
-    for record in reader:
-        if record and not (len(record) == 1 and not record[0].strip()):
+    """csv_records with pandas' blank lines (only spaces) left out too."""
+    for start, record in csv_records(text):
+        if not (len(record) == 1 and not record[0].strip()):
             yield start, record
-        start = reader.line_num + 1
 
 
 def _refuse_uneven_rows(text: str, path) -> None:
@@ -81,7 +77,7 @@ def _refuse_uneven_rows(text: str, path) -> None:
                     f"{path}: not a readable CSV (line {line} has {len(record)} fields, the "
                     f"header has {len(header)}){'; ' + hint if hint else ''}"
                 )
-    except (csv.Error, StopIteration):  # pandas reads it, or says why it cannot
+    except (CsvTextError, StopIteration):  # pandas reads it, or says why it cannot
         return
 
 
@@ -90,7 +86,7 @@ def _header_cells(text: str, path) -> list[str]:
     would hide the repeat from a match on the name and misname it in the error."""
     try:
         return next((record for _, record in _records(text)), [])
-    except csv.Error:  # what pandas read and the csv module cannot: its names are used
+    except CsvTextError:  # what pandas read and the csv module cannot: its names are used
         return []
 
 
@@ -108,7 +104,7 @@ def _refuse_an_inferred_index(table: pd.DataFrame, text: str, path) -> None:
         line, row = next(records)
         if len(row) > len(header):
             reason = f"line {line} has {len(row)} fields, the header has {len(header)}"
-    except (csv.Error, StopIteration):  # a cell over the csv module's size limit
+    except (CsvTextError, StopIteration):  # a cell over the csv module's size limit
         pass
     raise ValueError(f"{path}: not a readable CSV ({reason})")
 
