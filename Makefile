@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 export ZENML_ANALYTICS_OPT_IN ?= false
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install setup demo test lint
+.PHONY: install setup demo test lint browser
 
 $(INSTALLED): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,5 +30,16 @@ demo: setup
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: lint
+# The tests open evaluation.html in headless Chromium. Debian's packages are installed
+# where apt-get runs as root; elsewhere install Chromium and ChromeDriver yourself (or name
+# them in $RADREPORT_CHROMIUM and $RADREPORT_CHROMEDRIVER).
+browser:
+	@if { [ -n "$$RADREPORT_CHROMIUM" ] || command -v chromium; } >/dev/null && \
+		{ [ -n "$$RADREPORT_CHROMEDRIVER" ] || command -v chromedriver; } >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends chromium chromium-driver >/dev/null; \
+	else echo "note: no chromium/chromedriver here; the browser tests will say how to get them"; fi
+
+test: lint browser
 	$(VENV)/bin/pytest
