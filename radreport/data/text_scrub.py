@@ -9,12 +9,19 @@ institution, addresses); then patterns catch what no header lists: dates, titled
 identifiers, phone numbers, e-mail addresses and ages over 89 (which become "90+"). A name
 with none of these cues that no header of the study carries is not found: that is the known
 gap (named-entity models would close part of it, at the cost of a model download).
+
+Names are written in any alphabet ("Dr. Ángela Ruiz", "Ørjan Ødegård"): the patterns use
+the `regex` module's Unicode letter classes, and text and header values are compared in
+Unicode's composed form (NFC), so a report typed with decomposed accents (as macOS writes
+them) matches its header.
 """
 
 from __future__ import annotations
 
-import re
+import unicodedata
 from collections.abc import Iterable, Mapping
+
+import regex as re
 
 NAME, DATE, IDENTIFIER, REDACTED = "[NAME]", "[DATE]", "[ID]", "[REDACTED]"
 AGE_90_OR_OLDER = "90+"
@@ -27,8 +34,10 @@ _MONTH = (
 )
 _TITLES = r"Dr|Doctor|Mr|Mrs|Ms|Miss|Prof"
 # Person names as prose writes them: capitalised words and initials, 1 to 4 of them (not a
-# title: titled names have their own pattern).
-_NAME_WORD = rf"(?!(?:{_TITLES})\b)(?:[A-Z][a-z'-]+(?:-[A-Z][a-z'-]+)?|[A-Z]\.)"
+# title: titled names have their own pattern). A word is a capital and small letters, in
+# any alphabet, and may join more such parts: "Jean-Luc", "McDonald", "O'Brien", "D’Angelo".
+_CAPITALISED = r"\p{Lu}\p{Ll}+(?:[-'’]?\p{Lu}\p{Ll}+)*|\p{Lu}['’]\p{Lu}\p{Ll}+"
+_NAME_WORD = rf"(?!(?:{_TITLES})\b)(?:{_CAPITALISED}|\p{{Lu}}\.)"
 _PERSON = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,3}}"
 # Two to four of them: after a bare "Patient" a single capitalised word is more often a
 # heading ("Patient History") than a name.
@@ -55,7 +64,7 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"\b{_MONTH}\s+\d{{1,2}},?\s+'\d{{2}}\b", re.I), DATE),
     (re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}\s+'?\d{{2}}\b", re.I), DATE),  # 14 Mar 61
     (
-        re.compile(rf"\b({_TITLES})\.?[ \t]+[A-Z][\w'-]+(?:[ \t]+[A-Z][\w'-]+){{0,2}}"),
+        re.compile(rf"\b({_TITLES})\.?[ \t]+\p{{Lu}}[\w'’-]+(?:[ \t]+\p{{Lu}}[\w'’-]+){{0,2}}"),
         rf"\1. {NAME}",
     ),
     # A capitalised name (optionally with initials) after a phrase that introduces a person.
@@ -114,7 +123,9 @@ def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
         # Ideographic and phonetic groups are written without spaces: 山田太郎.
         written |= {w.replace(" ", "") for w in written if not w.isascii()}
         phrases |= written
-        parts |= {c for c in (family, given, middle) if len(c) >= MIN_IDENTIFIER_CHARS}
+        # Each word on its own too: "José" of "Ñúñez^José Ángel", written without the rest.
+        words = {w for c in (family, given, middle) for w in c.split()} | {family, given, middle}
+        parts |= {w for w in words if len(w) >= MIN_IDENTIFIER_CHARS}
     return phrases, parts
 
 
@@ -125,15 +136,20 @@ def _name_phrases(person_name: str) -> tuple[set[str], set[str]]:
 _WORD_BREAK = r"[ \t.,'’]"
 
 
-def _replace_whole(text: str, value: str, replacement: str, ignore_case: bool = True) -> str:
+def _replace_whole(text: str, value: str, replacement: str, capitalised_only: bool = False) -> str:
+    """`value` as a whole word or phrase in any case; with `capitalised_only`, only where
+    it starts with a capital, as a name is written ("Mass", "MASS", not "mass")."""
     words = [word for word in re.split(f"{_WORD_BREAK}+", value) if word]
     if len(words) > 1 and any(c.isalpha() for c in value):
         body = f"{_WORD_BREAK}*".join(re.escape(word) for word in words)
     else:
         body = re.escape(value)
     pattern = rf"(?<!\w){body}(?!\w)"
-    flags = re.IGNORECASE if ignore_case else 0
-    return re.sub(pattern, lambda _: replacement, text, flags=flags)
+
+    def replaced(match: re.Match[str]) -> str:
+        return replacement if not capitalised_only or match[0][0].isupper() else match[0]
+
+    return re.sub(pattern, replaced, text, flags=re.IGNORECASE)
 
 
 def _replace_identifiers(text: str, identifiers: Iterable[str]) -> str:
@@ -151,12 +167,15 @@ def _replace_identifiers(text: str, identifiers: Iterable[str]) -> str:
     for value in sorted(phrases, key=lambda phrase: (-len(phrase), phrase)):
         if len(value) >= MIN_IDENTIFIER_CHARS:
             text = _replace_whole(text, value, phrases[value])
-    # A lone name part only as a name is written (Title or UPPER case), so a patient
-    # called Mass leaves "mass" in the findings alone.
-    for part in name_parts:
-        for form in {part.title(), part.upper()}:
-            text = _replace_whole(text, form, NAME, ignore_case=False)
+    # A lone name part only as a name is written (starting with a capital: "Mass", "MASS",
+    # "McDonald" for MCDONALD), so a patient called Mass leaves "mass" in the findings alone.
+    for part in sorted(name_parts, key=lambda part: (-len(part), part)):
+        text = _replace_whole(text, part, NAME, capitalised_only=True)
     return text
+
+
+def _composed(text: str) -> str:
+    return unicodedata.normalize("NFC", text)
 
 
 def _with_unpadded_numbers(pseudonyms: Mapping[str, str]) -> dict[str, str]:
@@ -174,9 +193,13 @@ def scrub_report(
     text: str, identifiers: Iterable[str] = (), pseudonyms: Mapping[str, str] | None = None
 ) -> str:
     """`pseudonyms` maps known raw ids (patient, study, accession) to their pseudonyms;
-    `identifiers` are other raw identifying values (DICOM PN values hold '^')."""
+    `identifiers` are other raw identifying values (DICOM PN values hold '^'). The text
+    comes back in Unicode's composed form (NFC)."""
+    text = _composed(text)
+    identifiers = [_composed(value) for value in identifiers]
+    pseudonyms = {_composed(raw): pseudonym for raw, pseudonym in (pseudonyms or {}).items()}
     held = {}  # pseudonyms are parked behind tokens so the patterns cannot touch them
-    for number, (raw, pseudonym) in enumerate(_with_unpadded_numbers(pseudonyms or {}).items()):
+    for number, (raw, pseudonym) in enumerate(_with_unpadded_numbers(pseudonyms).items()):
         if len(raw) >= MIN_IDENTIFIER_CHARS:
             token = f"\x00{number}\x00"
             held[token] = pseudonym

@@ -174,15 +174,18 @@ def identifying_values(dataset: Dataset) -> set[str]:
     """Raw identifying header values, for scrubbing the study's report text only: every
     person name (VR PN, whatever the attribute: the patient's other and birth names, the
     requesting physician, the physicians of record, ...) and the IDENTIFYING_KEYWORDS
-    values, in nested sequences too."""
+    values, in nested sequences too. A value is also read as UTF-8 and as Latin-1 bytes:
+    PACS often label UTF-8 names ISO_IR 100 or not at all, and the declared character set
+    alone would give "MÃ¼ller" for the report's "Müller"."""
     values = set()
-    for element in _elements(dataset):
+    for element, raw in _elements(dataset):
         is_name = element.VR == "PN"
         if not is_name and element.keyword not in IDENTIFYING_KEYWORDS:
             continue
         value = element.value
         items = list(value) if isinstance(value, MultiValue | list) else [value]
         texts = [str(item).strip() for item in items if item not in (None, "")]
+        texts += _other_readings(raw)
         if is_name:
             texts = [as_person_name(text) for text in texts]
         values.update(text for text in texts if text)
@@ -192,12 +195,29 @@ def identifying_values(dataset: Dataset) -> set[str]:
 # Longer values are not names or ids, and are not read: a private element may hold
 # gigabytes that the header reader deferred.
 _LONGEST_VALUE_READ = 64 * 1024
+_TEXT_VRS = frozenset({"PN", "LO", "SH", "ST", "LT", "UT", "UC", "CS"})
+_READINGS = ("utf-8", "latin-1")
+
+
+def _other_readings(raw: bytes | None) -> list[str]:
+    """The values of a text element's bytes read in each of _READINGS that decodes them."""
+    if not raw:
+        return []
+    readings = []
+    for encoding in _READINGS:
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        readings += [item.strip(" \x00") for item in text.split("\\")]
+    return [reading for reading in readings if reading]
 
 
 def _elements(dataset: Dataset):
-    """The person-name and IDENTIFYING_KEYWORDS elements of `dataset` and of its sequences'
-    items. An element is converted (and a deferred one read) only when it is one of those;
-    one whose value pydicom cannot convert holds nothing readable to scrub with."""
+    """(element, its bytes as stored or None) for the person-name and IDENTIFYING_KEYWORDS
+    elements of `dataset` and of its sequences' items. An element is converted (and a
+    deferred one read) only when it is one of those; one whose value pydicom cannot convert
+    holds nothing readable to scrub with."""
     for tag in list(dataset.keys()):
         stored = dataset.get_item(tag, keep_deferred=True)
         vr = stored.VR or _dictionary_vr(tag)
@@ -205,6 +225,8 @@ def _elements(dataset: Dataset):
             wanted = vr == "PN" or keyword_for_tag(tag) in IDENTIFYING_KEYWORDS
             if not wanted or (getattr(stored, "length", 0) or 0) > _LONGEST_VALUE_READ:
                 continue
+        raw = getattr(stored, "value", None)
+        raw = raw if isinstance(raw, bytes) and vr in _TEXT_VRS else None
         try:
             element = dataset[tag]
         except Exception:
@@ -213,7 +235,7 @@ def _elements(dataset: Dataset):
             for item in element.value or ():
                 yield from _elements(item)
         else:
-            yield element
+            yield element, raw
 
 
 def _dictionary_vr(tag: int) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import regex
 
 from radreport.data.text_scrub import DATE, IDENTIFIER, NAME, scrub_report
 from radreport.dicom.deidentify import as_person_name
@@ -137,4 +138,36 @@ def test_ids_after_their_label_dates_with_times_and_names_across_lines():
         f"SSN {IDENTIFIER}.\n"
         f"Scanned {DATE}T10:15, seen {DATE}. Accessory ossicle 3 mm, L4-5, 3-4 cm.\n"
         f"Reviewed for {NAME}.\n{NAME} went home."
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Signed by Dr. Ángela Ruiz.",
+        "Dictated by Özlem Yılmaz, MD.",
+        "Discussed with Émile Durand today.",
+        "Patient: Łukasz Nowak.",
+        "Patient Åsa Lindqvist was seen.",
+        "Reviewed by Ørjan Ødegård, MD.",
+        "Discussed with Siobhan O'Brien.",
+        "Signed by Ian McDonald, MD.",
+    ],
+)
+def test_names_in_any_alphabet_are_found_where_reports_put_them(text):
+    scrubbed = scrub_report(text)
+    # Every capitalised piece of a name: "Brien" of "O'Brien", "Donald" of "McDonald".
+    pieces = regex.findall(r"\p{Lu}\p{Ll}+", text)
+    cues = {"Signed", "Dr", "Dictated", "Discussed", "Patient", "Reviewed"}
+    assert [piece for piece in pieces if piece not in cues and piece in scrubbed] == []
+    assert NAME in scrubbed
+
+
+def test_each_word_of_a_header_name_is_scrubbed_however_its_accents_are_encoded():
+    decomposed = "Patient Bjørn A\u030asmund Ødegård. N\u0303u\u0301n\u0303ez, JOSE\u0301: clear."
+    scrubbed = scrub_report(decomposed, {"Ødegård^Bjørn Åsmund", "Ñúñez^José Ángel"})
+    assert scrubbed == f"Patient {NAME}. {NAME}, {NAME}: clear."
+    # A lone given name, in any capitalisation a name is written in.
+    assert scrub_report("JOHN and Paul; McDONALD.", {"Mcdonald^John Paul"}) == (
+        f"{NAME} and {NAME}; {NAME}."
     )

@@ -6,12 +6,14 @@ import datetime as dt
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
-from pydicom.uid import CTImageStorage
+import pytest
+from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from radreport.data.pseudonyms import DeidKeys
 from radreport.data.synthetic import plan_studies, study_header
-from radreport.data.text_scrub import scrub_report
+from radreport.data.text_scrub import NAME, scrub_report
 from radreport.dicom.deidentify import deidentify_dataset, identifying_values
 
 KEYS = DeidKeys("test-secret")
@@ -134,3 +136,29 @@ def test_every_person_name_and_identifier_reaches_the_report_scrub_wherever_it_s
     for word in ("Allan", "Perry", "Pym", "Griswold", "Moran", "Usher", "Valdemar", "OTHERX"):
         assert word not in scrubbed
     assert "Baltimore" not in scrubbed
+
+
+@pytest.mark.parametrize(
+    ("stored", "charset"),
+    [
+        ("Müller^Jürgen".encode(), "ISO_IR 100"),  # UTF-8 bytes labelled Latin-1
+        ("Müller^Jürgen".encode(), None),  # UTF-8 bytes with no character set
+        ("Müller^Jürgen".encode("latin-1"), "ISO_IR 192"),  # Latin-1 bytes labelled UTF-8
+    ],
+)
+def test_a_name_whose_bytes_differ_from_its_character_set_still_scrubs_the_report(
+    tmp_path, stored, charset
+):
+    header = _demo_header()
+    if charset:
+        header.SpecificCharacterSet = charset
+    elif "SpecificCharacterSet" in header:
+        del header.SpecificCharacterSet
+    header.PatientName = stored
+    path = tmp_path / "mislabelled.dcm"
+    header.file_meta = FileMetaDataset()
+    header.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    header.save_as(path, enforce_file_format=True)
+    values = identifying_values(dcmread(path, stop_before_pixels=True))
+    report = "JÜRGEN MÜLLER, no acute findings. Müller tolerated the exam."
+    assert scrub_report(report, values) == f"{NAME}, no acute findings. {NAME} tolerated the exam."
