@@ -30,6 +30,7 @@ class Reason(str, Enum):
     NOT_DICOM_ARCHIVE = "not_dicom_archive"
     NOT_DICOM = "not_dicom"
     MISSING_FILE_META = "missing_file_meta"
+    MISSING_PREAMBLE = "missing_preamble"  # starts with 'DICM', the 128 bytes before it gone
     UNREADABLE_HEADER = "unreadable_header"
     # DICOM files that are malformed, unsupported or excluded by policy
     MISSING_TRANSFER_SYNTAX = "missing_transfer_syntax"

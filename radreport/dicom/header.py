@@ -43,7 +43,7 @@ from radreport.dicom.slices import (
     enhanced_slices,
     unusable_value,
 )
-from radreport.dicom.sniff import SNIFF_BYTES, classify_non_dicom
+from radreport.dicom.sniff import SNIFF_BYTES, classify_non_dicom, starts_with_file_meta
 
 CT_SOP_CLASSES = (CTImageStorage, EnhancedCTImageStorage, LegacyConvertedEnhancedCTImageStorage)
 INTEGER_ATTRIBUTES = (
@@ -408,8 +408,12 @@ def _read_dataset(path: Path) -> tuple[Dataset, int] | QuarantineEntry:
                 dataset = dcmread(fp, stop_before_pixels=True)
             except InvalidDicomError:
                 fp.seek(0)
-                reason, message = classify_non_dicom(fp.read(SNIFF_BYTES))
-                return QuarantineEntry(str(path), reason, message)
+                head = fp.read(SNIFF_BYTES)
+                if not starts_with_file_meta(head):
+                    return QuarantineEntry(str(path), *classify_non_dicom(head))
+                # Its file meta says how to read it; force only skips the missing preamble.
+                fp.seek(0)
+                dataset = dcmread(fp, stop_before_pixels=True, force=True)
             if dataset.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian:
                 return dataset, _deflated_pixel_offset(path)
             # stop_before_pixels leaves the file positioned at the pixel data tag.

@@ -27,6 +27,16 @@ ARCHIVE_SIGNATURES = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2"
 # writers leave a stray padding byte before it (pydicom's no_meta.dcm has one).
 RAW_DATASET_GROUP = b"\x08\x00"
 RAW_DATASET_SEARCH = 4
+DICOM_PREFIX = b"DICM"
+# The file meta group (0002, always explicit VR little endian) with no preamble before it:
+# a tag of group 2, then a VR its elements use.
+_FILE_META_VRS = (b"UL", b"OB", b"UI", b"AE", b"SH", b"CS")
+
+
+def starts_with_file_meta(head: bytes) -> bool:
+    """Whether the file starts with its file meta group, the 128-byte preamble and the
+    'DICM' prefix left out: such a file is read as DICOM all the same."""
+    return head[:2] == b"\x02\x00" and head[4:6] in _FILE_META_VRS
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -48,6 +58,12 @@ def classify_non_dicom(head: bytes) -> tuple[Reason, str]:
     for signature, kind in ARCHIVE_SIGNATURES.items():
         if head.startswith(signature):
             return Reason.NOT_DICOM_ARCHIVE, f"a {kind} archive: extract it first"
+    if head.startswith(DICOM_PREFIX):
+        return (
+            Reason.MISSING_PREAMBLE,
+            "DICOM file without its 128-byte preamble (it starts with 'DICM'); re-export as "
+            "DICOM Part 10",
+        )
     if RAW_DATASET_GROUP in head[:RAW_DATASET_SEARCH]:
         return (
             Reason.MISSING_FILE_META,

@@ -9,7 +9,7 @@ travel back in memory only, to scrub this study's report.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from radreport.dicom.series import (
     drop_duplicate_instances,
     drop_other_patients,
 )
+from radreport.dicom.unused_file_headers import READ_HERE, unused_file_headers
 from radreport.dicom.volume import build_volume
 
 FACT_KEYWORDS = (
@@ -266,32 +267,36 @@ _PARSED_BUT_REJECTED = frozenset(
 
 def _identifying_datasets(
     headers: list[FileHeader], header_rejected: list[QuarantineEntry]
-) -> Iterator[Callable[[], Dataset]]:
+) -> Iterator[Callable[[], Iterable[Dataset]]]:
     """Loaders of the headers whose values scrub the report: one file of each series and
-    patient among the usable ones, and one of each series among the DICOM files the header
-    checks rejected. Patient and study values repeat in every file of a series, and reading
-    each file's whole header would cost more than the scan; where a folder mixes patients
-    or series, every one of them is scrubbed (more is the safe side)."""
+    patient among the usable ones, one of each series among the DICOM files the header
+    checks rejected, and every DICOM header that a file without file meta or preamble, or
+    an archive, holds (their series are unknown until they are read). Patient and study
+    values repeat in every file of a series, and reading each file's whole header would
+    cost more than the scan; where a folder mixes patients or series, every one of them is
+    scrubbed (more is the safe side)."""
     sampled = {}
     for header in headers:
         sampled.setdefault((header.series_uid, header.patient_id), header)
     for header in sampled.values():
-        yield lambda header=header: header.dataset
+        yield lambda header=header: [header.dataset]
     first_rejected = {}
     for entry in header_rejected:
         if entry.reason in _PARSED_BUT_REJECTED:
             first_rejected.setdefault(entry.series_uid, entry.path)
+        elif entry.reason in READ_HERE:
+            yield lambda entry=entry: unused_file_headers(entry.path, entry.reason)
     for path in first_rejected.values():
-        yield lambda path=path: dcmread(path, stop_before_pixels=True, defer_size="1 MB")
+        yield lambda path=path: [dcmread(path, stop_before_pixels=True, defer_size="1 MB")]
 
 
 def _scrub_values_from(
-    result: StudyImages, datasets: Iterator[Callable[[], Dataset]], keys: DeidKeys
+    result: StudyImages, datasets: Iterator[Callable[[], Iterable[Dataset]]], keys: DeidKeys
 ) -> None:
     for load in datasets:
         try:
-            dataset = load()
-            result.identifiers |= identifying_values(dataset)
-            result.pseudonyms |= header_pseudonyms(dataset, keys)
+            for dataset in load():
+                result.identifiers |= identifying_values(dataset)
+                result.pseudonyms |= header_pseudonyms(dataset, keys)
         except Exception:  # a header these cannot read adds nothing
             continue

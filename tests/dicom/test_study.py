@@ -366,3 +366,51 @@ def test_every_axial_series_is_built_in_one_orientation_and_others_are_refused(t
 
 def _sideways(x, y, z):
     return (z, 0.0, 0.0)  # the axial z steps become steps along x
+
+
+def _without_file_meta(source, target) -> None:
+    ds = pydicom.dcmread(source)
+    ds.preamble, ds.file_meta = None, pydicom.dataset.FileMetaDataset()
+    ds.save_as(target, implicit_vr=True, little_endian=True)
+
+
+def test_files_without_preamble_and_archives_still_give_their_names_to_the_scrub(tmp_path):
+    paths = _ramp_series(tmp_path / "source")
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.PatientName, ds.ReferringPhysicianName = "Kowalczyk^Bartholomew", "Thornbury^Eve"
+        ds.save_as(path)
+    settings = DicomSettings(min_slices=3, workers=1, depth=6, height=16, width=12)
+    ramp = ingest_study(StudyTask("s", "ramp-patient", str(tmp_path / "source")), settings, KEYS)
+    assert ramp.volume is not None
+
+    def study_of(name, rewrite) -> object:
+        folder = tmp_path / name
+        folder.mkdir()
+        for path in paths:
+            rewrite(path, folder / path.name)
+        return ingest_study(StudyTask(name, "ramp-patient", str(folder)), settings, KEYS)
+
+    # The file meta first, the 128-byte preamble and 'DICM' left out: read as DICOM.
+    meta_first = study_of("meta", lambda src, dst: dst.write_bytes(src.read_bytes()[132:]))
+    assert meta_first.quarantine == []
+    np.testing.assert_array_equal(meta_first.volume, ramp.volume)
+    # 'DICM' first, or no file meta, or zipped: not read as images, named for what they are,
+    # and their names and ids still scrub the report.
+    dicm_first = study_of("dicm", lambda src, dst: dst.write_bytes(src.read_bytes()[128:]))
+    no_meta = study_of("raw", _without_file_meta)
+    zipped_folder = tmp_path / "zipped"
+    zipped_folder.mkdir()
+    shutil.make_archive(str(zipped_folder / "study"), "zip", tmp_path / "source")
+    zipped = ingest_study(StudyTask("z", "ramp-patient", str(zipped_folder)), settings, KEYS)
+    expected = [
+        (dicm_first, Reason.MISSING_PREAMBLE),
+        (no_meta, Reason.MISSING_FILE_META),
+        (zipped, Reason.NOT_DICOM_ARCHIVE),
+    ]
+    for study, reason in expected:
+        assert study.volume is None
+        assert {entry.reason for entry in study.quarantine} == {reason, Reason.NO_USABLE_SERIES}
+        assert {"Kowalczyk^Bartholomew", "Thornbury^Eve"} <= study.identifiers
+        assert study.pseudonyms == ramp.pseudonyms
+    assert "starts with 'DICM'" in dicm_first.quarantine[0].message
