@@ -28,6 +28,7 @@ from pydicom.uid import (
     CTImageStorage,
     DeflatedExplicitVRLittleEndian,
     EnhancedCTImageStorage,
+    JPEGExtended12Bit,
     LegacyConvertedEnhancedCTImageStorage,
 )
 from pydicom.values import convert_value
@@ -371,16 +372,32 @@ def _check_image_type(facts: HeaderFacts, settings: DicomSettings):
     return None
 
 
-def decoder_available(syntax: UID) -> bool:
-    return get_decoder(syntax).is_available
+# pydicom's plugins that refuse samples of more than 8 bits in these transfer syntaxes
+# (JPEG Extended's 12-bit process, common in lossy CT archives): pylibjpeg-libjpeg decodes
+# them, but is GPLv3 and not among our dependencies, so a user may install it.
+_EIGHT_BIT_ONLY_PLUGINS = {JPEGExtended12Bit: frozenset({"gdcm", "pillow"})}
+
+
+def decoder_available(syntax: UID, bits_stored: int = 8) -> bool:
+    decoder = get_decoder(syntax)
+    if bits_stored > 8 and syntax in _EIGHT_BIT_ONLY_PLUGINS:
+        return bool(set(decoder.available_plugins) - _EIGHT_BIT_ONLY_PLUGINS[syntax])
+    return decoder.is_available
 
 
 def _check_decoder(facts: HeaderFacts, settings: DicomSettings):
     syntax = facts.transfer_syntax
+    bits = facts.integer("BitsStored", 8)
     try:
-        available = decoder_available(syntax)
+        available = decoder_available(syntax, bits)
     except NotImplementedError:
         return Reason.UNSUPPORTED_TRANSFER_SYNTAX, f"no pixel decoder exists for {uid_name(syntax)}"
+    if not available and bits > 8 and syntax in _EIGHT_BIT_ONLY_PLUGINS:
+        message = (
+            f"no installed decoder plugin for {uid_name(syntax)} with {bits}-bit samples "
+            "(GDCM and Pillow decode 8-bit only; pylibjpeg-libjpeg, GPLv3, decodes them)"
+        )
+        return Reason.NO_DECODER, message
     if not available:
         return Reason.NO_DECODER, f"no installed decoder plugin for {uid_name(syntax)}"
     return None

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import UID
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID, JPEGExtended12Bit
 
 from radreport.data.quarantine import QuarantineEntry, Reason
 from radreport.data.settings import DicomSettings
@@ -84,7 +85,7 @@ def test_jpeg2000_is_decoded_when_a_decoder_is_installed_else_quarantined(testda
 
 
 def test_a_missing_decoder_is_a_quarantine_reason_not_a_crash(testdata, monkeypatch):
-    monkeypatch.setattr(header_module, "decoder_available", lambda syntax: False)
+    monkeypatch.setattr(header_module, "decoder_available", lambda syntax, bits=8: False)
     entry = read_file_header(testdata("693_J2KI.dcm"), DicomSettings(skip_derived=False))
     assert entry.reason == Reason.NO_DECODER
     assert "JPEG 2000" in entry.message
@@ -179,3 +180,30 @@ def test_a_signed_padding_value_reads_the_same_with_or_without_its_vr(testdata, 
     header = read_file_header(_edited_ct_small(testdata, tmp_path, edit), DicomSettings())
     assert isinstance(header, FileHeader)
     assert padding_range(header.facts) == (-2000, -1500)
+
+
+def test_twelve_bit_jpeg_extended_is_named_as_lacking_a_decoder_unless_one_decodes_it(
+    testdata, tmp_path
+):
+    # CT_small's header around a real 12-bit JPEG Extended codestream (pydicom's
+    # JPGExtended.dcm): GDCM's and Pillow's plugins refuse 12-bit samples at decode time.
+    jpeg = pydicom.dcmread(testdata("JPGExtended.dcm"))
+
+    def with_jpeg_pixels(dataset):
+        dataset.file_meta.TransferSyntaxUID = JPEGExtended12Bit
+        for keyword in ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit"):
+            setattr(dataset, keyword, jpeg[keyword].value)
+        dataset.PixelRepresentation = 0
+        dataset.PixelData = jpeg.PixelData
+        dataset["PixelData"].VR = "OB"
+
+    path = _edited_ct_small(testdata, tmp_path, with_jpeg_pixels)
+    result = read_file_header(path, DicomSettings())
+    if "pylibjpeg" in get_decoder(JPEGExtended12Bit).available_plugins:
+        np.testing.assert_array_equal(stored_frames(result)[0], jpeg.pixel_array)
+    else:
+        assert result.reason == Reason.NO_DECODER
+        assert result.message == (
+            "no installed decoder plugin for JPEG Extended (Process 2 and 4) with 12-bit "
+            "samples (GDCM and Pillow decode 8-bit only; pylibjpeg-libjpeg, GPLv3, decodes them)"
+        )
