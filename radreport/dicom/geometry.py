@@ -13,7 +13,8 @@ points to the feet would otherwise reach the model mirrored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -46,8 +47,12 @@ class StackGeometry:
 
 @dataclass(frozen=True)
 class GeometryProblem:
+    """Why a series cannot be read: `message` for each of its files, and `at` the message
+    of each file at fault where some are (by path), so the user can find them."""
+
     reason: Reason
     message: str
+    at: dict[str, str] = field(default_factory=dict)
 
 
 def _directions(orientation: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -84,16 +89,59 @@ def _to_one_orientation(row: np.ndarray, column: np.ndarray, normal: np.ndarray)
     }
 
 
-def _inconsistency(slices: list[SliceHeader]) -> str | None:
+def _odd_ones_out(slices: list[SliceHeader], keyword: str, key, shown) -> GeometryProblem:
+    """The slices whose `key` differs from the most common one's are at fault."""
+    common, count = Counter(key(s) for s in slices).most_common(1)[0]
+    odd = [s for s in slices if key(s) != common]
+    general = (
+        f"slices differ in {keyword}: {len(odd)} of {len(slices)} differ from the others' "
+        f"{shown(common)}"
+    )
+    at = {
+        s.path: f"this file's {keyword} is {shown(key(s))}, where {count} other slices of "
+        f"its series have {shown(common)}"
+        for s in odd
+    }
+    return GeometryProblem(Reason.INCONSISTENT_GEOMETRY, general, at)
+
+
+def _inconsistency(slices: list[SliceHeader]) -> GeometryProblem | None:
     orientations = np.array([s.orientation for s in slices])
     if np.abs(orientations - orientations[0]).max() > ORIENTATION_ATOL:
-        return "slices differ in ImageOrientationPatient"
+        return _odd_ones_out(
+            slices,
+            "ImageOrientationPatient",
+            lambda s: tuple(round(v, 4) for v in s.orientation),
+            lambda value: "\\".join(f"{v:g}" for v in value),
+        )
     if len({(s.rows, s.columns) for s in slices}) > 1:
-        return "slices differ in Rows/Columns"
+        return _odd_ones_out(
+            slices, "Rows/Columns", lambda s: (s.rows, s.columns), lambda v: f"{v[0]}x{v[1]}"
+        )
     spacings = np.array([s.pixel_spacing for s in slices])
     if np.abs(spacings / spacings[0] - 1.0).max() > 1e-4:
-        return "slices differ in PixelSpacing"
+        return _odd_ones_out(
+            slices,
+            "PixelSpacing",
+            lambda s: tuple(round(v, 4) for v in s.pixel_spacing),
+            lambda v: f"{v[0]:g}\\{v[1]:g} mm",
+        )
     return None
+
+
+def _shared_positions(
+    slices: list[SliceHeader], along_normal: np.ndarray, steps: np.ndarray
+) -> GeometryProblem:
+    """Every slice whose position another slice of the series shares is at fault."""
+    close = np.flatnonzero(steps < SAME_POSITION_MM)
+    shared = sorted({int(i) for i in close} | {int(i) + 1 for i in close})
+    at = {
+        slices[i].path: f"this file's slice shares its position ({along_normal[i]:.2f} mm along "
+        "the slice normal) with another file of its series (a second acquisition, or a copy?)"
+        for i in shared
+    }
+    message = f"{len(shared)} of {len(slices)} slices share their position with another"
+    return GeometryProblem(Reason.DUPLICATE_SLICE_POSITION, message, at)
 
 
 def _tilt_degrees(normal: np.ndarray, positions: np.ndarray, header_tilt: float) -> float:
@@ -114,7 +162,7 @@ def stack_geometry(
         return GeometryProblem(Reason.TOO_FEW_SLICES, f"{len(slices)} slices, need {minimum}")
     inconsistency = _inconsistency(slices)
     if inconsistency:
-        return GeometryProblem(Reason.INCONSISTENT_GEOMETRY, inconsistency)
+        return inconsistency
     row, column, normal = _directions(slices[0].orientation)
     not_axial = _not_axial(normal)
     if not_axial:
@@ -125,7 +173,7 @@ def stack_geometry(
     along_normal = positions @ normal
     steps = np.diff(along_normal)
     if np.any(steps < SAME_POSITION_MM):
-        return GeometryProblem(Reason.DUPLICATE_SLICE_POSITION, "two slices share a position")
+        return _shared_positions([slices[i] for i in order], along_normal, steps)
     median = float(np.median(steps))
     deviations = np.abs(steps - median)
     worst = int(np.argmax(deviations))

@@ -72,7 +72,9 @@ def candidate_series(
         files = by_series[series_uid]
         geometry = stack_geometry([s for f in files for s in f.slices], settings)
         if isinstance(geometry, GeometryProblem):
-            rejected += [_entry(f, geometry.reason, geometry.message) for f in files]
+            rejected += [
+                _entry(f, geometry.reason, geometry.at.get(f.path, geometry.message)) for f in files
+            ]
         else:
             candidates.append(geometry)
     candidates.sort(key=lambda g: (-len(g.slices), g.median_spacing_mm, g.slices[0].series_uid))

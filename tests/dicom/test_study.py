@@ -414,3 +414,38 @@ def test_files_without_preamble_and_archives_still_give_their_names_to_the_scrub
         assert {"Kowalczyk^Bartholomew", "Thornbury^Eve"} <= study.identifiers
         assert study.pseudonyms == ramp.pseudonyms
     assert "starts with 'DICM'" in dicm_first.quarantine[0].message
+
+
+def test_a_series_refused_for_its_geometry_names_the_files_at_fault(tmp_path):
+    settings = DicomSettings(min_slices=3, workers=1, depth=6, height=16, width=12)
+    odd_spacing = _ramp_series(tmp_path / "spacing")
+    ds = pydicom.dcmread(odd_spacing[2])
+    ds.PixelSpacing = [0.5, 0.5]
+    ds.save_as(odd_spacing[2])
+    doubled = _ramp_series(tmp_path / "doubled")
+    ds = pydicom.dcmread(doubled[4])
+    ds.ImagePositionPatient = pydicom.dcmread(doubled[1]).ImagePositionPatient
+    ds.save_as(doubled[4])
+
+    def messages(folder) -> dict[str, str]:
+        study = ingest_study(StudyTask("s", "ramp-patient", str(folder)), settings, KEYS)
+        return {entry.path.split("/")[-1]: entry.message for entry in study.quarantine}
+
+    spacing = messages(tmp_path / "spacing")
+    assert spacing.pop(odd_spacing[2].name) == (
+        "this file's PixelSpacing is 0.5\\0.5 mm, where 5 other slices of its series have 1\\1 mm"
+    )
+    assert set(spacing.values()) == {
+        "slices differ in PixelSpacing: 1 of 6 differ from the others' 1\\1 mm",
+        "no series passed every check",
+    }
+    shared = messages(tmp_path / "doubled")
+    at_fault = {shared.pop(path.name) for path in (doubled[1], doubled[4])}
+    assert at_fault == {
+        "this file's slice shares its position (2.00 mm along the slice normal) with another "
+        "file of its series (a second acquisition, or a copy?)"
+    }
+    assert set(shared.values()) == {
+        "2 of 6 slices share their position with another",
+        "no series passed every check",
+    }
