@@ -13,7 +13,9 @@ gap (named-entity models would close part of it, at the cost of a model download
 Names are written in any alphabet ("Dr. Ángela Ruiz", "Ørjan Ødegård"): the patterns use
 the `regex` module's Unicode letter classes, and text and header values are compared in
 Unicode's composed form (NFC), so a report typed with decomposed accents (as macOS writes
-them) matches its header.
+them) matches its header. Dates, ages and titles are also matched as German, French,
+Spanish, Italian, Portuguese and Chinese, Japanese or Korean reports write them; other
+languages' cues are the same gap as unlabelled names.
 """
 
 from __future__ import annotations
@@ -32,7 +34,27 @@ _MONTH = (
     r"(?:Jan(?:uary)?|Feb(?:ruary)?|Mar(?:ch)?|Apr(?:il)?|May|June?|July?|Aug(?:ust)?"
     r"|Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
-_TITLES = r"Dr|Doctor|Mr|Mrs|Ms|Miss|Prof"
+# Month names of German, French, Spanish, Italian and Portuguese reports, in full (their
+# abbreviations mostly match the English ones above, or are words of their own).
+_OTHER_MONTH = (
+    r"(?:Januar|Februar|März|Maerz|Mai|Juni|Juli|Oktober|Dezember"
+    r"|janvier|février|mars|avril|juin|juillet|août|septembre|octobre|novembre|décembre"
+    r"|enero|febrero|marzo|abril|mayo|junio|julio|agosto|se?tiembre|octubre|noviembre|diciembre"
+    r"|gennaio|febbraio|aprile|maggio|giugno|luglio|settembre|ottobre|dicembre"
+    r"|janeiro|fevereiro|março|maio|junho|julho|setembro|outubro|dezembro)"
+)
+_ANY_MONTH = rf"(?:{_OTHER_MONTH}|{_MONTH})"
+_TITLES = r"Dr|Doctor|Mr|Mrs|Ms|Miss|Prof|Herr|Frau|Mme|Mlle|Sr|Sra|Srta"
+# A title as prose writes it, and its separator: Title case with a full stop or a space,
+# or capitals with a full stop ("DR. SMITH"). Not MR and MS in capitals, with or without
+# the stop: "on MR. No change" and "known MS. No new lesions" are an exam and a disease.
+_UPPER_TITLES = r"DR|DOCTOR|MRS|MISS|PROF|HERR|FRAU"
+_SPACE = r"[ \t\u00a0]"  # a no-break space too: "Dr.\u00a0Schmidt"
+_TITLE = rf"(?:(?:{_TITLES})(?:\.{_SPACE}*|{_SPACE}+)|(?:{_UPPER_TITLES})\.{_SPACE}*)"
+# German academic titles between a title and the name: "Dr. med.", "Prof. Dr. rer. nat.".
+_ACADEMIC = r"(?:med|dent|vet|rer\.[ \t]?nat|phil|jur|habil|univ)\."
+# A titled name's words: capitalised, in capitals, or initials with or without a full stop.
+_TITLED_WORD = rf"\p{{Lu}}[\w'’-]+|\p{{Lu}}(?:\.|(?={_SPACE}))"
 # Person names as prose writes them: capitalised words and initials, 1 to 4 of them (not a
 # title: titled names have their own pattern). A word is a capital and small letters, in
 # any alphabet, and may join more such parts: "Jean-Luc", "McDonald", "O'Brien", "D’Angelo".
@@ -43,11 +65,15 @@ _PERSON = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{0,3}}"
 # heading ("Patient History") than a name.
 _FULL_NAME = rf"{_NAME_WORD}(?:[ \t]+{_NAME_WORD}){{1,3}}"
 _CREDENTIAL = r"(?:M\.D\.|MD|D\.O\.|DO|MBBS|FRCR|FRCPC|PhD|RN|NP|PA-C|RT\(R\))(?![\w])"
+# A name in capitals, as record systems print it: two to four words ("SMITH, JOHN",
+# "O'NEIL SHAQUILLE"); one capitalised word alone after a cue is more often a unit ("ICU").
+_UPPER_WORD = r"(?:\p{Lu}['’])?\p{Lu}{2,}(?:-\p{Lu}{2,})*"
+_UPPER_NAME = rf"{_UPPER_WORD}(?:,?[ \t]+{_UPPER_WORD}){{1,3}}(?!\w)"
 
 
 def _name_after(cue: str, tail: str = "") -> tuple[re.Pattern[str], str]:
     """A person's name after `cue` (matched in any case, kept), the name replaced."""
-    return re.compile(rf"(?i:\b({cue})){_PERSON}{tail}"), rf"\1{NAME}"
+    return re.compile(rf"(?i:\b({cue}))(?:{_UPPER_NAME}|{_PERSON}{tail})"), rf"\1{NAME}"
 
 
 PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -63,10 +89,22 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"\b\d{{2}}{_MONTH}\d{{4}}\b", re.I), DATE),
     (re.compile(rf"\b{_MONTH}\s+\d{{1,2}},?\s+'\d{{2}}\b", re.I), DATE),
     (re.compile(rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}\s+'?\d{{2}}\b", re.I), DATE),  # 14 Mar 61
+    # 15. März 2019, 15 mars 2019, 15 de marzo de 2019, März 2019.
+    (re.compile(rf"\b\d{{1,2}}\.?\s+(?:de\s+)?{_ANY_MONTH}\s+(?:de\s+)?\d{{4}}\b", re.I), DATE),
+    (re.compile(rf"\b{_ANY_MONTH}\s+(?:de\s+)?\d{{4}}\b", re.I), DATE),
+    # 2019年3月15日 (Chinese, Japanese), 2019년 3월 15일 (Korean).
+    (re.compile(r"\d{2,4}\s*[年년]\s*\d{1,2}\s*[月월](?:\s*\d{1,2}\s*[日일])?"), DATE),
+    # A titled name, its titles kept: "Dr. Smith", "DR. SMITH", "Dr J. Smith",
+    # "Prof. Dr. med. Klaus Müller".
     (
-        re.compile(rf"\b({_TITLES})\.?[ \t]+\p{{Lu}}[\w'’-]+(?:[ \t]+\p{{Lu}}[\w'’-]+){{0,2}}"),
-        rf"\1. {NAME}",
+        re.compile(
+            rf"(\b{_TITLE}(?:(?:{_TITLE}|{_ACADEMIC}{_SPACE}*))*)"
+            rf"(?:{_TITLED_WORD})(?:{_SPACE}+(?:{_TITLED_WORD})){{0,3}}"
+        ),
+        rf"\1{NAME}",
     ),
+    # A name after a label in Chinese or Japanese: 患者：张伟, 氏名: 山田太郎.
+    (re.compile(r"((?:患者|病人|姓名|氏名|医师|医生|医師)\s*[:：]\s*)\p{Han}{2,4}"), rf"\1{NAME}"),
     # A capitalised name (optionally with initials) after a phrase that introduces a person.
     _name_after(
         r"(?:(?:electronically\s+)?(?:signed|dictated|transcribed|read|reviewed|verified|"
@@ -84,7 +122,14 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # A full name after a bare "Patient" or "Pt": "Patient John Smith MRN ...".
     (re.compile(rf"(?i:\b(patient|pt\.?)[ \t]+){_FULL_NAME}"), rf"\1 {NAME}"),
     # An age over 89 identifies (HIPAA's Safe Harbor): "93-year-old", "93 yo", "aged 93".
-    (re.compile(rf"\b{_OLD_AGE}(?=[ -]?(?:years?\b|yrs?\b|y/?o\b))", re.I), AGE_90_OR_OLDER),
+    (
+        re.compile(
+            rf"\b{_OLD_AGE}(?=[ -]?(?:years?\b|yrs?\b|y/?o\b|jahre?n?\b|jährig|ans?\b|años\b|"
+            r"anos\b|anni\b|岁|歳|세))",
+            re.I,
+        ),
+        AGE_90_OR_OLDER,
+    ),
     (re.compile(rf"(?i:\b(aged?:?[ \t]+)){_OLD_AGE}\b"), rf"\g<1>{AGE_90_OR_OLDER}"),
     (re.compile(r"[\w.+-]+@[\w-]+\.[\w.]+"), REDACTED),
     (re.compile(r"\b\d{3}-\d{2}-\d{4}\b"), IDENTIFIER),  # a US social security number
@@ -98,6 +143,14 @@ PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         rf"\1{IDENTIFIER}",
     ),
     (re.compile(r"\(?\b\d{3}\)?[-.\s]\d{3}[-.\s]\d{4}\b"), REDACTED),
+    # A number after its label, in any country's grouping: "Tel. 030 / 123 45 67".
+    (
+        re.compile(
+            r"(?i:\b((?:tel(?:efon|éfono|ephone)?|phone|fax|tfno|pager|mobile|cell)\.?:?\s*))"
+            r"\+?[\d(][\d \t/().-]{4,}\d"
+        ),
+        rf"\1{REDACTED}",
+    ),
     (re.compile(r"\b[A-Za-z]{0,4}\d{5,}\b"), IDENTIFIER),
 )
 
