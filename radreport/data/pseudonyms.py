@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import logging
 import os
+import unicodedata
 from dataclasses import dataclass
 
 from pydicom.uid import UID, generate_uid
@@ -36,10 +37,13 @@ DEMO_DEID_KEY_ID = deid_key_id(DEMO_DEID_KEY)
 
 def canonical_patient_id(patient_id: str) -> str:
     """One patient's id however a spreadsheet or another system wrote it: surrounding
-    spaces, letter case and the leading zeros of an all-digit id (Excel drops them) do not
-    tell two patients apart. Otherwise one patient's studies could land in two splits, and
-    images whose header says 0001004 would not meet the manifest row that says 1004."""
-    text = patient_id.strip().upper()
+    spaces, letter case, the leading zeros of an all-digit id (Excel drops them), invisible
+    characters (a zero-width space or a soft hyphen pasted from a web page) and composed or
+    decomposed accents (NFC and NFD) do not tell two patients apart. Otherwise one
+    patient's studies could land in two splits, and images whose header says 0001004 would
+    not meet the manifest row that says 1004."""
+    visible = "".join(c for c in patient_id if unicodedata.category(c) != "Cf")
+    text = unicodedata.normalize("NFC", visible).strip().upper()
     if text.isascii() and text.isdigit():
         return text.lstrip("0") or "0"
     return text

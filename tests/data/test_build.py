@@ -186,12 +186,19 @@ def test_one_patient_id_written_two_ways_is_one_patient(tmp_path):
         {**ROW, "study_id": "s3", "patient_id": "mrn107"},
         {**ROW, "study_id": "s4", "patient_id": " MRN107"},
         {**ROW, "study_id": "s5", "patient_id": "MRN0107"},  # not all digits: another id
+        # A zero-width space pasted in, and an accent composed or decomposed.
+        {**ROW, "study_id": "s6", "patient_id": "P\u200b100"},
+        {**ROW, "study_id": "s7", "patient_id": "P100"},
+        {**ROW, "study_id": "s8", "patient_id": "M\u00fcller-1961"},
+        {**ROW, "study_id": "s9", "patient_id": "Mu\u0308ller-1961"},
     ]
     result = build_dataset(_manifest(tmp_path, rows), DataSettings(dicom=SMALL), tmp_path / "o")
     assert result.summary["studies_with_images"] == 1
     assert "patient_id_mismatch" not in result.summary["quarantined_by_reason"]
     keys = DeidKeys(DEMO_DEID_KEY)
-    studies = result.studies.set_index("study_id").loc[[keys.study(f"s{i}") for i in range(1, 6)]]
+    studies = result.studies.set_index("study_id").loc[[keys.study(f"s{i}") for i in range(1, 10)]]
     patients, splits = studies["patient_id"].tolist(), studies["split"].tolist()
     assert patients[0] == patients[1] and patients[2] == patients[3] != patients[4]
-    assert splits[0] == splits[1] and splits[2] == splits[3]
+    assert patients[5] == patients[6] and patients[7] == patients[8]
+    for first, second in ((0, 1), (2, 3), (5, 6), (7, 8)):
+        assert splits[first] == splits[second]
