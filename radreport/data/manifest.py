@@ -108,7 +108,12 @@ def _csv_rows(path: Path, text: str) -> _ParsedRows:
         line, _ = records.pop()
         problem = "a quote opened in this row is never closed, so the rest of the file is one field"
         bad_lines.append(_bad_line(path, line, problem))
-    for line, fields in records:
+    pieces = _split_rows(records, len(header))
+    for index, (line, fields) in enumerate(records):
+        if index in pieces:  # one entry for the split row, on its first line
+            if pieces[index]:
+                bad_lines.append(_bad_line(path, line, pieces[index]))
+            continue
         if len(fields) > len(header):
             problem = f"{len(fields)} fields, the header has {len(header)}"
             bad_lines.append(_bad_line(path, line, problem))
@@ -117,6 +122,36 @@ def _csv_rows(path: Path, text: str) -> _ParsedRows:
         rows.append(fields + [""] * (len(header) - len(fields)))
         lines.append(line)
     return _ParsedRows(pd.DataFrame(rows, columns=header, dtype=str), lines, bad_lines)
+
+
+def _split_rows(records: list[tuple[int, list[str]]], width: int) -> dict[int, str]:
+    """The records that are pieces of one row a line break in an unquoted cell split: a run
+    of short records on consecutive lines whose fields, the broken cells joined, are as
+    many as the header's. Its first piece would otherwise pass as a row, its report cut.
+    A short record alone is a row whose last fields were left out, read as empty. The
+    first piece maps to the problem, the others to ""."""
+    pieces: dict[int, str] = {}
+    index = 0
+    while index < len(records):
+        fields_so_far, end = len(records[index][1]), index
+        while fields_so_far < width and end + 1 < len(records):
+            line, fields = records[end + 1]
+            if len(fields) >= width or line != records[end][0] + 1:
+                break
+            end += 1
+            fields_so_far += len(fields) - 1  # the broken cell's two parts are one field
+        if end > index and fields_so_far == width:
+            first, last = records[index][0], records[end][0]
+            problem = (
+                f"lines {first}-{last} are one row split by a line break in an unquoted "
+                "cell (quote the cell)"
+            )
+            pieces.update(dict.fromkeys(range(index + 1, end + 1), ""))
+            pieces[index] = problem
+            index = end + 1
+        else:
+            index += 1
+    return pieces
 
 
 def _opens_a_quote_never_closed(text: str, line: int, fields: list[str]) -> bool:
@@ -142,7 +177,25 @@ def _json_object(line: str) -> dict:
         raise ValueError(f"not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
+    for text in _strings_in(record):
+        if "\x00" in text:
+            raise ValueError("a NUL character (\\u0000) in a value")
+        if any("\ud800" <= character <= "\udfff" for character in text):
+            raise ValueError("an unpaired surrogate escape (\\ud800 to \\udfff) in a value")
     return record
+
+
+def _strings_in(value: object) -> Iterator[str]:
+    """Every key and string value of a JSON value, at any depth."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings_in(item)
 
 
 def _json_lines_rows(path: Path, text: str) -> _ParsedRows:

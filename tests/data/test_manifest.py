@@ -367,3 +367,40 @@ def test_invisible_characters_in_a_header_do_not_hide_its_column(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("study_id,patient_id,\u200bimpression,report\na,p1,Normal.,Clear.\n")
     assert list(load_manifest(path).studies["impression"]) == ["Normal."]
+
+
+def test_a_row_split_by_a_line_break_in_an_unquoted_cell_is_one_bad_row(tmp_path):
+    path = tmp_path / "m.csv"
+    # A lone carriage return (old Mac line ends) and a line feed inside unquoted reports.
+    path.write_bytes(
+        b"study_id,patient_id,impression,report,dicom_dir\n"
+        b"a,p1,No effusion,Heart normal\rlungs clear,\n"  # lines 2-3
+        b"b,p2,Normal,Clear\n"  # a row whose empty dicom_dir was left out: still a row
+        b"c,p3,Effusion,Small\nright\neffusion,\n"  # lines 5-7
+        b"d,p4,Normal,Clear,\n"
+    )
+    manifest = load_manifest(path)
+    assert list(manifest.studies["study_id"]) == ["b", "d"]
+    assert manifest.rows_in == 2 + 2  # the two split rows count once each
+    split = "are one row split by a line break in an unquoted cell (quote the cell)"
+    assert _rejections(manifest) == [
+        ("manifest_bad_line", "", f"line 2: lines 2-3 {split}"),
+        ("manifest_bad_line", "", f"line 5: lines 5-7 {split}"),
+    ]
+
+
+def test_a_json_line_with_a_nul_or_an_unpaired_surrogate_is_quarantined_alone(tmp_path):
+    path = tmp_path / "m.jsonl"
+    surrogate = JSON_ROW_1.replace('"a"', '"x\\ud800"', 1)
+    nul = JSON_ROW_1.replace('"a"', '"y\\u0000"', 1)
+    path.write_text(f"{surrogate}\n{nul}\n{JSON_ROW_4}\n")
+    manifest = load_manifest(path)
+    assert list(manifest.studies["study_id"]) == ["b"]
+    assert _rejections(manifest) == [
+        (
+            "manifest_bad_line",
+            "",
+            "line 1: an unpaired surrogate escape (\\ud800 to \\udfff) in a value",
+        ),
+        ("manifest_bad_line", "", "line 2: a NUL character (\\u0000) in a value"),
+    ]
