@@ -52,9 +52,20 @@ def _most_frequent_row(normalized_reports: Sequence[str], rows: Sequence[int]) -
     return next(row for row in rows if normalized_reports[row] == winner)
 
 
+# scikit-learn's default tokens (two or more word characters), and each Chinese or Japanese
+# character, which normalize_report makes a token of its own.
+_TOKEN_PATTERN = r"(?u)\b\w\w+\b|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+
+
 def _nearest_rows(index_impressions: list[str], query_impressions: list[str]) -> np.ndarray:
     """Row of the nearest indexed impression per query; -1 where no word is shared."""
-    vectorizer = TfidfVectorizer().fit(index_impressions + query_impressions)
+    vectorizer = TfidfVectorizer(token_pattern=_TOKEN_PATTERN)
+    try:
+        vectorizer.fit(index_impressions + query_impressions)
+    except ValueError as error:
+        if "empty vocabulary" not in str(error):
+            raise
+        return np.full(len(query_impressions), -1)  # no impression holds a word: "x", "-"
     index_matrix = vectorizer.transform(index_impressions)
     nearest = []
     for start in range(0, len(query_impressions), _QUERY_CHUNK):

@@ -54,3 +54,20 @@ def test_an_impression_without_known_words_gets_the_most_frequent_report():
     reports = baseline_reports(TRAIN, ["Pneumothorax."])
     assert reports["tfidf_nearest_impression"] == ["The lungs are clear."]
     assert reports["exact_impression_lookup"] == ["The lungs are clear."]
+
+
+def test_impressions_without_a_word_get_the_most_frequent_report_not_an_error():
+    train = pd.DataFrame({"impression": ["x", "-"], "reference": ["A.", "A."]})
+    reports = baseline_reports(train, ["y", "?"])
+    assert reports["tfidf_nearest_impression"] == ["A.", "A."]
+
+
+def test_chinese_impressions_are_matched_by_their_characters():
+    train = pd.DataFrame(
+        {
+            "impression": ["左侧胸腔积液。", "心脏增大。"],
+            "reference": ["左侧少量胸腔积液。", "心影增大。"],
+        }
+    )
+    reports = baseline_reports(train, ["心脏明显增大。", "左侧积液。"])
+    assert reports["tfidf_nearest_impression"] == ["心影增大。", "左侧少量胸腔积液。"]
