@@ -10,6 +10,9 @@ Labels per observation: 1 positive, 0 negative, -1 uncertain, NaN not mentioned.
   "negative for", "free of", "resolution of" ...) or after it ("is not seen",
   "has resolved"); the scope of a cue runs to the end of the clause, so
   "No pleural effusion or pneumothorax." negates both.
+- A mention answered by one word after a colon, comma or question mark ("Pneumothorax:
+  none.", "Effusion, resolved.", "Pleural effusion? No.") is negated, and "rather than"
+  negates what follows it.
 - A mention is uncertain by a cue such as "may", "possible", "suspicious for",
   "cannot be excluded", "versus". The cue nearest before the mention wins, so
   "no evidence to suggest pneumonia" is negative and "may represent atelectasis" uncertain.
@@ -142,7 +145,7 @@ _NOT_ABOUT_CHANGE = r"(?!\s+(?:\w+\s+)?changed?\b)"
 _NEGATION_BEFORE = re.compile(
     rf"\b(?:no{_NOT_ABOUT_CHANGE}|not{_NOT_ABOUT_CHANGE}|without{_NOT_ABOUT_CHANGE}"
     r"|negative for|(?:free|clear) of|absence of|absent|neither|nor"
-    r"|resolution of|resolved|removal of|removed)\b"
+    r"|resolution of|resolved|removal of|removed|rather than)\b"
 )
 # "cannot exclude" contains "not"-like words; uncertainty cues are matched first and any
 # negation cue inside one is ignored.
@@ -162,7 +165,7 @@ _NEGATION_AFTER = re.compile(
 )
 _UNCERTAINTY_AFTER = re.compile(
     r"^\W*(?:(?:is|are|was|were)\s+)?(?:(?:can ?not|not)\s+(?:be\s+)?"
-    r"(?:excluded|ruled out)|possible|suspected|questioned|questionable|likely|probable)\b"
+    r"(?:excluded|ruled out)|possible|suspected|questioned|questionable|(?:un)?likely|probable)\b"
     r"|^\W*(?:versus|vs)\b"
 )
 # A cue does not reach past these: clause ends and contrasting conjunctions.
@@ -170,7 +173,16 @@ _CLAUSE_BREAK = re.compile(
     r"[,:]?\s*\b(?:but|however|although|though|except|aside from|apart from|otherwise"
     r"|which|whereas|there (?:is|are))\b|:"
 )
-_SENTENCE_BREAK = re.compile(r"[.;!?](?:\s+|$)|\n+")
+# A question mark answered at once ("Pleural effusion? No.") does not end the sentence, and
+# line ends are any of Unicode's: a lone carriage return, U+2028, U+0085.
+_SENTENCE_BREAK = re.compile(
+    r"(?:[.;!]|\?(?!\s*(?:no|none|negative|yes)\b))(?:\s+|$)|[\n\r\u0085\u2028\u2029]+"
+)
+# A mention answered by a one-word value after a colon, comma or question mark, as
+# structured reports write them: "Pneumothorax: none.", "Effusion, resolved.".
+_ANSWERED_NEGATIVE = re.compile(
+    r"\s*[:?,]\s*(?:none|negative|absent|resolved|no)(?=\s*(?:[.;,!]|$))"
+)
 # Words after a mention that can carry its post-cue, up to the next comma or clause break.
 _AFTER_WINDOW = re.compile(r"[^,]{0,60}")
 
@@ -197,6 +209,8 @@ def _status_after(text: str) -> float | None:
 
 def _mention_status(sentence: str, start: int, end: int) -> float:
     """Negated, uncertain or positive, from the cues in the mention's clause."""
+    if _ANSWERED_NEGATIVE.match(sentence, end):
+        return NEGATIVE
     clause_start = max((m.end() for m in _CLAUSE_BREAK.finditer(sentence, 0, start)), default=0)
     # The mention itself is searched too: "heart is not enlarged" carries its own "not".
     before = _last_cue(sentence[clause_start:end])

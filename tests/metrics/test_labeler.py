@@ -102,3 +102,26 @@ def test_label_table_and_presence_with_uncertain_as_configured():
     assert not binarize_labels(table, uncertain_as=0)[0, atelectasis]
     only_no_finding = [name == "No Finding" for name in OBSERVATIONS]
     assert binarize_labels(table, uncertain_as=1)[1].tolist() == only_no_finding
+
+
+@pytest.mark.parametrize(
+    ("text", "observation", "status"),
+    [
+        # Structured reports answer a mention with one word.
+        ("Pneumothorax: none.", "Pneumothorax", NEGATIVE),
+        ("Effusion, resolved.", "Pleural Effusion", NEGATIVE),
+        ("Pleural effusion? No.", "Pleural Effusion", NEGATIVE),
+        ("Pleural effusion? Yes.", "Pleural Effusion", POSITIVE),
+        ("Effusion, no pneumothorax.", "Pleural Effusion", POSITIVE),
+        ("Effusion: no change.", "Pleural Effusion", POSITIVE),
+        ("Pneumothorax is unlikely.", "Pneumothorax", UNCERTAIN),
+        ("Atelectasis rather than pneumonia.", "Pneumonia", NEGATIVE),
+        ("Atelectasis rather than pneumonia.", "Atelectasis", POSITIVE),
+        # Any line end ends a negation's scope: a lone CR, U+2028, U+0085.
+        ("No effusion\rPneumothorax.", "Pneumothorax", POSITIVE),
+        ("No effusion\u2028Pneumothorax.", "Pneumothorax", POSITIVE),
+        ("No effusion\u0085Pneumothorax.", "Pneumothorax", POSITIVE),
+    ],
+)
+def test_answers_contrasts_and_line_ends_as_other_systems_write_them(text, observation, status):
+    assert label_report(text)[observation] == status
