@@ -436,8 +436,10 @@ def generate(
     max_new_tokens: int | None,
 ) -> None:
     """Write the detailed report for one impression with a trained model version."""
-    if not impression.strip():
-        fail("--impression is empty", 2)
+    from radreport.csv_text import visible
+
+    if not visible(impression).strip():
+        fail("--impression is empty (or holds only spaces and invisible characters)", 2)
     check_utf8_argument("--impression", impression)
     check_decoding_ranges(decoder, stop_bias, max_new_tokens)
     from radreport.llm.generate import PromptTooLong

@@ -81,11 +81,16 @@ def csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
         raise CsvTextError(f"line {reader.line_num}: {error}") from None
 
 
+def visible(text: str) -> str:
+    """`text` without invisible format characters (a zero-width space, a soft hyphen, a
+    stray byte-order mark)."""
+    return "".join(c for c in text if unicodedata.category(c) != "Cf")
+
+
 def header_key(name: object) -> str:
     """A header name as it is matched: without letter case, surrounding spaces or invisible
-    format characters (a zero-width space, a stray byte-order mark)."""
-    visible = "".join(c for c in str(name) if unicodedata.category(c) != "Cf")
-    return visible.strip().lower()
+    format characters."""
+    return visible(str(name)).strip().lower()
 
 
 def separator_hint(header: list[str]) -> str:
@@ -106,5 +111,7 @@ def header_text(header: list[str]) -> str:
 
 
 def without_missing_markers(value: str) -> str:
-    """ "" for a cell holding only a missing-value marker, else the cell."""
-    return "" if value.strip() in MISSING_VALUE_MARKERS else value
+    """ "" for a cell holding only a missing-value marker or nothing visible (spaces and
+    invisible characters: a pasted zero-width space is no report), else the cell."""
+    shown = visible(value).strip()
+    return "" if not shown or shown in MISSING_VALUE_MARKERS else value

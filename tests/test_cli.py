@@ -468,3 +468,11 @@ def test_an_impression_that_is_not_utf8_is_refused_in_one_line():
     )
     assert result.returncode == 2
     assert result.stderr == "error: --impression is not UTF-8 text (byte 0xe9 at character 4)\n"
+
+
+def test_an_impression_of_only_invisible_characters_is_refused_as_empty():
+    result = run_cli("generate", "--impression", "\u200b\u00ad ")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: --impression is empty (or holds only spaces and invisible characters)\n"
+    )

@@ -322,12 +322,15 @@ def test_a_missing_value_marker_alone_is_an_empty_impression_or_report(tmp_path)
     path.write_text(
         "study_id,patient_id,impression,report\n"
         "a,p1,NA,Clear.\nb,p2,\\N,Clear.\nc,p3,Normal.,NULL\nd,p4,No NA.,Clear.\n"
+        # Nothing visible: a zero-width space and a soft hyphen pasted from a web page.
+        "e,p5,Normal.,\u200b\u00ad \n"
     )
     manifest = load_manifest(path)
     assert list(manifest.studies["study_id"]) == ["d"]
     assert [reason for reason, _, _ in _rejections(manifest)] == [
         "manifest_empty_impression",
         "manifest_empty_impression",
+        "manifest_empty_report",
         "manifest_empty_report",
     ]
 
