@@ -64,7 +64,25 @@ def csv_text(text: str) -> str:
             'as database dumps write it; CSV doubles a quote inside a quoted field (""): '
             "export it that way"
         )
+    _check_quotes(text)
     return text
+
+
+def _check_quotes(text: str) -> None:
+    """CsvTextError where a quoted cell goes on after its closing quote ("No "quoted"
+    effusion"): the lenient reader would keep the rest, quotes and all, as if nothing were
+    wrong. A quote never closed is left to the caller (the manifest quarantines its row)."""
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for _ in reader:
+            pass
+    except csv.Error as error:
+        if "expected after" not in str(error):  # other faults: csv_records names them
+            return
+        raise CsvTextError(
+            f"line {reader.line_num}: a quoted cell goes on after its closing quote ({error}); "
+            'a quote inside a quoted cell is doubled ("")'
+        ) from None
 
 
 def csv_records(text: str) -> Iterator[tuple[int, list[str]]]:

@@ -344,6 +344,10 @@ def test_a_missing_value_marker_alone_is_an_empty_impression_or_report(tmp_path)
         ),
         (b"study_id,patient_id,impression,report\na,p1,No\x00ne.,Clear.\n", "line 2: a NUL"),
         (
+            b'study_id,patient_id,impression,report\na,p1,"No "quoted" effusion.",Clear.\n',
+            'line 2: a quoted cell goes on after its closing quote .*doubled \\(""\\)',
+        ),
+        (
             b"sep=;\nstudy_id;patient_id;impression;report\na;p1;Normal.;Clear.\n",
             "line 1: the file says its fields are separated by semicolons",
         ),

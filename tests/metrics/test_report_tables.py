@@ -129,6 +129,11 @@ def test_other_columns_may_repeat_and_a_known_name_may_carry_a_suffix(tmp_path):
             "line 2: a quote escaped with a backslash",
         ),
         (b"study_id,impression\na,No\x00 effusion.\n", "line 2: a NUL character"),
+        # A quote inside a quoted cell not doubled (an inch mark unquoted is fine: below).
+        (
+            b'study_id,impression\na,5" nodule.\nb,"No "quoted" effusion."\n',
+            "line 3: a quoted cell goes on after its closing quote",
+        ),
     ],
 )
 def test_unreadable_tables_are_refused_in_one_line(tmp_path, content, message):
