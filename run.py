@@ -255,7 +255,10 @@ def warn_rows(path: Path, table, rows: list[int], problem: str, consequence: str
     if rows:
         first = rows[0]
         study_id = table["study_id"].iloc[first]
-        named = f"study_id {study_id}" if study_id.strip() else "no study_id"
+        # An id holding a line break or another control character is shown escaped, so
+        # the warning stays one line.
+        shown = study_id if study_id.isprintable() else ascii(study_id)
+        named = f"study_id {shown}" if study_id.strip() else "no study_id"
         click.echo(
             f"warning: {path}: {len(rows)} of {len(table)} rows {problem} (first: row "
             f"{first + 1}, {named}); {consequence}",

@@ -91,6 +91,10 @@ def test_baselines_leave_out_the_rows_without_a_reference_and_say_so(tmp_path):
         f"warning: {with_gap}: 1 of 3 rows have an empty reference (findings or report) "
         "(first: row 3, study_id r3); left out"
     ) in result.stderr
+    # A study id with a line break in it is shown escaped: the warning stays one line.
+    broken_id = write(tmp_path, "broken_id.csv", REPORTS + '"r\n3",Small right effusion.,\n')
+    result = run_cli("baselines", "--train", str(train), "--reports", str(broken_id), "--json")
+    assert "(first: row 3, study_id 'r\\n3'); left out\n" in result.stderr
 
 
 def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
