@@ -373,13 +373,17 @@ def check_decoding_ranges(
 
 def report_generator(model, settings):
     """The model version's generator, decoding by `settings` (decoding_settings)."""
-    from radreport.llm.native_kernel import NativeDecoderUnavailable
+    from radreport.llm.base_model import BaseModelMissing
+    from radreport.llm.decoder_support import DecoderUnavailable
+    from radreport.llm.onnx_export import OnnxExportError
     from radreport.llm.trained_generator import trained_report_generator
 
     try:
         return trained_report_generator(settings, model.adapter_dir, model.alpaca_table)
-    except NativeDecoderUnavailable as exc:
+    except (DecoderUnavailable, OnnxExportError) as exc:
         fail(f"decoder {settings.decoder}: {exc}", 2)
+    except BaseModelMissing as exc:
+        fail(f"{model.label}: {exc} (moved or deleted since it was trained: put it back)", 2)
 
 
 DECODER_OPTION = click.option(

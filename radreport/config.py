@@ -16,7 +16,8 @@ from pydantic import Field, field_validator, model_validator
 
 from radreport.config_loading import ConfigError, ConfigSection, load_yaml_model
 from radreport.data.settings import DataSettings
-from radreport.llm.base_model import check_base_model
+from radreport.llm.base_model import check_base_model, local_model_type
+from radreport.llm.decoder_support import decoder_problem
 from radreport.llm.export_settings import ExportSettings
 from radreport.llm.settings import LLMSettings
 from radreport.metrics.settings import EvaluationSettings
@@ -73,4 +74,7 @@ def load_run_config(path: str | Path) -> RunConfig:
                 check_base_model(spec)
         except (ValueError, FileNotFoundError) as exc:
             raise ConfigError(f"{path}: {key}: {exc}") from None
+    problem = decoder_problem(config.llm.decoder, local_model_type(config.llm.base_model))
+    if problem:
+        raise ConfigError(f"{path}: llm.decoder: {problem}")
     return config

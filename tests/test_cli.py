@@ -1,5 +1,6 @@
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -173,9 +174,13 @@ def test_config_numbers_may_be_written_as_integers_and_flags_as_booleans(tmp_pat
     "spec",
     ["unsloth/llama-3-8b-Instruct-bnb-4bit", "bundled:smollm2-135m-instruct", "{tmp}", "./models"],
 )
-def test_base_models_that_resolve_are_accepted_without_network(tmp_path, monkeypatch, spec):
+def test_base_models_that_resolve_are_accepted_without_network(
+    tmp_path, monkeypatch, spec, tiny_llama_dir
+):
     # Relative folders are read from the current directory, as data.manifest.path is.
-    (tmp_path / "models").mkdir()
+    shutil.copytree(tiny_llama_dir, tmp_path / "models")
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        shutil.copy(tiny_llama_dir / name, tmp_path / name)
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "good.yaml"
     path.write_text(f"model_name: x\nllm:\n  base_model: {spec.format(tmp=tmp_path)}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from radreport.llm.bundled import BUNDLED_NAME, bundled_model_dir
@@ -11,9 +12,27 @@ BUNDLED_PREFIX = "bundled:"
 PATH_PREFIXES = ("/", ".", "~")
 
 
+# A tokenizer is one of these files (or file pairs) in a model folder.
+_TOKENIZER_FILES = (
+    ("tokenizer.json",),
+    ("tokenizer.model",),
+    ("vocab.json", "merges.txt"),
+    ("vocab.txt",),
+    ("spiece.model",),
+    ("sentencepiece.bpe.model",),
+)
+_WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin", "*.gguf")
+
+
+class BaseModelMissing(FileNotFoundError):
+    """A base-model folder named by a config or a model version is not there."""
+
+
 def check_base_model(spec: str) -> None:
-    """Raise what `resolve_base_model` would for `spec`, without converting the bundled model
-    or asking the hub, so a config is refused when it is loaded rather than minutes into a run.
+    """Raise what `resolve_base_model` or loading the model would for `spec`, without
+    converting the bundled model or asking the hub, so a config is refused when it is
+    loaded rather than minutes into a run: a missing folder, or one that is not a model
+    (a LoRA adapter, no config.json, no weights, no tokenizer).
 
     A relative path is read from the current directory, as the run will read it (so is
     `data.manifest.path`).
@@ -22,11 +41,59 @@ def check_base_model(spec: str) -> None:
         name = spec.removeprefix(BUNDLED_PREFIX)
         if name != BUNDLED_NAME:
             raise ValueError(f"Unknown bundled model {name!r}; available: {BUNDLED_NAME!r}")
-    elif spec.startswith(PATH_PREFIXES) and not Path(spec).expanduser().is_dir():
+        return
+    folder = Path(spec).expanduser()
+    if spec.startswith(PATH_PREFIXES) and not folder.is_dir():
         # Clearly meant as a path: a hub lookup would only hide the typo behind a 404.
-        absolute = Path(spec).expanduser().absolute()
+        absolute = folder.absolute()
         where = "" if spec == str(absolute) else f" ({absolute})"
-        raise FileNotFoundError(f"Base model folder {spec!r}{where} does not exist")
+        raise BaseModelMissing(f"Base model folder {spec!r}{where} does not exist")
+    if folder.is_dir():
+        problem = _not_a_model(folder)
+        if problem:
+            raise ValueError(f"Base model folder {spec!r} {problem}")
+
+
+def _not_a_model(folder: Path) -> str | None:
+    if not (folder / "config.json").is_file():
+        adapter_config = folder / "adapter_config.json"
+        if adapter_config.is_file():
+            try:
+                base = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+            except (OSError, ValueError):
+                base = None
+            names = f" (its adapter_config.json names {base!r})" if base else ""
+            return (
+                "is a LoRA adapter, not a model: set it to the model the adapter was "
+                f"trained on{names}"
+            )
+        return "has no config.json: it is not a Hugging Face model folder"
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return "has a config.json that is not a JSON object"
+    if not model_type:
+        return "has a config.json without model_type: transformers cannot tell its architecture"
+    if not any(next(folder.glob(pattern), None) for pattern in _WEIGHT_PATTERNS):
+        return "holds no weights (*.safetensors, pytorch_model*.bin)"
+    if not any(all((folder / name).is_file() for name in files) for files in _TOKENIZER_FILES):
+        return (
+            "holds no tokenizer (tokenizer.json, tokenizer.model, or vocab.json and "
+            "merges.txt): copy the tokenizer files from the model's repository"
+        )
+    return None
+
+
+def local_model_type(spec: str) -> str | None:
+    """The model_type in a local base-model folder's config.json; None for a hub id or the
+    bundled model (a Llama), and where it cannot be read."""
+    folder = Path(spec).expanduser()
+    if spec.startswith(BUNDLED_PREFIX) or not (folder / "config.json").is_file():
+        return None
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def resolve_base_model(spec: str) -> str:

@@ -125,11 +125,14 @@ def _prepare_in(
 
     from radreport.llm.collator import ResponseOnlyCollator
     from radreport.llm.sft_config import build_sft_config
+    from radreport.llm.tokenizer_checks import ready_tokenizer
     from radreport.llm.train_loss_logging import LogAtEvaluationsAndLastStep
 
     trainer_class = backend.trainer_class()
     set_seed(settings.seed)  # LoRA initialisation draws from it
     model, tokenizer = backend.load_model(settings)
+    embeddings = model.get_input_embeddings().num_embeddings
+    tokenizer = ready_tokenizer(tokenizer, settings.base_model, embeddings)
     train_data, val_data = (
         build_alpaca_dataset(rows, tokenizer, settings.max_seq_length, settings.overlength)
         for rows in (train_rows, val_rows)

@@ -10,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from transformers.pytorch_utils import Conv1D
+
+# The layers peft's LoRA adapts by name: linear ones, and GPT-2's Conv1D (a linear layer with
+# its weight transposed), whose names c_attn, c_proj and c_fc would otherwise go unlisted.
+_LAYERS_LORA_ADAPTS = (torch.nn.Linear, Conv1D)
 
 
 def check_lora_targets(model, targets: Sequence[str]) -> None:
@@ -25,7 +30,7 @@ def check_lora_targets(model, targets: Sequence[str]) -> None:
             {
                 path.rsplit(".", 1)[-1]
                 for path, module in paths.items()
-                if isinstance(module, torch.nn.Linear)
+                if isinstance(module, _LAYERS_LORA_ADAPTS)
             }
         )
         raise ValueError(

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from radreport.llm import c_build
+from radreport.llm.decoder_support import DecoderUnavailable
 
 SOURCE = Path(__file__).with_name("llama_decode_step.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC")
@@ -18,7 +19,7 @@ _USER = "the native decoder"
 DECODER_ADVICE = "or use decoder 'torch' or 'onnxruntime'"
 
 
-class NativeDecoderUnavailable(RuntimeError):
+class NativeDecoderUnavailable(DecoderUnavailable):
     """The native decoder cannot run here: no kernel for this machine, or an unsupported model."""
 
 

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import torch
 
+from radreport.llm.base_model import local_model_type
 from radreport.llm.bundled import cache_dir
+from radreport.llm.decoder_support import DecoderUnavailable, decoder_problem
 from radreport.llm.file_digests import FileDigests
 from radreport.llm.merge import export_merged
 
@@ -52,6 +54,9 @@ def onnx_model_dir(
     `model_dir` is a local model folder or a hub id (downloaded by the builder, for users
     with network). Exports live under `<cache>/onnx/<content key>`.
     """
+    problem = decoder_problem("onnxruntime", local_model_type(str(model_dir)))
+    if problem:
+        raise DecoderUnavailable(problem)
     root = Path(cache_root) if cache_root is not None else _default_root()
     target = root / export_key(model_dir, adapter_dir, FileDigests(root / _DIGESTS_FILE))
     if (target / _COMPLETE_MARKER).is_file():
@@ -65,7 +70,8 @@ def onnx_model_dir(
         if adapter_dir is not None:
             source = export_merged(model_dir, adapter_dir, scratch / "merged", torch.float32)
         built = scratch / "onnx"
-        _run_builder(source, built, scratch / "hf-cache")
+        named = f"{model_dir} with its adapter" if adapter_dir is not None else str(model_dir)
+        _run_builder(source, built, scratch / "hf-cache", named)
         try:
             os.rename(built, target)
         except OSError:
@@ -109,7 +115,9 @@ def _hash_source(digest, source: str | Path, digests: FileDigests) -> None:
         digest.update(digests.sha256(path).encode())
 
 
-def _run_builder(source: str | Path, output: Path, hf_cache: Path) -> None:
+def _run_builder(source: str | Path, output: Path, hf_cache: Path, named: str) -> None:
+    """Export `source` (a folder or hub id) into `output`; `named` is the model as the
+    user knows it (`source` may be a temporary merged copy), for the error."""
     local = Path(source).is_dir()
     command = [
         sys.executable,
@@ -131,5 +139,5 @@ def _run_builder(source: str | Path, output: Path, hf_cache: Path) -> None:
     if result.returncode != 0 or not (output / _COMPLETE_MARKER).is_file():
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         reason = lines[-1] if lines else f"exit status {result.returncode}"
-        raise OnnxExportError(f"ONNX export of {source} failed: {reason}")
+        raise OnnxExportError(f"ONNX export of {named} failed: {reason}")
     shutil.rmtree(hf_cache, ignore_errors=True)

@@ -62,7 +62,10 @@ def split_rows(table: pd.DataFrame, split: str) -> list[dict]:
 def _base_tokenizer(settings: LLMSettings):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_base_model(settings.base_model))
+    from radreport.llm.tokenizer_checks import ready_tokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(settings.base_model))
+    return ready_tokenizer(tokenizer, settings.base_model)
 
 
 def tokenize_splits(table: pd.DataFrame, settings: LLMSettings) -> dict[str, list[TokenizedParts]]:

@@ -46,3 +46,13 @@ def test_a_run_with_a_misspelt_target_stops_before_training(tiny_llama_dir, tmp_
     with pytest.raises(ValueError, match="'gate_prj' matches no module"):
         finetune(ROWS, ROWS[:4], LLMSettings(**fields), tmp_path / "run")
     assert not list((tmp_path / "run").glob("checkpoint-*"))
+
+
+def test_gpt2s_conv1d_layers_are_listed_as_layers_lora_adapts():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=100))
+    with pytest.raises(ValueError) as error:
+        check_lora_targets(gpt2, ["q_proj"])
+    assert str(error.value).endswith("its linear layers are c_attn, c_fc, c_proj, lm_head")
+    check_lora_targets(gpt2, ["c_attn", "c_proj", "c_fc"])

@@ -7,17 +7,21 @@ import json
 import shutil
 from functools import partial
 
+import pandas as pd
 import pytest
 import torch
 from pydantic import ValidationError
 
 from radreport.llm import onnx_export
+from radreport.llm.base_model import BaseModelMissing
 from radreport.llm.bundled import bundled_model_dir
 from radreport.llm.decode_rules import DecodeRules
+from radreport.llm.decoder_support import DecoderUnavailable
 from radreport.llm.generate import ReportGenerator
 from radreport.llm.onnx_export import OnnxExportError, export_key, onnx_model_dir
 from radreport.llm.onnx_generate import OnnxReportGenerator, onnx_greedy_decode
 from radreport.llm.settings import LLMSettings
+from radreport.llm.trained_generator import trained_report_generator
 
 # Different lengths, so a batch of them is padded.
 IMPRESSIONS = [
@@ -153,3 +157,21 @@ def test_onnx_decoding_applies_the_stop_logit_bias(onnx_dir):
     assert later[0][:2] == free[0][:2]
     assert decode(DecodeRules([stop], pad, stop_logit_bias=1e4)) == [[stop], [stop]]
     assert OnnxReportGenerator(onnx_dir, stop_logit_bias=-2.0).rules.stop_logit_bias == -2.0
+
+
+def test_a_model_type_the_onnx_decoder_cannot_run_is_refused_before_any_export(
+    tiny_llama_dir, tmp_path
+):
+    gemma = tmp_path / "gemma2-model"
+    shutil.copytree(tiny_llama_dir, gemma)
+    config = json.loads((gemma / "config.json").read_text())
+    (gemma / "config.json").write_text(json.dumps({**config, "model_type": "gemma2"}))
+    with pytest.raises(DecoderUnavailable, match="model_type is 'gemma2'"):
+        onnx_model_dir(gemma, None, tmp_path / "onnx")
+    assert not (tmp_path / "onnx").exists()
+
+
+def test_a_version_whose_base_model_folder_is_gone_says_so(tiny_adapter_dir, tmp_path):
+    settings = LLMSettings(base_model=str(tmp_path / "moved"), max_new_tokens=5)
+    with pytest.raises(BaseModelMissing, match="moved' does not exist"):
+        trained_report_generator(settings, tiny_adapter_dir, pd.DataFrame())
