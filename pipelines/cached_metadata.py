@@ -26,6 +26,7 @@ MODEL_METADATA_BY_STEP = {
         "llm_settings_resolved",
         "resumed_from_step",
         "restored_from_step",
+        "base_model_content",
     ),
     "export_merged_model": ("merged_model",),
     "calibrate_stop_bias": ("stop_bias_calibration",),

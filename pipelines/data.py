@@ -18,7 +18,10 @@ def data_pipeline(
     deid_key_id: str,
     data_settings: DataSettings,
     llm_settings: LLMSettings,
+    base_model_content: str,
 ):
+    """`base_model_content` (radreport.llm.base_model_content) keys the prompt table's step
+    by the base model's files, whose tokenizer sizes its token budgets."""
     studies, _, _ = ingest_studies(manifest_path, input_fingerprint, deid_key_id, data_settings)
-    alpaca_table, _, run_llm_settings = format_alpaca(studies, llm_settings)
+    alpaca_table, _, run_llm_settings = format_alpaca(studies, llm_settings, base_model_content)
     return alpaca_table, run_llm_settings

@@ -21,6 +21,7 @@ from radreport.config import RunConfig
 from radreport.data.pseudonyms import deid_key_id, resolve_deid_keys
 from radreport.data.run_inputs import RunInputs, resolve_run_inputs
 from radreport.data.settings import DataSettings
+from radreport.llm.base_model_content import base_model_content
 from radreport.llm.bundled import cache_dir
 from radreport.llm.token_budgets import auto_budget_summary, budget_shortfalls
 from radreport.start_up_gc import resume_full_collections
@@ -109,6 +110,7 @@ def common_parameters(config: RunConfig) -> dict:
         "deid_key_id": key_id,
         "data_settings": data_settings,
         "llm_settings": config.llm,
+        "base_model_content": base_model_content(config.llm.base_model),
     }
 
 
@@ -170,7 +172,12 @@ def run_llm(config: RunConfig, studies: str) -> RunReport:
     stored = config.model_dump(mode="json", exclude={"data"})
     stored["studies"] = {"artifact": STUDIES_ARTIFACT, "version": dataset.version}
     return run_model_pipeline(
-        llm_pipeline, config, stored, studies_version_id=str(dataset.id), llm_settings=config.llm
+        llm_pipeline,
+        config,
+        stored,
+        studies_version_id=str(dataset.id),
+        llm_settings=config.llm,
+        base_model_content=base_model_content(config.llm.base_model),
     )
 
 

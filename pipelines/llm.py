@@ -31,13 +31,16 @@ def llm_stage(
     evaluation_settings: EvaluationSettings,
     checkpoint_dir: str,
     export_settings: ExportSettings,
+    base_model_content: str,
 ) -> None:
     """The steps, called inside a pipeline function (ZenML composes them there).
 
     `llm_settings` are the config's and choose the steps; the steps run by `run_llm_settings`,
     format_alpaca's artifact: the same settings with "auto" token budgets sized by the table.
+    `base_model_content` (radreport.llm.base_model_content) keys training by the base model's
+    files, not only its path.
     """
-    adapter, _ = finetune_llm(alpaca_table, run_llm_settings, checkpoint_dir)
+    adapter, _ = finetune_llm(alpaca_table, run_llm_settings, checkpoint_dir, base_model_content)
     if export_settings.merged:
         export_merged_model(adapter, run_llm_settings, export_settings)
     if llm_settings.stop_bias_calibration_studies:
@@ -59,11 +62,12 @@ def llm_pipeline(
     evaluation_settings: EvaluationSettings,
     checkpoint_dir: str,
     export_settings: ExportSettings,
+    base_model_content: str,
 ):
     # The prompts depend on the LLM settings (retrieved examples), so they are made here from
     # the studies, as the data pipeline makes them.
     studies = Client().get_artifact_version(studies_version_id)
-    alpaca_table, _, run_llm_settings = format_alpaca(studies, llm_settings)
+    alpaca_table, _, run_llm_settings = format_alpaca(studies, llm_settings, base_model_content)
     llm_stage(
         alpaca_table,
         llm_settings,
@@ -71,4 +75,5 @@ def llm_pipeline(
         evaluation_settings,
         checkpoint_dir,
         export_settings,
+        base_model_content,
     )

@@ -14,6 +14,7 @@ import pandas as pd
 from zenml.client import Client
 from zenml.enums import ModelStages
 
+from radreport.llm.base_model_content import BASE_MODEL_CONTENT_KEY, base_model_change
 from radreport.llm.settings import LLMSettings
 
 DEFAULT_MODEL = "radreport-demo"
@@ -61,10 +62,15 @@ def load_trained_model(spec: str | None) -> TrainedModel:
         raise ModelVersionNotFound(f"model version {label}: {error}") from None
     # Outside a step ZenML leaves the loaded copy behind; this process is its only user.
     atexit.register(shutil.rmtree, adapter_dir, ignore_errors=True)
+    settings = generation_settings(model_version.run_metadata)
+    recorded = model_version.run_metadata.get(BASE_MODEL_CONTENT_KEY)
+    change = base_model_change(recorded, settings.base_model)
+    if change:
+        logger.warning("model version %s: %s", label, change)
     return TrainedModel(
         label=label,
         adapter_dir=adapter_dir,
-        settings=generation_settings(model_version.run_metadata),
+        settings=settings,
         alpaca_table=model_version.get_artifact("alpaca_table").load(),
     )
 

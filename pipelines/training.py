@@ -25,9 +25,15 @@ def training_pipeline(
     evaluation_settings: EvaluationSettings,
     checkpoint_dir: str,
     export_settings: ExportSettings,
+    base_model_content: str,
 ):
     alpaca_table, run_llm_settings = data_pipeline.entrypoint(
-        manifest_path, input_fingerprint, deid_key_id, data_settings, llm_settings
+        manifest_path,
+        input_fingerprint,
+        deid_key_id,
+        data_settings,
+        llm_settings,
+        base_model_content,
     )
     llm_stage(
         alpaca_table,
@@ -36,4 +42,5 @@ def training_pipeline(
         evaluation_settings,
         checkpoint_dir,
         export_settings,
+        base_model_content,
     )

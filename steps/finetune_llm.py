@@ -17,6 +17,7 @@ from materializers.model_directory import ModelDirectoryMaterializer
 from pipelines.stack import TRACKER_NAME
 from pipelines.step_cache import keyed_by_project_sources
 from radreport.llm.adapter_handoff import fresh_handoff_dir
+from radreport.llm.base_model_content import BASE_MODEL_CONTENT_KEY
 from radreport.llm.bundled import cache_dir
 from radreport.llm.device import device_decisions
 from radreport.llm.finetune import finetune
@@ -38,12 +39,15 @@ def _log_samples(step: int, rows: list[dict]) -> None:
     output_materializers={"adapter": ModelDirectoryMaterializer},
 )
 def finetune_llm(
-    alpaca_table: pd.DataFrame, settings: LLMSettings, checkpoint_dir: str
+    alpaca_table: pd.DataFrame, settings: LLMSettings, checkpoint_dir: str, base_model_content: str
 ) -> tuple[
     Annotated[Path, ArtifactConfig(name="adapter", artifact_type=ArtifactType.MODEL)],
     Annotated[dict, "training_metrics"],
 ]:
-    """Checkpoints go to `checkpoint_dir`: a killed run started again resumes there."""
+    """Checkpoints go to `checkpoint_dir`: a killed run started again resumes there.
+    `base_model_content` keys the step's cache by the base model's files (the run's own
+    fingerprint covers them too) and is kept with the model version, so that `generate`
+    can tell when the folder's files have changed since."""
     tag_model_version()
     mlflow.log_params({f"llm_{k}": v for k, v in settings.model_dump().items()})
     # ZenML stores the adapter after this function returns, when the run folder is no
@@ -70,6 +74,7 @@ def finetune_llm(
         "training": result.metrics,
         "llm_settings": settings.model_dump(),
         "llm_settings_resolved": resolved,
+        BASE_MODEL_CONTENT_KEY: base_model_content,
     }
     if result.resumed_from_step is not None:
         # A killed run started again trained on from its checkpoint; a finished run's

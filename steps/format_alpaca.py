@@ -31,12 +31,14 @@ logger = logging.getLogger(__name__)
 
 @step(cache_policy=keyed_by_project_sources(__name__), experiment_tracker=TRACKER_NAME)
 def format_alpaca(
-    studies: pd.DataFrame, settings: LLMSettings
+    studies: pd.DataFrame, settings: LLMSettings, base_model_content: str
 ) -> tuple[
     Annotated[pd.DataFrame, "alpaca_table"],
     Annotated[dict, "alpaca_stats"],
     Annotated[LLMSettings, "llm_settings"],
 ]:
+    """`base_model_content` is not read here: as a parameter it keys this step's cache by the
+    base model's files (its tokenizer sizes the token budgets), not only by its path."""
     tag_model_version()
     table = build_prompt_table(studies, settings.retrieval_k, settings.retrieval_match)
     tokens = tokenize_splits(table, settings)  # once, for the budgets and the statistics

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
+from radreport.llm.base_model_content import base_model_content
 from radreport.llm.settings import LLMSettings
 from radreport.source_digest import source_digest
 
@@ -66,6 +67,9 @@ def run_fingerprint(
 ) -> str:
     digest = hashlib.sha256()
     digest.update(source_digest(_TRAINING_CODE, _NOT_TRAINING_CODE).encode())
+    # The base model's files, not only its path: new weights copied over a folder's old
+    # ones must not restore the old run's adapter.
+    digest.update(base_model_content(settings.base_model).encode())
     config = settings.model_dump(exclude=_NOT_FINGERPRINTED)
     digest.update(json.dumps(config, sort_keys=True).encode())
     for split, rows in (("train", train_rows), ("val", val_rows)):

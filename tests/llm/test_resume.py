@@ -108,7 +108,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_llama_dir, tmp_path):
 
 @pytest.fixture
 def settings() -> LLMSettings:
-    return LLMSettings(base_model="/models/x", early_stopping_patience=None)
+    return LLMSettings(base_model="org/model", early_stopping_patience=None)
 
 
 def test_fingerprint_follows_config_and_data_not_generation_knobs(settings):

@@ -4,6 +4,7 @@ batch's would not fit in memory."""
 from __future__ import annotations
 
 import logging
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -216,11 +217,14 @@ def test_a_model_config_out_of_reach_is_left_to_the_loader(cpu, tmp_path):
     assert resolve_for_device(settings).gradient_checkpointing is False
 
 
-def test_a_model_without_llama_size_names_is_not_counted_and_says_so(cpu, tmp_path, caplog):
+def test_a_model_without_llama_size_names_is_not_counted_and_says_so(
+    cpu, tmp_path, caplog, tiny_llama_dir
+):
     # GPT-2's config names its MLP width n_inner (None by default), not intermediate_size.
-    from transformers import GPT2Config
+    from transformers import GPT2Config, GPT2LMHeadModel
 
-    GPT2Config(n_embd=64, n_layer=2, n_head=2).save_pretrained(tmp_path)
+    GPT2LMHeadModel(GPT2Config(n_embd=64, n_layer=2, n_head=2)).save_pretrained(tmp_path)
+    shutil.copy(tiny_llama_dir / "tokenizer.json", tmp_path)
     cpu(0.5)
     settings = LLMSettings(base_model=str(tmp_path), max_seq_length=2048)
     with caplog.at_level(logging.INFO, logger="radreport.llm.training_memory"):

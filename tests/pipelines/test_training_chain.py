@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +21,16 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from zenml.client import Client
 
+from pipelines import model_versions
 from pipelines.launch import run_data, run_llm, run_training
 from pipelines.model_versions import load_trained_model
 from pipelines.stack import mlflow_tracking_uri
 from radreport.config import RunConfig
 from radreport.data.pseudonyms import DEMO_DEID_KEY_ID
 from radreport.data.run_inputs import demo_studies_dir
+from radreport.llm.base_model_content import base_model_change, base_model_content
 from radreport.metrics.report_files import REPORT_FILES
+from tests.llm.tiny_llama import save_tiny_llama
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -631,3 +635,35 @@ def test_without_a_version_the_newest_version_with_an_adapter_is_used(trained, c
         "no version of model 'radreport-untrained' holds an adapter (latest: failed; runs that "
         "failed, were stopped or are still going leave none)"
     )
+
+
+def test_new_weights_in_the_base_model_folder_are_not_a_cache_hit_and_generate_says_so(
+    trained, tiny_config, tmp_path, caplog
+):
+    # A new model revision copied over the old one keeps the folder's path.
+    base = tmp_path / "base"
+    shutil.copytree(tiny_config.llm.base_model, base)
+    llm = tiny_config.llm.model_copy(update={"base_model": str(base)})
+    config = tiny_config.model_copy(update={"llm": llm})
+    first = Client().get_pipeline_run(run_data(config).pipeline_run)
+    assert first.steps["format_alpaca"].status.value == "completed"
+    save_tiny_llama(base, initializer_range=0.3)  # other weights, same path and shapes
+    changed = Client().get_pipeline_run(run_data(config).pipeline_run)
+    assert changed.steps["ingest_studies"].status.value == "cached"
+    assert changed.steps["format_alpaca"].status.value == "completed"
+    assert (
+        changed.config.parameters["base_model_content"]
+        != (first.config.parameters["base_model_content"])
+    )
+    # A version trained on the folder before, used after: generate warns.
+    version = _model_version(trained.model)
+    recorded = version.run_metadata["base_model_content"]
+    assert recorded == base_model_content(tiny_config.llm.base_model)
+    assert base_model_change(recorded, str(base)).startswith(
+        f"the files of its base model '{base}' have changed since it was trained"
+    )
+    assert base_model_change(recorded, tiny_config.llm.base_model) is None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(model_versions, "base_model_change", lambda recorded, spec: "it changed")
+        load_trained_model(trained.model)
+    assert f"model version {trained.model}: it changed" in caplog.text
