@@ -76,10 +76,25 @@ def check_data_inputs_or_exit(config_path: Path, config) -> None:
         fail(f"{config_path}: data.manifest.path: {manifest} does not exist{read_from}", 2)
 
 
+def check_base_models_or_exit(config_path: Path, config) -> None:
+    """A base model named by its hub id is in the local cache or the hub answers for it,
+    checked before the run starts rather than after its data steps."""
+    from radreport.llm.hub_model import hub_model_problem
+
+    for key, spec in (
+        ("llm.base_model", config.llm.base_model),
+        ("export.base_model", config.export.base_model if config.export.merged else None),
+    ):
+        problem = hub_model_problem(spec) if spec else None
+        if problem:
+            fail(f"{config_path}: {key}: {problem}", 2)
+
+
 def train_with(config_path: Path, studies: str | None = None) -> None:
     config = load_config_or_exit(config_path)  # before ZenML's import: a bad config in 1-2 s
     if studies is None:  # a stored dataset version needs none of the data section's inputs
         check_data_inputs_or_exit(config_path, config)
+    check_base_models_or_exit(config_path, config)
     from pipelines.console import console_logs_to_stderr
     from pipelines.launch import StudiesVersionNotFound, run_llm, run_training
 
@@ -179,6 +194,7 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
     if config_path is not None:
         config = load_config_or_exit(config_path)
         check_data_inputs_or_exit(config_path, config)
+        check_base_models_or_exit(config_path, config)  # its tokenizer sizes the prompts
         from pipelines.console import console_logs_to_stderr
         from pipelines.launch import run_data
 

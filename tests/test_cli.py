@@ -1,5 +1,6 @@
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -481,3 +482,23 @@ def test_an_impression_of_only_invisible_characters_is_refused_as_empty():
     assert result.stderr == (
         "error: --impression is empty (or holds only spaces and invisible characters)\n"
     )
+
+
+def test_a_hub_base_model_that_cannot_be_had_stops_train_before_the_run(tmp_path):
+    config = tmp_path / "hub.yaml"
+    config.write_text("model_name: hubtest\nllm:\n  base_model: org/not-cached\n")
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}
+    for command in ("train", "data"):
+        result = subprocess.run(
+            [sys.executable, str(REPO / "run.py"), command, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=environment,
+        )
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"error: {config}: llm.base_model: 'org/not-cached' is not in the Hugging Face cache "
+            f"({tmp_path / 'hub'}) and HF_HUB_OFFLINE is set: download it where there is "
+            "network, or set it to a local folder\n"
+        )
