@@ -263,7 +263,9 @@ def rows_with_reference(option: str, path: Path, table):
     if len(missing) == len(table):
         fail(f"{option} {path}: no row has a reference (findings or report)", 2)
     warn_rows(path, table, missing, "have an empty reference (findings or report)", "left out")
-    return table.drop(index=missing).reset_index(drop=True)
+    kept = table.drop(index=missing).reset_index(drop=True)
+    warn_if_no_finding_is_read(path, kept["reference"])
+    return kept
 
 
 def warn_rows(path: Path, table, rows: list[int], problem: str, consequence: str) -> None:
@@ -572,7 +574,21 @@ def rows_to_score(reports_csv: Path, table) -> list[bool]:
     missing = set(empty_rows(table, "reference"))
     problem = "have an empty reference (findings or report)"
     warn_rows(reports_csv, table, sorted(missing), problem, "they are written, not scored")
+    warn_if_no_finding_is_read(reports_csv, table["reference"])
     return [index not in missing for index in range(len(table))]
+
+
+def warn_if_no_finding_is_read(path: Path, references) -> None:
+    """A warning where the finding labeler reads no finding at all in the references, as in
+    reports written in another language than English: finding F1 then scores nothing."""
+    from radreport.metrics.labeler import mentions_any_finding
+
+    if len(references) and not mentions_any_finding(references):
+        click.echo(
+            f"warning: {path}: the finding labeler (English CheXpert rules) reads no finding, "
+            "present or absent, in any reference: finding F1 says nothing of these reports",
+            err=True,
+        )
 
 
 @cli.command()

@@ -101,3 +101,21 @@ def test_a_semicolon_separated_file_is_named_as_such(tmp_path):
     reports = write(tmp_path, "reports.csv", "study_id;impression;findings\na;b;c\n")
     result = run_cli("evaluate", "--reports", str(reports), "--out", str(tmp_path / "out"))
     assert_one_line_error(result, "separated by semicolons: save it comma-separated")
+
+
+def test_references_in_which_the_labeler_reads_no_finding_are_warned_about(tmp_path):
+    chinese = write(
+        tmp_path,
+        "zh.csv",
+        "study_id,impression,findings\na,心脏增大。,心影增大。\nb,积液。,少量胸腔积液。\n",
+    )
+    result = run_cli("baselines", "--train", str(chinese), "--reports", str(chinese), "--json")
+    assert result.returncode == 0, result.stderr
+    warning = (
+        f"warning: {chinese}: the finding labeler (English CheXpert rules) reads no finding, "
+        "present or absent, in any reference: finding F1 says nothing of these reports\n"
+    )
+    assert result.stderr.count(warning) == 2  # --train and --reports
+    english = write(tmp_path, "en.csv", TRAIN)
+    result = run_cli("baselines", "--train", str(english), "--reports", str(english), "--json")
+    assert "labeler" not in result.stderr

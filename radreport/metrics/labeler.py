@@ -244,6 +244,12 @@ def label_report(text: str) -> dict[str, float]:
     return {NO_FINDING: NOT_MENTIONED if any_finding else POSITIVE, **labels}
 
 
+def mentions_any_finding(texts: Iterable[str]) -> bool:
+    """Whether any text mentions any observation, present, absent or uncertain."""
+    patterns = _MENTION_PATTERNS.values()
+    return any(pattern.search(text.lower()) for text in texts for pattern in patterns)
+
+
 def label_reports(texts: Iterable[str]) -> pd.DataFrame:
     """One row of labels per report, columns in CheXpert order; repeated texts labelled once."""
     texts = list(texts)
