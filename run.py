@@ -103,6 +103,13 @@ def train_with(config_path: Path, studies: str | None = None) -> None:
 
     # Before the pipelines load transformers: unsloth has to patch it first.
     import_backend(config.llm)
+    from radreport.llm.base_model import unknown_architecture
+
+    # Now that transformers is loaded anyway: an architecture it does not know would fail
+    # the training step, after the data steps.
+    problem = unknown_architecture(config.llm.base_model)
+    if problem:
+        fail(f"{config_path}: llm.base_model: {problem}", 2)
     with input_errors_exit():
         try:
             report = run_training(config) if studies is None else run_llm(config, studies)

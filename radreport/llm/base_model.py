@@ -84,6 +84,25 @@ def _not_a_model(folder: Path) -> str | None:
     return None
 
 
+def unknown_architecture(spec: str) -> str | None:
+    """Why transformers cannot build the local folder's model, where its config.json names
+    a model_type transformers does not know (a custom architecture, or a newer one than
+    the pinned transformers); None otherwise. Imports transformers."""
+    model_type = local_model_type(spec)
+    if model_type is None:
+        return None
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    if model_type in CONFIG_MAPPING_NAMES:
+        return None
+    from transformers import __version__
+
+    return (
+        f"Base model folder {spec!r} is a {model_type!r} model, an architecture transformers "
+        f"{__version__} does not know (custom code, or newer than this transformers)"
+    )
+
+
 def local_model_type(spec: str) -> str | None:
     """The model_type in a local base-model folder's config.json; None for a hub id or the
     bundled model (a Llama), and where it cannot be read."""

@@ -102,3 +102,17 @@ def test_a_config_asking_a_decoder_its_base_model_cannot_use_is_refused(tiny_lla
             f"model_name: x\nllm:\n  base_model: {tiny_llama_dir}\n  decoder: {decoder}\n"
         )
         assert load_run_config(path).llm.decoder == decoder
+
+
+def test_an_architecture_transformers_does_not_know_is_named_before_training(
+    tiny_llama_dir, tmp_path
+):
+    custom = tmp_path / "custom"
+    shutil.copytree(tiny_llama_dir, custom)
+    config = json.loads((custom / "config.json").read_text())
+    (custom / "config.json").write_text(json.dumps({**config, "model_type": "radiollama"}))
+    assert base_model.unknown_architecture(str(custom)).startswith(
+        f"Base model folder '{custom}' is a 'radiollama' model, an architecture transformers "
+    )
+    assert base_model.unknown_architecture(str(tiny_llama_dir)) is None
+    assert base_model.unknown_architecture("org/hub-model") is None
