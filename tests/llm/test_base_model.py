@@ -10,6 +10,7 @@ import pytest
 from radreport.config import ConfigError, load_run_config
 from radreport.llm import base_model
 from radreport.llm.base_model import resolve_base_model
+from tests.llm.tiny_llama import copy_as_model_type
 
 
 def test_bundled_spec_points_to_the_converted_folder(monkeypatch, tmp_path):
@@ -85,10 +86,7 @@ def test_a_missing_folder_is_its_own_error_for_a_moved_base(tmp_path):
 
 
 def test_a_config_asking_a_decoder_its_base_model_cannot_use_is_refused(tiny_llama_dir, tmp_path):
-    gemma = tmp_path / "gemma2"
-    shutil.copytree(tiny_llama_dir, gemma)
-    config = json.loads((gemma / "config.json").read_text())
-    (gemma / "config.json").write_text(json.dumps({**config, "model_type": "gemma2"}))
+    gemma = copy_as_model_type(tiny_llama_dir, tmp_path / "gemma2", "gemma2")
     for decoder, engine in (("native", "llama"), ("onnxruntime", "llama, mistral, qwen2")):
         path = tmp_path / f"{decoder}.yaml"
         path.write_text(f"model_name: x\nllm:\n  base_model: {gemma}\n  decoder: {decoder}\n")
@@ -107,10 +105,7 @@ def test_a_config_asking_a_decoder_its_base_model_cannot_use_is_refused(tiny_lla
 def test_an_architecture_transformers_does_not_know_is_named_before_training(
     tiny_llama_dir, tmp_path
 ):
-    custom = tmp_path / "custom"
-    shutil.copytree(tiny_llama_dir, custom)
-    config = json.loads((custom / "config.json").read_text())
-    (custom / "config.json").write_text(json.dumps({**config, "model_type": "radiollama"}))
+    custom = copy_as_model_type(tiny_llama_dir, tmp_path / "custom", "radiollama")
     assert base_model.unknown_architecture(str(custom)).startswith(
         f"Base model folder '{custom}' is a 'radiollama' model, an architecture transformers "
     )

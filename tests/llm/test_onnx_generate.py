@@ -22,6 +22,7 @@ from radreport.llm.onnx_export import OnnxExportError, export_key, onnx_model_di
 from radreport.llm.onnx_generate import OnnxReportGenerator, onnx_greedy_decode
 from radreport.llm.settings import LLMSettings
 from radreport.llm.trained_generator import trained_report_generator
+from tests.llm.tiny_llama import copy_as_model_type
 
 # Different lengths, so a batch of them is padded.
 IMPRESSIONS = [
@@ -162,10 +163,7 @@ def test_onnx_decoding_applies_the_stop_logit_bias(onnx_dir):
 def test_a_model_type_the_onnx_decoder_cannot_run_is_refused_before_any_export(
     tiny_llama_dir, tmp_path
 ):
-    gemma = tmp_path / "gemma2-model"
-    shutil.copytree(tiny_llama_dir, gemma)
-    config = json.loads((gemma / "config.json").read_text())
-    (gemma / "config.json").write_text(json.dumps({**config, "model_type": "gemma2"}))
+    gemma = copy_as_model_type(tiny_llama_dir, tmp_path / "gemma2-model", "gemma2")
     with pytest.raises(DecoderUnavailable, match="model_type is 'gemma2'"):
         onnx_model_dir(gemma, None, tmp_path / "onnx")
     assert not (tmp_path / "onnx").exists()

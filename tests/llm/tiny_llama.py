@@ -38,3 +38,15 @@ def save_tiny_llama(folder: Path, **config_overrides) -> Path:
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def copy_as_model_type(source: Path, folder: Path, model_type: str) -> Path:
+    """A copy of the model folder `source` whose config.json names another `model_type`:
+    the architecture that checks made before loading read, with weights that still load."""
+    import json
+    import shutil
+
+    shutil.copytree(source, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": model_type}))
+    return folder
