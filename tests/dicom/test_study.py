@@ -449,3 +449,24 @@ def test_a_series_refused_for_its_geometry_names_the_files_at_fault(tmp_path):
         "2 of 6 slices share their position with another",
         "no series passed every check",
     }
+
+
+def test_the_headers_inside_tar_and_gzip_archives_are_read_for_the_scrub(tmp_path):
+    import gzip
+    import tarfile
+
+    from radreport.dicom.unused_file_headers import unused_file_headers
+
+    paths = _ramp_series(tmp_path / "source")
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.PatientName = "Kowalczyk^Bartholomew"
+        ds.save_as(path)
+    with tarfile.open(tmp_path / "study.tar.gz", "w:gz") as archive:
+        for path in paths:
+            archive.add(path, arcname=path.name)
+    (tmp_path / "one.dcm.gz").write_bytes(gzip.compress(paths[0].read_bytes()))
+    in_tar = list(unused_file_headers(tmp_path / "study.tar.gz", Reason.NOT_DICOM_ARCHIVE))
+    in_gzip = list(unused_file_headers(tmp_path / "one.dcm.gz", Reason.NOT_DICOM_ARCHIVE))
+    assert len(in_tar) == len(paths) and len(in_gzip) == 1
+    assert {str(ds.PatientName) for ds in in_tar + in_gzip} == {"Kowalczyk^Bartholomew"}
