@@ -91,6 +91,7 @@ VALUE_ATTRIBUTES = tuple(
             "GantryDetectorTilt",
             "PixelPaddingValue",
             "PixelPaddingRangeLimit",
+            "AcquisitionNumber",
         )
     )
 )
@@ -159,6 +160,12 @@ class FileHeader:
     @property
     def series_uid(self) -> str:
         return str(self.facts.get("SeriesInstanceUID"))
+
+    @property
+    def acquisition(self) -> str:
+        """AcquisitionNumber as written ("" where absent): a series may hold two."""
+        value = self.facts.get("AcquisitionNumber")
+        return "" if value is None else str(value).strip()
 
     @property
     def sop_uid(self) -> str:

@@ -69,13 +69,27 @@ def candidate_series(
         by_series[header.series_uid].append(header)
     candidates, rejected = [], []
     for series_uid in sorted(by_series):
-        files = by_series[series_uid]
-        geometry = stack_geometry([s for f in files for s in f.slices], settings)
-        if isinstance(geometry, GeometryProblem):
-            rejected += [
-                _entry(f, geometry.reason, geometry.at.get(f.path, geometry.message)) for f in files
-            ]
-        else:
-            candidates.append(geometry)
+        for files in _stacks_of(by_series[series_uid], settings):
+            geometry = stack_geometry([s for f in files for s in f.slices], settings)
+            if isinstance(geometry, GeometryProblem):
+                rejected += [
+                    _entry(f, geometry.reason, geometry.at.get(f.path, geometry.message))
+                    for f in files
+                ]
+            else:
+                candidates.append(geometry)
     candidates.sort(key=lambda g: (-len(g.slices), g.median_spacing_mm, g.slices[0].series_uid))
     return candidates, rejected
+
+
+def _stacks_of(files: list[FileHeader], settings: DicomSettings) -> list[list[FileHeader]]:
+    """A series' files as stacks: the whole series, or, where its slices share positions
+    and its files carry more than one AcquisitionNumber (a scan repeated within the series),
+    each acquisition on its own, so that either can be the volume rather than neither."""
+    acquisitions = sorted({f.acquisition for f in files}, key=lambda number: (len(number), number))
+    if len(acquisitions) < 2:
+        return [files]
+    whole = stack_geometry([s for f in files for s in f.slices], settings)
+    if not (isinstance(whole, GeometryProblem) and whole.reason == Reason.DUPLICATE_SLICE_POSITION):
+        return [files]
+    return [[f for f in files if f.acquisition == number] for number in acquisitions]

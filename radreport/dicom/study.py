@@ -151,7 +151,9 @@ def _first_buildable(
             rejected += _series_entries(geometry, Reason.INGESTION_ERROR, message)
             continue
         for other in candidates[rank + 1 :]:
-            message = "another series was chosen (more slices, then thinner spacing, then UID)"
+            same_series = other.slices[0].series_uid == geometry.slices[0].series_uid
+            chosen = "another acquisition of this series" if same_series else "another series"
+            message = f"{chosen} was chosen (more slices, then thinner spacing, then UID)"
             rejected += _series_entries(other, Reason.SERIES_NOT_SELECTED, message)
         return geometry, volume, rejected
     return None, None, rejected

@@ -470,3 +470,35 @@ def test_the_headers_inside_tar_and_gzip_archives_are_read_for_the_scrub(tmp_pat
     in_gzip = list(unused_file_headers(tmp_path / "one.dcm.gz", Reason.NOT_DICOM_ARCHIVE))
     assert len(in_tar) == len(paths) and len(in_gzip) == 1
     assert {str(ds.PatientName) for ds in in_tar + in_gzip} == {"Kowalczyk^Bartholomew"}
+
+
+def test_a_series_holding_two_acquisitions_at_the_same_positions_keeps_one(tmp_path):
+    settings = DicomSettings(min_slices=3, workers=1, depth=6, height=16, width=12)
+    first = _ramp_series(tmp_path / "study" / "a", seed="first")
+    repeat = _ramp_series(tmp_path / "study" / "b", seed="repeat")
+    series_uid = pydicom.dcmread(first[0]).SeriesInstanceUID
+    for number, paths in ((1, first), (2, repeat)):
+        for path in paths:
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID, ds.AcquisitionNumber = series_uid, number
+            if number == 2:  # the repeat scan: other values, the same positions
+                ds.PixelData = (ds.pixel_array + 100).astype(ds.pixel_array.dtype).tobytes()
+            ds.save_as(path)
+    alone = ingest_study(
+        StudyTask("s", "ramp-patient", str(tmp_path / "study" / "a")), settings, KEYS
+    )
+    both = ingest_study(StudyTask("s", "ramp-patient", str(tmp_path / "study")), settings, KEYS)
+    np.testing.assert_array_equal(both.volume, alone.volume)
+    assert {entry.path.split("/")[-2] for entry in both.quarantine} == {"b"}
+    assert {entry.message for entry in both.quarantine} == {
+        "another acquisition of this series was chosen (more slices, then thinner spacing, "
+        "then UID)"
+    }
+    # One acquisition number for both: which slice belongs to which scan cannot be told.
+    for path in repeat:
+        ds = pydicom.dcmread(path)
+        ds.AcquisitionNumber = 1
+        ds.save_as(path)
+    mixed = ingest_study(StudyTask("s", "ramp-patient", str(tmp_path / "study")), settings, KEYS)
+    assert mixed.volume is None
+    assert Reason.DUPLICATE_SLICE_POSITION in {entry.reason for entry in mixed.quarantine}
