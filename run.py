@@ -468,7 +468,7 @@ def generate(
     max_new_tokens: int | None,
 ) -> None:
     """Write the detailed report for one impression with a trained model version."""
-    from radreport.csv_text import visible
+    from radreport.visible_text import visible
 
     if not visible(impression).strip():
         fail("--impression is empty (or holds only spaces and invisible characters)", 2)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import re
-import unicodedata
 from collections.abc import Iterator
+
+from radreport.visible_text import visible
 
 # Excel's first line "sep=," names the separator for Excel alone.
 _SEPARATOR_LINE = re.compile(r"\Asep=(.)(\r\n|\r|\n)")
@@ -97,12 +98,6 @@ def csv_records(text: str) -> Iterator[tuple[int, list[str]]]:
             start = reader.line_num + 1
     except csv.Error as error:
         raise CsvTextError(f"line {reader.line_num}: {error}") from None
-
-
-def visible(text: str) -> str:
-    """`text` without invisible format characters (a zero-width space, a soft hyphen, a
-    stray byte-order mark)."""
-    return "".join(c for c in text if unicodedata.category(c) != "Cf")
 
 
 def header_key(name: object) -> str:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pydicom.uid import UID, generate_uid
 
 from radreport.data.settings import DeidSettings
+from radreport.visible_text import visible
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ def canonical_patient_id(patient_id: str) -> str:
     decomposed accents (NFC and NFD) do not tell two patients apart. Otherwise one
     patient's studies could land in two splits, and images whose header says 0001004 would
     not meet the manifest row that says 1004."""
-    visible = "".join(c for c in patient_id if unicodedata.category(c) != "Cf")
-    text = unicodedata.normalize("NFC", visible).strip().upper()
+    text = unicodedata.normalize("NFC", visible(patient_id)).strip().upper()
     if text.isascii() and text.isdigit():
         return text.lstrip("0") or "0"
     return text

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from radreport.metrics.normalize import normalize_report
+from radreport.metrics.normalize import CJK_CHARACTER, normalize_report
 
 BASELINE_LABELS = {
     "most_frequent_report": "constant most frequent findings",
@@ -54,7 +54,7 @@ def _most_frequent_row(normalized_reports: Sequence[str], rows: Sequence[int]) -
 
 # scikit-learn's default tokens (two or more word characters), and each Chinese or Japanese
 # character, which normalize_report makes a token of its own.
-_TOKEN_PATTERN = r"(?u)\b\w\w+\b|[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+_TOKEN_PATTERN = rf"(?u)\b\w\w+\b|{CJK_CHARACTER}"
 
 
 def _nearest_rows(index_impressions: list[str], query_impressions: list[str]) -> np.ndarray:

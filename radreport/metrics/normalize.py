@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from radreport.visible_text import visible
+
 # "1. " or "2. " opening a list item: at the start of the report or after whitespace, where
 # a missing full stop before it ("... effusion 2. Cardiomegaly") still marks a new sentence.
 _LIST_NUMBER = re.compile(r"(?:^|(?<=\s))\d{1,2}\.\s+")
@@ -28,16 +30,15 @@ _LIST_NUMBER = re.compile(r"(?:^|(?<=\s))\d{1,2}\.\s+")
 _SENTENCE_END = re.compile(r"\.+(?:\s+|$)|。+\s*")
 _STRIPPED_CHARACTERS = re.compile(r"""[.,?;*!%^&_+():\-\[\]{}"'`/\\‘’‚‛“”„‟«»‹›、，]""")
 _WHITESPACE = re.compile(r"\s+")
-# Han ideographs, hiragana and katakana: one token each.
-_CJK_CHARACTER = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff])")
+# Han ideographs, hiragana and katakana: one token each (the TF-IDF baseline's too).
+CJK_CHARACTER = r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+_CJK_CHARACTER = re.compile(f"({CJK_CHARACTER})")
 
 
 def _one_form(text: str) -> str:
     if text.isascii():
         return text
-    composed = unicodedata.normalize("NFKC", text)
-    visible = "".join(c for c in composed if unicodedata.category(c) != "Cf")
-    return _CJK_CHARACTER.sub(r" \1 ", visible)
+    return _CJK_CHARACTER.sub(r" \1 ", visible(unicodedata.normalize("NFKC", text)))
 
 
 def normalize_sentence(sentence: str) -> str:
