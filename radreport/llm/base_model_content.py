@@ -15,10 +15,9 @@ import hashlib
 from pathlib import Path
 
 from radreport.llm.base_model import BUNDLED_PREFIX, PATH_PREFIXES, BaseModelMissing
-from radreport.llm.bundled import bundled_gguf_path, cache_dir
-from radreport.llm.file_digests import FileDigests
+from radreport.llm.bundled import bundled_gguf_path
+from radreport.llm.file_digests import FileDigests, shared_file_digests
 
-_DIGESTS_FILE = "file_digests.sqlite3"
 # The model version's metadata key that keeps the digest of the base it was trained on.
 BASE_MODEL_CONTENT_KEY = "base_model_content"
 
@@ -27,7 +26,7 @@ def base_model_content(spec: str, digests: FileDigests | None = None) -> str:
     """Hex SHA-256 of the model `spec` names (LLMSettings.base_model): of every file in a
     local folder (names and contents; hidden files and folders left out), of the bundled
     model's GGUF, or of a hub id's name."""
-    digests = digests or FileDigests(cache_dir() / "base_models" / _DIGESTS_FILE)
+    digests = digests or shared_file_digests()
     digest = hashlib.sha256()
     folder = Path(spec).expanduser()
     if spec.startswith(BUNDLED_PREFIX):

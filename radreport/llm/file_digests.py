@@ -20,6 +20,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from radreport.llm.bundled import cache_dir
+
 # A file written this recently may still be written within the same timestamp tick, which
 # its status would not show: its digest is used but not remembered (git's "racy" entries).
 _SETTLED_SECONDS = 2.0
@@ -109,3 +111,10 @@ class FileDigests:
             pass  # an unwritable record: the digest is still right, only not remembered
         finally:
             connection.close()
+
+
+def shared_file_digests() -> FileDigests:
+    """The cache's one record, kept by everything keyed on model files (the ONNX exports, a
+    base model's content): a base model folder hashed for one is not hashed again for the
+    other (16 GB for a Llama 3 8B)."""
+    return FileDigests(cache_dir() / "file_digests.sqlite3")

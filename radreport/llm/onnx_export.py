@@ -28,7 +28,7 @@ import torch
 from radreport.llm.base_model import local_model_type
 from radreport.llm.bundled import cache_dir
 from radreport.llm.decoder_support import DecoderUnavailable, decoder_problem
-from radreport.llm.file_digests import FileDigests
+from radreport.llm.file_digests import FileDigests, shared_file_digests
 from radreport.llm.merge import export_merged
 
 # fp32 weights: the exported model then decodes the same tokens as the fp32 PyTorch model
@@ -37,7 +37,7 @@ PRECISION = "fp32"
 _BUILDER_MODULE = "onnxruntime_genai.models.builder"
 _HASHED_SUFFIXES = (".json", ".safetensors", ".model", ".txt", ".jinja")
 _COMPLETE_MARKER = "genai_config.json"
-_DIGESTS_FILE = "file_digests.sqlite3"  # in the exports' root
+_DIGESTS_FILE = "file_digests.sqlite3"  # in an exports root given by the caller
 
 
 class OnnxExportError(RuntimeError):
@@ -58,7 +58,8 @@ def onnx_model_dir(
     if problem:
         raise DecoderUnavailable(problem)
     root = Path(cache_root) if cache_root is not None else _default_root()
-    target = root / export_key(model_dir, adapter_dir, FileDigests(root / _DIGESTS_FILE))
+    digests = shared_file_digests() if cache_root is None else FileDigests(root / _DIGESTS_FILE)
+    target = root / export_key(model_dir, adapter_dir, digests)
     if (target / _COMPLETE_MARKER).is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
@@ -90,7 +91,7 @@ def export_key(
 ) -> str:
     """Hex digest of the builder version, precision and the model and adapter files' names
     and contents (their SHA-256, from `digests`; default: the default exports' record)."""
-    digests = digests or FileDigests(_default_root() / _DIGESTS_FILE)
+    digests = digests or shared_file_digests()
     digest = hashlib.sha256()
     digest.update(f"onnxruntime-genai {version('onnxruntime-genai')} {PRECISION}".encode())
     _hash_source(digest, model_dir, digests)
