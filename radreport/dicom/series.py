@@ -69,8 +69,7 @@ def candidate_series(
         by_series[header.series_uid].append(header)
     candidates, rejected = [], []
     for series_uid in sorted(by_series):
-        for files in _stacks_of(by_series[series_uid], settings):
-            geometry = stack_geometry([s for f in files for s in f.slices], settings)
+        for files, geometry in _stacks_of(by_series[series_uid], settings):
             if isinstance(geometry, GeometryProblem):
                 rejected += [
                     _entry(f, geometry.reason, geometry.at.get(f.path, geometry.message))
@@ -82,14 +81,23 @@ def candidate_series(
     return candidates, rejected
 
 
-def _stacks_of(files: list[FileHeader], settings: DicomSettings) -> list[list[FileHeader]]:
-    """A series' files as stacks: the whole series, or, where its slices share positions
-    and its files carry more than one AcquisitionNumber (a scan repeated within the series),
-    each acquisition on its own, so that either can be the volume rather than neither."""
+def _geometry(files: list[FileHeader], settings: DicomSettings) -> StackGeometry | GeometryProblem:
+    return stack_geometry([s for f in files for s in f.slices], settings)
+
+
+def _stacks_of(
+    files: list[FileHeader], settings: DicomSettings
+) -> list[tuple[list[FileHeader], StackGeometry | GeometryProblem]]:
+    """A series' files as stacks, each with its geometry: the whole series, or, where its
+    slices share positions and its files carry more than one AcquisitionNumber (a scan
+    repeated within the series), each acquisition on its own, so that either can be the
+    volume rather than neither."""
+    whole = _geometry(files, settings)
     acquisitions = sorted({f.acquisition for f in files}, key=lambda number: (len(number), number))
-    if len(acquisitions) < 2:
-        return [files]
-    whole = stack_geometry([s for f in files for s in f.slices], settings)
-    if not (isinstance(whole, GeometryProblem) and whole.reason == Reason.DUPLICATE_SLICE_POSITION):
-        return [files]
-    return [[f for f in files if f.acquisition == number] for number in acquisitions]
+    shared_positions = (
+        isinstance(whole, GeometryProblem) and whole.reason == Reason.DUPLICATE_SLICE_POSITION
+    )
+    if not shared_positions or len(acquisitions) < 2:
+        return [(files, whole)]
+    parts = [[f for f in files if f.acquisition == number] for number in acquisitions]
+    return [(part, _geometry(part, settings)) for part in parts]

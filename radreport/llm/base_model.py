@@ -69,8 +69,8 @@ def _not_a_model(folder: Path) -> str | None:
             )
         return "has no config.json: it is not a Hugging Face model folder"
     try:
-        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
+        model_type = _config_model_type(folder)
+    except ValueError:
         return "has a config.json that is not a JSON object"
     if not model_type:
         return "has a config.json without model_type: transformers cannot tell its architecture"
@@ -110,9 +110,18 @@ def local_model_type(spec: str) -> str | None:
     if spec.startswith(BUNDLED_PREFIX) or not (folder / "config.json").is_file():
         return None
     try:
-        return json.loads((folder / "config.json").read_text()).get("model_type")
-    except (OSError, ValueError, AttributeError):
+        return _config_model_type(folder)
+    except ValueError:
         return None
+
+
+def _config_model_type(folder: Path) -> str | None:
+    """The model_type of `folder`'s config.json; ValueError where it is not a readable JSON
+    object."""
+    try:
+        return json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError) as error:
+        raise ValueError(f"{folder / 'config.json'}: not a readable JSON object") from error
 
 
 def resolve_base_model(spec: str) -> str:
