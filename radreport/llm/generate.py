@@ -38,6 +38,7 @@ from radreport.llm.preallocated_cache import preallocated_cache
 from radreport.llm.report_shape import ReportShape
 from radreport.llm.section_stop import SectionStop, SectionStopCriteria
 from radreport.llm.settings import LLMSettings
+from radreport.llm.tokenizer_checks import ready_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,7 @@ def load_generation_model(
     tokenizer_dir = adapter_dir if _has_tokenizer(adapter_dir) else model_dir
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     tokenizer.padding_side = "left"  # decoder-only: every prompt must end at the last column
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = ready_tokenizer(tokenizer, str(model_dir))
     model = AutoModelForCausalLM.from_pretrained(
         model_dir,
         dtype=dtype,

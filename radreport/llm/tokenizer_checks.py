@@ -2,9 +2,10 @@
 
 Training pads batches and ends every target report with the end-of-sequence token, so a
 tokenizer without one has nothing to stop generation on, and one without a pad token (Llama
-3's has none) pads with the end-of-sequence token, as generation does. A tokenizer with more
-tokens than the model has embeddings (a tokenizer from another model) would index past the
-embedding table: PyTorch says only "index out of range in self".
+3's has none) pads with the end-of-sequence token; generation readies its tokenizer here
+too. A tokenizer with more tokens than the model has embeddings (a tokenizer from another
+model) would index past the embedding table: PyTorch says only "index out of range in
+self".
 """
 
 from __future__ import annotations
