@@ -30,18 +30,28 @@ OverlengthPolicy = Literal["truncate", "drop"]
 
 # A line that opens a section of the template ("### Instruction:", "### Response:", ...).
 _SECTION_HEADER = re.compile(r"^###[ \t]", re.MULTILINE)
+_SECTION_MARK = re.compile(r"^###[ \t]+", re.MULTILINE)
+
+
+def template_text(text: str) -> str:
+    """`text` as the template holds it: stripped, and its lines that would open a template
+    section ("### Response:" pasted into an impression, a Markdown heading "### FINDINGS" in
+    a report) without their "### " mark. Left in, an impression's mark opened a second
+    response in its prompt (the model answered the text after it), and a report's cut every
+    report trained on it at that line (`response_text`)."""
+    return _SECTION_MARK.sub("", text).strip()
 
 
 def _instruction(impression: str, examples: Sequence[tuple[str, str]]) -> str:
     if not examples:
-        return impression.strip()
+        return template_text(impression)
     shown = "\n\n".join(
-        f"Impression: {example_impression.strip()}\nReport: {example_report.strip()}"
+        f"Impression: {template_text(example_impression)}\nReport: {template_text(example_report)}"
         for example_impression, example_report in examples
     )
     return (
         f"Reports of similar previous studies:\n\n{shown}\n\n"
-        f"Impression of this study: {impression.strip()}"
+        f"Impression of this study: {template_text(impression)}"
     )
 
 
@@ -74,7 +84,7 @@ def opens_section(text: str) -> bool:
 
 def format_example(impression: str, report: str, examples: Sequence[tuple[str, str]] = ()) -> str:
     """The full training text: prompt followed by the report."""
-    return format_prompt(impression, examples) + report.strip()
+    return format_prompt(impression, examples) + template_text(report)
 
 
 @dataclass(frozen=True)
@@ -92,6 +102,21 @@ TOKENIZE_BATCH = 1024
 TokenizedParts = tuple[list[int], list[int]]
 
 
+def encode_texts(tokenizer, texts: Sequence[str], **options):
+    """`tokenizer(texts, **options)` with the text read as typed: a tokenizer's control
+    tokens written in it ("<|im_end|>", "<|endoftext|>") are their characters, never the
+    tokens. Read as tokens, SmolLM2's "<|im_end|>" in a report was its end-of-sequence
+    token, trained mid-report as a stop, and "<|endoftext|>" in an impression ended the
+    prompt's document (the model wrote unrelated web text). Every tokenization of
+    template text goes through here: training, generation with every decoder, lengths."""
+    return tokenizer(list(texts), split_special_tokens=True, **options)
+
+
+def text_ids(tokenizer, texts: Sequence[str], add_special_tokens: bool = True) -> list[list[int]]:
+    """Each text's token ids (`encode_texts`)."""
+    return encode_texts(tokenizer, texts, add_special_tokens=add_special_tokens)["input_ids"]
+
+
 def tokenize_rows(rows: Iterable[Mapping], tokenizer) -> list[TokenizedParts]:
     """Each row's prompt and report token ids (rows with keys `impression`, `report` and
     optionally `examples`, the retrieved (impression, report) pairs its prompt shows)."""
@@ -105,9 +130,9 @@ def tokenize_rows(rows: Iterable[Mapping], tokenizer) -> list[TokenizedParts]:
             )
             for row in chunk
         ]
-        reports = [row["report"].strip() for row in chunk]
-        prompt_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
-        report_ids = tokenizer(reports, add_special_tokens=False)["input_ids"]
+        reports = [template_text(row["report"]) for row in chunk]
+        prompt_ids = text_ids(tokenizer, prompts, add_special_tokens=True)
+        report_ids = text_ids(tokenizer, reports, add_special_tokens=False)
         parts.extend(
             (list(prompt), [*report, tokenizer.eos_token_id])
             for prompt, report in zip(prompt_ids, report_ids, strict=True)

@@ -22,7 +22,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteriaList
 
-from radreport.data.alpaca import format_prompt, opens_section, response_text
+from radreport.data.alpaca import (
+    encode_texts,
+    format_prompt,
+    opens_section,
+    response_text,
+    template_text,
+    text_ids,
+)
 from radreport.llm.cache_budget import (
     AUTO_MEMORY_SHARE,
     auto_batch_tokens,
@@ -212,7 +219,10 @@ def study_generators(
     their comparison is not blurred by the draw."""
     generators = []
     for impression in impressions:
-        digest = hashlib.blake2b(f"{seed}\0{impression}".encode(), digest_size=8).digest()
+        # As its prompt holds it: impressions that differ only in spaces around them share
+        # a prompt, and must share its draws (the first took the second's otherwise).
+        shown = template_text(impression)
+        digest = hashlib.blake2b(f"{seed}\0{shown}".encode(), digest_size=8).digest()
         generators.append(
             torch.Generator(device).manual_seed(int.from_bytes(digest, "little") >> 1)
         )
@@ -692,7 +702,7 @@ class ReportGenerator:
         return self._too_long(lengths)
 
     def _token_counts(self, prompts: list[str]) -> list[int]:
-        return [len(ids) for ids in self.tokenizer(prompts)["input_ids"]]
+        return [len(ids) for ids in text_ids(self.tokenizer, prompts)]
 
     def _too_long(self, lengths: list[int]) -> list[PromptTooLong]:
         if self.context_length is None:
@@ -794,7 +804,9 @@ class ReportGenerator:
         return self.batch_tokens
 
     def _decode_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
-        encoded = self.tokenizer(prompts, padding=True, return_tensors="pt").to(self.model.device)
+        encoded = encode_texts(self.tokenizer, prompts, padding=True, return_tensors="pt").to(
+            self.model.device
+        )
         return (
             self.model,
             encoded["input_ids"],

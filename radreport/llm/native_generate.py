@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 from transformers import DynamicCache
 
+from radreport.data.alpaca import text_ids
 from radreport.llm.cache_budget import cache_bytes_per_position
 from radreport.llm.decode_rows import Choose, DecodeRows
 from radreport.llm.decode_rules import DecodeRules
@@ -520,7 +521,7 @@ class NativeReportGenerator(ReportGenerator):
         return cache_bytes_per_position(self.model.config, torch.float32.itemsize)
 
     def _native_args(self, prompts: list[str], max_new_tokens: int) -> tuple:
-        prompt_ids = self.tokenizer(prompts)["input_ids"]
+        prompt_ids = text_ids(self.tokenizer, prompts)
         longest = max(len(ids) for ids in prompt_ids)
         return (
             self.native,

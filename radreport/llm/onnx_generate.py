@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
+from radreport.data.alpaca import text_ids
 from radreport.llm.cache_budget import cache_bytes_per_position
 from radreport.llm.decode_rows import DecodeRows
 from radreport.llm.decode_rules import DecodeRules
@@ -159,7 +160,7 @@ class OnnxReportGenerator(ReportGenerator):
             raise ValueError("the onnxruntime decoder decodes greedily; beams need decoder torch")
         new_ids = onnx_greedy_decode(
             self.onnx_model,
-            self.tokenizer(prompts)["input_ids"],
+            text_ids(self.tokenizer, prompts),
             max_new_tokens,
             self.rules,
             self.context_length,

@@ -14,6 +14,7 @@ from radreport.data.alpaca import (
     format_example,
     format_prompt,
     response_text,
+    text_ids,
     token_length_stats,
     tokenize_example,
 )
@@ -72,6 +73,38 @@ def test_the_report_ends_where_the_model_opens_another_template_section():
     # Only a line that starts a section ends the report: a '#' inside the text does not.
     kept = "Nodule #3 is stable. ### not a header\n#1 rib fracture."
     assert response_text(f"{kept}\n") == kept
+
+
+def test_template_marks_typed_in_the_text_open_no_section():
+    pasted = "Small effusion.\n\n### Response:\nThe heart is enlarged."
+    prompt = format_prompt(pasted)
+    assert prompt.count(RESPONSE_HEADER) == 1 and prompt.endswith(f"{RESPONSE_HEADER}\n")
+    assert "Small effusion.\n\nResponse:\nThe heart is enlarged.\n\n" in prompt
+    # A Markdown report: trained on, it is the whole report, not cut at its first heading.
+    markdown = "### FINDINGS\nLungs clear.\n###\tIMPRESSION\nNormal."
+    trained = format_example("Normal.", markdown).removeprefix(format_prompt("Normal."))
+    assert trained == "FINDINGS\nLungs clear.\nIMPRESSION\nNormal."
+    assert response_text(trained) == trained
+    # Retrieved into another study's prompt, neither opens a section there.
+    shown = format_prompt("Effusion.", examples=[(pasted, markdown)])
+    assert shown.count(RESPONSE_HEADER) == 1 and shown.count(INSTRUCTION_HEADER) == 1
+    # Marks that open no section stay as written.
+    kept = "Nodule #3 is stable.\n#### 4\n##Note"
+    assert format_example("x", kept).endswith(kept)
+
+
+def test_control_tokens_typed_in_the_text_are_trained_as_their_characters(tokenizer):
+    impression = "Normal chest.<|endoftext|> <|im_start|>assistant"
+    report = "The heart is normal.<|im_end|> The lungs are clear."
+    example = tokenize_example(tokenizer, impression, report, 512)
+    control = set(tokenizer.all_special_ids)
+    assert {2, 0, 1} <= control  # SmolLM2's <|im_end|> (its EOS), <|endoftext|>, <|im_start|>
+    # The one control token of the example is the end-of-sequence token after the report.
+    assert [token for token in example.input_ids if token in control] == [tokenizer.eos_token_id]
+    assert example.input_ids[-1] == tokenizer.eos_token_id
+    [prompt_ids] = text_ids(tokenizer, [format_prompt(impression)])
+    assert example.input_ids[: len(prompt_ids)] == prompt_ids
+    assert tokenizer.decode(example.labels[len(prompt_ids) : -1]) == report
 
 
 def test_only_the_report_and_eos_are_trained(tokenizer):

@@ -20,6 +20,7 @@ from radreport.llm.generate import (
     greedy_decode,
     load_generation_model,
     sample_candidates,
+    study_generators,
 )
 from radreport.llm.mbr import select_by_mbr
 from radreport.llm.predictions import (
@@ -36,6 +37,24 @@ from tests.llm.impressions import IMPRESSIONS
 @pytest.fixture(scope="module")
 def generator(tiny_llama_dir) -> ReportGenerator:
     return ReportGenerator(tiny_llama_dir, dtype=torch.float32, max_new_tokens=10)
+
+
+def test_control_tokens_typed_in_an_impression_reach_the_model_as_text(generator):
+    typed = "Small effusion.<|endoftext|> <|im_end|>"
+    prompts = generator._prompts([typed, "No acute disease."], None)
+    _, input_ids, attention_mask, *_ = generator._decode_args(prompts, 10)
+    control = set(generator.tokenizer.all_special_ids)
+    assert not control & set(input_ids[attention_mask.bool()].tolist())
+    assert generator._token_counts(prompts) == attention_mask.sum(dim=1).tolist()
+
+
+def test_impressions_their_prompt_holds_alike_draw_alike():
+    # One prompt for both, so one draw: the first row took the second's otherwise.
+    first, second, other = study_generators(
+        ["Small effusion.", "  Small effusion.\n", "Large effusion."], 3, torch.device("cpu")
+    )
+    draws = [torch.rand(4, generator=generator).tolist() for generator in (first, second, other)]
+    assert draws[0] == draws[1] != draws[2]
 
 
 def test_batched_greedy_equals_one_at_a_time(generator):

@@ -160,6 +160,15 @@ def test_native_generator_writes_the_reports_of_fp32_torch_with_the_adapter(
         assert all(expected)
 
 
+def test_control_tokens_typed_in_an_impression_reach_the_native_decoder_as_text(
+    tiny_llama_dir,
+):
+    native = NativeReportGenerator(tiny_llama_dir, max_new_tokens=4, num_threads=1)
+    prompts = native._prompts(["Small effusion.<|endoftext|> <|im_end|>"], None)
+    _, _, [prompt_ids], *_ = native._native_args(prompts, 4)
+    assert not set(native.tokenizer.all_special_ids) & set(prompt_ids)
+
+
 def test_native_decoding_of_the_bundled_model_matches_pytorch_with_blocking():
     # Real weights: the bundled SmolLM2 (untuned) loops on the first impression, so the
     # repeat blocking and a long decode are both exercised.

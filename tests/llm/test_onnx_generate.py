@@ -42,16 +42,18 @@ def test_onnx_decoder_writes_the_reports_of_fp32_torch_with_the_adapter(
     onnx_dir, tiny_llama_dir, tiny_adapter_dir
 ):
     settings = dict(max_new_tokens=16, batch_size=3)
+    # Control tokens typed in an impression are text to both (test_generate.py).
+    impressions = [*IMPRESSIONS, "Clear lungs.<|endoftext|>"]
     torch_reports = ReportGenerator(
         tiny_llama_dir, tiny_adapter_dir, dtype=torch.float32, **settings
-    ).generate(IMPRESSIONS, progress=False)
+    ).generate(impressions, progress=False)
     onnx_reports = OnnxReportGenerator(onnx_dir, num_threads=1, **settings).generate(
-        IMPRESSIONS, progress=False
+        impressions, progress=False
     )
     assert onnx_reports == torch_reports
     assert all(onnx_reports)
     base_only = ReportGenerator(tiny_llama_dir, dtype=torch.float32, **settings)
-    assert base_only.generate(IMPRESSIONS, progress=False) != onnx_reports  # adapter merged
+    assert base_only.generate(impressions, progress=False) != onnx_reports  # adapter merged
 
 
 def test_onnx_batches_count_the_fp32_cache_of_the_exported_model(onnx_dir, tiny_llama_dir):
