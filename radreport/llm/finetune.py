@@ -18,8 +18,9 @@ from radreport.llm.device import resolve_backend, resolve_for_device
 from radreport.llm.resume import (
     ADAPTER_DIR_NAME,
     checkpoint_step,
+    fingerprint_of,
+    fingerprint_parts,
     prepare_output_dir,
-    run_fingerprint,
     training_finished,
 )
 from radreport.llm.run_folder import RunFolder, claim_run_folder
@@ -98,12 +99,11 @@ def prepare_training(
             settings.seed,
         )
     val_rows = loss_rows
-    fingerprint = run_fingerprint(settings, train_rows, val_rows)
-    run_folder = claim_run_folder(Path(output_dir), fingerprint)
+    parts = fingerprint_parts(settings, train_rows, val_rows)
+    fingerprint = fingerprint_of(parts)
+    run_folder = claim_run_folder(Path(output_dir), fingerprint, parts)
     try:
-        return _prepare_in(
-            run_folder, fingerprint, train_rows, val_rows, settings, report_to, callbacks
-        )
+        return _prepare_in(run_folder, parts, train_rows, val_rows, settings, report_to, callbacks)
     except BaseException:
         run_folder.release()
         raise
@@ -111,7 +111,7 @@ def prepare_training(
 
 def _prepare_in(
     run_folder: RunFolder,
-    fingerprint: str,
+    parts: Mapping[str, str],
     train_rows: Sequence[Mapping],
     val_rows: Sequence[Mapping],
     settings: LLMSettings,
@@ -119,7 +119,7 @@ def _prepare_in(
     callbacks: Sequence,
 ) -> PreparedTraining:
     output_dir = run_folder.path
-    resume_from = prepare_output_dir(output_dir, fingerprint)
+    resume_from = prepare_output_dir(output_dir, fingerprint_of(parts), parts)
     backend = import_backend(settings)
     from transformers import set_seed
 

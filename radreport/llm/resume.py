@@ -62,21 +62,48 @@ _TRAINING_CODE = "radreport.llm.finetune"
 _NOT_TRAINING_CODE = ("radreport.llm.sample_generations",)
 
 
+def fingerprint_parts(
+    settings: LLMSettings, train_rows: Iterable[Mapping], val_rows: Iterable[Mapping]
+) -> dict[str, str]:
+    """A digest of each thing that identifies a run, by what a user would call it: stored
+    with its checkpoints, so that a run started over can say what changed."""
+    data = hashlib.sha256()
+    for split, rows in (("train", train_rows), ("val", val_rows)):
+        data.update(split.encode())
+        for row in rows:
+            data.update(json.dumps(row, sort_keys=True, default=str).encode())
+    config = settings.model_dump(exclude=_NOT_FINGERPRINTED)
+    return {
+        "training code": source_digest(_TRAINING_CODE, _NOT_TRAINING_CODE),
+        # The base model's files, not only its path: new weights copied over a folder's
+        # old ones must not restore the old run's adapter.
+        "base model files": base_model_content(settings.base_model),
+        "settings": hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest(),
+        "data": data.hexdigest(),
+    }
+
+
+def fingerprint_of(parts: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(dict(parts), sort_keys=True).encode()).hexdigest()
+
+
 def run_fingerprint(
     settings: LLMSettings, train_rows: Iterable[Mapping], val_rows: Iterable[Mapping]
 ) -> str:
-    digest = hashlib.sha256()
-    digest.update(source_digest(_TRAINING_CODE, _NOT_TRAINING_CODE).encode())
-    # The base model's files, not only its path: new weights copied over a folder's old
-    # ones must not restore the old run's adapter.
-    digest.update(base_model_content(settings.base_model).encode())
-    config = settings.model_dump(exclude=_NOT_FINGERPRINTED)
-    digest.update(json.dumps(config, sort_keys=True).encode())
-    for split, rows in (("train", train_rows), ("val", val_rows)):
-        digest.update(split.encode())
-        for row in rows:
-            digest.update(json.dumps(row, sort_keys=True, default=str).encode())
-    return digest.hexdigest()
+    return fingerprint_of(fingerprint_parts(settings, train_rows, val_rows))
+
+
+def what_changed(run_dir: Path, parts: Mapping[str, str] | None) -> str:
+    """What differs between the run stored in `run_dir` and the one of `parts`, in words:
+    "training code" after an update of radreport, "settings", "data", ..."""
+    try:
+        stored = json.loads((run_dir / FINGERPRINT_FILE).read_text()).get("parts")
+    except (OSError, ValueError, AttributeError):
+        stored = None
+    if not isinstance(stored, dict) or parts is None:
+        return "settings, data or training code"
+    changed = [name for name, digest in parts.items() if stored.get(name) != digest]
+    return " and ".join(changed) or "settings, data or training code"
 
 
 def _checkpoint_problem(checkpoint: Path) -> str | None:
@@ -137,9 +164,12 @@ def _newest_usable(checkpoints: list[Path]) -> Path | None:
     return None
 
 
-def prepare_output_dir(output_dir: Path, fingerprint: str) -> Path | None:
+def prepare_output_dir(
+    output_dir: Path, fingerprint: str, parts: Mapping[str, str] | None = None
+) -> Path | None:
     """The newest usable checkpoint to resume from, or None for a fresh start (old state
-    cleared: checkpoints and the last adapter)."""
+    cleared: checkpoints and the last adapter). `parts` (fingerprint_parts) are stored
+    with the fingerprint."""
     output_dir.mkdir(parents=True, exist_ok=True)
     fingerprint_path = output_dir / FINGERPRINT_FILE
     if fingerprint_path.is_file():
@@ -154,11 +184,15 @@ def prepare_output_dir(output_dir: Path, fingerprint: str) -> Path | None:
                 )
             return checkpoint
         if stored is not None:
-            logger.warning("Config or data changed since the run in %s: starting fresh", output_dir)
+            logger.warning(
+                "Other %s than the run in %s: starting fresh",
+                what_changed(output_dir, parts),
+                output_dir,
+            )
     for stale in [*output_dir.glob("checkpoint-*"), output_dir / ADAPTER_DIR_NAME]:
         if stale.is_dir():
             shutil.rmtree(stale)
-    fingerprint_path.write_text(json.dumps({"fingerprint": fingerprint}))
+    fingerprint_path.write_text(json.dumps({"fingerprint": fingerprint, "parts": parts}))
     return None
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 from radreport.folder_lock import (
@@ -29,6 +30,7 @@ from radreport.folder_lock import (
     still_linked,
     try_lock,
 )
+from radreport.llm.resume import what_changed
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +52,9 @@ class RunFolder:
         self._lock.release()
 
 
-def claim_run_folder(model_dir: Path, fingerprint: str) -> RunFolder:
+def claim_run_folder(
+    model_dir: Path, fingerprint: str, parts: Mapping[str, str] | None = None
+) -> RunFolder:
     """The folder of the run with this fingerprint under `model_dir`, locked for this
     process; waits while another process (or thread) holds it. Folders no process holds,
     other than this one, are removed. HeldByThisThread where this thread holds it already
@@ -71,21 +75,23 @@ def claim_run_folder(model_dir: Path, fingerprint: str) -> RunFolder:
             f"A run of the same config and data is already open in this thread ({folder}): "
             "let it finish, or release its run_folder, before starting it again"
         ) from None
-    _remove_unheld_folders(Path(model_dir), keep=folder)
+    _remove_unheld_folders(Path(model_dir), keep=folder, parts=parts)
     return RunFolder(folder, lock)
 
 
-def _remove_unheld_folders(model_dir: Path, keep: Path) -> None:
+def _remove_unheld_folders(
+    model_dir: Path, keep: Path, parts: Mapping[str, str] | None = None
+) -> None:
     for entry in model_dir.iterdir():
         if entry == keep:
             continue
         if _SHARED_LAYOUT.match(entry.name) or _BEING_REMOVED.match(entry.name):
             _remove(entry)
         elif _FOLDER_NAME.match(entry.name) and entry.is_dir():
-            _remove_if_unheld(entry)
+            _remove_if_unheld(entry, parts)
 
 
-def _remove_if_unheld(folder: Path) -> None:
+def _remove_if_unheld(folder: Path, parts: Mapping[str, str] | None) -> None:
     lock_path = folder / LOCK_NAME
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -95,7 +101,13 @@ def _remove_if_unheld(folder: Path) -> None:
         # The file locked must still be the folder's: its holder may have released (and
         # removed) it, and a new run made and locked another, after the open.
         if try_lock(fd) and still_linked(fd, lock_path):
-            logger.info("Removing %s, a run of another config or data", folder)
+            # Said as a warning: an interrupted run's checkpoints go with it (after an update
+            # of radreport, its training code differs).
+            logger.warning(
+                "Removing %s, a run of this model with other %s",
+                folder,
+                what_changed(folder, parts),
+            )
             # Renamed first, in one step: a run claiming the name from here on makes a
             # new folder instead of finding a half-removed one.
             doomed = folder.with_name(f"{folder.name}.removing-{os.getpid()}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 
 import pytest
 
 from radreport.folder_lock import HeldByThisThread, try_lock
+from radreport.llm.resume import prepare_output_dir
 from radreport.llm.run_folder import LOCK_NAME, claim_run_folder
 
 FINGERPRINT = "0123456789abcdef" + "0" * 48
@@ -48,6 +50,30 @@ def test_folders_no_run_holds_are_removed_and_held_ones_kept(tmp_path):
     assert _held(other.path)
     other.release()
     run.release()
+
+
+def test_a_removed_run_is_said_to_differ_by_what_changed(tmp_path, caplog):
+    parts = {"training code": "a", "base model files": "b", "settings": "c", "data": "d"}
+    for changed, said in (
+        ({"training code": "a2"}, "other training code"),  # radreport was updated
+        ({"settings": "c2", "data": "d2"}, "other settings and data"),
+    ):
+        interrupted = claim_run_folder(tmp_path, OTHER, parts)
+        prepare_output_dir(interrupted.path, OTHER, parts)
+        (interrupted.path / "checkpoint-2").mkdir()
+        interrupted.release()
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="radreport.llm.run_folder"):
+            claim_run_folder(tmp_path, FINGERPRINT, {**parts, **changed}).release()
+        assert caplog.messages == [
+            f"Removing {tmp_path / OTHER[:16]}, a run of this model with {said}"
+        ]
+    # A folder from before the parts were stored.
+    (tmp_path / OTHER[:16]).mkdir()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="radreport.llm.run_folder"):
+        claim_run_folder(tmp_path, FINGERPRINT, parts).release()
+    assert caplog.messages[0].endswith("with other settings, data or training code")
 
 
 def test_claiming_again_a_run_this_thread_holds_is_refused_instead_of_waiting(tmp_path):
