@@ -50,10 +50,14 @@ def carry_cached_step_metadata(run) -> None:
             continue
         original_step = client.get_run_step(step_run.original_step_run_id)
         original = client.get_pipeline_run(original_step.pipeline_run_id).model_version
-        if original is None:
-            continue
+        # A step of a run without a model version (format_alpaca in the data pipeline) keeps
+        # its record on its step run.
+        recorded = {
+            **original_step.run_metadata,
+            **(original.run_metadata if original is not None else {}),
+        }
         for key in keys:
-            if key not in present and key in original.run_metadata:
-                missing[key] = original.run_metadata[key]
+            if key not in present and key in recorded:
+                missing[key] = recorded[key]
     if missing:
         log_metadata(metadata=missing, model_version_id=version.id)

@@ -49,9 +49,12 @@ def format_alpaca(
     budgets = token_budgets(stats["train"], settings.max_seq_length, settings.max_new_tokens)
     for shortfall in budget_shortfalls(budgets):
         logger.warning(shortfall)
-    # The data pipeline builds the table too, with no model version to hold the record.
+    # The marks that end a report before a second one, as generation will learn them.
+    record = {"token_budgets": budgets, "report_shape": asdict(train_report_shape(table))}
+    # Also on the step run: the data pipeline builds the table too, with no model version,
+    # and a training run that reuses its table takes the record from there
+    # (pipelines.cached_metadata).
+    log_metadata(metadata=record)
     if get_step_context().model_version is not None:
-        # The marks that end a report before a second one, as generation will learn them.
-        shape = asdict(train_report_shape(table))
-        log_metadata(metadata={"token_budgets": budgets, "report_shape": shape}, infer_model=True)
+        log_metadata(metadata=record, infer_model=True)
     return table, stats, settings

@@ -408,6 +408,21 @@ def test_unchanged_input_is_a_cache_hit_and_a_changed_file_is_not(trained, tiny_
     assert changed.steps["ingest_studies"].status.value == "completed"
 
 
+def test_training_on_a_table_the_data_pipeline_made_keeps_its_budget_record(trained, tiny_config):
+    # The data pipeline's prompt table (made by the test above, which changed the manifest)
+    # is a cache hit for this training run; its run has no model version to hold the budgets.
+    report = run_training(tiny_config)
+    steps = Client().get_pipeline_run(report.pipeline_run).steps
+    assert steps["format_alpaca"].status.value == "cached"
+    original = Client().get_run_step(steps["format_alpaca"].original_step_run_id)
+    assert Client().get_pipeline_run(original.pipeline_run_id).pipeline.name == "data_pipeline"
+    metadata = _model_version(report.model).run_metadata
+    assert metadata["token_budgets"]["max_seq_length"] == tiny_config.llm.max_seq_length
+    assert set(metadata["report_shape"]) == set(
+        _model_version(trained.model).run_metadata["report_shape"]
+    )
+
+
 def test_no_original_phi_in_artifacts_logs_or_mlflow(trained, tiny_config):
     phi = original_phi(tiny_config.data.synthetic.out_dir)
     assert len(phi) > 10  # the demo headers really carry names, ids, dates, institutions
