@@ -2,13 +2,15 @@
 
 A reader, a second writer or a kill mid-write then meets the old file or the new one,
 never a torn one (two `run.py data --out` into one folder left a volumes.npz that failed
-its CRC check).
+its CRC check). The temporary file is made with the umask's mode, as `open` would make the
+file itself: tempfile.mkstemp's 0600 left files colleagues could not read, and a cache
+shared by a group that its second user could not write.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,9 +23,8 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     Its folder is made if missing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".", suffix=f"-{path.name}", dir=path.parent)
-    os.close(fd)
-    partial = Path(name)
+    partial = path.parent / f".{uuid.uuid4().hex}-{path.name}"
+    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         yield partial
         os.replace(partial, path)

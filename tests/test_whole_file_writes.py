@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 
 import numpy as np
@@ -30,6 +32,34 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path):
         raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]
+
+
+@pytest.fixture
+def umask_027():
+    """Group members may read, others nothing; put back afterwards."""
+    before = os.umask(0o027)
+    yield
+    os.umask(before)
+
+
+def test_a_replaced_file_has_the_umasks_mode_as_open_would_give_it(tmp_path, umask_027):
+    target = tmp_path / "summary.json"
+    target.write_text("old")
+    os.chmod(target, 0o644)
+    with replaced_whole(target) as partial:
+        partial.write_text("new")
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="needs a C compiler")
+def test_a_compiled_library_is_readable_and_executable_as_the_umask_allows(tmp_path, umask_027):
+    from radreport.llm.c_build import compile_kernel
+
+    source = tmp_path / "one.c"
+    source.write_text("int one(void) { return 1; }\n")
+    target = tmp_path / "build" / "one.so"
+    compile_kernel(target, shutil.which("cc"), source, ("-shared", "-fPIC"))
+    assert target.stat().st_mode & 0o777 == 0o750
 
 
 def test_a_locked_folder_makes_the_next_holder_wait_and_say_so(tmp_path):

@@ -12,7 +12,7 @@ import importlib.util
 import os
 import shutil
 import sys
-import tempfile
+import uuid
 from pathlib import Path
 
 BUNDLED_NAME = "smollm2-135m-instruct"
@@ -95,7 +95,9 @@ def bundled_model_dir() -> Path:
 
 
 def _convert_atomically(gguf_path: Path, model_dir: Path) -> None:
-    staging = Path(tempfile.mkdtemp(prefix=f".{BUNDLED_NAME}-", dir=model_dir.parent))
+    # Made with the umask's mode (mkdtemp's 0700 shut out the other users of a shared cache).
+    staging = model_dir.parent / f".{BUNDLED_NAME}-{uuid.uuid4().hex}"
+    staging.mkdir()
     try:
         _convert(gguf_path, staging)
         if model_dir.exists():  # incomplete, not ours: it would block the rename

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import threading
 from pathlib import Path
@@ -82,3 +83,22 @@ def test_failed_conversion_leaves_no_folder(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         bundled_model_dir()
     assert [p for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_the_converted_folder_has_the_umasks_modes(monkeypatch, tmp_path):
+    """A cache shared by a group: its other users read the folder the first one made."""
+
+    def fake_conversion(gguf_path: Path, destination: Path) -> None:
+        (destination / "config.json").write_text("{}")
+        (destination / "tokenizer.json").write_text("{}")
+
+    monkeypatch.setenv("RADREPORT_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(bundled, "_convert", fake_conversion)
+    monkeypatch.setattr(bundled, "bundled_gguf_path", lambda: tmp_path / "fake.gguf")
+    before = os.umask(0o002)
+    try:
+        folder = bundled_model_dir()
+    finally:
+        os.umask(before)
+    assert folder.stat().st_mode & 0o777 == 0o775
+    assert (folder / "config.json").stat().st_mode & 0o777 == 0o664
