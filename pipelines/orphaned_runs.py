@@ -3,10 +3,11 @@ machine) are marked failed by the next command that starts a run, with their MLf
 instead of showing as running for ever in both dashboards.
 
 A run can only belong to a process that started before it. Every command that runs a
-pipeline holds a lock on a file under the cache (`launches/`) for as long as it lives, named
-after its start time; a run still `running` when no live holder started before it is
-orphaned. Only where the ZenML store is this machine's SQLite database: a ZenML server's runs
-may be going on other machines.
+pipeline holds a lock on a file beside the ZenML store's database (`radreport-launches/`)
+for as long as it lives, named after its start time; a run still `running` when no live
+holder started before it is orphaned. The locks live with the store, not the cache, since
+two commands with different cache folders share the store's runs. Only where the ZenML store
+is this machine's SQLite database: a ZenML server's runs may be going on other machines.
 """
 
 from __future__ import annotations
@@ -18,19 +19,26 @@ import time
 from pathlib import Path
 
 from radreport.folder_lock import LocksUnavailable, try_lock
-from radreport.llm.bundled import cache_dir
 
 logger = logging.getLogger(__name__)
 
-LAUNCHES = "launches"
+LAUNCHES = "radreport-launches"
 # The pipelines `run.py` runs; another tool's pipelines in the same store are left alone.
 OUR_PIPELINES = ("data_pipeline", "training_pipeline", "llm_pipeline")
 ORPHANED = "its process ended without finishing it (killed, or out of memory)"
 _held: list[int] = []  # this process's launch lock, open (and so held) until it exits
 
 
-def _launches() -> Path:
-    folder = cache_dir() / LAUNCHES
+def _launches() -> Path | None:
+    """The launch locks' folder, beside the store's SQLite database; None where the store is
+    not a local database."""
+    from sqlalchemy.engine import make_url
+    from zenml.client import Client
+
+    client = Client()
+    if not _is_local_store(client):
+        return None
+    folder = Path(make_url(client.zen_store.config.url).database).parent / LAUNCHES
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -39,7 +47,10 @@ def hold_launch_lock() -> None:
     """Mark this process as one that runs pipelines, from now until it exits."""
     if _held:
         return
-    path = _launches() / f"{time.time():.6f}-{os.getpid()}.lock"
+    launches = _launches()
+    if launches is None:
+        return
+    path = launches / f"{time.time():.6f}-{os.getpid()}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         locked = try_lock(fd)
@@ -56,9 +67,12 @@ def _live_launch_times() -> list[float] | None:
     """Start times of the other processes that hold their launch lock; the files of those
     that ended are removed. This process is left out: it asks before it starts a run, and
     runs its pipelines one at a time, so no run still going is its own. None where the file
-    system has no locks."""
+    system has no locks, or the store is not a local database."""
+    launches = _launches()
+    if launches is None:
+        return None
     times = []
-    for path in _launches().glob("*.lock"):
+    for path in launches.glob("*.lock"):
         try:
             started, pid = path.stem.split("-", 1)
             started = float(started)
@@ -103,12 +117,10 @@ def mark_orphaned_runs_failed(pipeline_names: tuple[str, ...] = OUR_PIPELINES) -
         publish_pipeline_run_status_update,
     )
 
-    client = Client()
-    if not _is_local_store(client):
-        return []
     live = _live_launch_times()
     if live is None:
         return []
+    client = Client()
     marked = []
     for name in pipeline_names:
         try:

@@ -158,6 +158,29 @@ def _run_ids() -> set:
         return set()
 
 
+def test_a_launch_lock_is_seen_by_every_process_on_the_store_whatever_its_cache(tmp_path):
+    """A process with another cache folder on the same store: its runs are live too."""
+    from pipelines.orphaned_runs import _live_launch_times
+
+    holder = (
+        "from pipelines.orphaned_runs import hold_launch_lock\n"
+        "hold_launch_lock()\nprint('held', flush=True)\ninput()"
+    )
+    before = time.time()
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "RADREPORT_CACHE_DIR": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        while (line := process.stdout.readline()) != "held\n":  # ZenML may say things first
+            assert line, "the holder ended"
+        assert any(started >= before for started in _live_launch_times())
+    finally:
+        process.communicate("\n", timeout=60)
+    assert not any(started >= before for started in _live_launch_times())
+
+
 def test_ctrl_c_says_so_in_one_line_and_a_killed_run_is_marked_failed_by_the_next(
     radreport_stack, tiny_llama_dir, tmp_path
 ):
