@@ -124,6 +124,7 @@ def _prepare_in(
     from transformers import set_seed
 
     from radreport.llm.collator import ResponseOnlyCollator
+    from radreport.llm.printed_logs import print_logs_on_stderr
     from radreport.llm.sft_config import build_sft_config
     from radreport.llm.tokenizer_checks import ready_tokenizer
     from radreport.llm.train_loss_logging import LogAtEvaluationsAndLastStep
@@ -151,6 +152,7 @@ def _prepare_in(
         callbacks=[LogAtEvaluationsAndLastStep(), *_early_stopping(settings), *callbacks],
         **backend.trainer_options(settings),
     )
+    print_logs_on_stderr(trainer)
     return PreparedTraining(
         trainer, tokenizer, settings, train_data, val_data, resume_from, run_folder
     )
