@@ -34,8 +34,13 @@ def load_config_or_exit(path: Path):
 def cli() -> None:
     """Draft detailed radiology reports from CT studies and impressions, reproducibly."""
     from pipelines.library_notices import drop_unactionable_notices
+    from radreport.llm.bundled import CacheDirError, make_cache_dir
 
     drop_unactionable_notices()
+    try:
+        make_cache_dir()  # checkpoints, models and kernels go there: a failure later costs more
+    except CacheDirError as exc:
+        fail(str(exc), 2)
 
 
 @cli.command()

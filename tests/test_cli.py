@@ -502,3 +502,19 @@ def test_a_hub_base_model_that_cannot_be_had_stops_train_before_the_run(tmp_path
             f"({tmp_path / 'hub'}) and HF_HUB_OFFLINE is set: download it where there is "
             "network, or set it to a local folder\n"
         )
+
+
+def test_a_cache_folder_that_cannot_be_made_is_one_line_before_any_work(tmp_path):
+    """A service account whose home cannot be written, and no RADREPORT_CACHE_DIR."""
+    home = tmp_path / "file"
+    home.write_text("")
+    env = {key: value for key, value in os.environ.items() if key != "RADREPORT_CACHE_DIR"}
+    result = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "data", "--manifest", str(tmp_path / "m.csv")],
+        capture_output=True, text=True, cwd=REPO, env={**env, "HOME": str(home / "home")},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"error: the cache folder {home}/home/.cache/radreport cannot be made (Not a "
+        "directory): set RADREPORT_CACHE_DIR to a folder you can write\n"
+    )

@@ -26,6 +26,30 @@ def cache_dir() -> Path:
     return Path(configured) if configured else Path.home() / ".cache" / "radreport"
 
 
+class CacheDirError(Exception):
+    """The cache folder cannot be made or written."""
+
+
+def make_cache_dir() -> Path:
+    """The cache folder, made if missing; CacheDirError where it cannot be made or written
+    (a service account whose home is unwritable), before any work is spent."""
+    folder = cache_dir()
+    named = (
+        f"RADREPORT_CACHE_DIR {folder}"
+        if os.environ.get("RADREPORT_CACHE_DIR")
+        else f"the cache folder {folder}"
+    )
+    advice = "set RADREPORT_CACHE_DIR to a folder you can write"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        detail = error.strerror or error
+        raise CacheDirError(f"{named} cannot be made ({detail}): {advice}") from error
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CacheDirError(f"{named} is not writable: {advice}")
+    return folder
+
+
 def _package_dir() -> Path | None:
     """The package folder: installed in the environment, or vendored beside it.
 
