@@ -74,7 +74,11 @@ def check_data_inputs_or_exit(config_path: Path, config) -> None:
     except DeidKeyError as exc:
         fail(f"{config_path}: data.deid: {exc}", 2)
     manifest = config.data.manifest.path
-    if config.data.source == "manifest" and not manifest.exists():
+    try:
+        missing = config.data.source == "manifest" and not manifest.exists()
+    except PermissionError:  # a folder above it cannot be entered
+        fail(f"{config_path}: data.manifest.path: {manifest}: permission denied", 2)
+    if missing:
         read_from = (
             "" if manifest.is_absolute() else f" (relative to the working directory, {Path.cwd()})"
         )
@@ -215,9 +219,12 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
             print_report(run_data(config))
         return
     from radreport.data.build import OUTPUT_FILES, build_dataset
+    from radreport.data.manifest import check_manifest_path
     from radreport.start_up_gc import resume_full_collections
 
     resume_full_collections()
+    with input_errors_exit():
+        check_manifest_path(manifest)  # before --out is made
     if out is not None:
         prepare_output_dir(out, OUTPUT_FILES)
     with input_errors_exit():

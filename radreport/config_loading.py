@@ -109,7 +109,11 @@ def refuse_duplicate_keys(node: yaml.Node, where: tuple[str, ...], visited: set[
 
 def load_yaml_model(path: str | Path, model: type[ModelT]) -> ModelT:
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except PermissionError:  # a folder above it cannot be entered
+        raise ConfigError(f"{path}: permission denied") from None
+    if not found:
         raise ConfigError(f"{path}: config file not found")
     try:
         raw = yaml.load(read_utf8_text(path), Loader=UniqueKeyLoader)

@@ -11,6 +11,7 @@ import pytest
 
 from radreport.config import load_run_config
 from radreport.config_loading import ConfigError
+from tests.another_user import locked_folder, raised_as_another_user
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY_MODULES = ("torch", "transformers", "unsloth", "zenml", "mlflow", "pandas")
@@ -517,4 +518,26 @@ def test_a_cache_folder_that_cannot_be_made_is_one_line_before_any_work(tmp_path
     assert result.stderr == (
         f"error: the cache folder {home}/home/.cache/radreport cannot be made (Not a "
         "directory): set RADREPORT_CACHE_DIR to a folder you can write\n"
+    )
+
+
+def test_a_manifest_the_user_cannot_reach_is_refused_before_out_is_made(tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("data", "--manifest", str(tmp_path / "m.csv"), "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr == f"error: manifest {tmp_path / 'm.csv'} does not exist\n"
+    assert not out.exists()
+
+
+def test_a_configs_manifest_in_a_folder_the_user_cannot_enter_is_one_line(tmp_path, capfd):
+    import run
+
+    manifest = locked_folder(tmp_path) / "x.csv"
+    path = tmp_path / "config.yaml"
+    path.write_text(f"model_name: x\ndata:\n  source: manifest\n  manifest: {{path: {manifest}}}\n")
+    config = load_run_config(path)
+    said = raised_as_another_user(lambda: run.check_data_inputs_or_exit(path, config))
+    assert said == "SystemExit: 2"
+    assert capfd.readouterr().err == (
+        f"error: {path}: data.manifest.path: {manifest}: permission denied\n"
     )

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from pydantic import PositiveInt, ValidationError
 
+from radreport.config import load_run_config
 from radreport.config_loading import (
     ConfigError,
     ConfigSection,
@@ -16,6 +17,7 @@ from radreport.config_loading import (
     load_yaml_model,
     wants_number_not_bool,
 )
+from tests.another_user import locked_folder, raised_as_another_user
 
 
 def test_merged_keys_may_be_overridden_but_written_ones_not_repeated():
@@ -126,3 +128,9 @@ def test_a_model_name_that_cannot_be_used_is_refused_in_the_validators_words(tmp
     )
     path.write_text("model_name: radreport-demo_2.1\n")
     assert load_run_config(path).model_name == "radreport-demo_2.1"
+
+
+def test_a_config_in_a_folder_the_user_cannot_enter_is_one_line(tmp_path):
+    path = locked_folder(tmp_path) / "x.yaml"
+    said = raised_as_another_user(lambda: load_run_config(path))
+    assert said == f"ConfigError: {path}: permission denied"

@@ -59,13 +59,25 @@ class _ParsedRows:
     bad_lines: list[QuarantineEntry]  # lines that are no record at all
 
 
-def _manifest_text(path: Path) -> str:
-    if not path.exists():
+def check_manifest_path(path: Path) -> None:
+    """ManifestError where `path` is no manifest file the user may read the folder of:
+    checked before a command makes anything."""
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except PermissionError:  # a folder above it cannot be entered
+        raise ManifestError(f"manifest {path}: permission denied") from None
+    if not exists:
         raise ManifestError(f"manifest {path} does not exist")
-    if path.is_dir():
+    if is_dir:
         raise ManifestError(f"manifest {path} is a directory, not a manifest file")
     if path.suffix.lower() not in (".csv", *JSON_LINES_SUFFIXES):
         raise ManifestError(f"manifest {path}: use .csv or .jsonl, not '{path.suffix}'")
+    if not os.access(path, os.R_OK):
+        raise ManifestError(f"manifest {path}: permission denied")
+
+
+def _manifest_text(path: Path) -> str:
+    check_manifest_path(path)
     try:
         data = path.read_bytes()
     except OSError as error:

@@ -41,6 +41,8 @@ def read_csv_text(path: str | Path) -> pd.DataFrame:
         raise ValueError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ValueError(f"{path}: is a directory, not a CSV file") from None
+    except PermissionError:  # the file, or a folder above it
+        raise ValueError(f"{path}: permission denied") from None
     except (NotUtf8Text, CsvTextError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     _refuse_uneven_rows(text, path)

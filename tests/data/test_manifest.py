@@ -14,6 +14,7 @@ from radreport.data.errors import ManifestError, NoUsableStudiesError
 from radreport.data.manifest import load_manifest
 from radreport.data.quarantine import Reason
 from radreport.data.run_inputs import fingerprint_inputs
+from tests.another_user import locked_folder, raised_as_another_user
 
 IU_XRAY = Path(__file__).resolve().parents[3] / "shared" / "data" / "iu_xray" / "train.csv"
 
@@ -411,3 +412,9 @@ def test_a_json_line_with_a_nul_or_an_unpaired_surrogate_is_quarantined_alone(tm
         ),
         ("manifest_bad_line", "", "line 2: a NUL character (\\u0000) in a value"),
     ]
+
+
+def test_a_manifest_in_a_folder_the_user_cannot_enter_is_one_line(tmp_path):
+    path = locked_folder(tmp_path) / "x.csv"
+    said = raised_as_another_user(lambda: load_manifest(path))
+    assert said == f"ManifestError: manifest {path}: permission denied"

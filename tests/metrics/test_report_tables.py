@@ -2,6 +2,7 @@ import pandas as pd
 import pytest
 
 from radreport.metrics.report_tables import read_prompt_table, read_report_table
+from tests.another_user import locked_folder, raised_as_another_user
 
 
 def test_iu_xray_layout(tmp_path):
@@ -185,3 +186,9 @@ def test_invisible_characters_in_a_header_do_not_hide_its_column(tmp_path):
     path.write_text("study_id,impresion,findings\na,Normal.,Clear.\n")
     with pytest.raises(ValueError, match="missing column 'impression' \\(the header has "):
         read_report_table(path)
+
+
+@pytest.mark.parametrize("read", [read_report_table, read_prompt_table])
+def test_a_table_in_a_folder_the_user_cannot_enter_is_one_line(tmp_path, read):
+    path = locked_folder(tmp_path) / "x.csv"
+    assert raised_as_another_user(lambda: read(path)) == f"ValueError: {path}: permission denied"
