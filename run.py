@@ -46,7 +46,7 @@ def cli() -> None:
 @cli.command()
 def setup() -> None:
     """Register the MLflow tracker and registry in a ZenML stack and activate it."""
-    from pipelines.stack import ensure_stack, mlflow_tracking_uri
+    from pipelines.stack import ensure_stack, mlflow_tracking_uri, mlflow_ui_command
 
     changes = ensure_stack()
     if changes:
@@ -54,7 +54,7 @@ def setup() -> None:
             click.echo(f"  {change}")
     else:
         click.echo("Stack already set up: nothing changed.")
-    click.echo(f"MLflow UI: mlflow ui --backend-store-uri {mlflow_tracking_uri()}")
+    click.echo(f"MLflow UI: {mlflow_ui_command(mlflow_tracking_uri())}")
     click.echo("ZenML UI:  zenml login --local")
 
 

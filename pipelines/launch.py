@@ -17,6 +17,7 @@ from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import (
 
 from pipelines.cached_metadata import carry_cached_step_metadata
 from pipelines.run_failure import raise_if_a_step_failed
+from pipelines.stack import mlflow_ui_command
 from radreport.config import RunConfig
 from radreport.data.pseudonyms import deid_key_id, resolve_deid_keys
 from radreport.data.run_inputs import RunInputs, resolve_run_inputs
@@ -54,7 +55,7 @@ class RunReport:
                 else "MLflow run:     none, every step was a cache hit (the runs that executed "
                 "them hold their MLflow records)"
             ),
-            f"MLflow UI:      mlflow ui --backend-store-uri {self.mlflow_tracking_uri}",
+            f"MLflow UI:      {mlflow_ui_command(self.mlflow_tracking_uri)}",
             "ZenML UI:       zenml login --local",
         ]
         return lines

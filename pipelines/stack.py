@@ -8,6 +8,7 @@ points), so `zenml stack list` and the dashboard see it.
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
 
 from zenml.client import Client
@@ -135,3 +136,9 @@ def mlflow_tracking_uri() -> str:
     """Where the active stack's tracker writes, for `mlflow ui --backend-store-uri`."""
     tracker = Client().active_stack.experiment_tracker
     return tracker.get_tracking_uri()
+
+
+def mlflow_ui_command(tracking_uri: str) -> str:
+    """The command that opens the MLflow UI on `tracking_uri`, to paste into a shell (the
+    store's path may hold a space)."""
+    return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pipelines.launch import highlights_of
+import shlex
+
+from pipelines.launch import RunReport, highlights_of
 
 SCORES = {"bleu4": 0.25, "finding_f1_micro": 0.7}
 
@@ -170,3 +172,10 @@ def test_looking_for_orphaned_runs_never_costs_the_run_it_precedes(monkeypatch, 
     mark_orphaned_runs()  # no exception: the run goes on
     assert "Could not look for runs left running by a killed process" in caplog.text
     assert "database is locked" in caplog.text
+
+
+def test_the_mlflow_ui_command_pastes_into_a_shell_where_the_store_path_has_a_space():
+    uri = "sqlite:////srv/radiology runs/mlflow.db"
+    report = RunReport("run-1", "completed", None, "demo", uri)
+    [command] = [line.split(":", 1)[1] for line in report.lines() if line.startswith("MLflow UI")]
+    assert shlex.split(command) == ["mlflow", "ui", "--backend-store-uri", uri]
