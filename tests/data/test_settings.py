@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -38,3 +39,8 @@ def test_key_comes_from_env_then_config_then_demo(monkeypatch, caplog):
     assert resolve_deid_keys(DeidSettings(key="from-config")).secret == "from-config"
     monkeypatch.setenv("RADREPORT_DEID_KEY", "from-env")
     assert resolve_deid_keys(DeidSettings(key="from-config")).secret == "from-env"
+
+
+def test_a_manifest_path_under_home_is_expanded():
+    settings = ManifestSettings.model_validate({"path": "~/data/manifest.csv"})
+    assert settings.path == Path.home() / "data" / "manifest.csv"

@@ -102,3 +102,8 @@ def test_the_converted_folder_has_the_umasks_modes(monkeypatch, tmp_path):
         os.umask(before)
     assert folder.stat().st_mode & 0o777 == 0o775
     assert (folder / "config.json").stat().st_mode & 0o777 == 0o664
+
+
+def test_a_cache_dir_under_home_is_expanded(monkeypatch):
+    monkeypatch.setenv("RADREPORT_CACHE_DIR", "~/rr")
+    assert bundled.cache_dir() == Path.home() / "rr"
