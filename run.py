@@ -218,7 +218,7 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
         with input_errors_exit():
             print_report(run_data(config))
         return
-    from radreport.data.build import OUTPUT_FILES, build_dataset
+    from radreport.data.build import OUTPUT_FILES, OutputsNotWritten, build_dataset
     from radreport.data.manifest import check_manifest_path
     from radreport.start_up_gc import resume_full_collections
 
@@ -228,7 +228,10 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
     if out is not None:
         prepare_output_dir(out, OUTPUT_FILES)
     with input_errors_exit():
-        build = build_dataset(manifest, out_dir=out)
+        try:
+            build = build_dataset(manifest, out_dir=out)
+        except OutputsNotWritten as exc:
+            fail(f"--out {exc}", 1)
     for line in summary_lines(build.summary):
         click.echo(line)
     if out is not None:

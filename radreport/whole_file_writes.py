@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,12 +21,25 @@ def replaced_whole(path: Path) -> Iterator[Path]:
     """Yields a temporary path of its own to write (same folder and suffix, so writers that
     add a suffix of their own, like numpy's savez, keep it); on success it replaces `path`.
     Its folder is made if missing."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.parent / f".{uuid.uuid4().hex}-{path.name}"
-    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    try:
+    with replaced_together([path]) as (partial,):
         yield partial
-        os.replace(partial, path)
+
+
+@contextmanager
+def replaced_together(paths: Sequence[Path]) -> Iterator[list[Path]]:
+    """replaced_whole for a set of files: the temporary paths are renamed into place only
+    once every one is written, so a failure while writing (a full disk) leaves the earlier
+    set whole, never new files beside an older run's."""
+    partials = []
+    try:
+        for path in map(Path, paths):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.parent / f".{uuid.uuid4().hex}-{path.name}"
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            partials.append(partial)
+        yield partials
+        for partial, path in zip(partials, paths, strict=True):
+            os.replace(partial, path)
     finally:
-        partial.unlink(missing_ok=True)
+        for partial in partials:
+            partial.unlink(missing_ok=True)

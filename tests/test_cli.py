@@ -541,3 +541,32 @@ def test_a_configs_manifest_in_a_folder_the_user_cannot_enter_is_one_line(tmp_pa
     assert capfd.readouterr().err == (
         f"error: {path}: data.manifest.path: {manifest}: permission denied\n"
     )
+
+
+def test_a_data_out_set_that_cannot_be_written_leaves_the_earlier_set_whole(tmp_path):
+    """A full disk halfway through the set: EFBIG from a file size limit stands in for it."""
+    import resource
+    import signal
+
+    out = tmp_path / "out"
+    first = write_manifest(tmp_path, ["s1,p1,Small effusion.,Small right effusion.,"])
+    assert run_cli("data", "--manifest", str(first), "--out", str(out)).returncode == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert (out / "studies.parquet").stat().st_size > 4096 > (out / "summary.json").stat().st_size
+
+    def files_up_to_4_kib():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    second = tmp_path / "second.csv"
+    second.write_text("study_id,patient_id,impression,report\ns2,p2,Normal.,Lungs clear.\n")
+    result = subprocess.run(
+        [sys.executable, str(REPO / "run.py"), "data", "--manifest", str(second), "--out",
+         str(out)],
+        capture_output=True, text=True, cwd=REPO, preexec_fn=files_up_to_4_kib,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [said] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert said.startswith(f"error: --out {out}: cannot write quarantine.csv and the rest of ")
+    assert said.endswith("File too large); the folder keeps the files it had")
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from radreport.folder_lock import LOCK_NAME, FolderLock, HeldByThisThread
-from radreport.whole_file_writes import replaced_whole
+from radreport.whole_file_writes import replaced_together, replaced_whole
 
 
 def test_a_file_is_replaced_whole_and_numpy_keeps_its_suffix(tmp_path):
@@ -32,6 +32,17 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path):
         raise RuntimeError("killed")
     assert target.read_text() == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_set_failing_at_its_second_file_leaves_every_old_file(tmp_path):
+    first, second = tmp_path / "summary.json", tmp_path / "studies.parquet"
+    first.write_text("old summary")
+    second.write_text("old studies")
+    with pytest.raises(OSError), replaced_together([first, second]) as (new_first, new_second):
+        new_first.write_text("new summary")
+        raise OSError(28, "No space left on device")
+    assert first.read_text() == "old summary" and second.read_text() == "old studies"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["studies.parquet", "summary.json"]
 
 
 @pytest.fixture
