@@ -218,9 +218,10 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
         with input_errors_exit():
             print_report(run_data(config))
         return
-    from radreport.data.build import OUTPUT_FILES, OutputsNotWritten, build_dataset
+    from radreport.data.build import OUTPUT_FILES, build_dataset
     from radreport.data.manifest import check_manifest_path
     from radreport.start_up_gc import resume_full_collections
+    from radreport.whole_file_writes import SetNotWritten
 
     resume_full_collections()
     with input_errors_exit():
@@ -230,7 +231,7 @@ def data(config_path: Path | None, manifest: Path | None, out: Path | None) -> N
     with input_errors_exit():
         try:
             build = build_dataset(manifest, out_dir=out)
-        except OutputsNotWritten as exc:
+        except SetNotWritten as exc:
             fail(f"--out {exc}", 1)
     for line in summary_lines(build.summary):
         click.echo(line)
@@ -659,6 +660,7 @@ def evaluate(
     # a mistyped file should be refused at once.
     from radreport.llm.predictions import predict_fitting_impressions
     from radreport.metrics.evaluate import evaluate_reports
+    from radreport.whole_file_writes import SetNotWritten, replaced_as_a_set
 
     model = load_model_or_exit(model_spec)
     settings = decoding_settings(model, decoder, stop_bias, max_new_tokens)
@@ -673,49 +675,70 @@ def evaluate(
     written = [report is not None for report in generated]
     table["generated"] = [report or "" for report in generated]
     table["out_of_room"] = out_of_room
-    table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(
-        out / "predictions.csv", index=False
-    )
-    write_generation_record(
-        out / "generation.json", model, settings, generator, reports_csv, written, out_of_room
-    )
+    scored_rows = [
+        fits and has_reference for fits, has_reference in zip(written, scorable, strict=True)
+    ]
+    result = None
+    # One set: a write that fails (a full disk) leaves the previous run's files, all of them.
+    # The scores and rejections of a run without any are not kept from the previous one.
+    try:
+        with replaced_as_a_set(out, (*own_files, *REPORT_FILES)) as staged:
+            table[["study_id", "generated"]].rename(columns={"generated": "prediction"}).to_csv(
+                staged / "predictions.csv", index=False
+            )
+            write_generation_record(
+                staged / "generation.json", model, settings, generator, reports_csv, written,
+                out_of_room,
+            )  # fmt: skip
+            if any(scored_rows):
+                scored = table[scored_rows].reset_index(drop=True)
+                result = evaluate_reports(scored, model.train_pairs, output_dir=staged)
+                result = moved_report_files(result, out)
+                (staged / "metrics.json").write_text(result.to_json())
+            if too_long:
+                rejected_table(table, too_long).to_csv(staged / "rejected.csv", index=False)
+    except SetNotWritten as exc:
+        fail(f"--out {exc}", 1)
     click.echo(
         f"[{model.label}] wrote {out / 'predictions.csv'} ({len(table)} rows, stop bias "
         f"{generator.rules.stop_logit_bias:+g}) and {out / 'generation.json'}"
     )
-    # Never a previous run's scores: a run that scores nothing writes none of these.
-    for name in ("metrics.json", *REPORT_FILES):
-        (out / name).unlink(missing_ok=True)
-    scored_rows = [
-        fits and has_reference for fits, has_reference in zip(written, scorable, strict=True)
-    ]
-    if any(scored_rows):
-        scored = table[scored_rows].reset_index(drop=True)
-        result = evaluate_reports(scored, model.train_pairs, output_dir=out)
-        (out / "metrics.json").write_text(result.to_json())
-        click.echo(f"wrote {out / 'metrics.json'} and {result.html_path} ({len(scored)} rows)")
+    if result is not None:
+        click.echo(f"wrote {out / 'metrics.json'} and {result.html_path} ({sum(scored_rows)} rows)")
         for key in ("bleu1", "bleu4", "rouge_l", "finding_f1_micro", "length_ratio"):
             click.echo(f"  {key}: {result.metrics[key]:.3f}")
-    rejected_csv = out / "rejected.csv"
-    rejected_csv.unlink(missing_ok=True)  # a previous run's record would name other rows
     if too_long:
-        import pandas as pd
-
-        rejected = pd.DataFrame(
-            {
-                "row": [error.index + 1 for error in too_long],
-                "study_id": [table["study_id"].iloc[error.index] for error in too_long],
-                "reason": [str(error) for error in too_long],
-            }
-        )
-        rejected.to_csv(rejected_csv, index=False)
         first = too_long[0]
         fail(
             f"{reports_csv}: {len(too_long)} of {len(table)} rows rejected (see "
-            f"{rejected_csv}); row {first.index + 1} (study_id "
+            f"{out / 'rejected.csv'}); row {first.index + 1} (study_id "
             f"{table['study_id'].iloc[first.index]}): {first}",
             2,
         )
+
+
+def moved_report_files(result, out: Path):
+    """`result` naming its report files where they are once moved from staging into `out`."""
+    from dataclasses import replace
+
+    return replace(
+        result,
+        html_path=out / result.html_path.name,
+        plot_paths=[out / path.name for path in result.plot_paths],
+    )
+
+
+def rejected_table(table, too_long):
+    """rejected.csv: the rows whose prompt did not fit, and why."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "row": [error.index + 1 for error in too_long],
+            "study_id": [table["study_id"].iloc[error.index] for error in too_long],
+            "reason": [str(error) for error in too_long],
+        }
+    )
 
 
 def main() -> None:

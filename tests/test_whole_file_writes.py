@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from radreport.folder_lock import LOCK_NAME, FolderLock, HeldByThisThread
-from radreport.whole_file_writes import replaced_together, replaced_whole
+from radreport.whole_file_writes import SetNotWritten, replaced_as_a_set, replaced_whole
 
 
 def test_a_file_is_replaced_whole_and_numpy_keeps_its_suffix(tmp_path):
@@ -35,14 +35,25 @@ def test_a_failed_write_leaves_the_old_file_and_no_partial_one(tmp_path):
 
 
 def test_a_set_failing_at_its_second_file_leaves_every_old_file(tmp_path):
-    first, second = tmp_path / "summary.json", tmp_path / "studies.parquet"
-    first.write_text("old summary")
-    second.write_text("old studies")
-    with pytest.raises(OSError), replaced_together([first, second]) as (new_first, new_second):
-        new_first.write_text("new summary")
-        raise OSError(28, "No space left on device")
-    assert first.read_text() == "old summary" and second.read_text() == "old studies"
+    (tmp_path / "summary.json").write_text("old summary")
+    (tmp_path / "studies.parquet").write_text("old studies")
+    names = ("summary.json", "studies.parquet")
+    with pytest.raises(SetNotWritten, match="cannot write its files \\(No space left on device\\)"):
+        with replaced_as_a_set(tmp_path, names) as staged:
+            (staged / "summary.json").write_text("new summary")
+            raise OSError(28, "No space left on device")
+    assert (tmp_path / "summary.json").read_text() == "old summary"
+    assert (tmp_path / "studies.parquet").read_text() == "old studies"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["studies.parquet", "summary.json"]
+
+
+def test_a_set_replaces_the_files_written_and_removes_those_it_left_unwritten(tmp_path):
+    (tmp_path / "predictions.csv").write_text("old")
+    (tmp_path / "metrics.json").write_text("an older run's scores")
+    with replaced_as_a_set(tmp_path, ("predictions.csv", "metrics.json")) as staged:
+        (staged / "predictions.csv").write_text("new")
+    assert [path.name for path in tmp_path.iterdir()] == ["predictions.csv"]
+    assert (tmp_path / "predictions.csv").read_text() == "new"
 
 
 @pytest.fixture

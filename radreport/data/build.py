@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -39,7 +37,7 @@ from radreport.data.text_scrub import scrub_report
 from radreport.dicom.ingest import ingest_studies
 from radreport.dicom.study import StudyImages, StudyTask
 from radreport.dicom.windows import CHANNELS
-from radreport.whole_file_writes import replaced_together
+from radreport.whole_file_writes import replaced_as_a_set
 
 logger = logging.getLogger(__name__)
 
@@ -291,33 +289,20 @@ def _write_quarantine(
 ) -> None:
     if sources is None:
         sources = quarantine_sources_table([])
-    with _writing_set(out_dir, OUTPUT_FILES[:2]) as (quarantine_csv, sources_csv):
-        quarantine.to_csv(quarantine_csv, index=False, columns=QUARANTINE_COLUMNS)
-        sources.to_csv(sources_csv, index=False, columns=SOURCE_COLUMNS)
+    with replaced_as_a_set(out_dir, OUTPUT_FILES[:2]) as staged:
+        _write_quarantine_files(quarantine, sources, staged)
+
+
+def _write_quarantine_files(quarantine: pd.DataFrame, sources: pd.DataFrame, folder: Path):
+    quarantine.to_csv(folder / "quarantine.csv", index=False, columns=QUARANTINE_COLUMNS)
+    sources.to_csv(folder / "quarantine_sources.csv", index=False, columns=SOURCE_COLUMNS)
 
 
 def write_outputs(result: DatasetBuild, out_dir: Path) -> None:
-    """The files of OUTPUT_FILES, replaced together: a kill or a full disk mid-write leaves
-    the set before it, never half of a file nor a mix of two runs' files."""
-    with _writing_set(out_dir, OUTPUT_FILES) as (quarantine, sources, summary, studies, volumes):
-        result.quarantine.to_csv(quarantine, index=False, columns=QUARANTINE_COLUMNS)
-        result.quarantine_sources.to_csv(sources, index=False, columns=SOURCE_COLUMNS)
-        summary.write_text(json.dumps(result.summary, indent=2) + "\n")
-        result.studies.to_parquet(studies, index=False)
-        result.volumes.save(volumes)
-
-
-class OutputsNotWritten(Exception):
-    """The output folder's files could not be written; it keeps its earlier ones."""
-
-
-@contextmanager
-def _writing_set(out_dir: Path, names: tuple[str, ...]) -> Iterator[list[Path]]:
-    try:
-        with replaced_together([out_dir / name for name in names]) as partials:
-            yield partials
-    except OSError as error:
-        raise OutputsNotWritten(
-            f"{out_dir}: cannot write {names[0]} and the rest of its set ("
-            f"{error.strerror or error}); the folder keeps the files it had"
-        ) from None
+    """The files of OUTPUT_FILES, replaced as a set: a kill or a full disk mid-write leaves
+    the set before it (SetNotWritten), never half of a file nor a mix of two runs' files."""
+    with replaced_as_a_set(out_dir, OUTPUT_FILES) as staged:
+        _write_quarantine_files(result.quarantine, result.quarantine_sources, staged)
+        (staged / "summary.json").write_text(json.dumps(result.summary, indent=2) + "\n")
+        result.studies.to_parquet(staged / "studies.parquet", index=False)
+        result.volumes.save(staged / "volumes.npz")

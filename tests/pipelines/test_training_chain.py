@@ -623,6 +623,41 @@ def test_evaluate_rejects_only_the_row_whose_prompt_overflows_the_context(traine
     assert predictions["study_id"].tolist() == [""] and predictions["prediction"].iloc[0]
 
 
+def test_evaluate_out_that_cannot_be_written_keeps_its_earlier_files(trained, tmp_path):
+    """A disk that fills up at the last plot. Loading the model writes more than the plots
+    (the adapter is copied out of the artifact store), so no file size limit can stand in for
+    it: the plot's write raises the error a full disk gives."""
+    reports = tmp_path / "reports.csv"
+    reports.write_text("study_id,impression,findings\na,Clear lungs.,The lungs are clear.\n")
+    out = tmp_path / "out"
+    arguments = ["evaluate", "--reports", str(reports), "--model", trained.model, "--out", str(out)]
+    first = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run.py"), *arguments],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    disk_full_at_the_last_plot = (
+        "import errno, run\n"
+        "from radreport.metrics import report_html\n"
+        "def full(*args):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device')\n"
+        "report_html.plot_report_lengths = full\n"
+        "run.main()\n"
+    )
+    reports.write_text("study_id,impression,findings\nb,Small effusion.,A small effusion.\n")
+    second = subprocess.run(
+        [sys.executable, "-c", disk_full_at_the_last_plot, *arguments],
+        capture_output=True, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"error: --out {out}: cannot write its files (No space left on device); it keeps the "
+        "files it had"
+    )
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+
+
 def test_without_a_version_the_newest_version_with_an_adapter_is_used(trained, caplog):
     """A run that failed or is still going leaves the latest version without an adapter;
     asking for the model, not that version, still finds the one trained before it."""
