@@ -19,10 +19,14 @@ import time
 from pathlib import Path
 
 from radreport.folder_lock import LocksUnavailable, try_lock
+from radreport.llm.bundled import cache_dir
 
 logger = logging.getLogger(__name__)
 
 LAUNCHES = "radreport-launches"
+# Where versions before the fiftieth session held their locks, still read: a run such a
+# version is training while the new one starts (an update) is live.
+CACHE_LAUNCHES = "launches"
 # The pipelines `run.py` runs; another tool's pipelines in the same store are left alone.
 OUR_PIPELINES = ("data_pipeline", "training_pipeline", "llm_pipeline")
 ORPHANED = "its process ended without finishing it (killed, or out of memory)"
@@ -71,8 +75,9 @@ def _live_launch_times() -> list[float] | None:
     launches = _launches()
     if launches is None:
         return None
+    earlier_versions = cache_dir() / CACHE_LAUNCHES
     times = []
-    for path in launches.glob("*.lock"):
+    for path in [*launches.glob("*.lock"), *earlier_versions.glob("*.lock")]:
         try:
             started, pid = path.stem.split("-", 1)
             started = float(started)

@@ -181,6 +181,35 @@ def test_a_launch_lock_is_seen_by_every_process_on_the_store_whatever_its_cache(
     assert not any(started >= before for started in _live_launch_times())
 
 
+def test_a_launch_lock_an_earlier_version_holds_in_the_cache_is_seen():
+    """A run of the version before an update, still going: its lock is in the cache."""
+    from pipelines.orphaned_runs import CACHE_LAUNCHES, _live_launch_times
+    from radreport.llm.bundled import cache_dir
+
+    folder = cache_dir() / CACHE_LAUNCHES
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = (
+        "import os, time\n"
+        "from radreport.folder_lock import try_lock\n"
+        f"path = os.path.join({str(folder)!r}, f'{{time.time():.6f}}-{{os.getpid()}}.lock')\n"
+        "assert try_lock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))\n"
+        "print('held', flush=True)\ninput()"
+    )
+    before = time.time()
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    try:
+        assert process.stdout.readline() == "held\n"
+        assert any(started >= before for started in _live_launch_times())
+    finally:
+        process.communicate("\n", timeout=60)
+    assert not any(started >= before for started in _live_launch_times())
+    assert not list(folder.glob("*.lock"))  # an ended holder's file is removed
+
+
 def test_ctrl_c_says_so_in_one_line_and_a_killed_run_is_marked_failed_by_the_next(
     radreport_stack, tiny_llama_dir, tmp_path
 ):
