@@ -628,15 +628,14 @@ def test_evaluate_out_that_cannot_be_written_keeps_its_earlier_files(trained, tm
     (the adapter is copied out of the artifact store), so no file size limit can stand in for
     it: the plot's write raises the error a full disk gives."""
     reports = tmp_path / "reports.csv"
-    reports.write_text("study_id,impression,findings\na,Clear lungs.,The lungs are clear.\n")
+    reports.write_text("study_id,impression,findings\nb,Small effusion.,A small effusion.\n")
     out = tmp_path / "out"
-    arguments = ["evaluate", "--reports", str(reports), "--model", trained.model, "--out", str(out)]
-    first = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "run.py"), *arguments],
-        capture_output=True, text=True, cwd=REPO_ROOT,
-    )  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    out.mkdir()
+    # An earlier run's files (each file evaluate writes).
+    for name in ("predictions.csv", "generation.json", "metrics.json", *REPORT_FILES):
+        (out / name).write_text(f"the earlier run's {name}")
     before = {path.name: path.read_bytes() for path in out.iterdir()}
+    arguments = ["evaluate", "--reports", str(reports), "--model", trained.model, "--out", str(out)]
     disk_full_at_the_last_plot = (
         "import errno, run\n"
         "from radreport.metrics import report_html\n"
@@ -645,13 +644,12 @@ def test_evaluate_out_that_cannot_be_written_keeps_its_earlier_files(trained, tm
         "report_html.plot_report_lengths = full\n"
         "run.main()\n"
     )
-    reports.write_text("study_id,impression,findings\nb,Small effusion.,A small effusion.\n")
-    second = subprocess.run(
+    failed = subprocess.run(
         [sys.executable, "-c", disk_full_at_the_last_plot, *arguments],
         capture_output=True, text=True, cwd=REPO_ROOT,
     )  # fmt: skip
-    assert second.returncode == 1
-    assert second.stderr.strip().splitlines()[-1] == (
+    assert failed.returncode == 1
+    assert failed.stderr.strip().splitlines()[-1] == (
         f"error: --out {out}: cannot write its files (No space left on device); it keeps the "
         "files it had"
     )
