@@ -331,70 +331,32 @@ class RowCache:
     values: torch.Tensor
 
 
-# Padded tokens per prefill forward: prompts are encoded together up to this many (the
-# longest of a group times its size). Measured on the Intel host, bf16: a 60-token prompt
-# costs 91 ms alone and 16-22 ms in groups of 16-32; a 500-token one 228 ms alone and
-# 156 ms in fours; fp32 gains less (88 -> 48 and 507 -> 467 ms).
-PREFILL_TOKENS = 2048
-
-
-def _prefill_group(
-    model, prompts: Sequence[Sequence[int]], dtype: torch.dtype = torch.float32
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Each prompt's last logits and its keys and values in the kernel's layout (fp32),
-    from one forward pass over the prompts padded on the right: attention is causal, so a
-    prompt's own positions never see the padding after them.
+def _prefill(
+    model, ids: Sequence[int], dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One prompt's last logits and its keys and values in the kernel's layout (fp32).
 
     `dtype` bfloat16 runs the fp32 model's matrix products in bfloat16 (autocast): a long
     prompt's prefill is compute-bound, and on CPUs with native bf16 that is about 1.9x
     faster (700 tokens: 0.64-0.70 s against 1.19 s on the AMD host). The keys, values and
     logits then carry bf16 rounding, as the PyTorch decoder's do on such CPUs.
     """
-    lengths = [len(ids) for ids in prompts]
-    longest = max(lengths)
-    padded = torch.zeros(len(prompts), longest, dtype=torch.long)
-    for row, ids in enumerate(prompts):
-        padded[row, : len(ids)] = torch.tensor(list(ids), dtype=torch.long)
     cache = DynamicCache(config=model.config)
     precision = (
         torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
     )
     with precision:
-        hidden = model.model(input_ids=padded, past_key_values=cache, use_cache=True)
-        last = hidden.last_hidden_state[torch.arange(len(prompts)), torch.tensor(lengths) - 1]
-        logits = model.lm_head(last).float()
-    encoded = []
-    for row, length in enumerate(lengths):
-        keys, values = (
-            torch.stack([getattr(layer, part)[row, :, :length] for layer in cache.layers])
-            .float()
-            .contiguous()
-            for part in ("keys", "values")
+        hidden = model.model(
+            input_ids=torch.tensor([list(ids)], dtype=torch.long),
+            past_key_values=cache,
+            use_cache=True,
         )
-        encoded.append((logits[row], keys, values))
-    return encoded
-
-
-def _prefill(
-    model, ids: Sequence[int], dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One prompt's last logits, keys and values (_prefill_group)."""
-    return _prefill_group(model, [ids], dtype)[0]
-
-
-def _prefill_groups(prompts: Sequence[Sequence[int]]) -> list[list[int]]:
-    """Consecutive runs of prompt indices whose padded size stays within PREFILL_TOKENS (a
-    longer prompt alone); the generator's batches are sorted by length, so little is padding."""
-    groups: list[list[int]] = []
-    longest = 0
-    for index, ids in enumerate(prompts):
-        if groups and max(longest, len(ids)) * (len(groups[-1]) + 1) <= PREFILL_TOKENS:
-            groups[-1].append(index)
-            longest = max(longest, len(ids))
-        else:
-            groups.append([index])
-            longest = len(ids)
-    return groups
+        logits = model.lm_head(hidden.last_hidden_state[0, -1]).float()
+    keys, values = (
+        torch.stack([getattr(layer, part)[0] for layer in cache.layers]).float().contiguous()
+        for part in ("keys", "values")
+    )
+    return logits, keys, values
 
 
 @torch.inference_mode()
@@ -417,17 +379,11 @@ def native_decode(
     prompt share its cache, so MBR's candidates read the prompt's keys and values once each
     but store them once.
     """
-    # The groups are consecutive runs of prompts, so their results come in the prompts' order.
-    # MBR's sampled candidates prefill each prompt alone: a batched bf16 prefill rounds a
-    # prompt's logits by its neighbours' shapes, which moves an occasional draw, so a study's
-    # report would depend on its batch (13 of 16 IU val studies the same alone as in a batch,
-    # against 16 of 16; the speed on 700-token prompts was the same within noise).
-    groups = [[index] for index in range(len(prompts))] if copies > 1 else _prefill_groups(prompts)
-    encoded = [
-        prompt
-        for group in groups
-        for prompt in _prefill_group(model, [prompts[index] for index in group], prefill_dtype)
-    ]
+    # Each prompt is encoded alone: a batched bf16 prefill rounds a prompt's logits by its
+    # neighbours' shapes, which moves an occasional token, so a study's report depended on
+    # the studies beside it (greedy: 3 of 24 IU val impressions on the demo model; MBR: 13
+    # of 16 the same). Alone, 48 greedy reports took 34.0 s against 32.3 s (median of 3).
+    encoded = [_prefill(model, ids, prefill_dtype) for ids in prompts]
     first_logits, caches, positions = [], [], []
     for ids, (logits, prompt_keys, prompt_values) in zip(prompts, encoded, strict=True):
         for _ in range(copies):  # the copies share the prompt's cache: no copy is made

@@ -7,7 +7,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from radreport.llm import generate, native_generate, native_kernel
+from radreport.data.alpaca import text_ids
+from radreport.llm import generate, native_kernel
 from radreport.llm.bundled import bundled_model_dir
 from radreport.llm.decode_rules import DecodeRules
 from radreport.llm.generate import ReportGenerator
@@ -17,8 +18,6 @@ from radreport.llm.native_generate import (
     RowCache,
     UnsupportedModel,
     _prefill,
-    _prefill_group,
-    _prefill_groups,
     native_decode,
     round_matrices_to_bfloat16,
 )
@@ -126,23 +125,34 @@ def test_a_step_writes_its_logits_into_a_given_buffer_and_refuses_a_wrong_one():
         native.step([4], [3], [cache()], out=buffer.double())
 
 
-@torch.inference_mode()
-def test_a_padded_group_of_prompts_encodes_each_as_if_alone():
-    model = odd_llama(True)
-    prompts = [[5, 17, 3, 88, 41, 9, 60], [2, 70], [9, 9, 31, 4, 77]]
-    for ids, together in zip(prompts, _prefill_group(model, prompts), strict=True):
-        alone = _prefill(model, ids)
-        assert together[1].shape == (2, 1, len(ids), 8)  # layers, kv heads, positions, dim
-        for part_together, part_alone in zip(together, alone, strict=True):
-            torch.testing.assert_close(part_together, part_alone, rtol=1e-5, atol=1e-5)
+def test_a_prompts_first_logits_in_bfloat16_are_the_same_alone_and_among_others(tiny_llama_dir):
+    """A batched bf16 prefill rounded a prompt by its neighbours' shapes, and a study's
+    greedy report then depended on the studies decoded beside it."""
+    native = NativeReportGenerator(tiny_llama_dir, max_new_tokens=2)
+    prompts = text_ids(native.tokenizer, native._prompts(IMPRESSIONS, None))
 
+    def first_logits(batch: list[list[int]]) -> list[torch.Tensor]:
+        seen = []
 
-def test_prompts_are_encoded_together_up_to_the_token_budget(monkeypatch):
-    monkeypatch.setattr(native_generate, "PREFILL_TOKENS", 12)
-    lengths = [3, 4, 4, 5, 20, 2]
-    # 4 x 3 padded tokens fit; 5 x 4 do not; a 20-token prompt goes alone, and so does
-    # the short one after it (20 x 2 > 12): groups are consecutive, the order is kept.
-    assert _prefill_groups([[1] * n for n in lengths]) == [[0, 1, 2], [3], [4], [5]]
+        def choose(logits, rows):
+            if not seen:
+                seen.extend(logits.clone())
+            return logits.argmax(dim=-1)
+
+        native_decode(
+            native.native,
+            native.model,
+            batch,
+            2,
+            DecodeRules([], 0),
+            choose=choose,
+            prefill_dtype=torch.bfloat16,
+        )
+        return seen
+
+    together = first_logits(prompts)
+    for ids, logits in zip(prompts, together, strict=True):
+        assert torch.equal(first_logits([ids])[0], logits)
 
 
 def test_native_generator_writes_the_reports_of_fp32_torch_with_the_adapter(
