@@ -158,26 +158,31 @@ def _run_ids() -> set:
         return set()
 
 
-def test_a_launch_lock_is_seen_by_every_process_on_the_store_whatever_its_cache(tmp_path):
-    """A process with another cache folder on the same store: its runs are live too."""
-    from pipelines.orphaned_runs import _live_launch_times
-
-    holder = (
-        "from pipelines.orphaned_runs import hold_launch_lock\n"
-        "hold_launch_lock()\nprint('held', flush=True)\ninput()"
-    )
+@contextmanager
+def _lock_held_by_another_process(holder: str, **env: str):
+    """While `holder` (Python that takes a launch lock, prints 'held', then waits) runs in
+    another process: yields the time before it started."""
     before = time.time()
     process = subprocess.Popen(
-        [sys.executable, "-c", holder],
+        [sys.executable, "-c", f"{holder}\nprint('held', flush=True)\ninput()"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "RADREPORT_CACHE_DIR": str(tmp_path)},
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
     )  # fmt: skip
     try:
         while (line := process.stdout.readline()) != "held\n":  # ZenML may say things first
             assert line, "the holder ended"
-        assert any(started >= before for started in _live_launch_times())
+        yield before
     finally:
         process.communicate("\n", timeout=60)
+
+
+def test_a_launch_lock_is_seen_by_every_process_on_the_store_whatever_its_cache(tmp_path):
+    """A process with another cache folder on the same store: its runs are live too."""
+    from pipelines.orphaned_runs import _live_launch_times
+
+    holder = "from pipelines.orphaned_runs import hold_launch_lock\nhold_launch_lock()"
+    with _lock_held_by_another_process(holder, RADREPORT_CACHE_DIR=str(tmp_path)) as before:
+        assert any(started >= before for started in _live_launch_times())
     assert not any(started >= before for started in _live_launch_times())
 
 
@@ -192,20 +197,10 @@ def test_a_launch_lock_an_earlier_version_holds_in_the_cache_is_seen():
         "import os, time\n"
         "from radreport.folder_lock import try_lock\n"
         f"path = os.path.join({str(folder)!r}, f'{{time.time():.6f}}-{{os.getpid()}}.lock')\n"
-        "assert try_lock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))\n"
-        "print('held', flush=True)\ninput()"
+        "assert try_lock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))"
     )
-    before = time.time()
-    process = subprocess.Popen(
-        [sys.executable, "-c", holder],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    try:
-        assert process.stdout.readline() == "held\n"
+    with _lock_held_by_another_process(holder) as before:
         assert any(started >= before for started in _live_launch_times())
-    finally:
-        process.communicate("\n", timeout=60)
     assert not any(started >= before for started in _live_launch_times())
     assert not list(folder.glob("*.lock"))  # an ended holder's file is removed
 
